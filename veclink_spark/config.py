@@ -1,0 +1,301 @@
+"""User-facing configuration: frozen dataclass sections loaded from YAML or a dict.
+
+Every tunable of the method is a named field here with a default and a bound. ``conf/default.yaml``
+lists every field with its default and a comment; ``tests/test_config.py`` checks the two agree.
+Construction validates everything and reports **every** problem at once (:class:`ConfigError`), each
+naming its field, the bound and the value given; unknown keys are errors that suggest the nearest
+valid key.
+
+How defaults were chosen: see ``docs/method.md`` (measurements on ``../shared/data``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
+       choices: tuple[Any, ...] | None = None, kind: type | None = None) -> Any:
+    """A config field with its documentation and bounds kept as dataclass metadata."""
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices, "kind": kind})
+
+
+@dataclass(frozen=True)
+class IOConfig:
+    """Column names of the input tables."""
+
+    left_id: str = _f("id", "id column of the left table (long or string)")
+    left_vector: str = _f("vector", "vector column of the left table (array<float> or array<double>)")
+    right_id: str = _f("id", "id column of the right table")
+    right_vector: str = _f("vector", "vector column of the right table")
+    seeds_left: str = _f("left_id", "column of the seeds table holding left ids")
+    seeds_right: str = _f("right_id", "column of the seeds table holding right ids")
+
+
+@dataclass(frozen=True)
+class ViewsConfig:
+    """How each round samples its views (subsets of paired anchors)."""
+
+    sampling: str = _f("random", "views while anchors are few: 'random' (uniform random anchor subsets, "
+                       "independent trials) or 'fps' (farthest-point sampling, as published)",
+                       choices=("random", "fps"))
+    base_views: int = _f(48, "m0: views per round at the start", lo=1, hi=100000, kind=int)
+    growth: float = _f(0.5, "c: m_t = ceil(m0 * (1 + c * log g_t)), g_t = |L_t-1| / |L_0| (anchor growth)",
+                       lo=0.0, hi=100.0)
+    view_fraction: float = _f(0.35, "rho0: view size s_t = ceil(rho0 * |L_t-1| / sf_t), "
+                              "sf_t = 1 + c * log g_t", lo=0.01, hi=1.0)
+    min_view_size: int = _f(4, "smallest view (anchors)", lo=2, hi=100000, kind=int)
+    max_view_size: int = _f(64, "largest view in the random/fps branch (anchors)", lo=2, hi=100000, kind=int)
+    kmeans: bool = _f(True, "switch to a k-means partition of the anchors once |L| > d_max", kind=bool)
+    kmeans_overlap: int = _f(2, "rho: each anchor joins its rho nearest k-means clusters", lo=1, hi=16,
+                             kind=int)
+
+
+@dataclass(frozen=True)
+class SignatureConfig:
+    """Anchor-distance signatures ("hash") of every vector in a view."""
+
+    kernel: str = _f("gaussian", "distance kernel that down-weights far anchors",
+                     choices=("gaussian", "laplacian", "none"))
+    bandwidth: float = _f(1.0, "kernel bandwidth as a multiple of the view's median anchor-anchor "
+                          "distance, per side", lo=1e-6, hi=1e6)
+    centering: str = _f("row", "subtract each signature's mean before normalising ('row') or not ('none')",
+                        choices=("row", "none"))
+    gate: float = _f(0.0, "locality gate: a vector joins a view only if its nearest view anchor is within "
+                     "gate * bandwidth; 0 disables the gate", lo=0.0, hi=1e6)
+
+
+@dataclass(frozen=True)
+class HashingConfig:
+    """Blocking keys for the candidate equi-join."""
+
+    probes: int = _f(2, "each vector's keys are the ids of its `probes` nearest anchors in the view",
+                     lo=1, hi=64, kind=int)
+    max_block_size: int = _f(50000, "a block (view, key) keeps at most this many vectors per side, the "
+                             "closest to the key's anchor; larger blocks are cut and reported",
+                             lo=2, hi=10**9, kind=int)
+
+
+@dataclass(frozen=True)
+class EvidenceConfig:
+    """Beta-Bernoulli evidence per pair."""
+
+    prior_alpha: float = _f(1.0, "alpha of the Beta prior", lo=1e-6, hi=1e6)
+    prior_beta: float = _f(1.0, "beta of the Beta prior", lo=1e-6, hi=1e6)
+    score: str = _f("round_fraction", "score that promotion thresholds: 'posterior_mean' over all views so "
+                    "far, 'round_fraction' (votes / views of the current round) or 'votes'",
+                    choices=("posterior_mean", "round_fraction", "votes"))
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    """The round loop: promotion and stopping."""
+
+    max_rounds: int = _f(30, "round cap", lo=1, hi=100000, kind=int)
+    min_vote_fraction: float = _f(0.25, "floor under the Otsu threshold: a pair needs at least this "
+                                  "fraction of the round's views", lo=0.0, hi=1.0)
+    threshold: str = _f("otsu", "'otsu' (max of Otsu and the floor) or 'floor' (the floor alone)",
+                        choices=("otsu", "floor"))
+    seed: int = _f(0, "random seed of view sampling and k-means (results are deterministic per seed)",
+                   lo=0, hi=2**31 - 1, kind=int)
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Optional self-learning Procrustes refinement once the loop has enough anchors."""
+
+    mode: str = _f("procrustes", "'none' (the published loop only) or 'procrustes' (bagged self-learning "
+                   "orthogonal maps with CSLS mutual nearest neighbours)", choices=("none", "procrustes"))
+    min_anchors: int = _f(60, "start refinement rounds once this many anchors are known", lo=2, hi=10**9,
+                          kind=int)
+    views: int = _f(8, "bagged maps per refinement round (each fitted on a random share of anchors)",
+                    lo=1, hi=10000, kind=int)
+    bag_fraction: float = _f(0.8, "share of anchors each bagged map is fitted on", lo=0.05, hi=1.0)
+    csls_k: int = _f(10, "neighbours of the CSLS hubness correction", lo=1, hi=1000, kind=int)
+    cells: int = _f(64, "k-means cells (in the right space) that block the mapped nearest-neighbour search",
+                    lo=1, hi=10**6, kind=int)
+    cell_probes: int = _f(3, "cells each vector is searched in", lo=1, hi=1024, kind=int)
+    min_vote_fraction: float = _f(0.5, "a refinement candidate needs at least this fraction of the "
+                                  "round's bagged maps", lo=0.0, hi=1.0)
+    max_rounds: int = _f(20, "cap on refinement rounds", lo=0, hi=100000, kind=int)
+    similarity_threshold: str = _f("otsu", "'otsu': a refined link also needs a mapped cosine similarity "
+                                   "above the Otsu threshold of the round's candidates (drops pairs of objects "
+                                   "present on one side only); 'none': votes alone", choices=("otsu", "none"))
+    stable_fraction: float = _f(0.01, "refinement stops when fewer than this fraction of the links changed "
+                                "in a round", lo=0.0, hi=1.0)
+
+
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    """When a run counts as 'did not take off', and what it reports."""
+
+    min_link_fraction: float = _f(0.02, "a run that links fewer than this fraction of the smaller table "
+                                  "(beyond the seeds) is reported as stalled", lo=0.0, hi=1.0)
+    min_seed_consistency: float = _f(0.3, "warn when the Spearman correlation of seed-to-seed distances "
+                                     "across the two spaces is below this", lo=-1.0, hi=1.0)
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """The whole configuration. Build with :meth:`from_dict`, :meth:`from_yaml` or ``LinkConfig()``."""
+
+    io: IOConfig = field(default_factory=IOConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+    signatures: SignatureConfig = field(default_factory=SignatureConfig)
+    hashing: HashingConfig = field(default_factory=HashingConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+
+    def __post_init__(self) -> None:
+        problems = []
+        for sec in fields(self):
+            problems.extend(_check_section(sec.name, getattr(self, sec.name)))
+        if self.views.min_view_size > self.views.max_view_size:
+            problems.append(f"views.min_view_size ({self.views.min_view_size}) must be <= views.max_view_size "
+                            f"({self.views.max_view_size})")
+        if problems:
+            raise ConfigError(problems)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> LinkConfig:
+        """Build from a nested dict ``{section: {field: value}}``; every problem is reported at once.
+
+        Raises:
+            ConfigError: unknown sections or keys (with the nearest valid name), wrong types, values
+                out of bounds.
+
+        Example:
+            >>> LinkConfig.from_dict({"bootstrap": {"max_rounds": 5}}).bootstrap.max_rounds
+            5
+        """
+        data = data or {}
+        problems: list[str] = []
+        if not isinstance(data, dict):
+            raise ConfigError([f"the configuration must be a mapping of sections, got {type(data).__name__}"])
+        sections = {f.name: f for f in fields(cls)}
+        built: dict[str, Any] = {}
+        for name, value in data.items():
+            if name not in sections:
+                problems.append(f"unknown section '{name}'{_suggest(str(name), list(sections))}")
+                continue
+            section_cls = sections[name].default_factory  # type: ignore[misc]
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                problems.append(f"section '{name}' must be a mapping, got {type(value).__name__}")
+                continue
+            known = {f.name: f for f in fields(section_cls)}
+            kwargs = {}
+            for key, val in value.items():
+                if key not in known:
+                    problems.append(f"unknown key '{name}.{key}'{_suggest(str(key), list(known), name)}")
+                    continue
+                kwargs[key] = val
+            built[name] = (section_cls, kwargs)
+        instances = {}
+        for name, (section_cls, kwargs) in built.items():
+            default = section_cls()
+            type_problems = _check_types(name, section_cls, kwargs)
+            problems.extend(type_problems)
+            if type_problems:
+                continue
+            instances[name] = replace(default, **kwargs) if kwargs else default
+        if problems:
+            # Also report the bound problems of the sections that did build, so all come at once.
+            for name, inst in instances.items():
+                problems.extend(_check_section(name, inst))
+            raise ConfigError(problems)
+        return cls(**instances)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> LinkConfig:
+        """Load a YAML file (``yaml.safe_load``) and build the config from it.
+
+        Raises:
+            ConfigError: the file is missing, is not valid YAML, or holds an invalid configuration.
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError([f"config file {p} does not exist"])
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"config file {p} is not valid YAML: {exc}"]) from exc
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The config as a nested plain dict (for logs, summaries and round tables)."""
+        return {s.name: {f.name: getattr(getattr(self, s.name), f.name) for f in fields(getattr(self, s.name))}
+                for s in fields(self)}
+
+
+def _suggest(key: str, valid: list[str], section: str | None = None) -> str:
+    near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    if not near:
+        return f" (valid: {', '.join(valid)})"
+    return f"; did you mean '{section + '.' if section else ''}{near[0]}'?"
+
+
+def _check_types(section: str, section_cls: type, kwargs: dict[str, Any]) -> list[str]:
+    problems = []
+    for f in fields(section_cls):
+        if f.name not in kwargs:
+            continue
+        val = kwargs[f.name]
+        default = f.default if f.default is not MISSING else None
+        where = f"{section}.{f.name}"
+        if isinstance(default, bool):
+            if not isinstance(val, bool):
+                problems.append(f"{where} must be true or false, got {val!r}")
+        elif isinstance(default, int):
+            if isinstance(val, bool) or not isinstance(val, int):
+                problems.append(f"{where} must be an integer, got {val!r}")
+        elif isinstance(default, float):
+            if isinstance(val, bool) or not isinstance(val, (int, float)):
+                problems.append(f"{where} must be a number, got {val!r}")
+            else:
+                kwargs[f.name] = float(val)
+        elif isinstance(default, str) and not isinstance(val, str):
+            problems.append(f"{where} must be a string, got {val!r}")
+    return problems
+
+
+def _check_section(section: str, inst: Any) -> list[str]:
+    problems = []
+    for f in fields(inst):
+        val = getattr(inst, f.name)
+        meta = f.metadata
+        where = f"{section}.{f.name}"
+        if meta.get("choices") is not None and val not in meta["choices"]:
+            problems.append(f"{where} must be one of {', '.join(map(repr, meta['choices']))}, got {val!r}")
+        if isinstance(val, (int, float)) and not isinstance(val, bool):
+            if isinstance(val, float) and not math.isfinite(val):
+                problems.append(f"{where} must be finite, got {val!r}")
+                continue
+            if meta.get("lo") is not None and val < meta["lo"]:
+                problems.append(f"{where} must be >= {meta['lo']}, got {val!r}")
+            if meta.get("hi") is not None and val > meta["hi"]:
+                problems.append(f"{where} must be <= {meta['hi']}, got {val!r}")
+        if isinstance(val, str) and meta.get("choices") is None and not val:
+            problems.append(f"{where} must not be empty")
+    return problems
+
+
+def describe_fields() -> list[tuple[str, Any, str]]:
+    """Every field as (section.key, default, doc), for docs and the default YAML file."""
+    out = []
+    for sec in fields(LinkConfig):
+        cls = sec.default_factory  # type: ignore[misc]
+        for f in fields(cls):
+            out.append((f"{sec.name}.{f.name}", f.default, f.metadata["doc"]))
+    return out

@@ -1,0 +1,82 @@
+"""Did the run take off? The evidence and the advice that go into the run summary.
+
+Runs on the driver, on small aggregates: the per-round history, the final link table (bounded by the
+overlap) and the seed vectors.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import kernels
+from .config import LinkConfig
+
+log = logging.getLogger(__name__)
+
+
+def diagnose(info: dict[str, Any], links: pd.DataFrame, n_left: int, n_right: int, seed_left: np.ndarray,
+             seed_right: np.ndarray, cfg: LinkConfig) -> dict[str, Any]:
+    """Build the run summary: history, link counts, seed consistency and the take-off verdict.
+
+    A run is *stalled* when it linked fewer than ``diagnostics.min_link_fraction`` of the smaller table
+    beyond the seeds. The summary then says so with the evidence (seed-to-seed distance consistency
+    across the spaces, vote margins, links per round) and what the user can do. Logged at WARNING.
+    """
+    history = info.get("history", [])
+    n_links = int((~links["is_seed"].astype(bool)).sum()) if len(links) else 0
+    n_seeds = int(links["is_seed"].astype(bool).sum()) if len(links) else 0
+    consistency = kernels.seed_consistency(seed_left, seed_right)
+    smaller = min(n_left, n_right)
+    needed = cfg.diagnostics.min_link_fraction * smaller
+    stalled = n_links < needed
+    per_round = [int(h.get("added", 0)) for h in history]
+    margins = [
+        {"round": h["round"], "threshold": h.get("threshold"), "floor": h.get("floor"),
+         "candidates": h.get("candidates"), "promoted": h.get("promoted")}
+        for h in history
+    ]
+    advice: list[str] = []
+    reasons: list[str] = []
+    if stalled:
+        reasons.append(f"only {n_links} links beyond the {n_seeds} seeds, fewer than "
+                       f"{cfg.diagnostics.min_link_fraction:.0%} of the smaller table ({smaller} rows)")
+        if np.isfinite(consistency) and consistency < cfg.diagnostics.min_seed_consistency:
+            reasons.append(f"seed-to-seed distances agree poorly across the two spaces (Spearman "
+                           f"{consistency:.2f} < {cfg.diagnostics.min_seed_consistency}): local isometry may "
+                           "not hold for this encoder pair, or some seeds are wrong")
+        if history and all(h.get("promoted", 0) == 0 for h in history[-1:]):
+            reasons.append("the last round promoted nothing: no candidate reached the vote threshold")
+        advice += [
+            "add seed pairs (30-50 spread over the data help most)",
+            "check that the seeds are right and that both tables embed the same kind of objects",
+            "lower bootstrap.min_vote_fraction or raise views.base_views (more, independent views)",
+            "keep refine.mode: procrustes (it can take off where the published loop stalls)",
+        ]
+    verdict = "stalled" if stalled else "took off"
+    summary = {
+        "verdict": verdict,
+        "took_off": not stalled,
+        "reasons": reasons,
+        "advice": advice,
+        "n_links": n_links,
+        "n_seeds": n_seeds,
+        "n_left": int(n_left),
+        "n_right": int(n_right),
+        "seed_consistency_spearman": None if not np.isfinite(consistency) else round(float(consistency), 4),
+        "links_per_round": per_round,
+        "vote_margins": margins,
+        "rounds": len(history),
+        "stop_reason": info.get("stop_reason"),
+        "history": history,
+        "config": cfg.to_dict(),
+    }
+    if stalled:
+        log.warning("the run did not take off: %s. What to do: %s", "; ".join(reasons), "; ".join(advice))
+    else:
+        log.info("the run took off: %d links beyond %d seeds in %d rounds (seed consistency %.2f)",
+                 n_links, n_seeds, len(history), consistency if np.isfinite(consistency) else float("nan"))
+    return summary

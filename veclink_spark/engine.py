@@ -1,0 +1,304 @@
+"""The round driver of the method, independent of where the vectors live.
+
+This module runs on the driver only. It owns the loop of ``algorithm.md`` ("The loop"): sample the
+round's views, ask a backend for the round's mutual-nearest-neighbour votes, turn them into scores,
+pick the Otsu threshold (with a floor), promote one-to-one, decide whether to go on, and hand the
+round's state to the backend to persist. Two backends implement the vote computation:
+:class:`veclink_spark.spark_backend.SparkBackend` (executors, Delta tables) and
+:class:`veclink_spark.reference.NumpyBackend` (in-process numpy). Because both share this driver and
+the kernels of :mod:`veclink_spark.kernels`, the Spark job and the reference give the same links.
+
+Phases. ``geh`` rounds are the published loop. When ``refine.mode`` is ``procrustes``, the run switches
+to ``refine`` rounds once the anchors reach ``refine.min_anchors`` or a ``geh`` round promotes nothing:
+each refine round fits ``refine.views`` bagged orthogonal maps on the current links (Procrustes on a
+random share of them, seeds always in), proposes mutual nearest neighbours in the mapped space per map,
+and keeps pairs proposed by at least ``refine.min_vote_fraction`` of the maps (self-learning, as VecMap,
+with votes instead of a single map). Refine rounds re-derive the link set each round (earlier refine
+links can be revoked); seeds are never revoked.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import kernels
+from .config import LinkConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RoundVotes:
+    """What a backend reports about one round's votes (small aggregates only).
+
+    ``cells`` is the joint histogram of (round votes, cumulative votes) over the eligible candidate
+    pairs (pairs touching no current anchor): an int array of shape (n, 3) with columns
+    (round_votes, cumulative_votes, number of pairs).
+    """
+
+    n_views: int
+    cells: np.ndarray
+    stats: dict[str, Any] = field(default_factory=dict)
+    #: histogram (value rounded to ``kernels.SIM_HIST_DECIMALS``, count) of the eligible pairs' best
+    #: similarity in the round (max over the views where the pair was a mutual nearest neighbour)
+    sim_hist: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+
+
+@dataclass
+class Candidates:
+    """Candidate pairs brought to the driver for promotion (bounded by the overlap size)."""
+
+    left: np.ndarray
+    right: np.ndarray
+    round_votes: np.ndarray
+    cum_votes: np.ndarray
+    sim: np.ndarray
+
+
+class Backend(Protocol):
+    """Where the vectors live. Every method returns small aggregates only."""
+
+    n_left: int
+    n_right: int
+    dim_left: int
+    dim_right: int
+
+    def anchor_vectors(self, left_ids: np.ndarray, right_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors of the given anchors, in the given order."""
+        ...
+
+    def geh_votes(self, round_no: int, vec_left: np.ndarray, vec_right: np.ndarray,
+                  views: list[kernels.View], exclude_left: np.ndarray, exclude_right: np.ndarray,
+                  phase_start: bool) -> RoundVotes:
+        """Compute the round's view votes, add them to the phase's cumulative votes."""
+        ...
+
+    def refine_votes(self, round_no: int, maps: np.ndarray, centroids: np.ndarray,
+                     exclude_left: np.ndarray, exclude_right: np.ndarray, phase_start: bool) -> RoundVotes:
+        """Compute the round's bagged-map votes, add them to the phase's cumulative votes."""
+        ...
+
+    def cross_covariance(self, prev_round: int | None, n_bags: int, fraction: float, salt: int,
+                         seed_left: np.ndarray, seed_right: np.ndarray) -> np.ndarray:
+        """sum of x_left y_right^T over the dictionary pairs in bag b, for every bag: (n_bags, d1, d2).
+
+        The dictionary is the seeds (in every bag) plus, for ``prev_round`` None, the current non-seed
+        anchors, else every eligible pair proposed in round ``prev_round``; bag membership of a non-seed
+        pair is :func:`veclink_spark.kernels.bag_flags` with ``fraction`` and ``salt``.
+        """
+        ...
+
+    def candidates(self, round_no: int, min_round_votes: int, min_cum_votes: int) -> Candidates:
+        """Eligible pairs of the round with at least these round and cumulative votes."""
+        ...
+
+    def save_round(self, round_no: int, anchors: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+        """Persist the round (anchor table and info); the round counts as committed afterwards."""
+        ...
+
+    def load_last_round(self) -> tuple[int, dict[str, np.ndarray], dict[str, Any]] | None:
+        """The last committed round of this run, or None."""
+        ...
+
+
+def _score(kind: str, rv: np.ndarray, cv: np.ndarray, m: int, n_views: int, a: float, b: float) -> np.ndarray:
+    if kind == "round_fraction":
+        return rv / max(m, 1)
+    if kind == "posterior_mean":
+        return (a + cv) / (a + b + n_views)
+    return cv.astype(np.float64)
+
+
+def _anchor_table(left: list, right: list, rounds: list[int], seed_flags: list[bool], votes: list[int],
+                  views: list[int], prob: list[float]) -> dict[str, np.ndarray]:
+    return {
+        "left_id": np.asarray(left), "right_id": np.asarray(right),
+        "round": np.asarray(rounds, dtype=np.int64), "is_seed": np.asarray(seed_flags, dtype=bool),
+        "votes": np.asarray(votes, dtype=np.int64), "views": np.asarray(views, dtype=np.int64),
+        "probability": np.asarray(prob, dtype=np.float64),
+    }
+
+
+def run_rounds(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, cfg: LinkConfig,
+               state_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) the loop to the end. Returns the final anchor table and the run summary.
+
+    The seeds are sorted by (left id, right id) first, so the input row order does not matter.
+    """
+    order = np.lexsort((seed_right, seed_left))
+    seed_left, seed_right = np.asarray(seed_left)[order], np.asarray(seed_right)[order]
+    n_seeds = len(seed_left)
+    d_max = max(backend.dim_left, backend.dim_right)
+    ev, bs, rf = cfg.evidence, cfg.bootstrap, cfg.refine
+
+    resumed = backend.load_last_round()
+    if resumed is None:
+        round_no = 0
+        anchors = _anchor_table(list(seed_left), list(seed_right), [0] * n_seeds, [True] * n_seeds,
+                                [0] * n_seeds, [0] * n_seeds, [1.0] * n_seeds)
+        info: dict[str, Any] = {"phase": "geh", "phase_views": 0, "phase_rounds": 0, "done": False,
+                                "stop_reason": None, "history": []}
+        info.update(state_extra or {})
+    else:
+        round_no, anchors, info = resumed
+        log.info("resuming after committed round %d (phase %s)", round_no, info["phase"])
+
+    while not info["done"]:
+        round_no += 1
+        t0 = time.time()
+        rng = np.random.default_rng([bs.seed, round_no])
+        phase = info["phase"]
+        phase_start = info["phase_rounds"] == 0
+        al, ar = anchors["left_id"], anchors["right_id"]
+        vec_l, vec_r = backend.anchor_vectors(al, ar)
+        if phase == "geh":
+            views, branch = kernels.sample_views(
+                vec_l, vec_r, n_seeds, d_max, sampling=cfg.views.sampling, base_views=cfg.views.base_views,
+                growth=cfg.views.growth, view_fraction=cfg.views.view_fraction,
+                min_view_size=cfg.views.min_view_size, max_view_size=cfg.views.max_view_size,
+                kmeans=cfg.views.kmeans, kmeans_overlap=cfg.views.kmeans_overlap,
+                bandwidth=cfg.signatures.bandwidth, rng=rng)
+            votes = backend.geh_votes(round_no, vec_l, vec_r, views, al, ar, phase_start)
+            m = len(views)
+            floor = bs.min_vote_fraction
+        else:
+            branch = "procrustes"
+            salt = bs.seed * 1_000_003 + round_no
+            prev = round_no - 1 if info["phase_rounds"] > 0 else None
+            cross = backend.cross_covariance(prev, rf.views, rf.bag_fraction, salt, seed_left, seed_right)
+            # Rounded so that summation-order noise between backends cannot change the maps.
+            maps = np.stack([kernels.procrustes_map(np.round(c, 10)) for c in cross])
+            n_cells = max(1, min(rf.cells, len(al) // 4))
+            centroids = _cells(vec_r, n_cells, rng)
+            votes = backend.refine_votes(round_no, maps, centroids, seed_left, seed_right, phase_start)
+            m = rf.views
+            floor = rf.min_vote_fraction
+        n_views_phase = info["phase_views"] + m
+
+        # Score cells -> Otsu threshold (with the floor) -> integer vote thresholds.
+        cells = votes.cells
+        threshold = math.inf
+        sim_threshold = None
+        promoted: list[int] = []
+        cand = Candidates(np.array([]), np.array([]), np.array([]), np.array([]), np.array([]))
+        if len(cells):
+            rv, cv, cnt = cells[:, 0], cells[:, 1], cells[:, 2]
+            sc = _score(ev.score, rv, cv, m, n_views_phase, ev.prior_alpha, ev.prior_beta)
+            floor_ok = rv >= floor * m
+            if phase == "geh" and bs.threshold == "otsu":
+                uniq, inv = np.unique(sc, return_inverse=True)
+                threshold = kernels.otsu_threshold(uniq, np.bincount(inv, weights=cnt))
+            else:
+                threshold = -math.inf
+            sel = floor_ok & (sc >= threshold)
+            if sel.any():
+                min_rv = int(rv[sel].min())
+                min_cv = int(cv[sel].min())
+                cand = backend.candidates(round_no, min_rv, min_cv)
+                csc = _score(ev.score, cand.round_votes, cand.cum_votes, m, n_views_phase,
+                             ev.prior_alpha, ev.prior_beta)
+                ok = (cand.round_votes >= floor * m) & (csc >= threshold)
+                if phase == "refine" and rf.similarity_threshold == "otsu" and len(votes.sim_hist):
+                    sim_threshold = kernels.otsu_threshold(votes.sim_hist[:, 0], votes.sim_hist[:, 1])
+                    ok &= np.round(cand.sim, kernels.SIM_HIST_DECIMALS) >= sim_threshold
+                idx = np.nonzero(ok)[0]
+                if phase == "geh":
+                    used_l, used_r = set(al.tolist()), set(ar.tolist())
+                else:
+                    used_l, used_r = set(seed_left.tolist()), set(seed_right.tolist())
+                tie = cand.cum_votes[idx] if ev.score == "round_fraction" else cand.round_votes[idx]
+                keep = kernels.greedy_one_to_one(cand.left[idx], cand.right[idx], csc[idx], tie, used_l, used_r)
+                promoted = idx[keep].tolist()
+
+        prob = (ev.prior_alpha + cand.cum_votes) / (ev.prior_alpha + ev.prior_beta + n_views_phase) \
+            if len(cand.cum_votes) else np.array([])
+        prev_links = set(zip(al[~anchors["is_seed"]].tolist(), ar[~anchors["is_seed"]].tolist()))
+        if phase == "geh":
+            anchors = _append(anchors, cand, promoted, round_no, n_views_phase, prob)
+        else:
+            seeds_only = {k: v[anchors["is_seed"]] for k, v in anchors.items()}
+            anchors = _append(seeds_only, cand, promoted, round_no, n_views_phase, prob, keep_round=prev_links,
+                              old=anchors)
+        new_links = set(zip(anchors["left_id"][~anchors["is_seed"]].tolist(),
+                            anchors["right_id"][~anchors["is_seed"]].tolist()))
+        added = len(new_links - prev_links)
+        removed = len(prev_links - new_links)
+
+        stats = {
+            "round": round_no, "phase": phase, "views_branch": branch, "views": m,
+            "anchors_before": int(len(al)), "candidates": int(cells[:, 2].sum()) if len(cells) else 0,
+            "threshold": None if not math.isfinite(threshold) else float(threshold),
+            "floor": float(floor), "sim_threshold": sim_threshold, "promoted": len(promoted), "added": added, "removed": removed,
+            "links": int((~anchors["is_seed"]).sum()), "seconds": round(time.time() - t0, 3),
+        }
+        stats.update(votes.stats)
+        info["history"].append(stats)
+        info["phase_views"] = n_views_phase
+        info["phase_rounds"] += 1
+        log.info("round %d [%s/%s] anchors %d, candidates %d, threshold %s, promoted %d (+%d -%d), "
+                 "links %d, %.1f s", round_no, phase, branch, len(al), stats["candidates"],
+                 "-" if stats["threshold"] is None else f"{stats['threshold']:.3f}", len(promoted), added,
+                 removed, stats["links"], stats["seconds"])
+
+        # Stopping and phase switches.
+        if phase == "geh":
+            enough = rf.mode == "procrustes" and len(anchors["left_id"]) >= rf.min_anchors
+            stalled = added == 0
+            if rf.mode == "procrustes" and (enough or stalled) and rf.max_rounds > 0:
+                info.update(phase="refine", phase_views=0, phase_rounds=0)
+                log.info("switching to refinement (%s)", "enough anchors" if enough else "the loop stalled")
+            elif stalled:
+                info.update(done=True, stop_reason="no new links")
+            elif info["phase_rounds"] >= bs.max_rounds:
+                info.update(done=True, stop_reason="round cap")
+        else:
+            n_links = int((~anchors["is_seed"]).sum())
+            if added + removed <= rf.stable_fraction * max(n_links, 1):
+                info.update(done=True, stop_reason="links stable")
+            elif info["phase_rounds"] >= rf.max_rounds:
+                info.update(done=True, stop_reason="refine round cap")
+        if round_no >= bs.max_rounds + rf.max_rounds and not info["done"]:
+            info.update(done=True, stop_reason="round cap")
+        backend.save_round(round_no, anchors, info)
+    return {"anchors": anchors, "info": info, "rounds": round_no}
+
+
+def _append(base: dict[str, np.ndarray], cand: Candidates, promoted: list[int], round_no: int, n_views: int,
+            prob: np.ndarray, keep_round: set | None = None, old: dict[str, np.ndarray] | None = None,
+            ) -> dict[str, np.ndarray]:
+    """Anchor table = ``base`` + promoted candidates (refine: a re-derived link keeps its first round)."""
+    first_round: dict[tuple, int] = {}
+    if keep_round is not None and old is not None:
+        for lft, rgt, rnd, s in zip(old["left_id"].tolist(), old["right_id"].tolist(), old["round"].tolist(),
+                                    old["is_seed"].tolist()):
+            if not s:
+                first_round[(lft, rgt)] = rnd
+    out = {k: list(v) for k, v in base.items()}
+    for i in promoted:
+        key = (cand.left[i].item() if hasattr(cand.left[i], "item") else cand.left[i],
+               cand.right[i].item() if hasattr(cand.right[i], "item") else cand.right[i])
+        out["left_id"].append(cand.left[i])
+        out["right_id"].append(cand.right[i])
+        out["round"].append(first_round.get(key, round_no))
+        out["is_seed"].append(False)
+        out["votes"].append(int(cand.cum_votes[i]))
+        out["views"].append(int(n_views))
+        out["probability"].append(float(prob[i]))
+    return _anchor_table(out["left_id"], out["right_id"], out["round"], out["is_seed"], out["votes"],
+                         out["views"], out["probability"])
+
+
+def _cells(vec_right: np.ndarray, n_cells: int, rng: np.random.Generator) -> np.ndarray:
+    """Blocking cells of the mapped nearest-neighbour search: k-means of the anchors' right vectors."""
+    if n_cells <= 1:
+        return kernels.normalise_rows(vec_right.mean(axis=0, keepdims=True))
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=n_cells, n_init=1, random_state=int(rng.integers(0, 2**31 - 1))).fit(vec_right)
+    return kernels.normalise_rows(km.cluster_centers_)

@@ -1,0 +1,844 @@
+"""Reading and validating the linker's input tables: left and right embeddings, and the seed pairs.
+
+Inputs:
+
+* **left** and **right** embedding tables: a Delta folder, a Parquet file or folder, or a catalog table
+  name, with an id column (integer or string) and a vector column (``array<float>`` or
+  ``array<double>``; the two sides may have different dimensions);
+* **seeds**: known pairs, columns ``left_id`` and ``right_id`` (Delta, Parquet, CSV, or a catalog table).
+
+The usual flow is :func:`load_inputs`, which chains :func:`read_table` (per table), :func:`validate`
+(all value checks, every problem reported at once), :func:`load_embeddings` and :func:`load_seeds`.
+
+Everything here runs on the driver and only builds DataFrames or runs small aggregates: no table is
+collected, no Python UDF is used, nothing is written.
+
+Example::
+
+    inputs = load_inputs(spark, "/data/a_delta", "/data/b.parquet", "/data/seeds.csv")
+    inputs.left.columns        # ['id', 'vector'], vectors unit-norm array<float>
+    inputs.summary.n_seeds     # 20
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from .constants import ID, LEFT_ID, RIGHT_ID, VECTOR
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: Roles a table can play; used in every message.
+ROLES = ("left", "right", "seeds")
+#: How many example values a message quotes (duplicate ids, unknown seed ids...).
+MAX_EXAMPLES = 5
+#: How many files of a folder are looked at to tell its format.
+_MAX_FILES_PROBED = 200
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+_INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+_STRING = (T.StringType, T.CharType, T.VarcharType)
+_FLOATING = (T.FloatType, T.DoubleType)
+
+
+@dataclass(frozen=True)
+class InputColumns:
+    """Names of the input columns, as they appear in the user's tables.
+
+    Attributes:
+        left_id: id column of the left embedding table.
+        left_vector: vector column of the left embedding table.
+        right_id: id column of the right embedding table.
+        right_vector: vector column of the right embedding table.
+        seeds_left: column of the seeds table holding left ids.
+        seeds_right: column of the seeds table holding right ids.
+    """
+
+    left_id: str = "id"
+    left_vector: str = "vector"
+    right_id: str = "id"
+    right_vector: str = "vector"
+    seeds_left: str = "left_id"
+    seeds_right: str = "right_id"
+
+
+@dataclass(frozen=True)
+class InputSummary:
+    """What :func:`validate` measured on valid inputs.
+
+    Attributes:
+        n_left: rows of the left table.
+        n_right: rows of the right table.
+        dim_left: vector dimension of the left table.
+        dim_right: vector dimension of the right table.
+        n_seeds: seed pairs.
+    """
+
+    n_left: int
+    n_right: int
+    dim_left: int
+    dim_right: int
+    n_seeds: int
+
+
+@dataclass(frozen=True)
+class LinkerInputs:
+    """The three inputs, read, validated and standardised, plus their summary.
+
+    Attributes:
+        left: columns ``id`` (bigint or string) and ``vector`` (unit-norm array<float>).
+        right: same shape as ``left``.
+        seeds: columns ``left_id`` and ``right_id``, typed like ``left.id`` and ``right.id``.
+        summary: sizes and dimensions measured by :func:`validate`.
+    """
+
+    left: DataFrame
+    right: DataFrame
+    seeds: DataFrame
+    summary: InputSummary
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_table(spark: SparkSession, location: str, role: str) -> DataFrame:
+    """Open one input table by path or catalog name, telling its format from the location.
+
+    * a folder holding ``_delta_log`` -> Delta;
+    * a ``.csv`` file or a folder of ``.csv`` files -> CSV with a header row, types inferred (seeds only);
+    * a Parquet file or a folder of Parquet files -> Parquet;
+    * a name without ``/`` or ``:`` that the catalog knows (``spark.catalog.tableExists``, which also
+      sees temporary views) -> ``spark.table``.
+
+    Local paths (no scheme, or ``file:``) are inspected on disk. Other URIs (``s3://``, ``abfss://``,
+    ``dbfs:/``...) cannot be listed through DataFrame APIs, so they are told apart by their suffix
+    (``.csv``, ``.parquet``) or else opened as Delta first and as Parquet when Spark says the folder
+    is not a Delta table (so a remote folder of CSV files is recognised only when its path ends in
+    ``.csv``). A relative local path without ``/`` is tried after the catalog.
+
+    Args:
+        spark: the active session.
+        location: path, URI or catalog table name.
+        role: ``"left"``, ``"right"`` or ``"seeds"``; used in messages (and CSV is allowed for seeds only).
+
+    Returns:
+        The table as read, with its own column names; nothing is checked beyond opening it.
+
+    Raises:
+        InputError: the location does not exist, is not a table, has an unsupported format, or Spark
+            cannot open it. The message names the role and the location.
+    """
+    if role not in ROLES:
+        raise InputError(f"read_table: role must be one of {ROLES}, got {role!r}")
+    if not isinstance(location, str) or not location.strip():
+        raise InputError(
+            f"{role} table: no location given; pass a Delta/Parquet path or a catalog table name"
+        )
+    location = location.strip()
+
+    if "/" not in location and ":" not in location:
+        if _catalog_has(spark, location):
+            log.info("reading %s table from catalog table %s", role, location)
+            return spark.table(location)
+        if not Path(location).exists():
+            raise InputError(
+                f"{role} table {location!r} not found: it is neither a table in the catalog nor an existing "
+                "path; give the full table name (catalog.schema.table) or a path to a Delta/Parquet table"
+            )
+
+    scheme_match = _SCHEME.match(location)
+    if scheme_match is None or scheme_match.group(0).lower() == "file:":
+        local = Path(urlparse(location).path) if scheme_match else Path(location)
+        fmt = _local_format(local, location, role)
+        # Spark resolves relative paths against the JVM's working directory, not Python's: pass it absolute.
+        return _load(spark, fmt, location if scheme_match else os.path.abspath(location), role)
+    return _read_remote(spark, location, role)
+
+
+def _catalog_has(spark: SparkSession, name: str) -> bool:
+    """True when the catalog (tables and temporary views) knows ``name``."""
+    try:
+        return bool(spark.catalog.tableExists(name))
+    except AnalysisException as exc:
+        # A name the parser rejects is not a table; the caller then tries it as a path.
+        log.debug("catalog lookup of %r failed: %s", name, exc)
+        return False
+
+
+def _data_files(folder: Path) -> Iterator[Path]:
+    """Data files under ``folder`` as Spark sees them: hidden (``.``) and metadata (``_``) entries skipped."""
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder).parts
+        if any(part.startswith((".", "_")) for part in rel):
+            continue
+        if path.is_file():
+            yield path
+
+
+def _local_format(path: Path, location: str, role: str) -> str:
+    """Format (``delta``, ``parquet``, ``csv``) of a local file or folder."""
+    if not path.exists():
+        raise InputError(f"{role} table not found: {location!r} does not exist; check the path")
+    if path.is_dir():
+        if (path / "_delta_log").is_dir():
+            return "delta"
+        files = []
+        for f in _data_files(path):
+            files.append(f)
+            if len(files) >= _MAX_FILES_PROBED:
+                break
+        if not files:
+            raise InputError(
+                f"{role} table: folder {location!r} holds no data files (and no _delta_log); "
+                "point to a Delta table, a Parquet file or folder"
+                + (" or CSV files" if role == "seeds" else "")
+            )
+        fmt = "csv" if all(f.name.lower().endswith(".csv") for f in files) else "parquet"
+    else:
+        fmt = "csv" if path.name.lower().endswith(".csv") else "parquet"
+    if fmt == "csv" and role != "seeds":
+        raise InputError(
+            f"{role} table {location!r} is CSV, which is accepted for seeds only; "
+            "store embeddings as Delta or Parquet (id column, array<float> vector column)"
+        )
+    return fmt
+
+
+def _read_remote(spark: SparkSession, location: str, role: str) -> DataFrame:
+    """Open a non-local URI: by suffix, else Delta first and Parquet when it is not a Delta table."""
+    lowered = location.rstrip("/").lower()
+    if lowered.endswith(".csv"):
+        if role != "seeds":
+            raise InputError(
+                f"{role} table {location!r} is CSV, which is accepted for seeds only; "
+                "store embeddings as Delta or Parquet"
+            )
+        return _load(spark, "csv", location, role)
+    if lowered.endswith(".parquet"):
+        return _load(spark, "parquet", location, role)
+    try:
+        df = spark.read.format("delta").load(location)
+    except AnalysisException as exc:
+        condition = _condition(exc)
+        if condition == "PATH_NOT_FOUND":
+            raise InputError(f"{role} table not found: {location!r} does not exist; check the path") from exc
+        if condition not in (
+            "DELTA_TABLE_NOT_FOUND",
+            "DELTA_MISSING_DELTA_TABLE",
+            "DELTA_PATH_DOES_NOT_EXIST",
+        ):
+            raise InputError(f"{role} table {location!r}: Spark could not open it as Delta: {exc}") from exc
+        log.info("%s is not a Delta table (%s); reading it as Parquet", location, condition)
+        return _load(spark, "parquet", location, role)
+    log.info("reading %s table %s as delta", role, location)
+    return df
+
+
+def _condition(exc: AnalysisException) -> str | None:
+    """Spark's error condition of ``exc`` (``getCondition`` since 4.0)."""
+    getter = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
+    return getter() if getter is not None else None
+
+
+def _load(spark: SparkSession, fmt: str, location: str, role: str) -> DataFrame:
+    """``spark.read`` in ``fmt``, Spark's analysis errors turned into an InputError naming the table."""
+    log.info("reading %s table %s as %s", role, location, fmt)
+    reader = spark.read.format(fmt)
+    if fmt == "csv":
+        reader = reader.option("header", "true").option("inferSchema", "true")
+    try:
+        return reader.load(location)
+    except AnalysisException as exc:
+        if _condition(exc) == "PATH_NOT_FOUND":
+            raise InputError(f"{role} table not found: {location!r} does not exist; check the path") from exc
+        raise InputError(f"{role} table {location!r}: Spark could not read it as {fmt}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# Schema checks (no Spark action)
+
+
+def _quoted(name: str) -> Column:
+    """Column by its literal name, even when it holds dots or spaces."""
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def _field(df: DataFrame, name: str) -> T.StructField | None:
+    """The top-level field called ``name`` (exact match first, then case-insensitive like Spark)."""
+    fields = df.schema.fields
+    for f in fields:
+        if f.name == name:
+            return f
+    matches = [f for f in fields if f.name.lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _missing(table: str, column: str, what: str, df: DataFrame) -> str:
+    return (
+        f"{table}.{column}: {what} column {column!r} is missing; the table has columns "
+        f"{df.columns}; rename it or set the column name in the input configuration"
+    )
+
+
+def _check_id_field(
+    df: DataFrame, table: str, column: str, what: str
+) -> tuple[T.StructField | None, list[str]]:
+    """Locate an id column and check its type (integer or string)."""
+    field = _field(df, column)
+    if field is None:
+        return None, [_missing(table, column, what, df)]
+    if not isinstance(field.dataType, _INTEGRAL + _STRING):
+        return None, [
+            f"{table}.{column}: {what} column has type {field.dataType.simpleString()}, but ids must be "
+            "integer (int/bigint) or string; cast it before linking"
+        ]
+    return field, []
+
+
+def _check_vector_field(df: DataFrame, table: str, column: str) -> tuple[T.StructField | None, list[str]]:
+    """Locate a vector column and check its type (array of float or double)."""
+    field = _field(df, column)
+    if field is None:
+        return None, [_missing(table, column, "vector", df)]
+    dtype = field.dataType
+    if not (isinstance(dtype, T.ArrayType) and isinstance(dtype.elementType, _FLOATING)):
+        return None, [
+            f"{table}.{column}: vector column has type {dtype.simpleString()}, but vectors must be "
+            "array<float> or array<double>; convert it before linking"
+        ]
+    return field, []
+
+
+def _is_integral(field: T.StructField) -> bool:
+    return isinstance(field.dataType, _INTEGRAL)
+
+
+def _standard_id(field: T.StructField) -> Column:
+    """Id column with its standard type: integers as bigint, strings as string."""
+    target = T.LongType() if _is_integral(field) else T.StringType()
+    return _quoted(field.name).cast(target)
+
+
+def _compatible(seed: T.StructField, table: T.StructField) -> bool:
+    """Seed ids can be matched to table ids: same kind, or integer seeds against string table ids.
+
+    Integer seeds against string ids is allowed because CSV type inference turns numeric-looking string
+    ids into integers; the reverse (string seeds, integer table ids) is refused.
+    """
+    return _is_integral(seed) or not _is_integral(table)
+
+
+def _seed_id_for(seed: T.StructField, table: T.StructField | None) -> Column:
+    """Seed id cast to the standard type of the table id it must match."""
+    if table is not None and not _is_integral(table):
+        return _quoted(seed.name).cast(T.StringType())
+    return _standard_id(seed)
+
+
+# --------------------------------------------------------------------------------------------------
+# Standardising (lazy)
+
+
+def _unit_vector(vector: Column) -> Column:
+    """L2-normalised ``vector`` as array<float>, computed in double with SQL higher-order functions.
+
+    The norm is max|x| * sqrt(sum((x / max|x|)^2)), so huge or tiny doubles neither overflow nor
+    underflow (no Spark built-in computes a norm). Each quantity is bound once per row through the
+    ``finish`` lambda of ``aggregate`` rather than recomputed per element. A zero or empty vector is
+    returned unchanged (as float) instead of being divided by zero.
+    """
+    as_double = F.transform(vector, lambda x: x.cast(T.DoubleType()))
+    as_float = vector.cast(T.ArrayType(T.FloatType()))
+
+    def scaled(scale: Column) -> Column:
+        def divide(sum_sq: Column) -> Column:
+            return F.transform(as_double, lambda x: (x / (scale * F.sqrt(sum_sq))).cast(T.FloatType()))
+
+        sum_sq = F.aggregate(as_double, F.lit(0.0), lambda acc, x: acc + F.pow(x / scale, 2), divide)
+        return F.when(scale > 0, sum_sq).otherwise(as_float)
+
+    return F.aggregate(as_double, F.lit(0.0), lambda acc, x: F.greatest(acc, F.abs(x)), scaled)
+
+
+def load_embeddings(spark_df: DataFrame, id_col: str, vector_col: str, role: str) -> DataFrame:
+    """Standardise one embedding table to columns ``id`` and ``vector`` (unit-norm array<float>).
+
+    Checks the schema here (no Spark action); the value checks (nulls, NaN, dimensions, duplicates...)
+    are :func:`validate`'s, which runs them as one aggregate, so call it first (as :func:`load_inputs`
+    does). The result is lazy.
+
+    Args:
+        spark_df: the table as read by :func:`read_table`.
+        id_col: name of its id column (integer or string).
+        vector_col: name of its vector column (array<float> or array<double>).
+        role: ``"left"`` or ``"right"``, for messages.
+
+    Returns:
+        DataFrame with exactly ``id`` (bigint for integer ids, string for string ids) and ``vector``
+        (array<float>, L2-normalised in double precision; a zero vector stays zero).
+
+    Raises:
+        InputError: a column is missing or has the wrong type (every such problem listed).
+    """
+    id_field, problems = _check_id_field(spark_df, role, id_col, "id")
+    vec_field, vec_problems = _check_vector_field(spark_df, role, vector_col)
+    problems += vec_problems
+    if problems or id_field is None or vec_field is None:
+        raise _input_error(problems)
+    return spark_df.select(
+        _standard_id(id_field).alias(ID),
+        _unit_vector(_quoted(vec_field.name)).alias(VECTOR),
+    )
+
+
+def load_seeds(
+    df: DataFrame,
+    left_col: str = LEFT_ID,
+    right_col: str = RIGHT_ID,
+    left_id_type: T.DataType | None = None,
+    right_id_type: T.DataType | None = None,
+) -> DataFrame:
+    """Standardise the seeds table to columns ``left_id`` and ``right_id``.
+
+    Checks the schema only (no Spark action); :func:`validate` checks the values.
+
+    Args:
+        df: the seeds table as read by :func:`read_table`.
+        left_col: its column of left ids.
+        right_col: its column of right ids.
+        left_id_type: type of the left table's id column, if known; seed ids are then cast to match
+            (integer seeds against string ids become strings).
+        right_id_type: same for the right table.
+
+    Returns:
+        DataFrame with exactly ``left_id`` and ``right_id`` (bigint or string).
+
+    Raises:
+        InputError: a column is missing, has the wrong type, or cannot match the table id type.
+    """
+    problems: list[str] = []
+    out: list[Column] = []
+    for col, alias, table, target in (
+        (left_col, LEFT_ID, "left", left_id_type),
+        (right_col, RIGHT_ID, "right", right_id_type),
+    ):
+        field, found = _check_id_field(df, "seeds", col, f"{table} id")
+        problems += found
+        if field is None:
+            continue
+        table_field = T.StructField(ID, target) if target is not None else None
+        if table_field is not None:
+            if not isinstance(target, _INTEGRAL + _STRING):
+                problems.append(
+                    f"load_seeds: {table}_id_type must be an integer or string type, got {target}"
+                )
+                continue
+            if not _compatible(field, table_field):
+                problems.append(_incompatible(col, field, table, table_field))
+                continue
+        out.append(_seed_id_for(field, table_field).alias(alias))
+    if problems:
+        raise _input_error(problems)
+    return df.select(*out)
+
+
+def _incompatible(col: str, seed: T.StructField, table: str, table_field: T.StructField) -> str:
+    return (
+        f"seeds.{col}: seed ids have type {seed.dataType.simpleString()} but {table}.{table_field.name} "
+        f"has type {table_field.dataType.simpleString()}; store the seeds with the {table} table's id type"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation (few, small Spark actions)
+
+
+@dataclass(frozen=True)
+class _EmbeddingTable:
+    """One embedding table with its id and vector fields (None when missing or mistyped)."""
+
+    df: DataFrame
+    name: str
+    id_field: T.StructField | None
+    vec_field: T.StructField | None
+
+
+@dataclass(frozen=True)
+class _SeedSide:
+    """One side of the seeds (``left`` or ``right``) that can be matched against its table."""
+
+    side: str
+    seed_field: T.StructField
+    table_field: T.StructField
+    wanted: DataFrame  # non-null seed ids, typed like the table ids, column "sid"
+    table_ids: DataFrame  # the table's ids, column "sid"
+
+
+def _one_row_as_pairs(df: DataFrame, prefix: str) -> DataFrame:
+    """A one-row aggregate of integer columns as rows ``(key, value)``, so several can be unioned
+    and fetched by one action (their stages then also run concurrently)."""
+    pairs: list[Column] = []
+    for name in df.columns:
+        pairs += [F.lit(f"{prefix}:{name}"), F.col(name).cast(T.LongType())]
+    return df.select(F.explode(F.create_map(*pairs)))
+
+
+def _embedding_aggregate(table: _EmbeddingTable) -> DataFrame:
+    """The one aggregate over an embedding table: counts, null/NaN/zero rows, dims, distinct ids.
+
+    One pass over each vector computes its sum of squares, which is null when an element is null,
+    NaN or infinite when an element is, and zero for a zero vector; only the rows it flags are then
+    checked element by element (``exists``/``forall``), which also rules out false alarms from
+    double squares that overflow or underflow.
+    """
+    df = table.df
+    aggs: list[Column] = [F.count(F.lit(1)).alias("rows")]
+    if table.id_field is not None:
+        idc = _quoted(table.id_field.name)
+        aggs += [F.count(idc).alias("nonnull_ids"), F.count_distinct(idc).alias("distinct_ids")]
+    if table.vec_field is not None:
+        vec = _quoted(table.vec_field.name)
+        sum_sq = F.aggregate(
+            vec, F.lit(0.0), lambda acc, x: acc + x.cast(T.DoubleType()) * x.cast(T.DoubleType())
+        )
+        # Computed in a projection of its own so each row's vector is walked once, not once per use.
+        df = df.withColumn("__veclink_sum_sq", sum_sq)
+        ss = F.col("__veclink_sum_sq")
+        size = F.when(vec.isNotNull(), F.size(vec))
+        suspect = ss.isNull() | F.isnan(ss) | (ss == F.lit(float("inf")))
+        non_finite = F.exists(vec, lambda x: F.isnan(x) | (F.abs(x) == F.lit(float("inf"))))
+        aggs += [
+            F.count(vec).alias("nonnull_vectors"),
+            F.min(size).alias("min_dim"),
+            F.max(size).alias("max_dim"),
+            F.count_if(vec.isNotNull() & ss.isNull()).alias("null_elements"),
+            F.count_if(vec.isNotNull() & suspect & non_finite).alias("nonfinite"),
+            F.count_if((ss == 0) & F.forall(vec, lambda x: x == 0)).alias("zero"),
+        ]
+    return df.agg(*aggs)
+
+
+def _embedding_findings(table: _EmbeddingTable, stats: dict[str, int | None]) -> tuple[list[str], int | None]:
+    """Problems of one embedding table from its aggregate, and its dimension when it has exactly one."""
+
+    def get(name: str) -> int:
+        return int(stats[f"{table.name}:{name}"] or 0)
+
+    rows = get("rows")
+    if rows == 0:
+        return [
+            f"{table.name}: the table is empty (0 rows); check the location and any filter that built it"
+        ], None
+    problems: list[str] = []
+    if table.id_field is not None:
+        col = f"{table.name}.{table.id_field.name}"
+        null_ids = rows - get("nonnull_ids")
+        if null_ids:
+            problems.append(f"{col}: null ids in {null_ids} of {_count(rows, 'row')}; every row needs an id")
+        surplus = get("nonnull_ids") - get("distinct_ids")
+        if surplus:
+            problems.append(
+                f"{col}: duplicate ids: {_count(surplus, 'row')} repeating an id of another row, e.g. "
+                f"{_duplicate_examples(table.df, table.id_field.name)}; ids must be unique"
+            )
+    dim: int | None = None
+    if table.vec_field is not None:
+        col = f"{table.name}.{table.vec_field.name}"
+        null_vectors = rows - get("nonnull_vectors")
+        if null_vectors:
+            problems.append(f"{col}: null vectors in {null_vectors} of {_count(rows, 'row')}")
+        if get("null_elements"):
+            problems.append(
+                f"{col}: null elements inside the vector in {_count(get('null_elements'), 'row')}"
+            )
+        if get("nonfinite"):
+            problems.append(f"{col}: NaN or infinite values in {_count(get('nonfinite'), 'row')}")
+        if get("zero"):
+            problems.append(
+                f"{col}: all-zero (or empty) vectors in {_count(get('zero'), 'row')}; "
+                "such a vector has no direction: drop or fix those rows"
+            )
+        min_dim, max_dim = stats[f"{table.name}:min_dim"], stats[f"{table.name}:max_dim"]
+        if min_dim is not None and min_dim != max_dim:
+            problems.append(
+                f"{col}: vectors of differing dimensions within the table; dims seen (rows): "
+                f"{_dimension_counts(table.df, table.vec_field.name)}; all vectors of a table must have "
+                "one dimension"
+            )
+        elif min_dim is not None:
+            dim = int(min_dim)
+    return problems, dim
+
+
+def _duplicate_examples(df: DataFrame, id_name: str, noun: str = "rows") -> str:
+    """Up to MAX_EXAMPLES repeated ids with their row counts, most repeated first (error path only)."""
+    idc = _quoted(id_name)
+    dups = (
+        df.where(idc.isNotNull())
+        .groupBy(idc.alias("id"))
+        .count()
+        .where(F.col("count") > 1)
+        .orderBy(F.col("count").desc(), F.col("id"))
+        .limit(MAX_EXAMPLES)
+        .collect()
+    )
+    return ", ".join(f"{r['id']!r} ({r['count']} {noun})" for r in dups)
+
+
+def _dimension_counts(df: DataFrame, vector_name: str) -> str:
+    """Vector sizes seen, with row counts, most frequent first (error path only; at most 10 listed)."""
+    vec = _quoted(vector_name)
+    rows = (
+        df.where(vec.isNotNull())
+        .groupBy(F.size(vec).alias("dim"))
+        .count()
+        .orderBy(F.col("count").desc(), F.col("dim"))
+        .limit(10)
+        .collect()
+    )
+    return ", ".join(f"{r['dim']} ({r['count']})" for r in rows)
+
+
+def _seed_aggregates(
+    seeds: DataFrame,
+    seed_fields: dict[str, T.StructField],
+    tables: dict[str, _EmbeddingTable],
+) -> tuple[list[DataFrame], list[_SeedSide], list[str]]:
+    """The seeds' one-row aggregates (as key/value rows) and the sides that can be matched to a table.
+
+    One aggregate over the seeds (rows, non-null and distinct ids per side, complete pairs); per side,
+    one count of distinct seed ids found in the table, by semi-joining the table's ids with the
+    broadcast seed ids (the table is scanned once and never shuffled).
+    """
+    problems: list[str] = []
+    aggs: list[Column] = [F.count(F.lit(1)).alias("rows")]
+    complete = F.lit(True)
+    for side, field in seed_fields.items():
+        seed_col = _quoted(field.name)
+        complete = complete & seed_col.isNotNull()
+        aggs += [
+            F.count(seed_col).alias(f"nonnull_{side}"),
+            F.count_distinct(seed_col).alias(f"distinct_{side}"),
+        ]
+    aggs.append(F.count_if(complete).alias("complete"))
+    parts = [_one_row_as_pairs(seeds.agg(*aggs), "seeds")]
+    sides: list[_SeedSide] = []
+    for side, field in seed_fields.items():
+        table_field = tables[side].id_field
+        if table_field is None:
+            continue  # the table's id column is missing or mistyped: already reported
+        if not _compatible(field, table_field):
+            problems.append(_incompatible(field.name, field, side, table_field))
+            continue
+        wanted = seeds.select(_seed_id_for(field, table_field).alias("sid")).where(F.col("sid").isNotNull())
+        table_ids = tables[side].df.select(_standard_id(table_field).alias("sid"))
+        # Rows of the table whose id is a seed id; equals the distinct seed ids found when table ids are
+        # unique (a plain count saves the extra shuffle of a distinct count; see _seed_findings).
+        present = table_ids.join(F.broadcast(wanted), "sid", "left_semi")
+        parts.append(_one_row_as_pairs(present.agg(F.count(F.lit(1)).alias(f"present_{side}")), "seeds"))
+        sides.append(_SeedSide(side, field, table_field, wanted, table_ids))
+    return parts, sides, problems
+
+
+def _seed_findings(
+    seeds: DataFrame,
+    seed_fields: dict[str, T.StructField],
+    sides: list[_SeedSide],
+    stats: dict[str, int | None],
+) -> tuple[list[str], int]:
+    """Problems of the seeds from their aggregates, plus one tiny query per problem needing examples."""
+
+    def get(name: str) -> int:
+        return int(stats[f"seeds:{name}"] or 0)
+
+    rows = get("rows")
+    if rows == 0:
+        return ["seeds: the table is empty (0 rows); at least 2 seed pairs are needed"], 0
+    problems: list[str] = []
+    for side, field in seed_fields.items():
+        col = f"seeds.{field.name}"
+        n_null = rows - get(f"nonnull_{side}")
+        if n_null:
+            problems.append(f"{col}: null {side} ids in {n_null} of {_count(rows, 'seed')}")
+        surplus = get(f"nonnull_{side}") - get(f"distinct_{side}")
+        if surplus:
+            problems.append(
+                f"{col}: {side} ids used by more than one seed ({_count(surplus, 'surplus seed')}), "
+                f"e.g. {_duplicate_examples(seeds, field.name, 'seeds')}; seeds must be one-to-one "
+                "(each id in one seed only; remove repeated pairs)"
+            )
+    for match in sides:
+        table_ids_unique = stats[f"{match.side}:nonnull_ids"] == stats[f"{match.side}:distinct_ids"]
+        if table_ids_unique and get(f"present_{match.side}") == get(f"distinct_{match.side}"):
+            continue  # every distinct seed id was found exactly once
+        # Exact count and examples; seeds are small, so collecting the absent ones' first few is cheap.
+        absent = (
+            match.wanted.distinct()
+            .join(match.table_ids, "sid", "left_anti")
+            .agg(
+                F.count(F.lit(1)).alias("n"),
+                F.slice(F.array_sort(F.collect_list("sid")), 1, MAX_EXAMPLES).alias("examples"),
+            )
+            .collect()[0]
+        )
+        if absent["n"]:
+            problems.append(
+                f"seeds.{match.seed_field.name}: {_count(absent['n'], 'seed ' + match.side + ' id')} "
+                f"absent from {match.side}.{match.table_field.name}, e.g. "
+                f"{', '.join(repr(v) for v in absent['examples'])}; seeds must name ids present in the "
+                f"{match.side} table"
+            )
+    if len(seed_fields) == 2 and get("complete") < 2:
+        problems.append(
+            f"seeds: only {get('complete')} seed pair(s) with both ids set; "
+            "at least 2 are needed (15-30 is typical)"
+        )
+    return problems, rows
+
+
+def validate(
+    left: DataFrame,
+    right: DataFrame,
+    seeds: DataFrame,
+    columns: InputColumns | None = None,
+) -> InputSummary:
+    """Check the three inputs and report every problem found at once.
+
+    Works on the tables as read (user column names, given by ``columns``) or on the standardised ones
+    from :func:`load_embeddings` / :func:`load_seeds` (the default ``columns`` match those).
+
+    Spark work, valid inputs: a single action fetching one aggregate per embedding table (rows,
+    non-null and distinct ids, non-null vectors, min/max vector size, rows with null or NaN/infinite
+    elements via ``exists``, all-zero rows via ``forall``), one over the seeds, and per side the count
+    of seed ids found by a semi-join of the table with the broadcast seed ids. Each problem that needs
+    examples (duplicate ids, dimensions seen, absent seed ids) adds one tiny query. No table is
+    collected and no Python UDF runs.
+
+    Args:
+        left: left embedding table.
+        right: right embedding table.
+        seeds: seed pairs table.
+        columns: column names in these tables; default ``InputColumns()``.
+
+    Returns:
+        InputSummary with row counts, dimensions and the number of seeds.
+
+    Raises:
+        InputError: one message listing every problem, each prefixed ``table.column:``: missing
+            column (with the columns present), wrong type, empty table, differing dimensions (with the
+            dims seen), null ids or vectors, NaN/infinite values, all-zero vectors, duplicate ids (with
+            examples), seed ids absent from a table (with examples), an id used by two seeds, fewer than
+            two seeds, seed id types that cannot match the table's.
+    """
+    cols = columns or InputColumns()
+    problems: list[str] = []
+    tables: dict[str, _EmbeddingTable] = {}
+    for name, df, id_col, vec_col in (
+        ("left", left, cols.left_id, cols.left_vector),
+        ("right", right, cols.right_id, cols.right_vector),
+    ):
+        id_field, id_problems = _check_id_field(df, name, id_col, "id")
+        vec_field, vec_problems = _check_vector_field(df, name, vec_col)
+        problems += id_problems + vec_problems
+        tables[name] = _EmbeddingTable(df, name, id_field, vec_field)
+    seed_fields: dict[str, T.StructField] = {}
+    for side, col in (("left", cols.seeds_left), ("right", cols.seeds_right)):
+        field, side_problems = _check_id_field(seeds, "seeds", col, f"{side} id")
+        problems += side_problems
+        if field is not None:
+            seed_fields[side] = field
+
+    parts = [_one_row_as_pairs(_embedding_aggregate(t), t.name) for t in tables.values()]
+    seed_parts, sides, seed_type_problems = _seed_aggregates(seeds, seed_fields, tables)
+    problems += seed_type_problems
+    union = parts[0]
+    for part in parts[1:] + seed_parts:
+        union = union.union(part)
+    stats = {row["key"]: row["value"] for row in union.collect()}
+
+    left_problems, dim_left = _embedding_findings(tables["left"], stats)
+    right_problems, dim_right = _embedding_findings(tables["right"], stats)
+    seed_problems, n_seeds = _seed_findings(seeds, seed_fields, sides, stats)
+    problems += left_problems + right_problems + seed_problems
+    if problems or dim_left is None or dim_right is None:
+        raise _input_error(problems or ["no vector dimension could be measured"])
+    summary = InputSummary(
+        n_left=int(stats["left:rows"] or 0),
+        n_right=int(stats["right:rows"] or 0),
+        dim_left=dim_left,
+        dim_right=dim_right,
+        n_seeds=n_seeds,
+    )
+    log.info(
+        "inputs valid: left %d x %d, right %d x %d, %d seeds",
+        summary.n_left,
+        summary.dim_left,
+        summary.n_right,
+        summary.dim_right,
+        summary.n_seeds,
+    )
+    return summary
+
+
+def load_inputs(
+    spark: SparkSession,
+    left: str,
+    right: str,
+    seeds: str,
+    columns: InputColumns | None = None,
+) -> LinkerInputs:
+    """Read, validate and standardise the three inputs.
+
+    Args:
+        spark: the active session.
+        left: location of the left embedding table (see :func:`read_table`).
+        right: location of the right embedding table.
+        seeds: location of the seeds table.
+        columns: column names in the user's tables; default ``InputColumns()``.
+
+    Returns:
+        LinkerInputs: standardised ``left``/``right`` (id, unit-norm vector), ``seeds`` (left_id,
+        right_id, typed like the table ids) and the summary.
+
+    Raises:
+        InputError: a table cannot be read, or :func:`validate` found problems.
+    """
+    cols = columns or InputColumns()
+    left_raw = read_table(spark, left, "left")
+    right_raw = read_table(spark, right, "right")
+    seeds_raw = read_table(spark, seeds, "seeds")
+    summary = validate(left_raw, right_raw, seeds_raw, cols)
+    left_df = load_embeddings(left_raw, cols.left_id, cols.left_vector, "left")
+    right_df = load_embeddings(right_raw, cols.right_id, cols.right_vector, "right")
+    seeds_df = load_seeds(
+        seeds_raw,
+        cols.seeds_left,
+        cols.seeds_right,
+        left_id_type=left_df.schema[ID].dataType,
+        right_id_type=right_df.schema[ID].dataType,
+    )
+    return LinkerInputs(left=left_df, right=right_df, seeds=seeds_df, summary=summary)
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 row"``, ``"3 rows"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _input_error(problems: list[str]) -> InputError:
+    """One InputError listing every problem on its own line."""
+    if len(problems) == 1:
+        return InputError(f"invalid input: {problems[0]}")
+    return InputError(f"invalid inputs ({len(problems)} problems):\n- " + "\n- ".join(problems))

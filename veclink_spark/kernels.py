@@ -1,0 +1,425 @@
+"""Numeric kernels of the method: plain numpy (and scikit-learn) functions on arrays.
+
+The same functions run in three places: inside Spark executors (called by the Arrow/pandas UDFs of
+:mod:`veclink_spark.stages`), on the driver (view sampling, Otsu threshold, promotion, map fitting),
+and in the in-process reference (:mod:`veclink_spark.reference`). Sharing them is what makes the Spark
+job and the reference give the same links for the same input, config and seed.
+
+Everything here is deterministic given its inputs (random choices take a ``numpy.random.Generator``).
+Similarities are rounded to ``SIM_DECIMALS`` decimals so that BLAS summation-order noise (which differs
+with batch shapes between executors and the reference) cannot flip an argmax; ties are then broken by
+the smaller id, the same way on both sides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Decimals kept of every similarity before comparisons (see module doc).
+SIM_DECIMALS = 9
+#: Decimals of the similarity histogram the driver thresholds (Otsu) on.
+SIM_HIST_DECIMALS = 2
+
+
+def normalise_rows(x: np.ndarray) -> np.ndarray:
+    """L2-normalise each row (float64). Zero rows stay zero (inputs are validated to have none)."""
+    x = np.asarray(x, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def pairwise_distances(x: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """Euclidean distances between unit rows of ``x`` (n, d) and ``anchors`` (k, d): sqrt(2 - 2 cos)."""
+    g = np.asarray(x, dtype=np.float64) @ np.asarray(anchors, dtype=np.float64).T
+    return np.sqrt(np.maximum(2.0 - 2.0 * g, 0.0))
+
+
+def median_anchor_distance(anchors: np.ndarray) -> float:
+    """Median distance between distinct anchors of one view in one space (the kernel's scale)."""
+    k = len(anchors)
+    if k < 2:
+        return 1.0
+    d = pairwise_distances(anchors, anchors)[np.triu_indices(k, 1)]
+    med = float(np.median(d))
+    return med if med > 0 else 1.0
+
+
+def anchor_signatures(
+    x: np.ndarray, anchors: np.ndarray, bandwidth: float, kernel: str, centering: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel-weighted anchor-distance signatures of unit vectors ``x`` in one view.
+
+    r(u) = (k(d(u, a_1)), ..., k(d(u, a_s))) with k the distance kernel (``gaussian``:
+    exp(-d^2 / 2h^2), ``laplacian``: exp(-d / h), ``none``: -d), then centred per row (removes the
+    common offset that makes raw sphere distances nearly equal for every vector) and L2-normalised
+    (removes the unknown scale between the two encoders).
+
+    Returns:
+        (signatures (n, s) float64, distances (n, s) float64)
+    """
+    d = pairwise_distances(x, anchors)
+    if kernel == "gaussian":
+        s = np.exp(-(d * d) / (2.0 * bandwidth * bandwidth))
+    elif kernel == "laplacian":
+        s = np.exp(-d / bandwidth)
+    elif kernel == "none":
+        s = -d
+    else:  # config validation makes this unreachable for users
+        raise ValueError(f"unknown kernel {kernel!r}")
+    if centering == "row":
+        s = s - s.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(s, axis=1, keepdims=True)
+    return s / np.where(norms > 0, norms, 1.0), d
+
+
+def nearest_keys(dist: np.ndarray, probes: int) -> np.ndarray:
+    """Indices (within the view) of each row's ``probes`` nearest anchors: its blocking keys.
+
+    Ties are broken by the smaller anchor index (stable sort), identically everywhere.
+    """
+    p = min(probes, dist.shape[1])
+    return np.argsort(dist, axis=1, kind="stable")[:, :p]
+
+
+def block_best_matches(
+    sig_left: np.ndarray, ids_left: np.ndarray, sig_right: np.ndarray, ids_right: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Within one block: each left row's best right row and each right row's best left row.
+
+    Similarity is the inner product of signatures, rounded to ``SIM_DECIMALS``; ties go to the
+    smaller id. Returns (left_ids, their best right ids, sims, right_ids, their best left ids, sims).
+    """
+    if len(ids_left) == 0 or len(ids_right) == 0:
+        e = np.array([], dtype=np.float64)
+        return ids_left[:0], ids_right[:0], e, ids_right[:0], ids_left[:0], e
+    ol = np.argsort(ids_left, kind="stable")
+    orr = np.argsort(ids_right, kind="stable")
+    sl, il = sig_left[ol], ids_left[ol]
+    sr, ir = sig_right[orr], ids_right[orr]
+    g = np.round(sl @ sr.T, SIM_DECIMALS)
+    # argmax returns the first maximum: with ids sorted ascending that is the smaller id.
+    bl = g.argmax(axis=1)
+    br = g.argmax(axis=0)
+    return il, ir[bl], g[np.arange(len(il)), bl], ir, il[br], g[br, np.arange(len(ir))]
+
+
+def otsu_threshold(values: np.ndarray, counts: np.ndarray) -> float:
+    """Otsu's threshold on a histogram of distinct ``values`` with ``counts``.
+
+    Returns the smallest value of the upper class that maximises the between-class variance, so
+    that ``score >= threshold`` selects the upper class. With one distinct value, returns it.
+    Written by hand because the score histogram is tiny and already aggregated (skimage's version
+    wants raw samples and brings a heavy dependency).
+    """
+    order = np.argsort(values)
+    v = np.asarray(values, dtype=np.float64)[order]
+    c = np.asarray(counts, dtype=np.float64)[order]
+    if len(v) <= 1:
+        return float(v[0]) if len(v) else math.inf
+    w0 = np.cumsum(c)[:-1]
+    w1 = c.sum() - w0
+    s0 = np.cumsum(c * v)[:-1]
+    m0 = s0 / w0
+    m1 = ((c * v).sum() - s0) / w1
+    between = w0 * w1 * (m0 - m1) ** 2
+    return float(v[int(np.argmax(between)) + 1])
+
+
+def greedy_one_to_one(
+    left: np.ndarray, right: np.ndarray, score: np.ndarray, tiebreak: np.ndarray,
+    used_left: set, used_right: set,
+) -> np.ndarray:
+    """Indices of pairs kept by greedy one-to-one matching, best score first.
+
+    Order: score desc, then ``tiebreak`` desc, then left id, then right id (all deterministic). A pair
+    is skipped when its left or right id is already used (by an anchor or a better pair).
+    """
+    order = np.lexsort((right, left, -np.asarray(tiebreak, dtype=np.float64), -np.asarray(score, dtype=np.float64)))
+    ul, ur = set(used_left), set(used_right)
+    keep = []
+    for i in order:
+        a, b = left[i], right[i]
+        if a in ul or b in ur:
+            continue
+        ul.add(a)
+        ur.add(b)
+        keep.append(i)
+    return np.asarray(keep, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class View:
+    """One view: indices into the current anchor list, and the kernel bandwidth on each side."""
+
+    anchors: np.ndarray
+    bandwidth_left: float
+    bandwidth_right: float
+
+
+def views_schedule(n_anchors: int, n_seeds: int, base_views: int, growth: float, view_fraction: float,
+                   min_view_size: int, max_view_size: int) -> tuple[int, int]:
+    """(m_t, s_t): number and size of views while anchors are few.
+
+    m_t = ceil(m0 * (1 + c log g_t)), s_t = ceil(rho0 |L| / sf_t) with g_t = |L| / |L_0| (the anchor
+    set's growth) and sf_t = 1 + c log g_t: more and smaller views as the anchor set grows, to stay
+    local. This is our reading of the paper's schedule (its g_t and sf_t are not published).
+    """
+    g = max(n_anchors / max(n_seeds, 1), 1.0)
+    factor = 1.0 + growth * math.log(g)
+    m = int(math.ceil(base_views * factor))
+    s = int(math.ceil(view_fraction * n_anchors / factor))
+    s = max(min_view_size, min(s, max_view_size, n_anchors))
+    return m, min(s, n_anchors)
+
+
+def farthest_point_order(x: np.ndarray, start: int, size: int) -> np.ndarray:
+    """Greedy farthest-point sampling of ``size`` rows of ``x`` from row ``start``.
+
+    Hand-written: a few lines of numpy; neither scikit-learn nor faiss offers FPS.
+    """
+    chosen = [start]
+    dmin = pairwise_distances(x, x[[start]])[:, 0]
+    for _ in range(size - 1):
+        nxt = int(np.argmax(dmin))
+        chosen.append(nxt)
+        dmin = np.minimum(dmin, pairwise_distances(x, x[[nxt]])[:, 0])
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def sample_views(
+    anchors_left: np.ndarray, anchors_right: np.ndarray, n_seeds: int, d_max: int, *,
+    sampling: str, base_views: int, growth: float, view_fraction: float, min_view_size: int,
+    max_view_size: int, kmeans: bool, kmeans_overlap: int, bandwidth: float, rng: np.random.Generator,
+) -> tuple[list[View], str]:
+    """The views of one round, on the driver. Returns (views, branch name).
+
+    Branches: ``kmeans`` once |L| > d_max and the partition has more clusters than the overlap rho
+    (else every anchor would join every cluster and all views would be identical: guarded), else
+    ``random`` or ``fps`` subsets of size s_t.
+    """
+    k = len(anchors_left)
+    views: list[View] = []
+    branch = sampling
+    n_clusters = int(math.ceil(k / d_max))
+    if kmeans and k > d_max and n_clusters > kmeans_overlap:
+        from sklearn.cluster import KMeans
+
+        branch = "kmeans"
+        seed = int(rng.integers(0, 2**31 - 1))
+        km = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed).fit(anchors_left)
+        dist = pairwise_distances(anchors_left, normalise_rows(km.cluster_centers_))
+        member = np.argsort(dist, axis=1, kind="stable")[:, :kmeans_overlap]
+        groups = [np.nonzero((member == c).any(axis=1))[0] for c in range(n_clusters)]
+    else:
+        m, s = views_schedule(k, n_seeds, base_views, growth, view_fraction, min_view_size, max_view_size)
+        groups = []
+        for _ in range(m):
+            if sampling == "fps":
+                groups.append(np.sort(farthest_point_order(anchors_left, int(rng.integers(k)), s)))
+            else:
+                groups.append(np.sort(rng.choice(k, size=s, replace=False)))
+    for g in groups:
+        if len(g) < 2:
+            continue
+        views.append(View(
+            anchors=g.astype(np.int64),
+            bandwidth_left=bandwidth * median_anchor_distance(anchors_left[g]),
+            bandwidth_right=bandwidth * median_anchor_distance(anchors_right[g]),
+        ))
+    return views, branch
+
+
+def procrustes_map(cross: np.ndarray) -> np.ndarray:
+    """Orthogonal (semi-orthogonal if d1 != d2) map W minimising ||X W - Y|| given cross = X^T Y.
+
+    W = U V^T from the thin SVD of X^T Y (scipy.linalg.orthogonal_procrustes does the same for
+    square maps only; the two sides may differ in dimension here).
+    """
+    u, _, vt = np.linalg.svd(cross, full_matrices=False)
+    return u @ vt
+
+
+def seed_consistency(seeds_left: np.ndarray, seeds_right: np.ndarray) -> float:
+    """Spearman correlation of seed-to-seed distances in the two spaces (local isometry check)."""
+    from scipy.stats import spearmanr
+
+    k = len(seeds_left)
+    if k < 3:
+        return float("nan")
+    iu = np.triu_indices(k, 1)
+    a = pairwise_distances(seeds_left, seeds_left)[iu]
+    b = pairwise_distances(seeds_right, seeds_right)[iu]
+    rho = spearmanr(a, b).statistic
+    return float(rho)
+
+
+@dataclass
+class SignatureRows:
+    """Signature rows of a batch of vectors for every view: one row per (vector, view, key)."""
+
+    view: np.ndarray  # int32, view index within the round
+    key: np.ndarray  # int32, blocking key (anchor index, or cell index)
+    row: np.ndarray  # int64, row of the batch the signature belongs to
+    dist: np.ndarray  # float64, distance to the key's anchor / cell (block caps keep the closest)
+    sig: np.ndarray  # (rows, width) float64 signatures, zero-padded to the widest view (no effect on
+    # inner products)
+
+
+def geh_signature_rows(
+    x: np.ndarray, anchor_vectors: np.ndarray, views: list[View], side: str, *, probes: int, kernel: str,
+    centering: str, gate: float,
+) -> SignatureRows:
+    """Signatures and blocking keys of a batch of unit vectors for every view of a ``geh`` round.
+
+    Runs inside executors (via the signature stage's Arrow UDF) and in the reference. Keys are the
+    anchor-list indices of the ``probes`` nearest view anchors; with ``gate`` > 0 a vector joins a view
+    only if its nearest view anchor is within ``gate`` bandwidths.
+    """
+    views_out, keys_out, rows_out, dist_out, sigs = [], [], [], [], []
+    n = len(x)
+    for vi, v in enumerate(views):
+        h = v.bandwidth_left if side == "left" else v.bandwidth_right
+        s, d = anchor_signatures(x, anchor_vectors[v.anchors], h, kernel, centering)
+        near = nearest_keys(d, probes)
+        rows = np.arange(n)
+        if gate > 0:
+            rows = rows[d.min(axis=1) <= gate * h]
+        for p in range(near.shape[1]):
+            k = near[rows, p]
+            views_out.append(np.full(len(rows), vi, dtype=np.int32))
+            keys_out.append(v.anchors[k].astype(np.int32))
+            rows_out.append(rows.astype(np.int64))
+            dist_out.append(d[rows, k])
+            sigs.append(s[rows])
+    return _pack(views_out, keys_out, rows_out, dist_out, sigs)
+
+
+def refine_signature_rows(
+    x: np.ndarray, maps: np.ndarray | None, centroids: np.ndarray, *, probes: int,
+) -> SignatureRows:
+    """Mapped vectors and cell keys of a batch for every bagged map of a ``refine`` round.
+
+    Left vectors are mapped by each bag's map W_b and re-normalised; right vectors (``maps`` None) are
+    used as they are, once per bag. Keys are the ``probes`` nearest cells (k-means centroids in the
+    right space).
+    """
+    n_bags = len(maps) if maps is not None else 0
+    return _refine_rows(x, maps, centroids, probes, n_bags)
+
+
+def refine_right_rows(x: np.ndarray, n_bags: int, centroids: np.ndarray, *, probes: int) -> SignatureRows:
+    """Right side of a refine round: the unmapped vectors, keyed by their nearest cells, for every bag."""
+    return _refine_rows(x, None, centroids, probes, n_bags)
+
+
+def _refine_rows(x: np.ndarray, maps: np.ndarray | None, centroids: np.ndarray, probes: int,
+                 n_bags: int) -> SignatureRows:
+    views_out, keys_out, rows_out, dist_out, sigs = [], [], [], [], []
+    n = len(x)
+    base = normalise_rows(x)
+    for b in range(n_bags):
+        y = normalise_rows(base @ maps[b]) if maps is not None else base
+        d = pairwise_distances(y, centroids)
+        near = nearest_keys(d, probes)
+        rows = np.arange(n)
+        for p in range(near.shape[1]):
+            k = near[:, p]
+            views_out.append(np.full(n, b, dtype=np.int32))
+            keys_out.append(k.astype(np.int32))
+            rows_out.append(rows.astype(np.int64))
+            dist_out.append(d[rows, k])
+            sigs.append(y)
+    return _pack(views_out, keys_out, rows_out, dist_out, sigs)
+
+
+def _pack(views_out: list, keys_out: list, rows_out: list, dist_out: list, sigs: list) -> SignatureRows:
+    if not views_out:
+        e = np.array([], dtype=np.int64)
+        return SignatureRows(e.astype(np.int32), e.astype(np.int32), e, e.astype(np.float64),
+                             np.zeros((0, 1)))
+    width = max(s.shape[1] for s in sigs)
+    padded = [s if s.shape[1] == width else np.pad(s, ((0, 0), (0, width - s.shape[1]))) for s in sigs]
+    return SignatureRows(np.concatenate(views_out), np.concatenate(keys_out), np.concatenate(rows_out),
+                         np.concatenate(dist_out), np.concatenate(padded))
+
+
+def cap_block(ids: np.ndarray, dist: np.ndarray, cap: int) -> np.ndarray:
+    """Indices of the at most ``cap`` block members closest to the block's anchor (ties: smaller id)."""
+    if len(ids) <= cap:
+        return np.arange(len(ids))
+    order = np.lexsort((ids, dist))
+    return np.sort(order[:cap])
+
+
+def block_matches(
+    ids_left: np.ndarray, sig_left: np.ndarray, dist_left: np.ndarray,
+    ids_right: np.ndarray, sig_right: np.ndarray, dist_right: np.ndarray, cap: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One block (view, key): cap it, then each side's best match within it (see block_best_matches)."""
+    kl = cap_block(ids_left, dist_left, cap)
+    kr = cap_block(ids_right, dist_right, cap)
+    return block_best_matches(sig_left[kl], ids_left[kl], sig_right[kr], ids_right[kr])
+
+
+def block_topk(sig_left: np.ndarray, sig_right: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Within one block: each left row's ``k`` highest similarities to the right rows, and vice versa.
+
+    Returns (left top-k (n_left, k'), right top-k (n_right, k'')), rounded, sorted descending; k' is
+    at most the other side's size. The CSLS neighbourhood mean of a vector is the mean of its top-k
+    over all its blocks (merged by :func:`merge_topk`).
+    """
+    g = np.round(sig_left @ sig_right.T, SIM_DECIMALS)
+    kl = min(k, g.shape[1])
+    kr = min(k, g.shape[0])
+    tl = -np.sort(-g, axis=1)[:, :kl]
+    tr = -np.sort(-g.T, axis=1)[:, :kr]
+    return tl, tr
+
+
+def merge_topk(lists: list[np.ndarray], k: int) -> float:
+    """Mean of the ``k`` largest values over several top-k lists of one vector (its CSLS r_k)."""
+    allv = np.concatenate(lists)
+    top = -np.sort(-allv)[:k]
+    return float(np.round(top.mean(), SIM_DECIMALS)) if len(top) else 0.0
+
+
+def csls_block_matches(
+    ids_left: np.ndarray, sig_left: np.ndarray, r_left: np.ndarray,
+    ids_right: np.ndarray, sig_right: np.ndarray, r_right: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """Like :func:`block_best_matches` but ranking by CSLS = 2 cos - r_left - r_right (hubness-corrected).
+
+    Returns (left ids, best right ids, CSLS, cos, right ids, best left ids, CSLS, cos).
+    """
+    if len(ids_left) == 0 or len(ids_right) == 0:
+        e = np.array([], dtype=np.float64)
+        return ids_left[:0], ids_right[:0], e, e, ids_right[:0], ids_left[:0], e, e
+    ol = np.argsort(ids_left, kind="stable")
+    orr = np.argsort(ids_right, kind="stable")
+    g = np.round(sig_left[ol] @ sig_right[orr].T, SIM_DECIMALS)
+    c = np.round(2.0 * g - r_left[ol][:, None] - r_right[orr][None, :], SIM_DECIMALS)
+    il, ir = ids_left[ol], ids_right[orr]
+    bl = c.argmax(axis=1)
+    br = c.argmax(axis=0)
+    al, ar = np.arange(len(il)), np.arange(len(ir))
+    return il, ir[bl], c[al, bl], g[al, bl], ir, il[br], c[br, ar], g[br, ar]
+
+
+def bag_flags(left_ids: np.ndarray, right_ids: np.ndarray, n_bags: int, fraction: float, salt: int) -> np.ndarray:
+    """Deterministic bag membership of pairs: (n, n_bags) booleans.
+
+    A pair is in bag b when crc32("left|right|b|salt") < fraction * 2^32. CRC32 is used because Spark
+    SQL's ``crc32`` computes the very same function, so executors and the reference agree without
+    bringing the pairs to the driver.
+    """
+    import zlib
+
+    limit = fraction * 2**32
+    out = np.zeros((len(left_ids), n_bags), dtype=bool)
+    for i, (a, b) in enumerate(zip(np.asarray(left_ids).tolist(), np.asarray(right_ids).tolist())):
+        for bag in range(n_bags):
+            out[i, bag] = zlib.crc32(f"{a}|{b}|{bag}|{salt}".encode()) < limit
+    return out

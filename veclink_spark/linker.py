@@ -1,0 +1,158 @@
+"""The public entry point: link two embedding tables on Spark and write the results to Delta.
+
+Runs on the driver. Reads and validates the inputs (nothing is written when they are bad), runs the
+rounds through :class:`veclink_spark.spark_backend.SparkBackend` (resuming a run id after its last
+committed round), then writes the output tables under ``output``:
+
+* ``links``: one row per link (seeds included, flagged): left_id, right_id, probability (posterior
+  mean), votes, views, round (when promoted), is_seed, run_id;
+* ``summary``: one row per round: round, phase, anchors, candidates, threshold, promoted, links,
+  seconds, plus the run's verdict; and ``summary.json`` with the whole run summary;
+* ``anchors``, ``votes``, ``rounds``: the per-round state (any earlier round can be read back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+
+from .config import LinkConfig
+from .constants import LEFT_ID, RIGHT_ID, TABLE_LINKS, TABLE_SUMMARY
+from .diagnostics import diagnose
+from .engine import run_rounds
+from .errors import ConfigError
+from .inputs import InputColumns, load_inputs
+from .session import get_or_create_session
+from .spark_backend import SparkBackend
+from .store import RunStore, check_run_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LinkResult:
+    """What a run produced: the links (a DataFrame read back from Delta), the summary, the run id."""
+
+    run_id: str
+    links: DataFrame
+    summary: dict[str, Any]
+
+
+def _config_digest(cfg: LinkConfig) -> str:
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Linker:
+    """Links two embedding tables with the configured method.
+
+    Example:
+        >>> linker = Linker(LinkConfig.from_yaml("conf/default.yaml"))      # doctest: +SKIP
+        >>> result = linker.link("left/", "right/", "seeds.csv", "out/")     # doctest: +SKIP
+        >>> result.summary["verdict"]                                       # doctest: +SKIP
+        'took off'
+    """
+
+    def __init__(self, config: LinkConfig | None = None, spark: SparkSession | None = None):
+        self.config = config or LinkConfig()
+        self._spark = spark
+
+    def link(self, left: str, right: str, seeds: str, output: str, run_id: str | None = None) -> LinkResult:
+        """Run (or resume) a linking run. See the module doc for the tables written.
+
+        Args:
+            left, right: embedding tables (Delta path, Parquet path or catalog table name).
+            seeds: seed pairs (Delta, Parquet or CSV) with the columns of ``config.io``.
+            output: folder (or URI) of the run's Delta tables.
+            run_id: re-using a run id resumes it after its last committed round; default: a new id.
+
+        Raises:
+            InputError: the inputs are missing or invalid (nothing is written).
+            ConfigError: resuming a run id that was started with another configuration.
+            StoreError: reading or writing the Delta tables failed.
+        """
+        cfg = self.config
+        spark = self._spark or get_or_create_session()
+        run_id = check_run_id(run_id) if run_id else f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        io = cfg.io
+        columns = InputColumns(left_id=io.left_id, left_vector=io.left_vector, right_id=io.right_id,
+                               right_vector=io.right_vector, seeds_left=io.seeds_left, seeds_right=io.seeds_right)
+        t0 = time.time()
+        inputs = load_inputs(spark, left, right, seeds, columns)
+        s = inputs.summary
+        log.info("inputs: left %d x %d, right %d x %d, %d seeds (run %s)", s.n_left, s.dim_left, s.n_right,
+                 s.dim_right, s.n_seeds, run_id)
+        store = RunStore(spark, output)
+        digest = _config_digest(cfg)
+        committed = store.committed_rounds(run_id) if store.exists("rounds") else []
+        if committed:
+            first = json.loads(committed[0]["state"])
+            if first.get("config_digest") not in (None, digest):
+                raise ConfigError([f"run {run_id} in {output} was started with another configuration; use a new "
+                                   "--run-id or the original configuration"])
+        left_df = inputs.left.persist()
+        right_df = inputs.right.persist()
+        try:
+            seeds_pdf = inputs.seeds.toPandas()
+            backend = SparkBackend(spark, left_df, right_df, store, run_id, cfg, s.n_left, s.n_right,
+                                   s.dim_left, s.dim_right)
+            result = run_rounds(backend, seeds_pdf[LEFT_ID].to_numpy(), seeds_pdf[RIGHT_ID].to_numpy(), cfg,
+                                state_extra={"config_digest": digest})
+            anchors = result["anchors"]
+            order = np.lexsort((anchors["right_id"], anchors["left_id"]))
+            sl, sr = backend.anchor_vectors(anchors["left_id"][anchors["is_seed"]],
+                                            anchors["right_id"][anchors["is_seed"]])
+        finally:
+            left_df.unpersist()
+            right_df.unpersist()
+        links_pdf = pd.DataFrame({k: v[order] for k, v in anchors.items()})
+        summary = diagnose(result["info"], links_pdf, s.n_left, s.n_right, sl, sr, cfg)
+        summary["run_id"] = run_id
+        summary["seconds"] = round(time.time() - t0, 2)
+        self._write_outputs(spark, store, run_id, links_pdf, summary, backend)
+        links = store.read_run(TABLE_LINKS, run_id)
+        log.info("run %s: %d links (%d seeds) written to %s in %.1f s; verdict: %s", run_id,
+                 summary["n_links"], summary["n_seeds"], store.path(TABLE_LINKS), summary["seconds"],
+                 summary["verdict"])
+        return LinkResult(run_id=run_id, links=links, summary=summary)
+
+    @staticmethod
+    def _write_outputs(spark: SparkSession, store: RunStore, run_id: str, links: pd.DataFrame,
+                       summary: dict[str, Any], backend: SparkBackend) -> None:
+        schema = (f"{LEFT_ID} {backend._left_type}, {RIGHT_ID} {backend._right_type}, probability double, "
+                  "votes long, views long, round int, is_seed boolean")
+        cols = [LEFT_ID, RIGHT_ID, "probability", "votes", "views", "round", "is_seed"]
+        pdf = links[cols].copy()
+        pdf[LEFT_ID] = list(pdf[LEFT_ID].tolist())
+        pdf[RIGHT_ID] = list(pdf[RIGHT_ID].tolist())
+        store.replace_run(TABLE_LINKS, spark.createDataFrame(pdf, schema), run_id)
+        rows = [{
+            "round": int(h["round"]), "phase": h["phase"], "anchors": int(h["anchors_before"]),
+            "candidates": int(h["candidates"]), "threshold": h.get("threshold"),
+            "sim_threshold": h.get("sim_threshold"), "promoted": int(h["promoted"]), "links": int(h["links"]),
+            "seconds": float(h["seconds"]), "verdict": summary["verdict"],
+        } for h in summary["history"]]
+        sschema = ("round int, phase string, anchors long, candidates long, threshold double, "
+                   "sim_threshold double, promoted long, links long, seconds double, verdict string")
+        store.replace_run(TABLE_SUMMARY, spark.createDataFrame(pd.DataFrame(rows, columns=[
+            "round", "phase", "anchors", "candidates", "threshold", "sim_threshold", "promoted", "links",
+            "seconds", "verdict"]), sschema), run_id)
+        store.write_json("summary.json", summary)
+
+
+def link(left: str, right: str, seeds: str, output: str, config: LinkConfig | dict | None = None,
+         run_id: str | None = None, spark: SparkSession | None = None) -> LinkResult:
+    """Link two embedding tables; a shortcut for ``Linker(config, spark).link(...)``.
+
+    ``config`` may be a :class:`LinkConfig` or a nested dict (validated, every problem reported).
+    """
+    cfg = config if isinstance(config, LinkConfig) else LinkConfig.from_dict(config)
+    return Linker(cfg, spark).link(left, right, seeds, output, run_id)

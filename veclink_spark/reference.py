@@ -1,0 +1,218 @@
+"""In-process reference implementation of the method (numpy, pandas, scikit-learn; no Spark).
+
+It runs the same round driver (:func:`veclink_spark.engine.run_rounds`) and the same numeric kernels
+(:mod:`veclink_spark.kernels`) as the Spark job, with the executors' work done here on whole arrays.
+Use it for small tables, for tests, and as the oracle the Spark job is checked against: on the same
+input, config and seed both produce the same links.
+
+Example:
+    >>> links, summary = link_arrays(left_ids, left_vectors, right_ids, right_vectors,
+    ...                              seed_left_ids, seed_right_ids, LinkConfig())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import kernels
+from .config import LinkConfig
+from .diagnostics import diagnose
+from .engine import Candidates, RoundVotes, run_rounds
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def mutual_nearest(best: pd.DataFrame) -> pd.DataFrame:
+    """Per-view mutual nearest neighbours from block-level best matches.
+
+    ``best`` has columns view, left_id, right_id, sim, dir ('L': the left's best in a block, 'R': the
+    right's best). Across blocks a vector keeps its highest-sim match (ties: smaller id).
+    """
+    lb = best[best["dir"] == "L"].sort_values(["view", "left_id", "sim", "right_id"],
+                                              ascending=[True, True, False, True], kind="mergesort")
+    lb = lb.drop_duplicates(["view", "left_id"], keep="first")
+    rb = best[best["dir"] == "R"].sort_values(["view", "right_id", "sim", "left_id"],
+                                              ascending=[True, True, False, True], kind="mergesort")
+    rb = rb.drop_duplicates(["view", "right_id"], keep="first")
+    return lb[["view", "left_id", "right_id", "sim"]].merge(rb[["view", "left_id", "right_id"]],
+                                                           on=["view", "left_id", "right_id"])
+
+
+class NumpyBackend:
+    """Holds both tables in memory and computes a round's votes with the shared kernels."""
+
+    def __init__(self, left_ids: np.ndarray, left: np.ndarray, right_ids: np.ndarray, right: np.ndarray,
+                 cfg: LinkConfig):
+        self.left_ids = np.asarray(left_ids)
+        self.right_ids = np.asarray(right_ids)
+        self.left = kernels.normalise_rows(left)
+        self.right = kernels.normalise_rows(right)
+        self.n_left, self.dim_left = self.left.shape
+        self.n_right, self.dim_right = self.right.shape
+        self.cfg = cfg
+        self._lpos = {k: i for i, k in enumerate(self.left_ids.tolist())}
+        self._rpos = {k: i for i, k in enumerate(self.right_ids.tolist())}
+        self.cum: pd.DataFrame = pd.DataFrame(columns=["left_id", "right_id", "cum_votes"])
+        self.round_table: pd.DataFrame | None = None
+        self.tables: dict[int, pd.DataFrame] = {}
+        self._round_no = 0
+        self.rounds: list[tuple[int, dict[str, np.ndarray], dict[str, Any]]] = []
+
+    # -- Backend protocol ------------------------------------------------------------------------
+    def anchor_vectors(self, left_ids: np.ndarray, right_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        li = [self._lpos[k] for k in np.asarray(left_ids).tolist()]
+        ri = [self._rpos[k] for k in np.asarray(right_ids).tolist()]
+        return self.left[li], self.right[ri]
+
+    def geh_votes(self, round_no: int, vec_left: np.ndarray, vec_right: np.ndarray,
+                  views: list[kernels.View], exclude_left: np.ndarray, exclude_right: np.ndarray,
+                  phase_start: bool) -> RoundVotes:
+        sc, hc = self.cfg.signatures, self.cfg.hashing
+        rl = kernels.geh_signature_rows(self.left, vec_left, views, "left", probes=hc.probes,
+                                        kernel=sc.kernel, centering=sc.centering, gate=sc.gate)
+        rr = kernels.geh_signature_rows(self.right, vec_right, views, "right", probes=hc.probes,
+                                        kernel=sc.kernel, centering=sc.centering, gate=sc.gate)
+        self._round_no = round_no
+        return self._votes(rl, rr, len(views), exclude_left, exclude_right, phase_start)
+
+    def refine_votes(self, round_no: int, maps: np.ndarray, centroids: np.ndarray, exclude_left: np.ndarray,
+                     exclude_right: np.ndarray, phase_start: bool) -> RoundVotes:
+        probes = self.cfg.refine.cell_probes
+        self._round_no = round_no
+        rl = kernels.refine_signature_rows(self.left, maps, centroids, probes=probes)
+        rr = kernels.refine_right_rows(self.right, len(maps), centroids, probes=probes)
+        return self._votes(rl, rr, len(maps), exclude_left, exclude_right, phase_start,
+                           csls_k=self.cfg.refine.csls_k)
+
+    def cross_covariance(self, prev_round: int | None, n_bags: int, fraction: float, salt: int,
+                         seed_left: np.ndarray, seed_right: np.ndarray) -> np.ndarray:
+        if prev_round is None:
+            a = self.rounds[-1][1] if self.rounds else None
+            if a is None:
+                dl, dr = np.asarray([]), np.asarray([])
+            else:
+                dl, dr = a["left_id"][~a["is_seed"]], a["right_id"][~a["is_seed"]]
+        else:
+            t = self.tables[prev_round]
+            dl, dr = t["left_id"].to_numpy(), t["right_id"].to_numpy()
+        flags = kernels.bag_flags(dl, dr, n_bags, fraction, salt)
+        xs, ys = self.anchor_vectors(seed_left, seed_right)
+        seed_cross = xs.T @ ys
+        if len(dl) == 0:
+            return np.stack([seed_cross] * n_bags)
+        x, y = self.anchor_vectors(dl, dr)
+        return np.stack([seed_cross + x[flags[:, b]].T @ y[flags[:, b]] for b in range(n_bags)])
+
+    def candidates(self, round_no: int, min_round_votes: int, min_cum_votes: int) -> Candidates:
+        t = self.round_table
+        assert t is not None  # set by the round's votes call; internal invariant, not user input
+        t = t[(t["round_votes"] >= min_round_votes) & (t["cum_votes"] >= min_cum_votes)]
+        return Candidates(t["left_id"].to_numpy(), t["right_id"].to_numpy(),
+                          t["round_votes"].to_numpy(np.int64), t["cum_votes"].to_numpy(np.int64),
+                          t["sim"].to_numpy(np.float64))
+
+    def save_round(self, round_no: int, anchors: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+        import copy
+
+        self.rounds.append((round_no, {k: v.copy() for k, v in anchors.items()}, copy.deepcopy(info)))
+
+    def load_last_round(self) -> tuple[int, dict[str, np.ndarray], dict[str, Any]] | None:
+        return None
+
+    # -- internals -------------------------------------------------------------------------------
+    def _votes(self, rl: kernels.SignatureRows, rr: kernels.SignatureRows, n_views: int,
+               exclude_left: np.ndarray, exclude_right: np.ndarray, phase_start: bool,
+               csls_k: int | None = None) -> RoundVotes:
+        cap = self.cfg.hashing.max_block_size
+        lids, rids = self.left_ids[rl.row], self.right_ids[rr.row]
+        lgroups = pd.DataFrame({"view": rl.view, "key": rl.key}).groupby(["view", "key"], sort=True).indices
+        rgroups = pd.DataFrame({"view": rr.view, "key": rr.key}).groupby(["view", "key"], sort=True).indices
+        blocks = []
+        sizes = []
+        for block, li in lgroups.items():
+            ri = rgroups.get(block)
+            if ri is None:
+                continue
+            sizes.append(max(len(li), len(ri)))
+            kl = li[kernels.cap_block(lids[li], rl.dist[li], cap)]
+            kr = ri[kernels.cap_block(rids[ri], rr.dist[ri], cap)]
+            blocks.append((block[0], kl, kr))
+        r_left: dict = {}
+        r_right: dict = {}
+        if csls_k is not None:
+            # CSLS neighbourhood means: top-k per block, merged per (view, vector) over its blocks.
+            tl: dict = {}
+            tr: dict = {}
+            for view, kl, kr in blocks:
+                a, b = kernels.block_topk(rl.sig[kl], rr.sig[kr], csls_k)
+                for i, row in zip(lids[kl].tolist(), a):
+                    tl.setdefault((view, i), []).append(row)
+                for i, row in zip(rids[kr].tolist(), b):
+                    tr.setdefault((view, i), []).append(row)
+            r_left = {key: kernels.merge_topk(v, csls_k) for key, v in tl.items()}
+            r_right = {key: kernels.merge_topk(v, csls_k) for key, v in tr.items()}
+        parts = []
+        for view, kl, kr in blocks:
+            if csls_k is None:
+                a, ab, asim, b, ba, bsim = kernels.block_best_matches(rl.sig[kl], lids[kl], rr.sig[kr], rids[kr])
+            else:
+                rla = np.array([r_left[(view, i)] for i in lids[kl].tolist()])
+                rra = np.array([r_right[(view, i)] for i in rids[kr].tolist()])
+                a, ab, asim, _, b, ba, bsim, _ = kernels.csls_block_matches(lids[kl], rl.sig[kl], rla, rids[kr],
+                                                                             rr.sig[kr], rra)
+            parts.append(pd.DataFrame({"view": view, "left_id": a, "right_id": ab, "sim": asim, "dir": "L"}))
+            parts.append(pd.DataFrame({"view": view, "left_id": ba, "right_id": b, "sim": bsim, "dir": "R"}))
+        best = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+            columns=["view", "left_id", "right_id", "sim", "dir"])
+        mnn = mutual_nearest(best)
+        rv = (mnn.groupby(["left_id", "right_id"], sort=False)
+              .agg(round_votes=("view", "size"), sim=("sim", "max")).reset_index())
+        if phase_start:
+            self.cum = pd.DataFrame(columns=["left_id", "right_id", "cum_votes"])
+        cum = self.cum.merge(rv, on=["left_id", "right_id"], how="outer")
+        cum["cum_votes"] = (pd.to_numeric(cum["cum_votes"]).fillna(0).astype(np.int64)
+                            + pd.to_numeric(cum["round_votes"]).fillna(0).astype(np.int64))
+        self.cum = cum[["left_id", "right_id", "cum_votes"]]
+        table = rv.merge(self.cum, on=["left_id", "right_id"], how="left")
+        table = table[~table["left_id"].isin(set(np.asarray(exclude_left).tolist()))
+                      & ~table["right_id"].isin(set(np.asarray(exclude_right).tolist()))]
+        self.round_table = table
+        self.tables[self._round_no] = table
+        cells = table.groupby(["round_votes", "cum_votes"]).size().reset_index().to_numpy(np.int64)
+        sim_bins = np.round(table["sim"].to_numpy(np.float64), kernels.SIM_HIST_DECIMALS)
+        sv, sc = np.unique(sim_bins, return_counts=True)
+        stats = {"blocks": len(sizes), "max_block": int(max(sizes)) if sizes else 0,
+                 "mean_block": float(np.mean(sizes)) if sizes else 0.0, "mnn_pairs": int(len(mnn))}
+        return RoundVotes(n_views=n_views, cells=cells, stats=stats, sim_hist=np.stack([sv, sc], axis=1))
+
+
+def link_arrays(left_ids: np.ndarray, left: np.ndarray, right_ids: np.ndarray, right: np.ndarray,
+                seed_left: np.ndarray, seed_right: np.ndarray, cfg: LinkConfig | None = None,
+                ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Link two in-memory embedding tables. Returns (links, summary).
+
+    ``links`` has columns left_id, right_id, probability, votes, views, round, is_seed (seeds
+    included, flagged); ``summary`` holds the per-round history and the take-off diagnosis.
+
+    Raises:
+        InputError: fewer than two seeds, or seeds naming unknown ids.
+    """
+    cfg = cfg or LinkConfig()
+    seed_left, seed_right = np.asarray(seed_left), np.asarray(seed_right)
+    if len(seed_left) < 2:
+        raise InputError(f"at least two seed pairs are needed, got {len(seed_left)}")
+    missing = set(seed_left.tolist()) - set(np.asarray(left_ids).tolist())
+    missing |= set(seed_right.tolist()) - set(np.asarray(right_ids).tolist())
+    if missing:
+        raise InputError(f"seeds name ids absent from the tables: {sorted(missing)[:5]}")
+    backend = NumpyBackend(left_ids, left, right_ids, right, cfg)
+    result = run_rounds(backend, seed_left, seed_right, cfg)
+    links = pd.DataFrame(result["anchors"])
+    sl, sr = backend.anchor_vectors(np.sort(seed_left), seed_right[np.argsort(seed_left)])
+    summary = diagnose(result["info"], links, backend.n_left, backend.n_right, sl, sr, cfg)
+    return links, summary

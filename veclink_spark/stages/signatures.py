@@ -1,0 +1,96 @@
+"""Signature stage: anchor-distance signatures and blocking keys, computed on executors.
+
+Runs on executors through ``mapInArrow``: each Arrow batch of (id, vector) rows becomes rows
+(view, key, id, dist, sig). Everything the UDF needs (anchor vectors of this side, the views with their
+bandwidths, the maps and cells of a refine round) is computed on the driver and captured as plain numpy
+arrays; PySpark ships the pickled function with the tasks and broadcasts it automatically when large.
+The numeric work is :func:`veclink_spark.kernels.geh_signature_rows` /
+:func:`veclink_spark.kernels.refine_signature_rows`, shared with the in-process reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame
+from pyspark.sql.types import DataType
+
+from .. import kernels
+from ..constants import ID, KEY, VECTOR, VIEW
+
+
+def signature_schema(id_type: DataType) -> str:
+    """DDL schema of signature rows for an id column of type ``id_type``."""
+    return f"{VIEW} int, {KEY} int, {ID} {id_type.simpleString()}, dist double, sig array<double>"
+
+
+def _batch_arrays(batch: pa.RecordBatch) -> tuple[pa.Array, np.ndarray]:
+    vec = batch.column(VECTOR)
+    n = len(vec)
+    flat = vec.flatten().to_numpy(zero_copy_only=False)
+    dim = len(flat) // n if n else 0
+    # Re-normalised in float64 here, as the reference does, so both see bit-identical unit vectors.
+    return batch.column(ID), kernels.normalise_rows(np.asarray(flat, dtype=np.float64).reshape(n, dim))
+
+
+def _rows_to_batch(ids: pa.Array, rows: kernels.SignatureRows, widths: np.ndarray | None) -> pa.RecordBatch:
+    n = len(rows.row)
+    sig = rows.sig
+    if widths is None:
+        width = sig.shape[1] if n else 0
+        offsets = np.arange(n + 1, dtype=np.int32) * width
+        values = sig.reshape(-1)
+    else:  # drop the zero padding: each row keeps its own view's width
+        w = widths[rows.view] if n else np.zeros(0, dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(w)]).astype(np.int32)
+        mask = np.arange(sig.shape[1])[None, :] < w[:, None] if n else np.zeros((0, 0), dtype=bool)
+        values = sig[mask]
+    return pa.RecordBatch.from_arrays(
+        [pa.array(rows.view, pa.int32()), pa.array(rows.key, pa.int32()), ids.take(pa.array(rows.row)),
+         pa.array(rows.dist, pa.float64()),
+         pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.float64()))],
+        names=[VIEW, KEY, ID, "dist", "sig"],
+    )
+
+
+def _map(df: DataFrame, fn: Callable[[np.ndarray], kernels.SignatureRows], widths: np.ndarray | None) -> DataFrame:
+    id_type = df.schema[ID].dataType
+
+    def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            ids, x = _batch_arrays(batch)
+            yield _rows_to_batch(ids, fn(x), widths)
+
+    return df.select(ID, VECTOR).mapInArrow(udf, signature_schema(id_type))
+
+
+def geh_signatures(df: DataFrame, side: str, anchor_vectors: np.ndarray, views: list[kernels.View], *,
+                   probes: int, kernel: str, centering: str, gate: float) -> DataFrame:
+    """Signature rows of one side for every view of a ``geh`` round (see module doc)."""
+    anchors = np.asarray(anchor_vectors, dtype=np.float64)
+    views = list(views)
+    widths = np.asarray([len(v.anchors) for v in views], dtype=np.int64)
+
+    def fn(x: np.ndarray) -> kernels.SignatureRows:
+        return kernels.geh_signature_rows(x, anchors, views, side, probes=probes, kernel=kernel,
+                                          centering=centering, gate=gate)
+
+    return _map(df, fn, widths)
+
+
+def refine_signatures(df: DataFrame, side: str, maps: np.ndarray, centroids: np.ndarray, *,
+                      probes: int) -> DataFrame:
+    """Mapped (left) or plain (right) vectors keyed by their nearest cells, for every bagged map."""
+    maps = np.asarray(maps, dtype=np.float64)
+    cells = np.asarray(centroids, dtype=np.float64)
+
+    def fn(x: np.ndarray) -> kernels.SignatureRows:
+        if side == "left":
+            return kernels.refine_signature_rows(x, maps, cells, probes=probes)
+        return kernels.refine_right_rows(x, len(maps), cells, probes=probes)
+
+    return _map(df, fn, None)
