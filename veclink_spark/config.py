@@ -139,6 +139,8 @@ class DiagnosticsConfig:
 
     min_link_fraction: float = _f(0.02, "a run that links fewer than this fraction of the smaller table "
                                   "(beyond the seeds) is reported as stalled", lo=0.0, hi=1.0)
+    max_final_churn: float = _f(0.25, "a run whose last refinement round changed more than this share of "
+                                "its links did not settle and is reported as stalled", lo=0.0, hi=1.0)
     min_seed_consistency: float = _f(0.3, "warn when the Spearman correlation of seed-to-seed distances "
                                      "across the two spaces is below this", lo=-1.0, hi=1.0)
 
@@ -208,6 +210,10 @@ class LinkConfig:
             type_problems = _check_types(name, section_cls, kwargs)
             problems.extend(type_problems)
             if type_problems:
+                # Check the fields that are well typed anyway, so every problem is reported at once.
+                bad = {p.split(" ")[0].split(".", 1)[1] for p in type_problems}
+                ok = {k: v for k, v in kwargs.items() if k not in bad}
+                problems.extend(_check_section(name, replace(default, **ok)))
                 continue
             instances[name] = replace(default, **kwargs) if kwargs else default
         if problems:

@@ -18,12 +18,27 @@ from .config import LinkConfig
 log = logging.getLogger(__name__)
 
 
+#: Links whose vectors are used for the link-consistency check (a deterministic sample).
+CONSISTENCY_SAMPLE = 1000
+
+
+def consistency_sample(links: pd.DataFrame) -> pd.DataFrame:
+    """The non-seed links the link-consistency check uses: the first CONSISTENCY_SAMPLE by id order."""
+    got = links[~links["is_seed"].astype(bool)]
+    return got.sort_values(["left_id", "right_id"]).head(CONSISTENCY_SAMPLE)
+
+
 def diagnose(info: dict[str, Any], links: pd.DataFrame, n_left: int, n_right: int, seed_left: np.ndarray,
-             seed_right: np.ndarray, cfg: LinkConfig) -> dict[str, Any]:
+             seed_right: np.ndarray, cfg: LinkConfig,
+             link_vectors: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Build the run summary: history, link counts, seed consistency and the take-off verdict.
 
     A run is *stalled* when it linked fewer than ``diagnostics.min_link_fraction`` of the smaller table
-    beyond the seeds. The summary then says so with the evidence (seed-to-seed distance consistency
+    beyond the seeds, or when its link set did not settle: more than ``diagnostics.max_final_churn`` of
+    the links changed in the last refinement round (self-learning can always produce *some* matching,
+    even between unrelated tables; such a matching keeps churning, a real one converges).
+    ``link_vectors`` (a sample of the links' vectors) gives the link-to-link distance consistency,
+    reported for information. The summary then says so with the evidence (seed-to-seed distance consistency
     across the spaces, vote margins, links per round) and what the user can do. Logged at WARNING.
     """
     history = info.get("history", [])
@@ -32,7 +47,15 @@ def diagnose(info: dict[str, Any], links: pd.DataFrame, n_left: int, n_right: in
     consistency = kernels.seed_consistency(seed_left, seed_right)
     smaller = min(n_left, n_right)
     needed = cfg.diagnostics.min_link_fraction * smaller
-    stalled = n_links < needed
+    link_consistency = float("nan")
+    if link_vectors is not None and len(link_vectors[0]) >= 3:
+        link_consistency = kernels.seed_consistency(link_vectors[0], link_vectors[1])
+    churn = float("nan")
+    last = history[-1] if history else None
+    if last is not None and last.get("phase") == "refine":
+        churn = (last.get("added", 0) + last.get("removed", 0)) / max(int(last.get("links", 0)), 1)
+    unsettled = n_links >= needed and np.isfinite(churn) and churn > cfg.diagnostics.max_final_churn
+    stalled = n_links < needed or bool(unsettled)
     per_round = [int(h.get("added", 0)) for h in history]
     margins = [
         {"round": h["round"], "threshold": h.get("threshold"), "floor": h.get("floor"),
@@ -44,6 +67,10 @@ def diagnose(info: dict[str, Any], links: pd.DataFrame, n_left: int, n_right: in
     if stalled:
         reasons.append(f"only {n_links} links beyond the {n_seeds} seeds, fewer than "
                        f"{cfg.diagnostics.min_link_fraction:.0%} of the smaller table ({smaller} rows)")
+        if unsettled:
+            reasons.append(f"the link set did not settle: {churn:.0%} of the {n_links} links changed in the last "
+                           f"round (more than {cfg.diagnostics.max_final_churn:.0%}), as happens when "
+                           "self-learning matches unrelated tables; treat these links as chance matches")
         if np.isfinite(consistency) and consistency < cfg.diagnostics.min_seed_consistency:
             reasons.append(f"seed-to-seed distances agree poorly across the two spaces (Spearman "
                            f"{consistency:.2f} < {cfg.diagnostics.min_seed_consistency}): local isometry may "
@@ -67,6 +94,8 @@ def diagnose(info: dict[str, Any], links: pd.DataFrame, n_left: int, n_right: in
         "n_left": int(n_left),
         "n_right": int(n_right),
         "seed_consistency_spearman": None if not np.isfinite(consistency) else round(float(consistency), 4),
+        "final_churn": None if not np.isfinite(churn) else round(float(churn), 4),
+        "link_consistency_spearman": None if not np.isfinite(link_consistency) else round(float(link_consistency), 4),
         "links_per_round": per_round,
         "vote_margins": margins,
         "rounds": len(history),

@@ -22,6 +22,8 @@ import numpy as np
 SIM_DECIMALS = 9
 #: Decimals of the similarity histogram the driver thresholds (Otsu) on.
 SIM_HIST_DECIMALS = 2
+#: Decimals kept of the float32 top-k similarities faiss returns (CSLS neighbourhood means).
+TOPK_DECIMALS = 6
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -367,16 +369,25 @@ def block_matches(
 def block_topk(sig_left: np.ndarray, sig_right: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Within one block: each left row's ``k`` highest similarities to the right rows, and vice versa.
 
-    Returns (left top-k (n_left, k'), right top-k (n_right, k'')), rounded, sorted descending; k' is
-    at most the other side's size. The CSLS neighbourhood mean of a vector is the mean of its top-k
-    over all its blocks (merged by :func:`merge_topk`).
+    Returns (left top-k (n_left, k'), right top-k (n_right, k'')), sorted descending, rounded to
+    ``TOPK_DECIMALS``; k' is at most the other side's size. The CSLS neighbourhood mean of a vector is
+    the mean of its top-k over all its blocks (merged by :func:`merge_topk`). The search is faiss's
+    exact inner-product index, single-threaded so that it gives the same numbers wherever it runs.
     """
-    g = np.round(sig_left @ sig_right.T, SIM_DECIMALS)
-    kl = min(k, g.shape[1])
-    kr = min(k, g.shape[0])
-    tl = -np.sort(-g, axis=1)[:, :kl]
-    tr = -np.sort(-g.T, axis=1)[:, :kr]
-    return tl, tr
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    xl = np.ascontiguousarray(sig_left, dtype=np.float32)
+    xr = np.ascontiguousarray(sig_right, dtype=np.float32)
+    kl = min(k, len(xr))
+    kr = min(k, len(xl))
+    il = faiss.IndexFlatIP(xr.shape[1])
+    il.add(xr)
+    tl, _ = il.search(xl, kl)
+    ir = faiss.IndexFlatIP(xl.shape[1])
+    ir.add(xl)
+    tr, _ = ir.search(xr, kr)
+    return np.round(tl.astype(np.float64), TOPK_DECIMALS), np.round(tr.astype(np.float64), TOPK_DECIMALS)
 
 
 def merge_topk(lists: list[np.ndarray], k: int) -> float:

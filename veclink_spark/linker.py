@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from .config import LinkConfig
 from .constants import LEFT_ID, RIGHT_ID, TABLE_LINKS, TABLE_SUMMARY
-from .diagnostics import diagnose
+from .diagnostics import consistency_sample, diagnose
 from .engine import run_rounds
 from .errors import ConfigError
 from .inputs import InputColumns, load_inputs
@@ -110,11 +110,13 @@ class Linker:
             order = np.lexsort((anchors["right_id"], anchors["left_id"]))
             sl, sr = backend.anchor_vectors(anchors["left_id"][anchors["is_seed"]],
                                             anchors["right_id"][anchors["is_seed"]])
+            links_pdf = pd.DataFrame({k: v[order] for k, v in anchors.items()})
+            sample = consistency_sample(links_pdf)
+            lv = backend.anchor_vectors(sample["left_id"].to_numpy(), sample["right_id"].to_numpy())
         finally:
             left_df.unpersist()
             right_df.unpersist()
-        links_pdf = pd.DataFrame({k: v[order] for k, v in anchors.items()})
-        summary = diagnose(result["info"], links_pdf, s.n_left, s.n_right, sl, sr, cfg)
+        summary = diagnose(result["info"], links_pdf, s.n_left, s.n_right, sl, sr, cfg, lv)
         summary["run_id"] = run_id
         summary["seconds"] = round(time.time() - t0, 2)
         self._write_outputs(spark, store, run_id, links_pdf, summary, backend)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from . import kernels
 from .config import LinkConfig
-from .diagnostics import diagnose
+from .diagnostics import consistency_sample, diagnose
 from .engine import Candidates, RoundVotes, run_rounds
 from .errors import InputError
 
@@ -214,5 +214,7 @@ def link_arrays(left_ids: np.ndarray, left: np.ndarray, right_ids: np.ndarray, r
     result = run_rounds(backend, seed_left, seed_right, cfg)
     links = pd.DataFrame(result["anchors"])
     sl, sr = backend.anchor_vectors(np.sort(seed_left), seed_right[np.argsort(seed_left)])
-    summary = diagnose(result["info"], links, backend.n_left, backend.n_right, sl, sr, cfg)
+    sample = consistency_sample(links)
+    lv = backend.anchor_vectors(sample["left_id"].to_numpy(), sample["right_id"].to_numpy())
+    summary = diagnose(result["info"], links, backend.n_left, backend.n_right, sl, sr, cfg, lv)
     return links, summary

@@ -149,7 +149,7 @@ def score_links(links: Any, truth: Any, seeds: Any = None) -> dict[str, float | 
 
 def best_threshold(
     links: Any, truth: Any, seeds: Any = None, score_col: str = SCORE
-) -> dict[str, float | int]:
+) -> dict[str, float | int | None]:
     """The score threshold that maximises F1, chosen with the truth: a diagnostic ceiling, not a method.
 
     Keeps the links whose score is >= the threshold; tells how much a perfect cut on the links' own score

@@ -330,11 +330,20 @@ def make_split(
     return split
 
 
-def vectors_to_arrow(x: np.ndarray) -> pa.ListArray:
-    """A (N, d) float array as an Arrow ``list<float32>`` array, one list per row."""
+def vectors_to_arrow(x: np.ndarray) -> pa.ChunkedArray:
+    """A (N, d) float array as an Arrow ``list<float32>`` column, one list per row.
+
+    Chunked so that no chunk holds more than 2**31 - 1 floats (``list`` offsets are int32).
+    """
     x = np.ascontiguousarray(x, dtype=np.float32)
-    offsets = np.arange(0, x.shape[0] * x.shape[1] + 1, x.shape[1], dtype=np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(x.reshape(-1)))
+    d = max(int(x.shape[1]), 1)
+    rows_per_chunk = max((2**31 - 1) // d, 1)
+    chunks = []
+    for start in range(0, max(x.shape[0], 1), rows_per_chunk):
+        block = x[start : start + rows_per_chunk]
+        offsets = np.arange(0, block.shape[0] * block.shape[1] + 1, block.shape[1], dtype=np.int32)
+        chunks.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(block.reshape(-1))))
+    return pa.chunked_array(chunks, type=pa.list_(pa.float32()))
 
 
 def vectors_from_arrow(column: pa.ChunkedArray | pa.Array, what: str) -> np.ndarray:

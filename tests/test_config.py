@@ -1,0 +1,80 @@
+"""Configuration: defaults, YAML round trip, and every problem reported at once with its field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from veclink_spark.config import LinkConfig, describe_fields
+from veclink_spark.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_yaml_matches_the_dataclasses() -> None:
+    assert LinkConfig.from_yaml(ROOT / "conf" / "default.yaml") == LinkConfig()
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_default_conf.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_field_is_documented_in_default_yaml() -> None:
+    text = (ROOT / "conf" / "default.yaml").read_text()
+    for name, _default, doc in describe_fields():
+        assert doc, name
+        assert f"  {name.split('.')[1]}:" in text, name
+
+
+def test_all_problems_reported_at_once_with_field_names() -> None:
+    with pytest.raises(ConfigError) as err:
+        LinkConfig.from_dict({
+            "bootstrap": {"max_rounds": 0, "seed": -1, "max_round": 3},
+            "views": {"sampling": "bogus"},
+            "hashng": {},
+            "refine": {"views": "many"},
+        })
+    problems = err.value.problems
+    text = " | ".join(problems)
+    assert "bootstrap.max_rounds must be >= 1, got 0" in text
+    assert "bootstrap.seed must be >= 0, got -1" in text
+    assert "did you mean 'bootstrap.max_rounds'" in text
+    assert "views.sampling must be one of" in text and "'bogus'" in text
+    assert "unknown section 'hashng'; did you mean 'hashing'" in text
+    assert "refine.views must be an integer, got 'many'" in text
+    assert len(problems) == 6
+
+
+def test_cross_field_and_type_checks() -> None:
+    with pytest.raises(ConfigError, match="views.min_view_size"):
+        LinkConfig.from_dict({"views": {"min_view_size": 10, "max_view_size": 5}})
+    with pytest.raises(ConfigError, match="views.kmeans must be true or false"):
+        LinkConfig.from_dict({"views": {"kmeans": "yes"}})
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        LinkConfig.from_dict({"views": 3})
+
+
+def test_yaml_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        LinkConfig.from_yaml(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("views: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        LinkConfig.from_yaml(bad)
+
+
+@pytest.mark.parametrize("section", [f.name for f in fields(LinkConfig)])
+def test_every_choice_value_is_accepted(section: str) -> None:
+    cls = next(f for f in fields(LinkConfig) if f.name == section).default_factory  # type: ignore[misc]
+    for f in fields(cls):
+        for choice in f.metadata.get("choices") or ():
+            cfg = LinkConfig.from_dict({section: {f.name: choice}})
+            assert getattr(getattr(cfg, section), f.name) == choice
+
+
+def test_to_dict_round_trip() -> None:
+    cfg = LinkConfig.from_dict({"bootstrap": {"max_rounds": 7}, "refine": {"mode": "none"}})
+    assert LinkConfig.from_dict(cfg.to_dict()) == cfg

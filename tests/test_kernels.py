@@ -1,0 +1,85 @@
+"""Numeric kernels on tiny hand-made arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from veclink_spark import kernels
+
+
+def test_signatures_are_unit_and_scale_free() -> None:
+    rng = np.random.default_rng(0)
+    x = kernels.normalise_rows(rng.normal(size=(20, 6)))
+    anchors = x[:5]
+    s, d = kernels.anchor_signatures(x, anchors, 0.8, "gaussian", "row")
+    assert np.allclose(np.linalg.norm(s, axis=1), 1.0)
+    assert np.allclose(d[np.arange(5), np.arange(5)], 0.0, atol=1e-6)
+    # Row centring: each signature sums to zero.
+    assert np.allclose(s.sum(axis=1), 0.0, atol=1e-9)
+
+
+def test_block_best_matches_breaks_ties_by_smaller_id() -> None:
+    sig = np.array([[1.0, 0.0], [1.0, 0.0]])
+    ids_l = np.array([7, 3])
+    ids_r = np.array([9, 4])
+    il, best_r, _, ir, best_l, _ = kernels.block_best_matches(sig, ids_l, sig, ids_r)
+    assert list(il) == [3, 7] and list(best_r) == [4, 4]
+    assert list(ir) == [4, 9] and list(best_l) == [3, 3]
+
+
+def test_otsu_splits_two_modes() -> None:
+    values = np.array([1, 2, 3, 20, 21, 22], dtype=float)
+    counts = np.array([50, 40, 30, 5, 6, 4])
+    assert kernels.otsu_threshold(values, counts) == 20.0
+    assert kernels.otsu_threshold(np.array([4.0]), np.array([3])) == 4.0
+
+
+def test_greedy_one_to_one_respects_used_ids_and_order() -> None:
+    left = np.array([1, 1, 2, 3])
+    right = np.array([10, 11, 10, 12])
+    score = np.array([0.9, 0.8, 0.95, 0.5])
+    keep = kernels.greedy_one_to_one(left, right, score, np.zeros(4), used_left={3}, used_right=set())
+    assert sorted(zip(left[keep].tolist(), right[keep].tolist())) == [(1, 11), (2, 10)]
+
+
+def test_views_guard_degenerate_kmeans() -> None:
+    rng = np.random.default_rng(0)
+    a = kernels.normalise_rows(rng.normal(size=(30, 4)))
+    # 30 anchors, d_max 16: ceil(30/16)=2 clusters <= rho=2 -> would make identical views: not used.
+    views, branch = kernels.sample_views(a, a, 15, 16, sampling="random", base_views=5, growth=0.5,
+                                         view_fraction=0.3, min_view_size=4, max_view_size=64, kmeans=True,
+                                         kmeans_overlap=2, bandwidth=1.0, rng=rng)
+    assert branch == "random" and len(views) >= 5
+    views, branch = kernels.sample_views(a, a, 15, 4, sampling="random", base_views=5, growth=0.5,
+                                         view_fraction=0.3, min_view_size=4, max_view_size=64, kmeans=True,
+                                         kmeans_overlap=2, bandwidth=1.0, rng=np.random.default_rng(1))
+    assert branch == "kmeans" and len(views) == 8
+    # Each anchor joins its two nearest clusters.
+    counts = np.bincount(np.concatenate([v.anchors for v in views]), minlength=30)
+    assert (counts == 2).all()
+
+
+def test_bag_flags_are_deterministic_and_match_fraction() -> None:
+    left = np.arange(2000)
+    right = np.arange(2000) + 5
+    f1 = kernels.bag_flags(left, right, 4, 0.75, salt=3)
+    f2 = kernels.bag_flags(left, right, 4, 0.75, salt=3)
+    assert (f1 == f2).all()
+    assert abs(f1.mean() - 0.75) < 0.03
+    assert not (f1 == kernels.bag_flags(left, right, 4, 0.75, salt=4)).all()
+
+
+def test_procrustes_recovers_a_rotation() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 5))
+    q, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    w = kernels.procrustes_map(x.T @ (x @ q))
+    assert np.allclose(w, q, atol=1e-8)
+
+
+def test_seed_consistency_high_for_isometric_copies() -> None:
+    rng = np.random.default_rng(0)
+    x = kernels.normalise_rows(rng.normal(size=(15, 8)))
+    q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    assert kernels.seed_consistency(x, x @ q) > 0.99
+    assert kernels.seed_consistency(x, kernels.normalise_rows(rng.normal(size=(15, 8)))) < 0.5

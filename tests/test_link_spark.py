@@ -1,0 +1,173 @@
+"""The Spark job end to end on a local session: same links as the in-process reference, Delta round
+tables, resume after a failure, idempotent re-runs, the job's command line and its errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from veclink_spark import LinkConfig, Linker, link_arrays
+from veclink_spark.spark_backend import SparkBackend
+from veclink_spark.store import RunStore
+from veclink_spark.synthetic import make_pair
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = {"views": {"base_views": 16}, "bootstrap": {"max_rounds": 2}, "refine": {"max_rounds": 2}}
+
+
+def _vectors(x: np.ndarray) -> pa.Array:
+    return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1).astype(np.float32)), x.shape[1]).cast(
+        pa.list_(pa.float32()))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    pair = make_pair(n_objects=300, alpha=0.3, n_seeds=15, seed=1)
+    d = tmp_path_factory.mktemp("linkdata")
+    pq.write_table(pa.table({"id": pair.left_ids, "vector": _vectors(pair.left)}), d / "left.parquet")
+    pq.write_table(pa.table({"id": pair.right_ids, "vector": _vectors(pair.right)}), d / "right.parquet")
+    pq.write_table(pa.table({"left_id": pair.seed_left, "right_id": pair.seed_right}), d / "seeds.parquet")
+    return pair, d
+
+
+@pytest.fixture(scope="module")
+def first_run(spark, data, tmp_path_factory):
+    _, d = data
+    out = tmp_path_factory.mktemp("out")
+    result = Linker(LinkConfig.from_dict(FAST), spark).link(str(d / "left.parquet"), str(d / "right.parquet"),
+                                                             str(d / "seeds.parquet"), str(out), run_id="full")
+    return result, out
+
+
+def _pairs(df) -> set:
+    return set(zip(df["left_id"].tolist(), df["right_id"].tolist()))
+
+
+def test_spark_links_equal_the_reference(spark, data, first_run) -> None:
+    pair, d = data
+    result, _ = first_run
+    left = pq.read_table(d / "left.parquet").to_pandas()
+    right = pq.read_table(d / "right.parquet").to_pandas()
+    ref, ref_summary = link_arrays(left["id"].to_numpy(), np.stack(left["vector"]), right["id"].to_numpy(),
+                                   np.stack(right["vector"]), pair.seed_left, pair.seed_right,
+                                   LinkConfig.from_dict(FAST))
+    got = result.links.toPandas()
+    assert len(got) > 15
+    assert _pairs(got) == _pairs(ref)
+    merged = got.merge(ref, on=["left_id", "right_id"], suffixes=("", "_ref"))
+    assert (merged["votes"] == merged["votes_ref"]).all()
+    assert (merged["round"] == merged["round_ref"]).all()
+    assert np.allclose(merged["probability"], merged["probability_ref"])
+    assert [h["promoted"] for h in result.summary["history"]] == [h["promoted"] for h in ref_summary["history"]]
+
+
+def test_output_tables_and_summary(spark, first_run) -> None:
+    result, out = first_run
+    links = result.links
+    assert {"left_id", "right_id", "probability", "votes", "views", "round", "is_seed"} <= set(links.columns)
+    pdf = links.toPandas()
+    assert pdf["left_id"].is_unique and pdf["right_id"].is_unique
+    assert int(pdf["is_seed"].sum()) == 15
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run_id"] == "full" and summary["rounds"] == len(summary["history"])
+    store = RunStore(spark, str(out))
+    rows = store.read_run("summary", "full").toPandas()
+    assert len(rows) == summary["rounds"]
+    assert {"anchors", "candidates", "threshold", "seconds"} <= set(rows.columns)
+    # Every round can be read back.
+    for r in range(1, summary["rounds"] + 1):
+        assert store.read_round("anchors", "full", r).count() >= 15
+    assert store.last_committed_round("full") == summary["rounds"]
+
+
+def test_rerun_of_a_finished_run_changes_nothing(spark, data, first_run) -> None:
+    _, d = data
+    result, out = first_run
+    before = result.links.toPandas()
+    again = Linker(LinkConfig.from_dict(FAST), spark).link(str(d / "left.parquet"), str(d / "right.parquet"),
+                                                            str(d / "seeds.parquet"), str(out), run_id="full")
+    after = again.links.toPandas()
+    assert len(after) == len(before) and _pairs(after) == _pairs(before)
+
+
+def test_resume_after_a_failure_gives_the_same_links(spark, data, first_run, monkeypatch) -> None:
+    _, d = data
+    result, out = first_run
+    original = SparkBackend.geh_votes
+
+    def failing(self, round_no, *args, **kwargs):
+        if round_no == 2:
+            raise RuntimeError("simulated executor loss")
+        return original(self, round_no, *args, **kwargs)
+
+    linker = Linker(LinkConfig.from_dict(FAST), spark)
+    args = (str(d / "left.parquet"), str(d / "right.parquet"), str(d / "seeds.parquet"), str(out))
+    monkeypatch.setattr(SparkBackend, "geh_votes", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        linker.link(*args, run_id="crashy")
+    store = RunStore(spark, str(out))
+    assert store.last_committed_round("crashy") == 1
+    monkeypatch.setattr(SparkBackend, "geh_votes", original)
+    resumed = linker.link(*args, run_id="crashy")
+    assert _pairs(resumed.links.toPandas()) == _pairs(result.links.toPandas())
+    # Resuming with another configuration is refused.
+    other = Linker(LinkConfig.from_dict({**FAST, "bootstrap": {"max_rounds": 3}}), spark)
+    with pytest.raises(Exception, match="another configuration"):
+        other.link(*args, run_id="crashy")
+
+
+def _job():
+    spec = importlib.util.spec_from_file_location("link_job", ROOT / "jobs" / "link.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_job_command_line_runs(spark, data, tmp_path, capsys) -> None:
+    _, d = data
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text("views:\n  base_views: 16\nbootstrap:\n  max_rounds: 1\nrefine:\n  max_rounds: 0\n")
+    code = _job().main(["--left", str(d / "left.parquet"), "--right", str(d / "right.parquet"), "--seeds",
+                        str(d / "seeds.parquet"), "--output", str(tmp_path / "out"), "--config", str(cfg),
+                        "--run-id", "cli"])
+    assert code == 0
+    assert (tmp_path / "out" / "links" / "_delta_log").is_dir()
+    assert (tmp_path / "out" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("problem", ["bad_config", "missing_seeds", "one_seed", "unknown_seed_id"])
+def test_job_errors_are_one_line_and_write_nothing(spark, data, tmp_path, capsys, problem) -> None:
+    _, d = data
+    seeds = d / "seeds.parquet"
+    args = []
+    if problem == "bad_config":
+        cfg = tmp_path / "bad.yaml"
+        cfg.write_text("bootstrap:\n  max_rounds: 0\n  bogus: 1\n")
+        args = ["--config", str(cfg)]
+    elif problem == "missing_seeds":
+        seeds = tmp_path / "nope.parquet"
+    else:
+        tab = pq.read_table(d / "seeds.parquet").to_pandas()
+        if problem == "one_seed":
+            tab = tab.head(1)
+        else:
+            tab.loc[0, "left_id"] = -42
+        seeds = tmp_path / "seeds.parquet"
+        tab.to_parquet(seeds)
+    out = tmp_path / "out"
+    code = _job().main(["--left", str(d / "left.parquet"), "--right", str(d / "right.parquet"), "--seeds",
+                        str(seeds), "--output", str(out), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len([line for line in err if line.startswith("veclink-spark:")]) == 1
+    assert not out.exists()
+    if problem == "bad_config":
+        assert "bootstrap.max_rounds must be >= 1" in err[-1] and "bogus" in err[-1]
