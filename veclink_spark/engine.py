@@ -168,17 +168,28 @@ def run_rounds(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, 
             m = len(views)
             floor = bs.min_vote_fraction
         else:
-            branch = "procrustes"
+            # Two stages (docs/method.md): 'takeoff' rounds fit one map on the whole dictionary (VecMap-style
+            # self-learning; extra bags only cost time while the dictionary is mostly wrong), 'polish' rounds
+            # fit rf.views maps on small random shares of it and keep the pairs (nearly) all maps agree on.
+            stage = info.get("refine_stage", "takeoff")
+            branch = f"procrustes/{stage}"
             salt = bs.seed * 1_000_003 + round_no
             prev = round_no - 1 if info["phase_rounds"] > 0 else None
-            cross = backend.cross_covariance(prev, rf.views, rf.bag_fraction, salt, seed_left, seed_right)
+            if stage == "takeoff":
+                m, fraction, floor = rf.takeoff_views, 1.0, 0.0
+            else:
+                m, fraction, floor = rf.views, rf.bag_fraction, rf.min_vote_fraction
+            cross = backend.cross_covariance(prev, m, fraction, salt, seed_left, seed_right)
+            if rf.seed_weight != 1.0:
+                # The seeds are the only pairs known to be right: weigh them up against the (early: mostly
+                # wrong) induced dictionary; a small (n_seeds x d) product on the driver.
+                svl, svr = backend.anchor_vectors(seed_left, seed_right)
+                cross = cross + (rf.seed_weight - 1.0) * (svl.T @ svr)[None, :, :]
             # Rounded so that summation-order noise between backends cannot change the maps.
             maps = np.stack([kernels.procrustes_map(np.round(c, 10)) for c in cross])
             n_cells = max(1, min(rf.cells, len(al) // 4))
             centroids = _cells(vec_r, n_cells, rng)
             votes = backend.refine_votes(round_no, maps, centroids, seed_left, seed_right, phase_start)
-            m = rf.views
-            floor = rf.min_vote_fraction
         n_views_phase = info["phase_views"] + m
 
         # Score cells -> Otsu threshold (with the floor) -> integer vote thresholds.
@@ -259,11 +270,26 @@ def run_rounds(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, 
                 info.update(done=True, stop_reason="round cap")
         else:
             n_links = int((~anchors["is_seed"]).sum())
-            if added + removed <= rf.stable_fraction * max(n_links, 1):
-                info.update(done=True, stop_reason="links stable")
-            elif info["phase_rounds"] >= rf.max_rounds:
-                info.update(done=True, stop_reason="refine round cap")
-        if round_no >= bs.max_rounds + rf.max_rounds and not info["done"]:
+            n_cand = stats["candidates"]
+            stage = info.get("refine_stage", "takeoff")
+            if stage == "takeoff":
+                prev_cand = info.get("refine_prev_candidates")
+                settled = prev_cand is not None and abs(n_cand - prev_cand) <= rf.settle_fraction * max(n_cand, 1)
+                info["refine_prev_candidates"] = n_cand
+                if settled or info["phase_rounds"] >= rf.max_rounds:
+                    if rf.polish_rounds > 0:
+                        info.update(refine_stage="polish", refine_polish_rounds=0)
+                        log.info("refinement settled after %d rounds (%d proposals): polishing with %d bagged maps",
+                                 info["phase_rounds"], n_cand, rf.views)
+                    else:
+                        info.update(done=True, stop_reason="links stable" if settled else "refine round cap")
+            else:
+                info["refine_polish_rounds"] = info.get("refine_polish_rounds", 0) + 1
+                if info["refine_polish_rounds"] > 1 and added + removed <= rf.stable_fraction * max(n_links, 1):
+                    info.update(done=True, stop_reason="links stable")
+                elif info["refine_polish_rounds"] >= rf.polish_rounds:
+                    info.update(done=True, stop_reason="polish round cap")
+        if round_no >= bs.max_rounds + rf.max_rounds + rf.polish_rounds and not info["done"]:
             info.update(done=True, stop_reason="round cap")
         backend.save_round(round_no, anchors, info)
     return {"anchors": anchors, "info": info, "rounds": round_no}

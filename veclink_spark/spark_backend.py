@@ -100,12 +100,12 @@ class SparkBackend:
         ls = signatures.refine_signatures(self.left, "left", maps, centroids, probes=rf.cell_probes).persist()
         rs = signatures.refine_signatures(self.right, "right", maps, centroids, probes=rf.cell_probes).persist()
         try:
-            means = cand_stage.csls_means(cand_stage.block_topk(ls, rs, rf.csls_k, cap), rf.csls_k).persist()
-            lr = means.filter(F.col("side") == "L").select("view", F.col(LEFT_ID).alias(ID), "r")
-            rr = means.filter(F.col("side") == "R").select("view", F.col(RIGHT_ID).alias(ID), "r")
+            topk = cand_stage.block_topk(ls, rs, rf.csls_k, cap).persist()
+            lr = cand_stage.csls_means(topk, "L", rf.csls_k)
+            rr = cand_stage.csls_means(topk, "R", rf.csls_k)
             best = cand_stage.csls_best_matches(ls.join(lr, ["view", ID]), rs.join(rr, ["view", ID]), cap)
             out = self._finish(round_no, ls, rs, best, len(maps), exclude_left, exclude_right, phase_start)
-            means.unpersist()
+            topk.unpersist()
             return out
         finally:
             ls.unpersist()

@@ -97,21 +97,24 @@ def block_topk(left_sigs: DataFrame, right_sigs: DataFrame, k: int, max_block_si
     return left_sigs.groupBy(VIEW, KEY).cogroup(right_sigs.groupBy(VIEW, KEY)).applyInPandas(fn, schema)
 
 
-def csls_means(topk_rows: DataFrame, k: int) -> DataFrame:
-    """CSLS pass 2: per (view, vector), r_k = mean of its ``k`` best similarities over all its blocks.
+def csls_means(topk_rows: DataFrame, side: str, k: int) -> DataFrame:
+    """CSLS pass 2: per (view, vector) of one side ('L' or 'R'), r_k = the mean of its ``k`` best
+    similarities over all its blocks.
 
-    Rows (view, side, left_id, right_id, r). The merge runs in a vectorised pandas UDF calling
+    Rows (view, id, r). The merge runs in a vectorised pandas UDF calling
     :func:`veclink_spark.kernels.merge_topk`, the reference's own code, so the means agree bit for bit.
+    Each side gets its own projection (not two filters of one) so that joining both back is unambiguous.
     """
     kk = int(k)
+    id_col = LEFT_ID if side == "L" else RIGHT_ID
 
     @F.pandas_udf("double")  # type: ignore[call-overload]
     def merge(lists: pd.Series) -> pd.Series:
         return pd.Series([kernels.merge_topk([np.asarray(v, dtype=np.float64)], kk) for v in lists])
 
-    grouped = topk_rows.groupBy(VIEW, "side", LEFT_ID, RIGHT_ID).agg(
-        F.flatten(F.collect_list("topk")).alias("_all"))
-    return grouped.select(VIEW, "side", LEFT_ID, RIGHT_ID, merge("_all").alias("r"))
+    grouped = (topk_rows.filter(F.col("side") == side).groupBy(VIEW, id_col)
+               .agg(F.flatten(F.collect_list("topk")).alias("_all")))
+    return grouped.select(VIEW, F.col(id_col).alias(ID), merge("_all").alias("r"))
 
 
 def csls_best_matches(left_sigs: DataFrame, right_sigs: DataFrame, max_block_size: int) -> DataFrame:

@@ -1,0 +1,114 @@
+#!/usr/bin/env python
+"""Run a benchmark grid on the real encoders and write the report.
+
+    python jobs/benchmark.py --grid conf/bench/quick.yaml [--out-dir bench-out] [--report BENCHMARKS.md]
+        [--methods veclink self_learning ...] [--engine reference|spark] [--corpora debian]
+        [--pairs mpnet/L6] [--data-dir ../shared/data] [--threads 2] [--keep-going] [--dry-run]
+    python jobs/benchmark.py --report-only --out-dir bench-out --report BENCHMARKS.md
+
+Each finished run is one JSON line in OUT/results.jsonl; runs already there are skipped, so re-running
+the same command resumes an interrupted grid. One log line per run with its scores and an ETA.
+With ``--engine spark`` veclink runs through the Spark Linker (jobs/link.py's) on a local session, on the
+split written as parquet under OUT/splits/. Grids: conf/bench/{smoke,quick,paper}.yaml.
+
+Exit code 0 on success, 2 on an invalid grid or missing input (nothing run), 1 on any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from veclink_spark.benchmark.runner import ENGINES, METHODS, load_grid, plan_runs, read_results, run_grid  # noqa: E402
+from veclink_spark.errors import ConfigError, InputError, VeclinkError  # noqa: E402
+
+log = logging.getLogger("veclink.benchmark")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Run a veclink-spark benchmark grid and write BENCHMARKS.md.")
+    p.add_argument("--grid", help="grid YAML (conf/bench/smoke.yaml, quick.yaml, paper.yaml)")
+    p.add_argument("--out-dir", default="bench-out", help="results folder (default bench-out)")
+    p.add_argument("--report", default=None, help="write the Markdown report here (plots next to it)")
+    p.add_argument("--report-only", action="store_true", help="only render the report from OUT/results.jsonl")
+    p.add_argument("--methods", nargs="+", default=None, help=f"run only these methods ({', '.join(METHODS)})")
+    p.add_argument("--corpora", nargs="+", default=None, help="run only these corpora of the grid")
+    p.add_argument("--pairs", nargs="+", default=None,
+                   help="run only these pairs of the grid: LEFT:RIGHT encoder names or short labels (mpnet/L6)")
+    p.add_argument("--engine", choices=ENGINES, default="reference",
+                   help="veclink engine: in-process reference (default) or the Spark Linker")
+    p.add_argument("--data-dir", default=None, help="override the grid's data_dir")
+    p.add_argument("--master", default="local[2]", help="Spark master for --engine spark (default local[2])")
+    p.add_argument("--threads", type=int, default=None, help="cap BLAS / OpenMP / faiss threads")
+    p.add_argument("--keep-going", action="store_true",
+                   help="record a failing run as an error (re-tried next time) and continue")
+    p.add_argument("--dry-run", action="store_true", help="print how many runs are planned / pending; run nothing")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    if not args.report_only and not args.grid:
+        p.error("--grid is required unless --report-only")
+    if args.report_only and not args.report:
+        p.error("--report-only needs --report")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    for noisy in ("py4j", "pyspark", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    command = "python " + " ".join(shlex.quote(a) for a in ([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
+    try:
+        if not args.report_only:
+            grid = load_grid(args.grid).restrict(args.corpora, args.pairs, args.methods)
+            if args.data_dir:
+                grid = replace(grid, data_dir=Path(args.data_dir))
+            if args.dry_run:
+                runs = plan_runs(grid, args.engine)
+                done = {r["key"] for r in read_results(Path(args.out_dir) / "results.jsonl") if r.get("status") == "ok"}
+                pending = sum(r.key not in done for r in runs)
+                print(f"grid {grid.name}: {len(runs)} runs planned, {len(runs) - pending} done, {pending} to run "
+                      f"({len(grid.corpora)} corpora x {len(grid.pairs)} pairs x {len(grid.seed_kinds)} seed kinds "
+                      f"x {len(grid.alphas)} alphas x {len(grid.n_seeds)} n x {len(grid.split_seeds)} split seeds "
+                      f"x {len(grid.methods)} methods)")
+                return 0
+            spark = None
+            if args.engine == "spark" and "veclink" in grid.methods:
+                from veclink_spark.session import get_or_create_session
+
+                spark = get_or_create_session(master=args.master, app_name="veclink-spark benchmark",
+                                              conf={"spark.ui.enabled": "false"})
+            if args.threads is not None:
+                import faiss
+                from threadpoolctl import threadpool_limits
+
+                faiss.omp_set_num_threads(args.threads)
+                with threadpool_limits(limits=args.threads):
+                    run_grid(grid, args.out_dir, args.engine, spark, command=command, keep_going=args.keep_going)
+            else:
+                run_grid(grid, args.out_dir, args.engine, spark, command=command, keep_going=args.keep_going)
+        if args.report:
+            from veclink_spark.benchmark.report import write_report
+
+            out = write_report(args.out_dir, args.report, command=command)
+            log.info("report %s, plots: %s", out.report, ", ".join(str(p) for p in out.plots) or "none")
+    except (ConfigError, InputError) as exc:
+        sys.stderr.write(f"benchmark: {' '.join(str(exc).split())}\n")
+        return 2
+    except VeclinkError as exc:
+        sys.stderr.write(f"benchmark: {' '.join(str(exc).split())}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
