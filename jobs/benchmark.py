@@ -17,8 +17,10 @@ Exit code 0 on success, 2 on an invalid grid or missing input (nothing run), 1 o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -37,18 +39,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out-dir", default="bench-out", help="results folder (default bench-out)")
     p.add_argument("--report", default=None, help="write the Markdown report here (plots next to it)")
     p.add_argument("--report-only", action="store_true", help="only render the report from OUT/results.jsonl")
-    p.add_argument("--methods", nargs="+", default=None, help=f"run only these methods ({', '.join(METHODS)})")
+    p.add_argument(
+        "--methods", nargs="+", default=None, help=f"run only these methods ({', '.join(METHODS)})"
+    )
     p.add_argument("--corpora", nargs="+", default=None, help="run only these corpora of the grid")
-    p.add_argument("--pairs", nargs="+", default=None,
-                   help="run only these pairs of the grid: LEFT:RIGHT encoder names or short labels (mpnet/L6)")
-    p.add_argument("--engine", choices=ENGINES, default="reference",
-                   help="veclink engine: in-process reference (default) or the Spark Linker")
+    p.add_argument(
+        "--pairs",
+        nargs="+",
+        default=None,
+        help="run only these pairs of the grid: LEFT:RIGHT encoder names or short labels (mpnet/L6)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="reference",
+        help="veclink engine: in-process reference (default) or the Spark Linker",
+    )
     p.add_argument("--data-dir", default=None, help="override the grid's data_dir")
     p.add_argument("--master", default="local[2]", help="Spark master for --engine spark (default local[2])")
     p.add_argument("--threads", type=int, default=None, help="cap BLAS / OpenMP / faiss threads")
-    p.add_argument("--keep-going", action="store_true",
-                   help="record a failing run as an error (re-tried next time) and continue")
-    p.add_argument("--dry-run", action="store_true", help="print how many runs are planned / pending; run nothing")
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="record a failing run as an error (re-tried next time) and continue",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print how many runs are planned / pending; run nothing"
+    )
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     if not args.report_only and not args.grid:
@@ -60,13 +77,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def code_version() -> str | None:
+    """veclink-spark's version and, in a git checkout, the commit (``-dirty`` with local changes)."""
+    from veclink_spark import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    try:  # read-only git queries
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):  # not a checkout, or no git: the version alone
+        return __version__
+    return f"{__version__} ({commit}{'-dirty' if dirty else ''})"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     for noisy in ("py4j", "pyspark", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    command = "python " + " ".join(shlex.quote(a) for a in ([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
+    script = Path(__file__).resolve()
+    try:
+        script = script.relative_to(Path.cwd())
+    except ValueError:  # run from outside the checkout: keep the absolute path
+        pass
+    command = "python " + shlex.join([str(script), *(argv if argv is not None else sys.argv[1:])])
     try:
         if not args.report_only:
             grid = load_grid(args.grid).restrict(args.corpora, args.pairs, args.methods)
@@ -74,28 +124,47 @@ def main(argv: list[str] | None = None) -> int:
                 grid = replace(grid, data_dir=Path(args.data_dir))
             if args.dry_run:
                 runs = plan_runs(grid, args.engine)
-                done = {r["key"] for r in read_results(Path(args.out_dir) / "results.jsonl") if r.get("status") == "ok"}
+                done = {
+                    r["key"]
+                    for r in read_results(Path(args.out_dir) / "results.jsonl")
+                    if r.get("status") == "ok"
+                }
                 pending = sum(r.key not in done for r in runs)
-                print(f"grid {grid.name}: {len(runs)} runs planned, {len(runs) - pending} done, {pending} to run "
-                      f"({len(grid.corpora)} corpora x {len(grid.pairs)} pairs x {len(grid.seed_kinds)} seed kinds "
-                      f"x {len(grid.alphas)} alphas x {len(grid.n_seeds)} n x {len(grid.split_seeds)} split seeds "
-                      f"x {len(grid.methods)} methods)")
+                shape = (
+                    f"{len(grid.corpora)} corpora x {len(grid.pairs)} pairs x {len(grid.seed_kinds)} seed "
+                    f"kinds x {len(grid.alphas)} alphas x {len(grid.n_seeds)} n x {len(grid.split_seeds)} "
+                    f"split seeds x {len(grid.methods)} methods"
+                )
+                print(
+                    f"grid {grid.name}: {len(runs)} runs planned, {len(runs) - pending} done, "
+                    f"{pending} to run ({shape})"
+                )
                 return 0
+            version = code_version()
             spark = None
             if args.engine == "spark" and "veclink" in grid.methods:
                 from veclink_spark.session import get_or_create_session
 
-                spark = get_or_create_session(master=args.master, app_name="veclink-spark benchmark",
-                                              conf={"spark.ui.enabled": "false"})
+                spark = get_or_create_session(
+                    master=args.master, app_name="veclink-spark benchmark", conf={"spark.ui.enabled": "false"}
+                )
+            limits: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
             if args.threads is not None:
                 import faiss
                 from threadpoolctl import threadpool_limits
 
                 faiss.omp_set_num_threads(args.threads)
-                with threadpool_limits(limits=args.threads):
-                    run_grid(grid, args.out_dir, args.engine, spark, command=command, keep_going=args.keep_going)
-            else:
-                run_grid(grid, args.out_dir, args.engine, spark, command=command, keep_going=args.keep_going)
+                limits = threadpool_limits(limits=args.threads)
+            with limits:
+                run_grid(
+                    grid,
+                    args.out_dir,
+                    args.engine,
+                    spark,
+                    command=command,
+                    code_version=version,
+                    keep_going=args.keep_going,
+                )
         if args.report:
             from veclink_spark.benchmark.report import write_report
 

@@ -40,14 +40,46 @@ log = logging.getLogger(__name__)
 #: The paper's reference numbers (design/algorithm.md, "What is known of the paper's results"); other
 #: encoders and datasets than ours, so they are a target, not a like-for-like comparison.
 PAPER_REFERENCE: list[dict[str, Any]] = [
-    {"pair": "mistral-embed vs text-embedding-3-small", "dataset": "FiQA (57k)", "alpha": 0.3, "n": 15,
-     "precision": 82.1, "recall": 95.6, "f1": 88.3, "procrustes_f1": 19.3},
-    {"pair": "gte-Qwen2-7B vs text-embedding-3-small", "dataset": "ArguAna (8.7k)", "alpha": 0.3, "n": 15,
-     "precision": 77.1, "recall": 84.5, "f1": 80.7, "procrustes_f1": 8.4},
-    {"pair": "Qwen3-Embedding vs KaLM-Embedding", "dataset": "FiQA", "alpha": 0.3, "n": 15,
-     "precision": 79.8, "recall": 79.9, "f1": 79.8, "procrustes_f1": 2.4},
-    {"pair": "ablation, full method", "dataset": "SciDocs", "alpha": 0.15, "n": None,
-     "precision": 62.1, "recall": 81.7, "f1": 70.5, "procrustes_f1": None},
+    {
+        "pair": "mistral-embed vs text-embedding-3-small",
+        "dataset": "FiQA (57k)",
+        "alpha": 0.3,
+        "n": 15,
+        "precision": 82.1,
+        "recall": 95.6,
+        "f1": 88.3,
+        "procrustes_f1": 19.3,
+    },
+    {
+        "pair": "gte-Qwen2-7B vs text-embedding-3-small",
+        "dataset": "ArguAna (8.7k)",
+        "alpha": 0.3,
+        "n": 15,
+        "precision": 77.1,
+        "recall": 84.5,
+        "f1": 80.7,
+        "procrustes_f1": 8.4,
+    },
+    {
+        "pair": "Qwen3-Embedding vs KaLM-Embedding",
+        "dataset": "FiQA",
+        "alpha": 0.3,
+        "n": 15,
+        "precision": 79.8,
+        "recall": 79.9,
+        "f1": 79.8,
+        "procrustes_f1": 2.4,
+    },
+    {
+        "pair": "ablation, full method",
+        "dataset": "SciDocs",
+        "alpha": 0.15,
+        "n": None,
+        "precision": 62.1,
+        "recall": 81.7,
+        "f1": 70.5,
+        "procrustes_f1": None,
+    },
 ]
 PAPER_F1_RANGE = (79.8, 88.3)  # alpha 0.3, n 15
 PAPER_ABLATION_F1 = 70.5  # alpha 0.15
@@ -120,6 +152,8 @@ def _pct(mean: float, std: float, n: int) -> str:
 def _num(mean: float, std: float, n: int, fmt: str = "{:.1f}") -> str:
     if not np.isfinite(mean):
         return "—"
+    if n == 1 and float(mean).is_integer():
+        return str(int(mean))
     return f"{fmt.format(mean)} ± {fmt.format(std)}" if n > 1 and np.isfinite(std) else fmt.format(mean)
 
 
@@ -177,24 +211,73 @@ def _targets(agg: pd.DataFrame) -> list[str]:
         for _, r in merged.iterrows():
             delta = 100 * (r["f1_mean"] - r["f1_mean_b"])
             wins += int(delta >= 0)
-            took = f"{int(r['took_off'])}/{int(r['runs'])}" if "took_off" in r and pd.notna(r["took_off"]) else "—"
-            rows.append([r["corpus"], r["pair"], KIND_LABEL.get(r["seed_kind"], r["seed_kind"]),
-                         f"{r['alpha']:g}", str(r["n_seeds"]), r["label"],
-                         _pct(r["f1_mean"], r["f1_std"], r["runs"]), r["label_b"],
-                         _pct(r["f1_mean_b"], r["f1_std_b"], r["runs_b"]), f"{delta:+.1f}", took])
-        lines += [f"veclink's mean F1 is at least the best baseline's in **{wins} of {len(merged)}** cells "
-                  "(Δ in F1 points; `took off` = runs whose own diagnosis said it took off).", ""]
-        lines += _table(["corpus", "pair", "seeds", "α", "n", "method", "F1 %", "best baseline", "F1 %",
-                         "Δ F1", "took off"], rows)
+            took = (
+                f"{int(r['took_off'])}/{int(r['runs'])}"
+                if "took_off" in r and pd.notna(r["took_off"])
+                else "—"
+            )
+            rows.append(
+                [
+                    r["corpus"],
+                    r["pair"],
+                    KIND_LABEL.get(r["seed_kind"], r["seed_kind"]),
+                    f"{r['alpha']:g}",
+                    str(r["n_seeds"]),
+                    r["label"],
+                    _pct(r["f1_mean"], r["f1_std"], r["runs"]),
+                    r["label_b"],
+                    _pct(r["f1_mean_b"], r["f1_std_b"], r["runs_b"]),
+                    f"{delta:+.1f}",
+                    took,
+                ]
+            )
+        lines += [
+            f"veclink's mean F1 is at least the best baseline's in **{wins} of {len(merged)}** cells "
+            "(Δ in F1 points; `took off` = runs whose own diagnosis said it took off).",
+            "",
+        ]
+        lines += _table(
+            [
+                "corpus",
+                "pair",
+                "seeds",
+                "α",
+                "n",
+                "method",
+                "F1 %",
+                "best baseline",
+                "F1 %",
+                "Δ F1",
+                "took off",
+            ],
+            rows,
+        )
         lines.append("")
 
-    lines += ["### The paper's reference numbers beside ours (α = 0.3, n = 15)", "",
-              "The paper's rows use other encoders and BEIR datasets (design/algorithm.md); ours use the "
-              "encoders and corpora of `../shared/data`. A target, not a like-for-like comparison.", ""]
-    lines += _table(["source", "pair", "data", "α", "n", "P %", "R %", "F1 %", "Procrustes F1 %"], [
-        ["paper", p["pair"], p["dataset"], f"{p['alpha']:g}", str(p["n"] or "—"), f"{p['precision']:.1f}",
-         f"{p['recall']:.1f}", f"{p['f1']:.1f}",
-         "—" if p["procrustes_f1"] is None else f"{p['procrustes_f1']:.1f}"] for p in PAPER_REFERENCE])
+    lines += [
+        "### The paper's reference numbers beside ours (α = 0.3, n = 15)",
+        "",
+        "The paper's rows use other encoders and BEIR datasets (design/algorithm.md); ours use the "
+        "encoders and corpora of `../shared/data`. A target, not a like-for-like comparison.",
+        "",
+    ]
+    lines += _table(
+        ["source", "pair", "data", "α", "n", "P %", "R %", "F1 %", "Procrustes F1 %"],
+        [
+            [
+                "paper",
+                p["pair"],
+                p["dataset"],
+                f"{p['alpha']:g}",
+                str(p["n"] or "—"),
+                f"{p['precision']:.1f}",
+                f"{p['recall']:.1f}",
+                f"{p['f1']:.1f}",
+                "—" if p["procrustes_f1"] is None else f"{p['procrustes_f1']:.1f}",
+            ]
+            for p in PAPER_REFERENCE
+        ],
+    )
     lines.append("")
     ref = vl[(vl["alpha"] == 0.3) & (vl["n_seeds"] == 15) & (vl["seed_kind"] == "in_domain")]
     if ref.empty:
@@ -207,27 +290,63 @@ def _targets(agg: pd.DataFrame) -> list[str]:
             extra = []
             for m in ("procrustes", "self_learning"):
                 k = (*cell, m)
-                extra.append(_pct(by_cell.loc[k, "f1_mean"], by_cell.loc[k, "f1_std"], by_cell.loc[k, "runs"])
-                             if k in by_cell.index else "not run")
-            rows.append(["ours", r["label"], f"{r['corpus']} · {r['pair']}", str(int(r["runs"])),
-                         _pct(r["precision_mean"], r["precision_std"], r["runs"]),
-                         _pct(r["recall_mean"], r["recall_std"], r["runs"]),
-                         _pct(r["f1_mean"], r["f1_std"], r["runs"]), *extra])
+                extra.append(
+                    _pct(by_cell.loc[k, "f1_mean"], by_cell.loc[k, "f1_std"], by_cell.loc[k, "runs"])
+                    if k in by_cell.index
+                    else "not run"
+                )
+            rows.append(
+                [
+                    "ours",
+                    r["label"],
+                    f"{r['corpus']} · {r['pair']}",
+                    str(int(r["runs"])),
+                    _pct(r["precision_mean"], r["precision_std"], r["runs"]),
+                    _pct(r["recall_mean"], r["recall_std"], r["runs"]),
+                    _pct(r["f1_mean"], r["f1_std"], r["runs"]),
+                    *extra,
+                ]
+            )
         n_hit = int((100 * ref["f1_mean"] >= PAPER_F1_RANGE[0]).sum())
-        lines += _table(["source", "method", "corpus · pair", "runs", "P %", "R %", "F1 %", "Procrustes F1 %",
-                         "self-learning F1 %"], rows)
-        lines += ["", f"veclink reaches the paper's lowest F1 at this setting ({PAPER_F1_RANGE[0]} %) in "
-                  f"**{n_hit} of {len(ref)}** (corpus, pair) cells.", ""]
+        lines += _table(
+            [
+                "source",
+                "method",
+                "corpus · pair",
+                "runs",
+                "P %",
+                "R %",
+                "F1 %",
+                "Procrustes F1 %",
+                "self-learning F1 %",
+            ],
+            rows,
+        )
+        lines += [
+            "",
+            f"veclink reaches the paper's lowest F1 at this setting ({PAPER_F1_RANGE[0]} %) in "
+            f"**{n_hit} of {len(ref)}** (corpus, pair) cells.",
+            "",
+        ]
 
     lines += ["### α = 0.15, n = 15 (the paper's ablation setting: F1 70.5 % on SciDocs)", ""]
     low = vl[(vl["alpha"] == 0.15) & (vl["n_seeds"] == 15)]
     if low.empty:
         lines += ["Not measured: no veclink run at α = 0.15, n = 15.", ""]
     else:
-        rows = [[r["corpus"], r["pair"], KIND_LABEL.get(r["seed_kind"], r["seed_kind"]), r["label"],
-                 str(int(r["runs"])), _pct(r["precision_mean"], r["precision_std"], r["runs"]),
-                 _pct(r["recall_mean"], r["recall_std"], r["runs"]), _pct(r["f1_mean"], r["f1_std"], r["runs"])]
-                for _, r in low.iterrows()]
+        rows = [
+            [
+                r["corpus"],
+                r["pair"],
+                KIND_LABEL.get(r["seed_kind"], r["seed_kind"]),
+                r["label"],
+                str(int(r["runs"])),
+                _pct(r["precision_mean"], r["precision_std"], r["runs"]),
+                _pct(r["recall_mean"], r["recall_std"], r["runs"]),
+                _pct(r["f1_mean"], r["f1_std"], r["runs"]),
+            ]
+            for _, r in low.iterrows()
+        ]
         n_hit = int((100 * low["f1_mean"] >= PAPER_ABLATION_F1).sum())
         lines += _table(["corpus", "pair", "seeds", "method", "runs", "P %", "R %", "F1 %"], rows)
         lines += ["", f"F1 ≥ {PAPER_ABLATION_F1} % in **{n_hit} of {len(low)}** cells.", ""]
@@ -243,31 +362,56 @@ def _targets(agg: pd.DataFrame) -> list[str]:
         summary = []
         for label in _method_order(list(both["label"])):
             b = both[both["label"] == label]
-            summary.append([label, str(len(b)), f"{100 * b['f1_mean_in'].mean():.1f}",
-                            f"{100 * b['f1_mean_ood'].mean():.1f}",
-                            f"{100 * (b['f1_mean_ood'] - b['f1_mean_in']).mean():+.1f}",
-                            f"{100 * (b['precision_mean_ood'] - b['precision_mean_in']).mean():+.1f}",
-                            f"{100 * (b['recall_mean_ood'] - b['recall_mean_in']).mean():+.1f}"])
-        lines += ["Mean over the cells run with both kinds (each cell first averaged over its split seeds):", ""]
+            summary.append(
+                [
+                    label,
+                    str(len(b)),
+                    f"{100 * b['f1_mean_in'].mean():.1f}",
+                    f"{100 * b['f1_mean_ood'].mean():.1f}",
+                    f"{100 * (b['f1_mean_ood'] - b['f1_mean_in']).mean():+.1f}",
+                    f"{100 * (b['precision_mean_ood'] - b['precision_mean_in']).mean():+.1f}",
+                    f"{100 * (b['recall_mean_ood'] - b['recall_mean_in']).mean():+.1f}",
+                ]
+            )
+        lines += [
+            "Mean over the cells run with both kinds (each cell first averaged over its split seeds):",
+            "",
+        ]
         lines += _table(["method", "cells", "in-domain F1 %", "OOD F1 %", "Δ F1", "Δ P", "Δ R"], summary)
         vb = both[both["label"].str.startswith(VECLINK)]
         if not vb.empty:
             lines += ["", "veclink per cell:", ""]
-            lines += _table(["corpus", "pair", "α", "n", "method", "in-domain P/R/F1 %", "OOD P/R/F1 %", "Δ F1"], [
-                [r["corpus"], r["pair"], f"{r['alpha']:g}", str(r["n_seeds"]), r["label"],
-                 f"{100 * r['precision_mean_in']:.1f} / {100 * r['recall_mean_in']:.1f} / {100 * r['f1_mean_in']:.1f}",
-                 f"{100 * r['precision_mean_ood']:.1f} / {100 * r['recall_mean_ood']:.1f} / "
-                 f"{100 * r['f1_mean_ood']:.1f}",
-                 f"{100 * (r['f1_mean_ood'] - r['f1_mean_in']):+.1f}"] for _, r in vb.iterrows()])
+            lines += _table(
+                ["corpus", "pair", "α", "n", "method", "in-domain P/R/F1 %", "OOD P/R/F1 %", "Δ F1"],
+                [
+                    [
+                        r["corpus"],
+                        r["pair"],
+                        f"{r['alpha']:g}",
+                        str(r["n_seeds"]),
+                        r["label"],
+                        f"{100 * r['precision_mean_in']:.1f} / {100 * r['recall_mean_in']:.1f} / "
+                        f"{100 * r['f1_mean_in']:.1f}",
+                        f"{100 * r['precision_mean_ood']:.1f} / {100 * r['recall_mean_ood']:.1f} / "
+                        f"{100 * r['f1_mean_ood']:.1f}",
+                        f"{100 * (r['f1_mean_ood'] - r['f1_mean_in']):+.1f}",
+                    ]
+                    for _, r in vb.iterrows()
+                ],
+            )
         lines.append("")
     return lines
 
 
 def _cell_tables(agg: pd.DataFrame) -> list[str]:
-    lines = ["## Per-cell results", "",
-             "Mean ± std over split seeds (std shown from two runs on); scores in %, seeds excluded. "
-             "`rounds`: veclink's rounds, self-learning's fits, 1 for one-shot baselines. ORACLE rows fit "
-             "a map on all true pairs: a ceiling, not a method.", ""]
+    lines = [
+        "## Per-cell results",
+        "",
+        "Mean ± std over split seeds (std shown from two runs on); scores in %, seeds excluded. "
+        "`rounds`: veclink's rounds, self-learning's fits, 1 for one-shot baselines. ORACLE rows fit "
+        "a map on all true pairs: a ceiling, not a method.",
+        "",
+    ]
     for cell, group in agg.groupby(CELL, sort=False):
         lines += [f"### {_cell_title(tuple(cell))}", ""]
         order = {lab: i for i, lab in enumerate(_method_order(list(group["label"])))}
@@ -275,12 +419,18 @@ def _cell_tables(agg: pd.DataFrame) -> list[str]:
         rows = []
         for _, r in group.iterrows():
             name = r["label"].upper() if r["label"] in ORACLES else r["label"]
-            rows.append([name, str(int(r["runs"])), _pct(r["precision_mean"], r["precision_std"], r["runs"]),
-                         _pct(r["recall_mean"], r["recall_std"], r["runs"]),
-                         _pct(r["f1_mean"], r["f1_std"], r["runs"]),
-                         _num(r["n_links_mean"], r["n_links_std"], r["runs"], "{:.0f}"),
-                         _num(r["rounds_mean"], r["rounds_std"], r["runs"]),
-                         _num(r["wall_seconds_mean"], r["wall_seconds_std"], r["runs"])])
+            rows.append(
+                [
+                    name,
+                    str(int(r["runs"])),
+                    _pct(r["precision_mean"], r["precision_std"], r["runs"]),
+                    _pct(r["recall_mean"], r["recall_std"], r["runs"]),
+                    _pct(r["f1_mean"], r["f1_std"], r["runs"]),
+                    _num(r["n_links_mean"], r["n_links_std"], r["runs"], "{:.0f}"),
+                    _num(r["rounds_mean"], r["rounds_std"], r["runs"]),
+                    _num(r["wall_seconds_mean"], r["wall_seconds_std"], r["runs"]),
+                ]
+            )
         lines += _table(["method", "runs", "P %", "R %", "F1 %", "links", "rounds", "wall s"], rows)
         lines.append("")
     return lines
@@ -316,8 +466,16 @@ def _line_plot(ok: pd.DataFrame, x: str, panel: str, path: Path, xlabel: str, pa
                 if dl.empty:
                     continue
                 style = ":" if lab in ORACLES else ("-" if lab.startswith(VECLINK) else "--")
-                ax.plot(dl[x], 100 * dl["mean"], style, marker="o", color=colours[lab], label=lab,
-                        linewidth=2.2 if lab.startswith(VECLINK) else 1.2)
+                ax.plot(
+                    dl[x],
+                    100 * dl["mean"],
+                    style,
+                    marker="o",
+                    color=colours[lab],
+                    label=lab,
+                    linewidth=2.2 if lab.startswith(VECLINK) else 1.2,
+                )
+            ax.set_xticks(sorted(data[x].unique()))
             ax.set_title(f"{corpus}, {panel_name} = {pv:g}", fontsize=10)
             ax.set_xlabel(xlabel)
             ax.set_ylim(-2, 102)
@@ -343,7 +501,9 @@ def _rounds_plot(ok: pd.DataFrame, path: Path) -> str | None:
 
     if "by_round" not in ok:
         return None
-    vl = ok[ok["label"].str.startswith(VECLINK) & ok["by_round"].map(lambda b: isinstance(b, list) and len(b) > 0)]
+    vl = ok[
+        ok["label"].str.startswith(VECLINK) & ok["by_round"].map(lambda b: isinstance(b, list) and len(b) > 0)
+    ]
     if vl.empty:
         return None
     corpora = list(dict.fromkeys(vl["corpus"]))
@@ -366,9 +526,18 @@ def _rounds_plot(ok: pd.DataFrame, path: Path) -> str | None:
         seen: set[str] = set()
         for _, r in d.iterrows():
             br = pd.DataFrame(r["by_round"])
+            br = br[br["n_links"] > 0]  # before the first new link, precision is undefined
+            if br.empty:
+                continue
             name = f"{r['pair']} {r['label']}"
-            ax.plot(br["round"], 100 * br["recall"], "-", marker=".", color=colours[name],
-                    label=None if name in seen else name)
+            ax.plot(
+                br["round"],
+                100 * br["recall"],
+                "-",
+                marker=".",
+                color=colours[name],
+                label=None if name in seen else name,
+            )
             ax.plot(br["round"], 100 * br["precision"], "--", marker=".", color=colours[name])
             seen.add(name)
         ax.set_title(f"{corpus}, α = {alpha:g}, n = {n}", fontsize=10)
@@ -376,7 +545,8 @@ def _rounds_plot(ok: pd.DataFrame, path: Path) -> str | None:
         ax.set_ylabel("cumulative % (solid recall, dashed precision)")
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if seen:
+            ax.legend(fontsize=7)
     fig.savefig(path, dpi=110)
     return "; ".join(chosen)
 
@@ -392,29 +562,45 @@ def _provenance(ok: pd.DataFrame, err: pd.DataFrame, out_dir: Path, report_dir: 
     lines: list[str] = []
     both = pd.concat([ok, err], ignore_index=True)
     if "finished_at" in both and both["finished_at"].notna().any():
-        lines.append(f"- Runs finished between {both['finished_at'].min()} and {both['finished_at'].max()} (UTC).")
+        lines.append(
+            f"- Runs finished between {both['finished_at'].min()} and {both['finished_at'].max()} (UTC)."
+        )
     if "host" in both:
         hosts = {json.dumps(h, sort_keys=True) for h in both["host"] if isinstance(h, dict)}
         for h in sorted(hosts):
             d = json.loads(h)
-            lines.append(f"- Machine: {d.get('cores')} cores, {d.get('memory_gib')} GiB, {d.get('machine')}, "
-                         f"{d.get('system')}, Python {d.get('python')}.")
+            lines.append(
+                f"- Machine: {d.get('cores')} cores, {d.get('memory_gib')} GiB, {d.get('machine')}, "
+                f"{d.get('system')}, Python {d.get('python')}."
+            )
     if "command" in both:
         for cmd in dict.fromkeys(c for c in both["command"] if isinstance(c, str) and c):
             lines.append(f"- Runs made by: `{cmd}`")
+    if "code_version" in both:
+        versions = [v for v in dict.fromkeys(both["code_version"]) if isinstance(v, str) and v]
+        if versions:
+            lines.append(f"- Code: veclink-spark {', '.join(versions)}.")
     if not ok.empty:
         engines = ", ".join(sorted(ok.loc[ok["method"] == VECLINK, "engine"].astype(str).unique())) or "—"
-        lines.append(f"- veclink engine(s): {engines} (`reference` = `veclink_spark.link_arrays` in process, "
-                     "`spark` = the Spark `Linker` on a local session; baselines always run in process).")
+        lines.append(
+            f"- veclink engine(s): {engines} (`reference` = `veclink_spark.link_arrays` in process, "
+            "`spark` = the Spark `Linker` on a local session; baselines always run in process)."
+        )
     default = LinkConfig().to_dict()
-    digests = sorted(ok.loc[ok["method"] == VECLINK, "config_digest"].astype(str).unique()) if not ok.empty else []
+    digests = (
+        sorted(ok.loc[ok["method"] == VECLINK, "config_digest"].astype(str).unique()) if not ok.empty else []
+    )
     for dg in digests:
         cfg_path = out_dir / CONFIGS_DIR / f"{dg}.json"
         changed = "unknown (config file missing)"
         if cfg_path.is_file():
             cfg = json.loads(cfg_path.read_text())
-            diff = [f"{s}.{k}={v}" for s, sec in cfg.items() for k, v in sec.items()
-                    if default.get(s, {}).get(k, object()) != v]
+            diff = [
+                f"{s}.{k}={v}"
+                for s, sec in cfg.items()
+                for k, v in sec.items()
+                if default.get(s, {}).get(k, object()) != v
+            ]
             changed = ", ".join(diff) if diff else "the defaults"
         lines.append(f"- veclink config `{dg}` ({_rel(cfg_path, report_dir)}): {changed}.")
     return lines
@@ -428,9 +614,11 @@ def _coverage(ok: pd.DataFrame, out_dir: Path) -> list[str]:
         plan = json.loads(p.read_text())
         keys = plan.get("keys", [])
         have = sum(k in present for k in keys)
-        lines.append(f"- Grid `{plan.get('grid', p.stem)}` (last run with engine {plan.get('engine')}): "
-                     f"{have} of {len(keys)} planned runs present"
-                     f"{'' if have == len(keys) else f'; {len(keys) - have} not run (not shown anywhere below)'}.")
+        lines.append(
+            f"- Grid `{plan.get('grid', p.stem)}` (last run with engine {plan.get('engine')}): "
+            f"{have} of {len(keys)} planned runs present"
+            f"{'' if have == len(keys) else f'; {len(keys) - have} not run (not shown anywhere below)'}."
+        )
     return lines
 
 
@@ -460,13 +648,19 @@ def write_report(
     ok, err = load_frame(results)
     report.parent.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = ["# veclink-spark benchmarks", "",
-             f"Generated {now}" + (f" by `{command}`" if command else "") + ".", "",
-             f"- Raw results: `{_rel(results, report.parent)}` (one JSON line per run; "
-             f"{len(ok)} successful runs, {len(err)} failed).",
-             *_provenance(ok, err, out_dir, report.parent), *_coverage(ok, out_dir),
-             "- Protocol: design/benchmark.md (fresh random ids, shuffled rows; seeds excluded from scoring; "
-             "recall over the shared part minus the seeds). Every method of a cell runs on the same split.", ""]
+    lines = [
+        "# veclink-spark benchmarks",
+        "",
+        f"Generated {now}" + (f" by `{command}`" if command else "") + ".",
+        "",
+        f"- Raw results: `{_rel(results, report.parent)}` (one JSON line per run; "
+        f"{len(ok)} successful runs, {len(err)} failed).",
+        *_provenance(ok, err, out_dir, report.parent),
+        *_coverage(ok, out_dir),
+        "- Protocol: design/benchmark.md (fresh random ids, shuffled rows; seeds excluded from scoring; "
+        "recall over the shared part minus the seeds). Every method of a cell runs on the same split.",
+        "",
+    ]
     output = ReportOutput(report)
     if ok.empty:
         lines += ["No successful run yet: nothing to report.", ""]
@@ -476,10 +670,16 @@ def write_report(
         lines += ["## Plots", ""]
         stem = report.stem
         plots = [
-            (f"{stem}-f1-vs-seeds.png", "F1 against the seed budget n (in-domain seeds, mean over pairs)",
-             lambda p: _line_plot(ok, "n_seeds", "alpha", p, "seed pairs n", "α")),
-            (f"{stem}-f1-vs-overlap.png", "F1 against the shared fraction α (in-domain seeds, mean over pairs)",
-             lambda p: _line_plot(ok, "alpha", "n_seeds", p, "shared fraction α", "n")),
+            (
+                f"{stem}-f1-vs-seeds.png",
+                "F1 against the seed budget n (in-domain seeds, mean over pairs)",
+                lambda p: _line_plot(ok, "n_seeds", "alpha", p, "seed pairs n", "α"),
+            ),
+            (
+                f"{stem}-f1-vs-overlap.png",
+                "F1 against the shared fraction α (in-domain seeds, mean over pairs)",
+                lambda p: _line_plot(ok, "alpha", "n_seeds", p, "shared fraction α", "n"),
+            ),
         ]
         for name, caption, draw in plots:
             path = report.parent / name
@@ -494,14 +694,25 @@ def write_report(
             lines += ["*veclink by round: no veclink run, no plot.*", ""]
         else:
             output.plots.append(report.parent / rounds_name)
-            lines += [f"![veclink precision and recall by round]({rounds_name})", "",
-                      f"*veclink's cumulative recall (solid) and precision (dashed) by round, one line per run "
-                      f"({chosen}); links counted in the round they were last promoted.*", ""]
+            lines += [
+                f"![veclink precision and recall by round]({rounds_name})",
+                "",
+                f"*veclink's cumulative recall (solid) and precision (dashed) by round, one line per run "
+                f"({chosen}); links counted in the round they were last promoted.*",
+                "",
+            ]
         lines += _cell_tables(agg)
     if not err.empty:
-        lines += ["## Failed runs", "", "These runs raised an error; they are re-tried on the next invocation.", ""]
-        lines += _table(["run", "error"], [[str(r["key"]), str(r.get("error", "")).replace("|", "\\|")[:300]]
-                                          for _, r in err.iterrows()])
+        lines += [
+            "## Failed runs",
+            "",
+            "These runs raised an error; they are re-tried on the next invocation.",
+            "",
+        ]
+        lines += _table(
+            ["run", "error"],
+            [[str(r["key"]), str(r.get("error", "")).replace("|", "\\|")[:300]] for _, r in err.iterrows()],
+        )
         lines.append("")
     report.write_text("\n".join(lines))
     log.info("wrote %s (%d plots)", report, len(output.plots))

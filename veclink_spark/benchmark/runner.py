@@ -91,8 +91,19 @@ ENCODER_SHORT: dict[str, str] = {
 DEFAULT_OOD_SOURCE: dict[str, str] = {"wordnet": "debian", "debian": "wordnet"}
 
 _GRID_KEYS = (
-    "name", "data_dir", "corpora", "encoders", "pairs", "alphas", "n_seeds", "seed_kinds", "split_seeds",
-    "methods", "veclink_config", "veclink_overrides", "ood_source",
+    "name",
+    "data_dir",
+    "corpora",
+    "encoders",
+    "pairs",
+    "alphas",
+    "n_seeds",
+    "seed_kinds",
+    "split_seeds",
+    "methods",
+    "veclink_config",
+    "veclink_overrides",
+    "ood_source",
 )
 
 
@@ -156,7 +167,9 @@ class Grid:
         new = self
         if corpora:
             bad = [c for c in corpora if c not in self.corpora]
-            problems += [f"corpus '{c}' is not in grid '{self.name}' ({', '.join(self.corpora)})" for c in bad]
+            problems += [
+                f"corpus '{c}' is not in grid '{self.name}' ({', '.join(self.corpora)})" for c in bad
+            ]
             new = replace(new, corpora=tuple(c for c in self.corpora if c in corpora))
         if pairs:
             wanted = set()
@@ -251,7 +264,10 @@ def grid_from_dict(data: Any, source: str = "<dict>", base_dir: Path | None = No
         pairs = list(itertools.combinations(encoders, 2))
     elif isinstance(pairs_value, list) and pairs_value:
         for p in pairs_value:
-            if not (isinstance(p, list) and len(p) == 2 and all(isinstance(e, str) for e in p)) or p[0] == p[1]:
+            if (
+                not (isinstance(p, list) and len(p) == 2 and all(isinstance(e, str) for e in p))
+                or p[0] == p[1]
+            ):
                 problems.append(f"grid key 'pairs': {p!r} is not a [left encoder, right encoder] pair")
                 continue
             unknown = [e for e in p if e not in encoders]
@@ -262,32 +278,43 @@ def grid_from_dict(data: Any, source: str = "<dict>", base_dir: Path | None = No
         if len(set(pairs)) != len(pairs):
             problems.append("grid key 'pairs' lists a pair twice")
     else:
-        problems.append(f"grid key 'pairs' must be 'all' or a list of [left, right] pairs, got {pairs_value!r}")
+        problems.append(
+            f"grid key 'pairs' must be 'all' or a list of [left, right] pairs, got {pairs_value!r}"
+        )
     alphas = _list_of(data, "alphas", float, problems)
     problems += [f"grid key 'alphas': {a} is not in (0, 1)" for a in alphas if not 0.0 < a < 1.0]
     n_seeds = _list_of(data, "n_seeds", int, problems)
     problems += [f"grid key 'n_seeds': {n} is below 2 (veclink needs two seeds)" for n in n_seeds if n < 2]
     kinds = _list_of(data, "seed_kinds", str, problems, default=["in_domain"])
-    problems += [f"grid key 'seed_kinds': unknown kind '{k}'{_suggest(k, list(SEED_KINDS))}"
-                 for k in kinds if k not in SEED_KINDS]
+    problems += [
+        f"grid key 'seed_kinds': unknown kind '{k}'{_suggest(k, list(SEED_KINDS))}"
+        for k in kinds
+        if k not in SEED_KINDS
+    ]
     split_seeds = _list_of(data, "split_seeds", int, problems, default=[0])
     problems += [f"grid key 'split_seeds': {s} is negative" for s in split_seeds if s < 0]
     methods = _list_of(data, "methods", str, problems, default=[VECLINK, *BASELINES])
-    problems += [f"grid key 'methods': unknown method '{m}'{_suggest(m, list(METHODS))}"
-                 for m in methods if m not in METHODS]
+    problems += [
+        f"grid key 'methods': unknown method '{m}'{_suggest(m, list(METHODS))}"
+        for m in methods
+        if m not in METHODS
+    ]
 
     ood_value = data.get("ood_source") or {}
     ood: dict[str, str] = {}
-    if not isinstance(ood_value, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                  for k, v in ood_value.items()):
+    if not isinstance(ood_value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in ood_value.items()
+    ):
         problems.append(f"grid key 'ood_source' must map corpus names to corpus names, got {ood_value!r}")
     elif "out_of_domain" in kinds:
         for c in corpora:
             others = [o for o in corpora if o != c]
             src = ood_value.get(c) or DEFAULT_OOD_SOURCE.get(c) or (others[0] if others else None)
             if src is None or src == c:
-                problems.append(f"out-of-domain seeds for corpus '{c}' need another corpus: set ood_source: "
-                                f"{{{c}: OTHER_CORPUS}}")
+                problems.append(
+                    f"out-of-domain seeds for corpus '{c}' need another corpus: set ood_source: "
+                    f"{{{c}: OTHER_CORPUS}}"
+                )
             else:
                 ood[c] = src
 
@@ -377,9 +404,16 @@ class RunSpec:
     @property
     def key(self) -> str:
         """Unique run key (all coordinates; engine and config digest for veclink)."""
-        parts = [f"corpus={self.corpus}", f"left={self.left}", f"right={self.right}", f"alpha={self.alpha:g}",
-                 f"n={self.n_seeds}", f"kind={self.seed_kind}", f"seed={self.split_seed}",
-                 f"method={self.method}"]
+        parts = [
+            f"corpus={self.corpus}",
+            f"left={self.left}",
+            f"right={self.right}",
+            f"alpha={self.alpha:g}",
+            f"n={self.n_seeds}",
+            f"kind={self.seed_kind}",
+            f"seed={self.split_seed}",
+            f"method={self.method}",
+        ]
         if self.method == VECLINK:
             parts += [f"engine={self.engine}", f"config={self.config_digest}"]
         return "|".join(parts)
@@ -387,13 +421,17 @@ class RunSpec:
     @property
     def split_dir(self) -> str:
         """Relative folder of this run's split under ``OUT/splits``."""
-        return (f"{self.corpus}/{self.left}__{self.right}/"
-                f"a{self.alpha:g}-n{self.n_seeds}-{self.seed_kind}-s{self.split_seed}")
+        return (
+            f"{self.corpus}/{self.left}__{self.right}/"
+            f"a{self.alpha:g}-n{self.n_seeds}-{self.seed_kind}-s{self.split_seed}"
+        )
 
     def label(self) -> str:
         """One-line description for logs."""
-        return (f"{self.corpus} {pair_label(self.left, self.right)} {self.seed_kind} a={self.alpha:g} "
-                f"n={self.n_seeds} s={self.split_seed} {self.method}")
+        return (
+            f"{self.corpus} {pair_label(self.left, self.right)} {self.seed_kind} a={self.alpha:g} "
+            f"n={self.n_seeds} s={self.split_seed} {self.method}"
+        )
 
 
 def plan_runs(grid: Grid, engine: str = "reference") -> list[RunSpec]:
@@ -411,8 +449,20 @@ def plan_runs(grid: Grid, engine: str = "reference") -> list[RunSpec]:
     ):
         for m in grid.methods:
             is_vl = m == VECLINK
-            runs.append(RunSpec(corpus, left, right, alpha, n, kind, s, m, engine if is_vl else IN_PROCESS,
-                                digest if is_vl else None))
+            runs.append(
+                RunSpec(
+                    corpus,
+                    left,
+                    right,
+                    alpha,
+                    n,
+                    kind,
+                    s,
+                    m,
+                    engine if is_vl else IN_PROCESS,
+                    digest if is_vl else None,
+                )
+            )
     return runs
 
 
@@ -467,13 +517,19 @@ def read_results(path: str | Path, repair: bool = False) -> list[dict[str, Any]]
                 rows.append(row)
             except ValueError as exc:
                 if not last:
-                    raise InputError(f"{p}, line {i + 1}: not a JSON object ({exc}); fix or remove that line")
+                    raise InputError(
+                        f"{p}, line {i + 1}: not a JSON object ({exc}); fix or remove that line"
+                    ) from exc
                 log.warning("%s: ignoring a truncated last line (an interrupted write): %.80s", p, line)
                 if repair:
                     with p.open("r+") as fh:
                         fh.truncate(offset)
                 break
         offset += len(line.encode()) + 1
+    else:
+        if repair and text and not text.endswith("\n"):  # a complete last line without its newline
+            with p.open("a") as fh:
+                fh.write("\n")
     return rows
 
 
@@ -506,15 +562,23 @@ def _truth(split: Split) -> dict[str, np.ndarray]:
     return {LEFT_ID: split.truth[:, 0], RIGHT_ID: split.truth[:, 1], IS_SEED: split.truth_is_seed}
 
 
-def _run_veclink(split: Split, run: RunSpec, cfg: LinkConfig, spark_ctx: _SparkContext | None
-                 ) -> tuple[pd.DataFrame, dict[str, Any], float]:
+def _run_veclink(
+    split: Split, run: RunSpec, cfg: LinkConfig, spark_ctx: _SparkContext | None
+) -> tuple[pd.DataFrame, dict[str, Any], float]:
     """veclink on one split: (links with a round column, linker summary, wall seconds)."""
     if run.engine == "reference":
         from ..reference import link_arrays
 
         t0 = time.perf_counter()
-        links, summary = link_arrays(split.left.ids, split.left.vectors, split.right.ids, split.right.vectors,
-                                     split.seeds[:, 0], split.seeds[:, 1], cfg)
+        links, summary = link_arrays(
+            split.left.ids,
+            split.left.vectors,
+            split.right.ids,
+            split.right.vectors,
+            split.seeds[:, 0],
+            split.seeds[:, 1],
+            cfg,
+        )
         return links, summary, time.perf_counter() - t0
     if spark_ctx is None:
         raise ConfigError(["engine 'spark' needs a SparkSession: pass spark= to run_grid"])
@@ -527,8 +591,9 @@ def _run_veclink(split: Split, run: RunSpec, cfg: LinkConfig, spark_ctx: _SparkC
         spark_ctx.written.add(run.split_dir)
     output = spark_ctx.out_dir / SPARK_RUNS_DIR / run.split_dir / str(run.config_digest)
     t0 = time.perf_counter()
-    result = Linker(cfg, spark_ctx.spark).link(str(folder / LEFT_FILE), str(folder / RIGHT_FILE),
-                                               str(folder / SEEDS_FILE), str(output))
+    result = Linker(cfg, spark_ctx.spark).link(
+        str(folder / LEFT_FILE), str(folder / RIGHT_FILE), str(folder / SEEDS_FILE), str(output)
+    )
     links = result.links.select(LEFT_ID, RIGHT_ID, ROUND, IS_SEED).toPandas()
     wall = time.perf_counter() - t0
     summary = dict(result.summary)
@@ -548,8 +613,9 @@ def _run_baseline(split: Split, method: str) -> tuple[Links, float]:
     return links, time.perf_counter() - t0
 
 
-def run_one(split: Split, run: RunSpec, cfg: LinkConfig, spark_ctx: _SparkContext | None = None
-            ) -> dict[str, Any]:
+def run_one(
+    split: Split, run: RunSpec, cfg: LinkConfig, spark_ctx: _SparkContext | None = None
+) -> dict[str, Any]:
     """Run one method on one split and score it (seeds excluded).
 
     Returns:
@@ -589,12 +655,17 @@ def _load_cells(grid: Grid, runs: list[RunSpec]) -> None:
         needed |= {(r.corpus, r.left), (r.corpus, r.right)}
         if r.seed_kind == "out_of_domain":
             needed |= {(grid.ood_source[r.corpus], r.left), (grid.ood_source[r.corpus], r.right)}
-    missing = sorted(str(grid.data_dir / c / f"{e}.parquet") for c, e in needed
-                     if not (grid.data_dir / c / f"{e}.parquet").is_file())
+    missing = sorted(
+        str(grid.data_dir / c / f"{e}.parquet")
+        for c, e in needed
+        if not (grid.data_dir / c / f"{e}.parquet").is_file()
+    )
     if missing:
-        raise InputError(f"{len(missing)} embedding file(s) missing: {', '.join(missing[:6])}"
-                         f"{' ...' if len(missing) > 6 else ''}; check data_dir ({grid.data_dir}) and the "
-                         "grid's corpora / encoders")
+        raise InputError(
+            f"{len(missing)} embedding file(s) missing: {', '.join(missing[:6])}"
+            f"{' ...' if len(missing) > 6 else ''}; check data_dir ({grid.data_dir}) and the "
+            "grid's corpora / encoders"
+        )
 
 
 def _groups(runs: list[RunSpec]) -> Iterator[tuple[tuple[Any, ...], list[RunSpec]]]:
@@ -620,6 +691,7 @@ def run_grid(
     engine: str = "reference",
     spark: SparkSession | None = None,
     command: str | None = None,
+    code_version: str | None = None,
     keep_going: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> GridOutcome:
@@ -633,6 +705,8 @@ def run_grid(
             (:class:`veclink_spark.linker.Linker` on ``spark``) for the veclink runs.
         spark: the session for the ``spark`` engine.
         command: the command line, recorded in every row (for the report).
+        code_version: what code ran (e.g. the git commit), recorded in every row. Not part of the run
+            key: after changing the method's code, use a new ``out_dir`` (or the old rows are kept).
         keep_going: record a failed run (status ``error``, re-tried on the next invocation) and go on,
             instead of stopping at the first failure.
         on_result: called with each row after it is written (for tests and progress hooks).
@@ -655,14 +729,30 @@ def run_grid(
     pending = [r for r in runs if r.key not in done]
     digest = config_digest(grid.veclink_config)
     (out / PLANS_DIR).mkdir(exist_ok=True)
-    (out / PLANS_DIR / f"{grid.name}.json").write_text(json.dumps({
-        "grid": grid.name, "engine": engine, "config_digest": digest, "keys": [r.key for r in runs],
-    }, indent=1))
+    (out / PLANS_DIR / f"{grid.name}.json").write_text(
+        json.dumps(
+            {
+                "grid": grid.name,
+                "engine": engine,
+                "config_digest": digest,
+                "keys": [r.key for r in runs],
+            },
+            indent=1,
+        )
+    )
     if VECLINK in grid.methods:
         (out / CONFIGS_DIR).mkdir(exist_ok=True)
         (out / CONFIGS_DIR / f"{digest}.json").write_text(json.dumps(grid.veclink_config.to_dict(), indent=1))
-    log.info("grid %s: %d runs planned, %d already in %s, %d to run (engine %s, veclink config %s)",
-             grid.name, len(runs), len(runs) - len(pending), results_path, len(pending), engine, digest)
+    log.info(
+        "grid %s: %d runs planned, %d already in %s, %d to run (engine %s, veclink config %s)",
+        grid.name,
+        len(runs),
+        len(runs) - len(pending),
+        results_path,
+        len(pending),
+        engine,
+        digest,
+    )
     t_start = time.perf_counter()
     outcome = GridOutcome(results_path, len(runs), len(runs) - len(pending), 0, 0, 0.0)
     if not pending:
@@ -686,12 +776,23 @@ def run_grid(
         split = make_split(corpus(c, left), corpus(c, right), alpha, n, seed, ood_seed_vectors=ood)
         for run in group:
             base = {
-                "key": run.key, "grid": grid.name, "corpus": c, "left": left, "right": right,
-                "pair": pair_label(left, right), "alpha": alpha, "n_seeds": n, "seed_kind": kind,
-                "split_seed": seed, "method": run.method, "engine": run.engine,
+                "key": run.key,
+                "grid": grid.name,
+                "corpus": c,
+                "left": left,
+                "right": right,
+                "pair": pair_label(left, right),
+                "alpha": alpha,
+                "n_seeds": n,
+                "seed_kind": kind,
+                "split_seed": seed,
+                "method": run.method,
+                "engine": run.engine,
                 "config_digest": run.config_digest,
                 "ood_source": grid.ood_source.get(c) if kind == "out_of_domain" else None,
-                "n_left": len(split.left), "n_right": len(split.right), "n_shared": split.n_shared,
+                "n_left": len(split.left),
+                "n_right": len(split.right),
+                "n_shared": split.n_shared,
             }
             try:
                 res = run_one(split, run, grid.veclink_config, spark_ctx)
@@ -699,24 +800,45 @@ def run_grid(
             except Exception as exc:
                 if not keep_going:
                     raise
-                log.exception("run %s failed; recorded as an error, it will be re-tried next time", run.label())
+                log.exception(
+                    "run %s failed; recorded as an error, it will be re-tried next time", run.label()
+                )
                 row = {**base, "status": "error", "error": f"{type(exc).__name__}: {exc}"}
-            row |= {"finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": host,
-                    "command": command}
+            row |= {
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "host": host,
+                "command": command,
+                "code_version": code_version,
+            }
             with results_path.open("a") as fh:
                 fh.write(json.dumps(row, default=_json_default) + "\n")
             if row["status"] == "ok":
                 outcome.finished += 1
                 extra = f" verdict={row['verdict']}" if run.method == VECLINK else ""
-                log.info("%s %s: P=%.1f R=%.1f F1=%.1f links=%d rounds=%s wall=%.1fs%s", progress.tick(),
-                         run.label(), 100 * row["precision"], 100 * row["recall"], 100 * row["f1"],
-                         row["n_links"], row["rounds"], row["wall_seconds"], extra)
+                log.info(
+                    "%s %s: P=%.1f R=%.1f F1=%.1f links=%d rounds=%s wall=%.1fs%s",
+                    progress.tick(),
+                    run.label(),
+                    100 * row["precision"],
+                    100 * row["recall"],
+                    100 * row["f1"],
+                    row["n_links"],
+                    row["rounds"],
+                    row["wall_seconds"],
+                    extra,
+                )
             else:
                 outcome.failed += 1
                 log.info("%s %s: FAILED (%s)", progress.tick(), run.label(), row["error"])
             if on_result is not None:
                 on_result(row)
     outcome.seconds = round(time.perf_counter() - t_start, 1)
-    log.info("grid %s: %d runs finished, %d failed, %d skipped (already done), in %s", grid.name,
-             outcome.finished, outcome.failed, outcome.skipped, _hms(outcome.seconds))
+    log.info(
+        "grid %s: %d runs finished, %d failed, %d skipped (already done), in %s",
+        grid.name,
+        outcome.finished,
+        outcome.failed,
+        outcome.skipped,
+        _hms(outcome.seconds),
+    )
     return outcome

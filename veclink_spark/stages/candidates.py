@@ -27,6 +27,13 @@ def best_matches_schema(left_type: DataType, right_type: DataType) -> str:
             f"{SIM} double, dir string")
 
 
+def _empty_best() -> pd.DataFrame:
+    # Explicit dtypes: an empty frame of default float64 columns cannot become ids or strings in Arrow.
+    return pd.DataFrame({VIEW: pd.Series([], dtype="int32"), LEFT_ID: pd.Series([], dtype=object),
+                         RIGHT_ID: pd.Series([], dtype=object), SIM: pd.Series([], dtype="float64"),
+                         "dir": pd.Series([], dtype=object)})
+
+
 def block_best_matches(left_sigs: DataFrame, right_sigs: DataFrame, max_block_size: int) -> DataFrame:
     """Rows (view, left_id, right_id, sim, dir): dir 'L' is a left vector's best right in a block, 'R' a
     right vector's best left."""
@@ -34,8 +41,7 @@ def block_best_matches(left_sigs: DataFrame, right_sigs: DataFrame, max_block_si
 
     def score_block(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
         if len(left) == 0 or len(right) == 0:
-            return pd.DataFrame({VIEW: pd.Series([], dtype="int32"), LEFT_ID: [], RIGHT_ID: [],
-                                 SIM: pd.Series([], dtype="float64"), "dir": pd.Series([], dtype="object")})
+            return _empty_best()
         view = int(left[VIEW].iloc[0])
         a, ab, asim, b, ba, bsim = kernels.block_matches(
             left[ID].to_numpy(), np.stack(left["sig"].to_numpy()), left["dist"].to_numpy(),
@@ -76,9 +82,10 @@ def block_topk(left_sigs: DataFrame, right_sigs: DataFrame, k: int, max_block_si
     lt, rt = _id_types(left_sigs, right_sigs)
 
     def fn(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
-        cols = [VIEW, "side", LEFT_ID, RIGHT_ID, "topk"]
         if len(left) == 0 or len(right) == 0:
-            return pd.DataFrame({c: [] for c in cols})
+            return pd.DataFrame({VIEW: pd.Series([], dtype="int32"), "side": pd.Series([], dtype=object),
+                                 LEFT_ID: pd.Series([], dtype=object), RIGHT_ID: pd.Series([], dtype=object),
+                                 "topk": pd.Series([], dtype=object)})
         view = int(left[VIEW].iloc[0])
         il, ir = left[ID].to_numpy(), right[ID].to_numpy()
         kl = kernels.cap_block(il, left["dist"].to_numpy(), cap)
@@ -126,8 +133,7 @@ def csls_best_matches(left_sigs: DataFrame, right_sigs: DataFrame, max_block_siz
 
     def fn(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
         if len(left) == 0 or len(right) == 0:
-            return pd.DataFrame({VIEW: pd.Series([], dtype="int32"), LEFT_ID: [], RIGHT_ID: [],
-                                 SIM: pd.Series([], dtype="float64"), "dir": pd.Series([], dtype="object")})
+            return _empty_best()
         view = int(left[VIEW].iloc[0])
         il, ir = left[ID].to_numpy(), right[ID].to_numpy()
         kl = kernels.cap_block(il, left["dist"].to_numpy(), cap)
