@@ -36,7 +36,7 @@ from veclink_spark.errors import VeclinkError  # noqa: E402
 
 ENCODERS = ["all-mpnet-base-v2", "all-MiniLM-L6-v2", "multilingual-e5-small", "all-MiniLM-L3-v2-paraphrase"]
 CORPORA = ["wordnet", "debian"]
-ORACLES = ["procrustes", "least_squares"]
+ORACLES = ["procrustes", "procrustes_centred", "least_squares"]
 SHORT = {
     "all-mpnet-base-v2": "mpnet",
     "all-MiniLM-L6-v2": "L6",
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpora", nargs="+", default=CORPORA, help=f"corpora (default {CORPORA})")
     parser.add_argument("--encoders", nargs="+", default=ENCODERS, help="encoders; every pair is run")
     parser.add_argument(
-        "--methods", nargs="+", default=list(BASELINES), help=f"baselines (default all: {list(BASELINES)})"
+        "--methods", nargs="*", default=list(BASELINES), help=f"baselines (default all: {list(BASELINES)})"
     )
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle ceiling rows")
     parser.add_argument(

@@ -105,7 +105,7 @@ def test_self_learning_starts_from_the_seed_subspace_when_seeds_are_few() -> Non
 def test_oracle_fits_all_true_pairs() -> None:
     x, y = rotated_pair(noise=0.05)
     all_rows = np.arange(N)
-    for method in ("procrustes", "least_squares"):
+    for method in ("procrustes", "procrustes_centred", "least_squares"):
         links = oracle_links(method, x, y, all_rows, all_rows, SEEDS, SEEDS)
         assert n_correct(links) > 0.95 * (N - SEEDS.size), method
     with pytest.raises(InputError, match="oracle method"):

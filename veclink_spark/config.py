@@ -118,27 +118,30 @@ class RefineConfig:
                           kind=int)
     views: int = _f(8, "bagged maps per refinement round (each fitted on a random share of anchors)",
                     lo=1, hi=10000, kind=int)
-    bag_fraction: float = _f(0.25, "share of the dictionary each bagged map of the polish stage is fitted on (small shares make the maps differ, so votes measure stability)", lo=0.05, hi=1.0)
+    bag_fraction: float = _f(0.15, "share of the links each bagged map of the polish stage is fitted on "
+                             "(small shares make the maps differ, so the votes measure stability)",
+                             lo=0.05, hi=1.0)
     csls_k: int = _f(10, "neighbours of the CSLS hubness correction", lo=1, hi=1000, kind=int)
-    cells: int = _f(64, "k-means cells (in the right space) that block the mapped nearest-neighbour search",
+    cells: int = _f(16, "k-means cells (in the right space) that block the mapped nearest-neighbour search",
                     lo=1, hi=10**6, kind=int)
-    cell_probes: int = _f(3, "cells each vector is searched in", lo=1, hi=1024, kind=int)
+    cell_probes: int = _f(4, "cells each vector is searched in", lo=1, hi=1024, kind=int)
     min_vote_fraction: float = _f(1.0, "a refinement candidate needs at least this fraction of the "
                                   "round's bagged maps", lo=0.0, hi=1.0)
-    max_rounds: int = _f(20, "cap on refinement rounds", lo=0, hi=100000, kind=int)
-    similarity_threshold: str = _f("none", "'otsu': a refined link also needs a mapped cosine similarity "
-                                   "above the Otsu threshold of the round's candidates (drops pairs of objects "
-                                   "present on one side only); 'none': votes alone", choices=("otsu", "none"))
+    max_rounds: int = _f(20, "cap on take-off refinement rounds", lo=0, hi=100000, kind=int)
+    similarity_threshold: str = _f("none", "'otsu': a refined link also needs its best CSLS score (the "
+                                   "backends' Candidates.sim) above the Otsu threshold of the round's "
+                                   "candidates (more precise, far less recall: docs/method.md); "
+                                   "'none': votes alone", choices=("otsu", "none"))
     stable_fraction: float = _f(0.01, "refinement stops when fewer than this fraction of the links changed "
                                 "in a round", lo=0.0, hi=1.0)
-    seed_weight: float = _f(100.0, "weight of each seed pair in the cross-covariance of every refinement map "
-                            "(the induced dictionary pairs weigh 1): keeps the early maps on the seeds while the "
-                            "induced dictionary is mostly wrong; 1 = plain VecMap", lo=1.0, hi=1e6)
-    takeoff_views: int = _f(1, "maps per refinement round while the dictionary still changes ('takeoff' stage; "
-                            "each fitted on the whole dictionary)", lo=1, hi=10000, kind=int)
-    settle_fraction: float = _f(0.02, "the take-off stage ends when the number of proposed pairs changed by at "
-                                "most this fraction from the previous round", lo=0.0, hi=1.0)
-    polish_rounds: int = _f(2, "rounds of the 'polish' stage after take-off: `views` maps, each fitted on "
+    seed_weight: float = _f(100.0, "weight of each seed pair in the cross-covariance of every refinement "
+                            "map (induced dictionary pairs weigh 1): keeps the early maps on the seeds while "
+                            "the induced dictionary is mostly wrong; 1 = plain VecMap", lo=1.0, hi=1e6)
+    takeoff_views: int = _f(1, "maps per refinement round while the dictionary still changes ('takeoff' "
+                            "stage; each fitted on the whole dictionary)", lo=1, hi=10000, kind=int)
+    settle_fraction: float = _f(0.03, "the take-off stage ends when at most this fraction of the links "
+                                "changed (added + removed) in a round", lo=0.0, hi=1.0)
+    polish_rounds: int = _f(1, "rounds of the 'polish' stage after take-off: `views` maps, each fitted on "
                             "`bag_fraction` of the dictionary, a link needs `min_vote_fraction` of them; "
                             "0 = end with the take-off links", lo=0, hi=1000, kind=int)
 

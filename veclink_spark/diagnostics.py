@@ -64,9 +64,10 @@ def diagnose(info: dict[str, Any], links: pd.DataFrame, n_left: int, n_right: in
     ]
     advice: list[str] = []
     reasons: list[str] = []
-    if stalled:
+    if stalled and n_links < needed:
         reasons.append(f"only {n_links} links beyond the {n_seeds} seeds, fewer than "
                        f"{cfg.diagnostics.min_link_fraction:.0%} of the smaller table ({smaller} rows)")
+    if stalled:
         if unsettled:
             reasons.append(f"the link set did not settle: {churn:.0%} of the {n_links} links changed in the last "
                            f"round (more than {cfg.diagnostics.max_final_churn:.0%}), as happens when "

@@ -9,12 +9,20 @@ round's state to the backend to persist. Two backends implement the vote computa
 the kernels of :mod:`veclink_spark.kernels`, the Spark job and the reference give the same links.
 
 Phases. ``geh`` rounds are the published loop. When ``refine.mode`` is ``procrustes``, the run switches
-to ``refine`` rounds once the anchors reach ``refine.min_anchors`` or a ``geh`` round promotes nothing:
-each refine round fits ``refine.views`` bagged orthogonal maps on the current links (Procrustes on a
-random share of them, seeds always in), proposes mutual nearest neighbours in the mapped space per map,
-and keeps pairs proposed by at least ``refine.min_vote_fraction`` of the maps (self-learning, as VecMap,
-with votes instead of a single map). Refine rounds re-derive the link set each round (earlier refine
-links can be revoked); seeds are never revoked.
+to ``refine`` rounds once the anchors reach ``refine.min_anchors`` or a ``geh`` round promotes nothing.
+Refine rounds fit orthogonal maps (Procrustes on the dictionary, each seed weighted
+``refine.seed_weight``) and propose CSLS mutual nearest neighbours in the mapped space, in two stages
+(measurements in ``docs/method.md``):
+
+- ``takeoff``: ``refine.takeoff_views`` map(s) fitted on the whole dictionary = every pair the previous
+  round proposed (VecMap-style self-learning); ends when the number of proposals changes by at most
+  ``refine.settle_fraction`` between rounds (or at ``refine.max_rounds``);
+- ``polish``: ``refine.polish_rounds`` rounds of ``refine.views`` maps, each fitted on a random
+  ``refine.bag_fraction`` of the current links; a link needs ``refine.min_vote_fraction`` of the maps
+  (stability under resampling is what separates true pairs from one-sided objects' best matches).
+
+Refine rounds re-derive the link set each round (earlier refine links can be revoked); seeds are never
+revoked.
 """
 
 from __future__ import annotations
@@ -174,7 +182,9 @@ def run_rounds(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, 
             stage = info.get("refine_stage", "takeoff")
             branch = f"procrustes/{stage}"
             salt = bs.seed * 1_000_003 + round_no
-            prev = round_no - 1 if info["phase_rounds"] > 0 else None
+            # Take-off: the dictionary is every pair the previous round proposed (VecMap). Polish: the current
+            # links (already vote-filtered; the union of the bags' proposals is much noisier, measured).
+            prev = round_no - 1 if info["phase_rounds"] > 0 and stage == "takeoff" else None
             if stage == "takeoff":
                 m, fraction, floor = rf.takeoff_views, 1.0, 0.0
             else:
@@ -273,21 +283,22 @@ def run_rounds(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, 
             n_cand = stats["candidates"]
             stage = info.get("refine_stage", "takeoff")
             if stage == "takeoff":
-                prev_cand = info.get("refine_prev_candidates")
-                settled = prev_cand is not None and abs(n_cand - prev_cand) <= rf.settle_fraction * max(n_cand, 1)
-                info["refine_prev_candidates"] = n_cand
+                # Churn of the link set, not its size: before take-off the set drifts (large churn) while
+                # its size barely grows (measured on wordnet), after take-off both settle.
+                settled = info["phase_rounds"] > 1 and added + removed <= rf.settle_fraction * max(n_links, 1)
                 if settled or info["phase_rounds"] >= rf.max_rounds:
                     if rf.polish_rounds > 0:
                         info.update(refine_stage="polish", refine_polish_rounds=0)
-                        log.info("refinement settled after %d rounds (%d proposals): polishing with %d bagged maps",
-                                 info["phase_rounds"], n_cand, rf.views)
+                        log.info("refinement settled after %d rounds (%d proposals): polishing with %d "
+                                 "bagged maps", info["phase_rounds"], n_cand, rf.views)
                     else:
                         info.update(done=True, stop_reason="links stable" if settled else "refine round cap")
             else:
                 info["refine_polish_rounds"] = info.get("refine_polish_rounds", 0) + 1
-                if info["refine_polish_rounds"] > 1 and added + removed <= rf.stable_fraction * max(n_links, 1):
+                polished = info["refine_polish_rounds"]
+                if polished > 1 and added + removed <= rf.stable_fraction * max(n_links, 1):
                     info.update(done=True, stop_reason="links stable")
-                elif info["refine_polish_rounds"] >= rf.polish_rounds:
+                elif polished >= rf.polish_rounds:
                     info.update(done=True, stop_reason="polish round cap")
         if round_no >= bs.max_rounds + rf.max_rounds + rf.polish_rounds and not info["done"]:
             info.update(done=True, stop_reason="round cap")

@@ -162,6 +162,11 @@ def get_or_create_session(
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
     }
+    if (master or "local[*]").startswith("local"):
+        # In local mode the driver JVM is also the executor: Spark's 1g default is too small for the
+        # signature tables and the per-bag cross-covariance results of a refine round.
+        settings["spark.driver.memory"] = os.environ.get("VECLINK_DRIVER_MEMORY", "4g")
+    settings["spark.driver.maxResultSize"] = "2g"
     settings.update(conf or {})
     for key, value in settings.items():
         builder = builder.config(key, value)

@@ -161,7 +161,7 @@ class SparkBackend:
             LEFT_ID, RIGHT_ID, F.array(*[F.lit(True) for _ in range(n_bags)]).alias("bags"))
         dictionary = pairs.select(LEFT_ID, RIGHT_ID, flags.alias("bags")).unionByName(seeds)
         parts = refine.cross_covariance_parts(dictionary, self.left, self.right, n_bags, self.dim_left,
-                                              self.dim_right, partitions=4).toPandas()
+                                              self.dim_right, partitions=2).toPandas()
         out = np.zeros((n_bags, self.dim_left, self.dim_right))
         for bag, cross in zip(parts["bag"].to_numpy(), parts["cross"].to_numpy()):
             out[int(bag)] += np.asarray(cross, dtype=np.float64).reshape(self.dim_left, self.dim_right)

@@ -399,14 +399,18 @@ def oracle_links(
     """A ceiling, not a baseline: a linear map fitted on ALL true pairs, then cosine mutual NN.
 
     Args:
-        method: ``procrustes`` or ``least_squares``.
+        method: ``procrustes`` (on the vectors as given), ``procrustes_centred`` (after VecMap's
+            normalisation, as self-learning sees them) or ``least_squares`` (ridge with intercept).
         true_left, true_right: row indices of every true pair (the map is fitted on all of them).
         seed_left, seed_right: seed rows, kept out of the matching as in the baselines.
 
     Raises:
         InputError: unknown method.
     """
-    maps: dict[str, MapFn] = {"procrustes": procrustes_map, "least_squares": least_squares_map}
-    if method not in maps:
-        raise InputError(f"oracle method must be one of {sorted(maps)}, got {method!r}")
-    return map_and_link(maps[method], x, y, true_left, true_right, seed_left, seed_right)
+    methods = ("procrustes", "procrustes_centred", "least_squares")
+    if method not in methods:
+        raise InputError(f"oracle method must be one of {list(methods)}, got {method!r}")
+    if method == "procrustes_centred":
+        x, y = vecmap_normalise(x), vecmap_normalise(y)
+    map_fn: MapFn = least_squares_map if method == "least_squares" else procrustes_map
+    return map_and_link(map_fn, x, y, true_left, true_right, seed_left, seed_right)

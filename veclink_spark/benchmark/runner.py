@@ -648,7 +648,7 @@ def run_one(
     return {**scores, **extra, "wall_seconds": round(wall, 3)}
 
 
-def _load_cells(grid: Grid, runs: list[RunSpec]) -> None:
+def _check_files(grid: Grid, runs: list[RunSpec]) -> None:
     """Check every embedding file the runs need exists before anything runs (all missing ones at once)."""
     needed = set()
     for r in runs:
@@ -723,10 +723,11 @@ def run_grid(
     runs = plan_runs(grid, engine)
     if engine == "spark" and spark is None and any(r.method == VECLINK for r in runs):
         raise ConfigError(["engine 'spark' needs a SparkSession: pass spark= to run_grid"])
-    out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS_FILE
     done = {r["key"] for r in read_results(results_path, repair=True) if r.get("status") == "ok"}
     pending = [r for r in runs if r.key not in done]
+    _check_files(grid, pending)  # fail before writing anything
+    out.mkdir(parents=True, exist_ok=True)
     digest = config_digest(grid.veclink_config)
     (out / PLANS_DIR).mkdir(exist_ok=True)
     (out / PLANS_DIR / f"{grid.name}.json").write_text(
@@ -757,7 +758,6 @@ def run_grid(
     outcome = GridOutcome(results_path, len(runs), len(runs) - len(pending), 0, 0, 0.0)
     if not pending:
         return outcome
-    _load_cells(grid, pending)
     host = machine_info()
     spark_ctx = _SparkContext(spark, out) if spark is not None else None
     progress = _Progress(len(pending))
