@@ -59,12 +59,13 @@ def test_same_seed_same_links_and_seed_order_does_not_matter(pair, run) -> None:
 
 
 def test_unrelated_tables_are_reported_as_stalled() -> None:
+    # Dimensions like real encoders' (in 16-d, 300 random points can be matched by an orthogonal map
+    # well enough to look like a weak signal).
     rng = np.random.default_rng(5)
-    left = rng.normal(size=(300, 16))
-    right = rng.normal(size=(300, 12))
-    ids = np.arange(300)
-    links, summary = link_arrays(ids, left, ids + 1000, right, ids[:15], ids[:15] + 1000,
-                                 LinkConfig.from_dict(FAST))
+    left = rng.normal(size=(400, 64))
+    right = rng.normal(size=(400, 48))
+    ids = np.arange(400)
+    links, summary = link_arrays(ids, left, ids + 1000, right, ids[:15], ids[:15] + 1000, LinkConfig())
     assert not summary["took_off"]
     assert summary["verdict"] == "stalled"
     assert summary["reasons"] and summary["advice"]

@@ -127,7 +127,7 @@ class RefineConfig:
     cell_probes: int = _f(4, "cells each vector is searched in", lo=1, hi=1024, kind=int)
     min_vote_fraction: float = _f(1.0, "a refinement candidate needs at least this fraction of the "
                                   "round's bagged maps", lo=0.0, hi=1.0)
-    max_rounds: int = _f(20, "cap on take-off refinement rounds", lo=0, hi=100000, kind=int)
+    max_rounds: int = _f(30, "cap on take-off refinement rounds", lo=0, hi=100000, kind=int)
     similarity_threshold: str = _f("none", "'otsu': a refined link also needs its best CSLS score (the "
                                    "backends' Candidates.sim) above the Otsu threshold of the round's "
                                    "candidates (more precise, far less recall: docs/method.md); "

@@ -35,7 +35,7 @@ def diagnose(info: dict[str, Any], links: pd.DataFrame, n_left: int, n_right: in
 
     A run is *stalled* when it linked fewer than ``diagnostics.min_link_fraction`` of the smaller table
     beyond the seeds, or when its link set did not settle: more than ``diagnostics.max_final_churn`` of
-    the links changed in the last refinement round (self-learning can always produce *some* matching,
+    the links changed in the last take-off refinement round (self-learning can always produce *some* matching,
     even between unrelated tables; such a matching keeps churning, a real one converges).
     ``link_vectors`` (a sample of the links' vectors) gives the link-to-link distance consistency,
     reported for information. The summary then says so with the evidence (seed-to-seed distance consistency
@@ -51,8 +51,10 @@ def diagnose(info: dict[str, Any], links: pd.DataFrame, n_left: int, n_right: in
     if link_vectors is not None and len(link_vectors[0]) >= 3:
         link_consistency = kernels.seed_consistency(link_vectors[0], link_vectors[1])
     churn = float("nan")
-    last = history[-1] if history else None
-    if last is not None and last.get("phase") == "refine":
+    # The churn of the last self-learning (take-off) round: polish rounds drop links by design.
+    takeoff = [h for h in history if h.get("phase") == "refine" and "polish" not in str(h.get("views_branch"))]
+    last = takeoff[-1] if takeoff else None
+    if last is not None:
         churn = (last.get("added", 0) + last.get("removed", 0)) / max(int(last.get("links", 0)), 1)
     unsettled = n_links >= needed and np.isfinite(churn) and churn > cfg.diagnostics.max_final_churn
     stalled = n_links < needed or bool(unsettled)

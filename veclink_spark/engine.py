@@ -190,9 +190,10 @@ def run_rounds(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, 
             else:
                 m, fraction, floor = rf.views, rf.bag_fraction, rf.min_vote_fraction
             cross = backend.cross_covariance(prev, m, fraction, salt, seed_left, seed_right)
-            if rf.seed_weight != 1.0:
+            if rf.seed_weight != 1.0 and stage == "takeoff":
                 # The seeds are the only pairs known to be right: weigh them up against the (early: mostly
-                # wrong) induced dictionary; a small (n_seeds x d) product on the driver.
+                # wrong) induced dictionary; a small (n_seeds x d) product on the driver. Not in polish,
+                # where the links outnumber and outweigh 15 seeds (measured: docs/method.md).
                 svl, svr = backend.anchor_vectors(seed_left, seed_right)
                 cross = cross + (rf.seed_weight - 1.0) * (svl.T @ svr)[None, :, :]
             # Rounded so that summation-order noise between backends cannot change the maps.

@@ -166,6 +166,8 @@ def get_or_create_session(
         # In local mode the driver JVM is also the executor: Spark's 1g default is too small for the
         # signature tables and the per-bag cross-covariance results of a refine round.
         settings["spark.driver.memory"] = os.environ.get("VECLINK_DRIVER_MEMORY", "4g")
+        # One machine: a few shuffle partitions per core beat Spark's cluster-sized default of 200.
+        settings["spark.sql.shuffle.partitions"] = str(4 * (os.cpu_count() or 2))
     settings["spark.driver.maxResultSize"] = "2g"
     settings.update(conf or {})
     for key, value in settings.items():
