@@ -48,8 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     from veclink_spark.session import get_or_create_session
 
     out = Path(args.out)
-    split = make_split(load_corpus(args.data_dir, args.corpus, args.left),
-                       load_corpus(args.data_dir, args.corpus, args.right), args.alpha, args.seeds, args.split_seed)
+    split = make_split(
+        load_corpus(args.data_dir, args.corpus, args.left),
+        load_corpus(args.data_dir, args.corpus, args.right),
+        args.alpha,
+        args.seeds,
+        args.split_seed,
+    )
     write_split(split, out / "split")
     cfg = LinkConfig.from_yaml(args.config) if args.config else LinkConfig()
     truth = pd.read_parquet(out / "split" / "truth.parquet")
@@ -59,26 +64,49 @@ def main(argv: list[str] | None = None) -> int:
     inputs_left = pd.read_parquet(out / "split" / "left.parquet")
     inputs_right = pd.read_parquet(out / "split" / "right.parquet")
     t0 = time.time()
-    ref, _ = link_arrays(inputs_left["id"].to_numpy(), np.stack(inputs_left["vector"]), inputs_right["id"].to_numpy(),
-                         np.stack(inputs_right["vector"]), seeds["left_id"].to_numpy(), seeds["right_id"].to_numpy(),
-                         cfg)
+    ref, _ = link_arrays(
+        inputs_left["id"].to_numpy(),
+        np.stack(inputs_left["vector"]),
+        inputs_right["id"].to_numpy(),
+        np.stack(inputs_right["vector"]),
+        seeds["left_id"].to_numpy(),
+        seeds["right_id"].to_numpy(),
+        cfg,
+    )
     t_ref = time.time() - t0
     run_id = f"engines-{int(time.time())}"
     t0 = time.time()
-    res = Linker(cfg, spark).link(str(out / "split" / "left.parquet"), str(out / "split" / "right.parquet"),
-                                  str(out / "split" / "seeds.parquet"), str(out / "delta"), run_id=run_id)
+    res = Linker(cfg, spark).link(
+        str(out / "split" / "left.parquet"),
+        str(out / "split" / "right.parquet"),
+        str(out / "split" / "seeds.parquet"),
+        str(out / "delta"),
+        run_id=run_id,
+    )
     got = res.links.toPandas()
     t_spark = time.time() - t0
-    a = set(zip(got["left_id"].tolist(), got["right_id"].tolist()))
-    b = set(zip(ref["left_id"].tolist(), ref["right_id"].tolist()))
+    a = set(zip(got["left_id"].tolist(), got["right_id"].tolist(), strict=False))
+    b = set(zip(ref["left_id"].tolist(), ref["right_id"].tolist(), strict=False))
     report = {
-        "corpus": args.corpus, "left": args.left, "right": args.right, "alpha": args.alpha, "seeds": args.seeds,
-        "split_seed": args.split_seed, "n_left": len(inputs_left), "n_right": len(inputs_right),
-        "cores": os.cpu_count(), "spark_master": spark.conf.get("spark.master"),
-        "reference_seconds": round(t_ref, 1), "spark_seconds": round(t_spark, 1),
-        "identical_links": a == b, "n_links_spark": len(a), "n_links_reference": len(b),
-        "symmetric_difference": len(a ^ b), "rounds": res.summary["rounds"],
-        "score_spark": score_links(got, truth, seeds), "score_reference": score_links(ref, truth, seeds),
+        "corpus": args.corpus,
+        "left": args.left,
+        "right": args.right,
+        "alpha": args.alpha,
+        "seeds": args.seeds,
+        "split_seed": args.split_seed,
+        "n_left": len(inputs_left),
+        "n_right": len(inputs_right),
+        "cores": os.cpu_count(),
+        "spark_master": spark.conf.get("spark.master"),
+        "reference_seconds": round(t_ref, 1),
+        "spark_seconds": round(t_spark, 1),
+        "identical_links": a == b,
+        "n_links_spark": len(a),
+        "n_links_reference": len(b),
+        "symmetric_difference": len(a ^ b),
+        "rounds": res.summary["rounds"],
+        "score_spark": score_links(got, truth, seeds),
+        "score_reference": score_links(ref, truth, seeds),
     }
     (out / "engines.json").write_text(json.dumps(report, indent=2, default=str))
     sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")

@@ -26,12 +26,20 @@ from veclink_spark.errors import ConfigError, InputError, VeclinkError  # noqa: 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Link two embedding tables made by different encoders (veclink-spark).")
-    p.add_argument("--left", required=True, help="left embedding table: Delta path, Parquet path or catalog table")
-    p.add_argument("--right", required=True, help="right embedding table: Delta path, Parquet path or catalog table")
+    p = argparse.ArgumentParser(
+        description="Link two embedding tables made by different encoders (veclink-spark)."
+    )
+    p.add_argument(
+        "--left", required=True, help="left embedding table: Delta path, Parquet path or catalog table"
+    )
+    p.add_argument(
+        "--right", required=True, help="right embedding table: Delta path, Parquet path or catalog table"
+    )
     p.add_argument("--seeds", required=True, help="seed pairs (left_id, right_id): Delta, Parquet or CSV")
     p.add_argument("--output", required=True, help="output folder/URI for the run's Delta tables")
-    p.add_argument("--config", default=None, help="YAML config (default: built-in defaults = conf/default.yaml)")
+    p.add_argument(
+        "--config", default=None, help="YAML config (default: built-in defaults = conf/default.yaml)"
+    )
     p.add_argument("--run-id", default=None, help="run id; re-using one resumes that run")
     p.add_argument("--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])")
     p.add_argument("--log-level", default=os.environ.get("VECLINK_LOG_LEVEL", "INFO"))
@@ -40,8 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     for noisy in ("py4j", "pyspark"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
@@ -57,12 +68,19 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"veclink-spark: {' '.join(str(exc).split())}\n")
         return 1
     except Exception as exc:  # the job's last line of defence: one line, non-zero
-        sys.stderr.write(f"veclink-spark: unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:500]}\n")
+        sys.stderr.write(
+            f"veclink-spark: unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:500]}\n"
+        )
         return 1
     s = result.summary
-    logging.getLogger("veclink.job").info("done: run %s, %d links beyond %d seeds, verdict %s, summary %s",
-                                          result.run_id, s["n_links"], s["n_seeds"], s["verdict"],
-                                          os.path.join(args.output, "summary.json"))
+    logging.getLogger("veclink.job").info(
+        "done: run %s, %d links beyond %d seeds, verdict %s, summary %s",
+        result.run_id,
+        s["n_links"],
+        s["n_seeds"],
+        s["verdict"],
+        os.path.join(args.output, "summary.json"),
+    )
     return 0
 
 

@@ -37,12 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     truth = pd.read_parquet(args.truth)
     seeds = pd.read_parquet(args.seeds) if args.seeds else None
     scores = score_links(links, truth, seeds)
-    sys.stdout.write(f"run {run_id}: precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
-                     f"F1 {scores['f1']:.3f}  ({scores['n_correct']} correct of {scores['n_links']} links; "
-                     f"{scores['n_true']} true pairs beyond the seeds)\n")
+    sys.stdout.write(
+        f"run {run_id}: precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
+        f"F1 {scores['f1']:.3f}  ({scores['n_correct']} correct of {scores['n_links']} links; "
+        f"{scores['n_true']} true pairs beyond the seeds)\n"
+    )
     for row in score_by_round(links, truth, seeds):
-        sys.stdout.write(f"  after round {row['round']}: " + "  ".join(
-            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "round") + "\n")
+        sys.stdout.write(
+            f"  after round {row['round']}: "
+            + "  ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "round"
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -26,7 +26,11 @@ except NameError:
     }
 config_overrides = {}  # e.g. {"bootstrap": {"max_rounds": 10}}; see conf/default.yaml
 if os.environ.get("VECLINK_NOTEBOOK_FAST"):
-    config_overrides = {"views": {"base_views": 8}, "bootstrap": {"max_rounds": 1}, "refine": {"max_rounds": 1}}
+    config_overrides = {
+        "views": {"base_views": 8},
+        "bootstrap": {"max_rounds": 1},
+        "refine": {"max_rounds": 1},
+    }
 
 # COMMAND ----------
 
@@ -38,7 +42,8 @@ from veclink_spark.session import get_or_create_session
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 spark = get_or_create_session()  # on Databricks: the notebook's own session
 result = Linker(LinkConfig.from_dict(config_overrides), spark).link(
-    params["left"], params["right"], params["seeds"], params["output"])
+    params["left"], params["right"], params["seeds"], params["output"]
+)
 
 # COMMAND ----------
 
@@ -47,7 +52,10 @@ result = Linker(LinkConfig.from_dict(config_overrides), spark).link(
 # COMMAND ----------
 
 summary = result.summary
-verdict = f"{summary['verdict']}: {summary['n_links']} links beyond {summary['n_seeds']} seeds in {summary['rounds']} rounds"
+verdict = (
+    f"{summary['verdict']}: {summary['n_links']} links beyond {summary['n_seeds']} seeds "
+    f"in {summary['rounds']} rounds"
+)
 logging.getLogger("notebook").info(verdict)
 for reason in summary["reasons"]:
     logging.getLogger("notebook").warning("why: %s", reason)

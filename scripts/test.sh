@@ -17,6 +17,10 @@ if [[ "${VECLINK_SKIP_ENCODERS:-0}" != "1" ]]; then
   PYTHON="$PYSPARK_PYTHON" bash scripts/install_encoders.sh >/dev/null
 fi
 
+# Lint and type checks first (fast; the style rules of the project).
+"$PYSPARK_PYTHON" -m ruff check veclink_spark jobs tests scripts notebooks
+"$PYSPARK_PYTHON" -m mypy veclink_spark
+
 set +e
 "$PYSPARK_PYTHON" -m pytest "$@"
 rc=$?

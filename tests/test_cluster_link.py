@@ -29,7 +29,8 @@ CONFIG = "views:\n  base_views: 12\nbootstrap:\n  max_rounds: 2\nrefine:\n  max_
 
 def _vectors(x: np.ndarray) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1).astype(np.float32)), x.shape[1]).cast(
-        pa.list_(pa.float32()))
+        pa.list_(pa.float32())
+    )
 
 
 def test_link_job_on_a_standalone_cluster_matches_local(spark, tmp_path: Path) -> None:
@@ -43,23 +44,42 @@ def test_link_job_on_a_standalone_cluster_matches_local(spark, tmp_path: Path) -
     pq.write_table(pa.table({"left_id": pair.seed_left, "right_id": pair.seed_right}), d / "seeds.parquet")
     cfg_path = tmp_path / "fast.yaml"
     cfg_path.write_text(CONFIG)
-    args = ["--left", str(d / "left.parquet"), "--right", str(d / "right.parquet"), "--seeds",
-            str(d / "seeds.parquet"), "--config", str(cfg_path), "--run-id", "cluster"]
+    args = [
+        "--left",
+        str(d / "left.parquet"),
+        "--right",
+        str(d / "right.parquet"),
+        "--seeds",
+        str(d / "seeds.parquet"),
+        "--config",
+        str(cfg_path),
+        "--run-id",
+        "cluster",
+    ]
 
     with standalone_cluster(n_workers=2, cores=1, memory="1g", base_dir=tmp_path / "cluster") as master:
         pids = list(master.pids.values())
-        proc = spark_submit(master, ROOT / "jobs" / "link.py", [*args, "--output", str(tmp_path / "out_cluster")],
-                            env={"SPARK_CONF_DIR": str(master.conf_dir)},
-                            conf={"spark.cores.max": "2", "spark.executor.cores": "1",
-                                  "spark.sql.shuffle.partitions": "4"},
-                            timeout=SUBMIT_TIMEOUT)
+        proc = spark_submit(
+            master,
+            ROOT / "jobs" / "link.py",
+            [*args, "--output", str(tmp_path / "out_cluster")],
+            env={"SPARK_CONF_DIR": str(master.conf_dir)},
+            conf={"spark.cores.max": "2", "spark.executor.cores": "1", "spark.sql.shuffle.partitions": "4"},
+            timeout=SUBMIT_TIMEOUT,
+        )
         assert proc.returncode == 0, f"stdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-4000:]}"
     assert not any(pid_alive(p) for p in pids)
 
     local = Linker(LinkConfig.from_yaml(cfg_path), spark).link(
-        str(d / "left.parquet"), str(d / "right.parquet"), str(d / "seeds.parquet"), str(tmp_path / "out_local"),
-        run_id="local")
+        str(d / "left.parquet"),
+        str(d / "right.parquet"),
+        str(d / "seeds.parquet"),
+        str(tmp_path / "out_local"),
+        run_id="local",
+    )
     on_cluster = RunStore(spark, str(tmp_path / "out_cluster")).read_run("links", "cluster").toPandas()
     here = local.links.toPandas()
     assert len(on_cluster) > 15
-    assert set(zip(on_cluster["left_id"], on_cluster["right_id"])) == set(zip(here["left_id"], here["right_id"]))
+    assert set(zip(on_cluster["left_id"], on_cluster["right_id"], strict=False)) == set(
+        zip(here["left_id"], here["right_id"], strict=False)
+    )

@@ -17,8 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_default_yaml_matches_the_dataclasses() -> None:
     assert LinkConfig.from_yaml(ROOT / "conf" / "default.yaml") == LinkConfig()
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_default_conf.py"), "--check"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_default_conf.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -31,12 +34,14 @@ def test_every_field_is_documented_in_default_yaml() -> None:
 
 def test_all_problems_reported_at_once_with_field_names() -> None:
     with pytest.raises(ConfigError) as err:
-        LinkConfig.from_dict({
-            "bootstrap": {"max_rounds": 0, "seed": -1, "max_round": 3},
-            "views": {"sampling": "bogus"},
-            "hashng": {},
-            "refine": {"views": "many"},
-        })
+        LinkConfig.from_dict(
+            {
+                "bootstrap": {"max_rounds": 0, "seed": -1, "max_round": 3},
+                "views": {"sampling": "bogus"},
+                "hashng": {},
+                "refine": {"views": "many"},
+            }
+        )
     problems = err.value.problems
     text = " | ".join(problems)
     assert "bootstrap.max_rounds must be >= 1, got 0" in text

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,8 @@ FAST = {"views": {"base_views": 16}, "bootstrap": {"max_rounds": 2}, "refine": {
 
 def _vectors(x: np.ndarray) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1).astype(np.float32)), x.shape[1]).cast(
-        pa.list_(pa.float32()))
+        pa.list_(pa.float32())
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +41,14 @@ def data(tmp_path_factory):
 def first_run(spark, data, tmp_path_factory):
     _, d = data
     out = tmp_path_factory.mktemp("out")
-    result = Linker(LinkConfig.from_dict(FAST), spark).link(str(d / "left.parquet"), str(d / "right.parquet"),
-                                                             str(d / "seeds.parquet"), str(out), run_id="full")
+    result = Linker(LinkConfig.from_dict(FAST), spark).link(
+        str(d / "left.parquet"), str(d / "right.parquet"), str(d / "seeds.parquet"), str(out), run_id="full"
+    )
     return result, out
 
 
 def _pairs(df) -> set:
-    return set(zip(df["left_id"].tolist(), df["right_id"].tolist()))
+    return set(zip(df["left_id"].tolist(), df["right_id"].tolist(), strict=False))
 
 
 def test_spark_links_equal_the_reference(spark, data, first_run) -> None:
@@ -55,9 +56,15 @@ def test_spark_links_equal_the_reference(spark, data, first_run) -> None:
     result, _ = first_run
     left = pq.read_table(d / "left.parquet").to_pandas()
     right = pq.read_table(d / "right.parquet").to_pandas()
-    ref, ref_summary = link_arrays(left["id"].to_numpy(), np.stack(left["vector"]), right["id"].to_numpy(),
-                                   np.stack(right["vector"]), pair.seed_left, pair.seed_right,
-                                   LinkConfig.from_dict(FAST))
+    ref, ref_summary = link_arrays(
+        left["id"].to_numpy(),
+        np.stack(left["vector"]),
+        right["id"].to_numpy(),
+        np.stack(right["vector"]),
+        pair.seed_left,
+        pair.seed_right,
+        LinkConfig.from_dict(FAST),
+    )
     got = result.links.toPandas()
     assert len(got) > 15
     assert _pairs(got) == _pairs(ref)
@@ -65,7 +72,9 @@ def test_spark_links_equal_the_reference(spark, data, first_run) -> None:
     assert (merged["votes"] == merged["votes_ref"]).all()
     assert (merged["round"] == merged["round_ref"]).all()
     assert np.allclose(merged["probability"], merged["probability_ref"])
-    assert [h["promoted"] for h in result.summary["history"]] == [h["promoted"] for h in ref_summary["history"]]
+    assert [h["promoted"] for h in result.summary["history"]] == [
+        h["promoted"] for h in ref_summary["history"]
+    ]
 
 
 def test_output_tables_and_summary(spark, first_run) -> None:
@@ -91,8 +100,9 @@ def test_rerun_of_a_finished_run_changes_nothing(spark, data, first_run) -> None
     _, d = data
     result, out = first_run
     before = result.links.toPandas()
-    again = Linker(LinkConfig.from_dict(FAST), spark).link(str(d / "left.parquet"), str(d / "right.parquet"),
-                                                            str(d / "seeds.parquet"), str(out), run_id="full")
+    again = Linker(LinkConfig.from_dict(FAST), spark).link(
+        str(d / "left.parquet"), str(d / "right.parquet"), str(d / "seeds.parquet"), str(out), run_id="full"
+    )
     after = again.links.toPandas()
     assert len(after) == len(before) and _pairs(after) == _pairs(before)
 
@@ -135,9 +145,22 @@ def test_job_command_line_runs(spark, data, tmp_path, capsys) -> None:
     _, d = data
     cfg = tmp_path / "fast.yaml"
     cfg.write_text("views:\n  base_views: 16\nbootstrap:\n  max_rounds: 1\nrefine:\n  max_rounds: 0\n")
-    code = _job().main(["--left", str(d / "left.parquet"), "--right", str(d / "right.parquet"), "--seeds",
-                        str(d / "seeds.parquet"), "--output", str(tmp_path / "out"), "--config", str(cfg),
-                        "--run-id", "cli"])
+    code = _job().main(
+        [
+            "--left",
+            str(d / "left.parquet"),
+            "--right",
+            str(d / "right.parquet"),
+            "--seeds",
+            str(d / "seeds.parquet"),
+            "--output",
+            str(tmp_path / "out"),
+            "--config",
+            str(cfg),
+            "--run-id",
+            "cli",
+        ]
+    )
     assert code == 0
     assert (tmp_path / "out" / "links" / "_delta_log").is_dir()
     assert (tmp_path / "out" / "summary.json").is_file()
@@ -163,8 +186,19 @@ def test_job_errors_are_one_line_and_write_nothing(spark, data, tmp_path, capsys
         seeds = tmp_path / "seeds.parquet"
         tab.to_parquet(seeds)
     out = tmp_path / "out"
-    code = _job().main(["--left", str(d / "left.parquet"), "--right", str(d / "right.parquet"), "--seeds",
-                        str(seeds), "--output", str(out), *args])
+    code = _job().main(
+        [
+            "--left",
+            str(d / "left.parquet"),
+            "--right",
+            str(d / "right.parquet"),
+            "--seeds",
+            str(seeds),
+            "--output",
+            str(out),
+            *args,
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len([line for line in err if line.startswith("veclink-spark:")]) == 1

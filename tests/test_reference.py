@@ -14,10 +14,12 @@ FAST = {"bootstrap": {"max_rounds": 4}, "refine": {"max_rounds": 4}}
 
 
 def _score(links, pair) -> tuple[float, float]:
-    truth = dict(zip(pair.truth_left.tolist(), pair.truth_right.tolist()))
+    truth = dict(zip(pair.truth_left.tolist(), pair.truth_right.tolist(), strict=False))
     seeds = set(pair.seed_left.tolist())
     got = links[~links["is_seed"]]
-    correct = sum(truth.get(a) == b for a, b in zip(got["left_id"], got["right_id"]) if a not in seeds)
+    correct = sum(
+        truth.get(a) == b for a, b in zip(got["left_id"], got["right_id"], strict=False) if a not in seeds
+    )
     return correct / max(len(got), 1), correct / (len(truth) - len(seeds))
 
 
@@ -28,8 +30,15 @@ def pair():
 
 @pytest.fixture(scope="module")
 def run(pair):
-    return link_arrays(pair.left_ids, pair.left, pair.right_ids, pair.right, pair.seed_left, pair.seed_right,
-                       LinkConfig.from_dict(FAST))
+    return link_arrays(
+        pair.left_ids,
+        pair.left,
+        pair.right_ids,
+        pair.right,
+        pair.seed_left,
+        pair.seed_right,
+        LinkConfig.from_dict(FAST),
+    )
 
 
 def test_recovers_most_of_the_generated_overlap(pair, run) -> None:
@@ -53,9 +62,18 @@ def test_output_shape_and_one_to_one(run) -> None:
 def test_same_seed_same_links_and_seed_order_does_not_matter(pair, run) -> None:
     links, _ = run
     order = np.random.default_rng(0).permutation(len(pair.seed_left))
-    again, _ = link_arrays(pair.left_ids[::-1], pair.left[::-1], pair.right_ids, pair.right,
-                           pair.seed_left[order], pair.seed_right[order], LinkConfig.from_dict(FAST))
-    assert set(zip(links["left_id"], links["right_id"])) == set(zip(again["left_id"], again["right_id"]))
+    again, _ = link_arrays(
+        pair.left_ids[::-1],
+        pair.left[::-1],
+        pair.right_ids,
+        pair.right,
+        pair.seed_left[order],
+        pair.seed_right[order],
+        LinkConfig.from_dict(FAST),
+    )
+    assert set(zip(links["left_id"], links["right_id"], strict=False)) == set(
+        zip(again["left_id"], again["right_id"], strict=False)
+    )
 
 
 def test_unrelated_tables_are_reported_as_stalled() -> None:

@@ -13,11 +13,21 @@ from .config import LinkConfig
 from .errors import ConfigError, InputError, StoreError, VeclinkError
 
 __version__ = "0.1.0"
-__all__ = ["LinkConfig", "Linker", "LinkResult", "link", "link_arrays", "VeclinkError", "ConfigError",
-           "InputError", "StoreError", "__version__"]
+__all__ = [
+    "LinkConfig",
+    "Linker",
+    "LinkResult",
+    "link",
+    "link_arrays",
+    "VeclinkError",
+    "ConfigError",
+    "InputError",
+    "StoreError",
+    "__version__",
+]
 
 if TYPE_CHECKING:
-    from .linker import LinkResult, Linker, link
+    from .linker import Linker, LinkResult, link
     from .reference import link_arrays
 
 

@@ -22,8 +22,15 @@ import yaml
 from .errors import ConfigError
 
 
-def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
-       choices: tuple[Any, ...] | None = None, kind: type | None = None) -> Any:
+def _f(
+    default: Any,
+    doc: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+    kind: type | None = None,
+) -> Any:
     """A config field with its documentation and bounds kept as dataclass metadata."""
     return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices, "kind": kind})
 
@@ -44,44 +51,69 @@ class IOConfig:
 class ViewsConfig:
     """How each round samples its views (subsets of paired anchors)."""
 
-    sampling: str = _f("random", "views while anchors are few: 'random' (uniform random anchor subsets, "
-                       "independent trials) or 'fps' (farthest-point sampling, as published)",
-                       choices=("random", "fps"))
+    sampling: str = _f(
+        "random",
+        "views while anchors are few: 'random' (uniform random anchor subsets, "
+        "independent trials) or 'fps' (farthest-point sampling, as published)",
+        choices=("random", "fps"),
+    )
     base_views: int = _f(48, "m0: views per round at the start", lo=1, hi=100000, kind=int)
-    growth: float = _f(0.5, "c: m_t = ceil(m0 * (1 + c * log g_t)), g_t = |L_t-1| / |L_0| (anchor growth)",
-                       lo=0.0, hi=100.0)
-    view_fraction: float = _f(0.35, "rho0: view size s_t = ceil(rho0 * |L_t-1| / sf_t), "
-                              "sf_t = 1 + c * log g_t", lo=0.01, hi=1.0)
+    growth: float = _f(
+        0.5, "c: m_t = ceil(m0 * (1 + c * log g_t)), g_t = |L_t-1| / |L_0| (anchor growth)", lo=0.0, hi=100.0
+    )
+    view_fraction: float = _f(
+        0.35, "rho0: view size s_t = ceil(rho0 * |L_t-1| / sf_t), sf_t = 1 + c * log g_t", lo=0.01, hi=1.0
+    )
     min_view_size: int = _f(4, "smallest view (anchors)", lo=2, hi=100000, kind=int)
     max_view_size: int = _f(64, "largest view in the random/fps branch (anchors)", lo=2, hi=100000, kind=int)
     kmeans: bool = _f(True, "switch to a k-means partition of the anchors once |L| > d_max", kind=bool)
-    kmeans_overlap: int = _f(2, "rho: each anchor joins its rho nearest k-means clusters", lo=1, hi=16,
-                             kind=int)
+    kmeans_overlap: int = _f(
+        2, "rho: each anchor joins its rho nearest k-means clusters", lo=1, hi=16, kind=int
+    )
 
 
 @dataclass(frozen=True)
 class SignatureConfig:
     """Anchor-distance signatures ("hash") of every vector in a view."""
 
-    kernel: str = _f("gaussian", "distance kernel that down-weights far anchors",
-                     choices=("gaussian", "laplacian", "none"))
-    bandwidth: float = _f(1.0, "kernel bandwidth as a multiple of the view's median anchor-anchor "
-                          "distance, per side", lo=1e-6, hi=1e6)
-    centering: str = _f("row", "subtract each signature's mean before normalising ('row') or not ('none')",
-                        choices=("row", "none"))
-    gate: float = _f(0.0, "locality gate: a vector joins a view only if its nearest view anchor is within "
-                     "gate * bandwidth; 0 disables the gate", lo=0.0, hi=1e6)
+    kernel: str = _f(
+        "gaussian", "distance kernel that down-weights far anchors", choices=("gaussian", "laplacian", "none")
+    )
+    bandwidth: float = _f(
+        1.0,
+        "kernel bandwidth as a multiple of the view's median anchor-anchor distance, per side",
+        lo=1e-6,
+        hi=1e6,
+    )
+    centering: str = _f(
+        "row",
+        "subtract each signature's mean before normalising ('row') or not ('none')",
+        choices=("row", "none"),
+    )
+    gate: float = _f(
+        0.0,
+        "locality gate: a vector joins a view only if its nearest view anchor is within "
+        "gate * bandwidth; 0 disables the gate",
+        lo=0.0,
+        hi=1e6,
+    )
 
 
 @dataclass(frozen=True)
 class HashingConfig:
     """Blocking keys for the candidate equi-join."""
 
-    probes: int = _f(2, "each vector's keys are the ids of its `probes` nearest anchors in the view",
-                     lo=1, hi=64, kind=int)
-    max_block_size: int = _f(50000, "a block (view, key) keeps at most this many vectors per side, the "
-                             "closest to the key's anchor; larger blocks are cut and reported",
-                             lo=2, hi=10**9, kind=int)
+    probes: int = _f(
+        2, "each vector's keys are the ids of its `probes` nearest anchors in the view", lo=1, hi=64, kind=int
+    )
+    max_block_size: int = _f(
+        50000,
+        "a block (view, key) keeps at most this many vectors per side, the "
+        "closest to the key's anchor; larger blocks are cut and reported",
+        lo=2,
+        hi=10**9,
+        kind=int,
+    )
 
 
 @dataclass(frozen=True)
@@ -90,9 +122,12 @@ class EvidenceConfig:
 
     prior_alpha: float = _f(1.0, "alpha of the Beta prior", lo=1e-6, hi=1e6)
     prior_beta: float = _f(1.0, "beta of the Beta prior", lo=1e-6, hi=1e6)
-    score: str = _f("round_fraction", "score that promotion thresholds: 'posterior_mean' over all views so "
-                    "far, 'round_fraction' (votes / views of the current round) or 'votes'",
-                    choices=("posterior_mean", "round_fraction", "votes"))
+    score: str = _f(
+        "round_fraction",
+        "score that promotion thresholds: 'posterior_mean' over all views so "
+        "far, 'round_fraction' (votes / views of the current round) or 'votes'",
+        choices=("posterior_mean", "round_fraction", "votes"),
+    )
 
 
 @dataclass(frozen=True)
@@ -100,62 +135,133 @@ class BootstrapConfig:
     """The round loop: promotion and stopping."""
 
     max_rounds: int = _f(30, "round cap", lo=1, hi=100000, kind=int)
-    min_vote_fraction: float = _f(0.25, "floor under the Otsu threshold: a pair needs at least this "
-                                  "fraction of the round's views", lo=0.0, hi=1.0)
-    threshold: str = _f("otsu", "'otsu' (max of Otsu and the floor) or 'floor' (the floor alone)",
-                        choices=("otsu", "floor"))
-    seed: int = _f(0, "random seed of view sampling and k-means (results are deterministic per seed)",
-                   lo=0, hi=2**31 - 1, kind=int)
+    min_vote_fraction: float = _f(
+        0.25,
+        "floor under the Otsu threshold: a pair needs at least this fraction of the round's views",
+        lo=0.0,
+        hi=1.0,
+    )
+    threshold: str = _f(
+        "otsu", "'otsu' (max of Otsu and the floor) or 'floor' (the floor alone)", choices=("otsu", "floor")
+    )
+    seed: int = _f(
+        0,
+        "random seed of view sampling and k-means (results are deterministic per seed)",
+        lo=0,
+        hi=2**31 - 1,
+        kind=int,
+    )
 
 
 @dataclass(frozen=True)
 class RefineConfig:
     """Optional self-learning Procrustes refinement once the loop has enough anchors."""
 
-    mode: str = _f("procrustes", "'none' (the published loop only) or 'procrustes' (bagged self-learning "
-                   "orthogonal maps with CSLS mutual nearest neighbours)", choices=("none", "procrustes"))
-    min_anchors: int = _f(60, "start refinement rounds once this many anchors are known", lo=2, hi=10**9,
-                          kind=int)
-    views: int = _f(8, "bagged maps per refinement round (each fitted on a random share of anchors)",
-                    lo=1, hi=10000, kind=int)
-    bag_fraction: float = _f(0.15, "share of the links each bagged map of the polish stage is fitted on "
-                             "(small shares make the maps differ, so the votes measure stability)",
-                             lo=0.05, hi=1.0)
+    mode: str = _f(
+        "procrustes",
+        "'none' (the published loop only) or 'procrustes' (bagged self-learning "
+        "orthogonal maps with CSLS mutual nearest neighbours)",
+        choices=("none", "procrustes"),
+    )
+    min_anchors: int = _f(
+        60, "start refinement rounds once this many anchors are known", lo=2, hi=10**9, kind=int
+    )
+    views: int = _f(
+        8,
+        "bagged maps per refinement round (each fitted on a random share of anchors)",
+        lo=1,
+        hi=10000,
+        kind=int,
+    )
+    bag_fraction: float = _f(
+        0.15,
+        "share of the links each bagged map of the polish stage is fitted on "
+        "(small shares make the maps differ, so the votes measure stability)",
+        lo=0.05,
+        hi=1.0,
+    )
     csls_k: int = _f(10, "neighbours of the CSLS hubness correction", lo=1, hi=1000, kind=int)
-    cells: int = _f(16, "k-means cells (in the right space) that block the mapped nearest-neighbour search",
-                    lo=1, hi=10**6, kind=int)
+    cells: int = _f(
+        16,
+        "k-means cells (in the right space) that block the mapped nearest-neighbour search",
+        lo=1,
+        hi=10**6,
+        kind=int,
+    )
     cell_probes: int = _f(4, "cells each vector is searched in", lo=1, hi=1024, kind=int)
-    min_vote_fraction: float = _f(1.0, "a refinement candidate needs at least this fraction of the "
-                                  "round's bagged maps", lo=0.0, hi=1.0)
+    min_vote_fraction: float = _f(
+        1.0, "a refinement candidate needs at least this fraction of the round's bagged maps", lo=0.0, hi=1.0
+    )
     max_rounds: int = _f(30, "cap on take-off refinement rounds", lo=0, hi=100000, kind=int)
-    similarity_threshold: str = _f("none", "'otsu': a refined link also needs its best CSLS score (the "
-                                   "backends' Candidates.sim) above the Otsu threshold of the round's "
-                                   "candidates (more precise, far less recall: docs/method.md); "
-                                   "'none': votes alone", choices=("otsu", "none"))
-    stable_fraction: float = _f(0.01, "refinement stops when fewer than this fraction of the links changed "
-                                "in a round", lo=0.0, hi=1.0)
-    seed_weight: float = _f(100.0, "weight of each seed pair in the cross-covariance of every refinement "
-                            "map (induced dictionary pairs weigh 1): keeps the early maps on the seeds while "
-                            "the induced dictionary is mostly wrong; 1 = plain VecMap", lo=1.0, hi=1e6)
-    takeoff_views: int = _f(1, "maps per refinement round while the dictionary still changes ('takeoff' "
-                            "stage; each fitted on the whole dictionary)", lo=1, hi=10000, kind=int)
-    settle_fraction: float = _f(0.03, "the take-off stage ends when at most this fraction of the links "
-                                "changed (added + removed) in a round", lo=0.0, hi=1.0)
-    polish_rounds: int = _f(1, "rounds of the 'polish' stage after take-off: `views` maps, each fitted on "
-                            "`bag_fraction` of the dictionary, a link needs `min_vote_fraction` of them; "
-                            "0 = end with the take-off links", lo=0, hi=1000, kind=int)
+    similarity_threshold: str = _f(
+        "none",
+        "'otsu': a refined link also needs its best CSLS score (the "
+        "backends' Candidates.sim) above the Otsu threshold of the round's "
+        "candidates (more precise, far less recall: docs/method.md); "
+        "'none': votes alone",
+        choices=("otsu", "none"),
+    )
+    stable_fraction: float = _f(
+        0.01, "refinement stops when fewer than this fraction of the links changed in a round", lo=0.0, hi=1.0
+    )
+    seed_weight: float = _f(
+        100.0,
+        "weight of each seed pair in the cross-covariance of every refinement "
+        "map (induced dictionary pairs weigh 1): keeps the early maps on the seeds while "
+        "the induced dictionary is mostly wrong; 1 = plain VecMap",
+        lo=1.0,
+        hi=1e6,
+    )
+    takeoff_views: int = _f(
+        1,
+        "maps per refinement round while the dictionary still changes ('takeoff' "
+        "stage; each fitted on the whole dictionary)",
+        lo=1,
+        hi=10000,
+        kind=int,
+    )
+    settle_fraction: float = _f(
+        0.03,
+        "the take-off stage ends when at most this fraction of the links "
+        "changed (added + removed) in a round",
+        lo=0.0,
+        hi=1.0,
+    )
+    polish_rounds: int = _f(
+        1,
+        "rounds of the 'polish' stage after take-off: `views` maps, each fitted on "
+        "`bag_fraction` of the dictionary, a link needs `min_vote_fraction` of them; "
+        "0 = end with the take-off links",
+        lo=0,
+        hi=1000,
+        kind=int,
+    )
 
 
 @dataclass(frozen=True)
 class DiagnosticsConfig:
     """When a run counts as 'did not take off', and what it reports."""
 
-    min_link_fraction: float = _f(0.02, "a run that links fewer than this fraction of the smaller table "
-                                  "(beyond the seeds) is reported as stalled", lo=0.0, hi=1.0)
-    max_final_churn: float = _f(0.25, "a run whose last refinement round changed more than this share of "
-                                "its links did not settle and is reported as stalled", lo=0.0, hi=1.0)
-    min_seed_consistency: float = _f(0.3, "warn when the Spearman correlation of seed-to-seed distances "
-                                     "across the two spaces is below this", lo=-1.0, hi=1.0)
+    min_link_fraction: float = _f(
+        0.02,
+        "a run that links fewer than this fraction of the smaller table "
+        "(beyond the seeds) is reported as stalled",
+        lo=0.0,
+        hi=1.0,
+    )
+    max_final_churn: float = _f(
+        0.25,
+        "a run whose last refinement round changed more than this share of "
+        "its links did not settle and is reported as stalled",
+        lo=0.0,
+        hi=1.0,
+    )
+    min_seed_consistency: float = _f(
+        0.3,
+        "warn when the Spearman correlation of seed-to-seed distances across the two spaces is below this",
+        lo=-1.0,
+        hi=1.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -176,8 +282,10 @@ class LinkConfig:
         for sec in fields(self):
             problems.extend(_check_section(sec.name, getattr(self, sec.name)))
         if self.views.min_view_size > self.views.max_view_size:
-            problems.append(f"views.min_view_size ({self.views.min_view_size}) must be <= views.max_view_size "
-                            f"({self.views.max_view_size})")
+            problems.append(
+                f"views.min_view_size ({self.views.min_view_size}) must be <= views.max_view_size "
+                f"({self.views.max_view_size})"
+            )
         if problems:
             raise ConfigError(problems)
 
@@ -209,7 +317,7 @@ class LinkConfig:
             if not isinstance(value, dict):
                 problems.append(f"section '{name}' must be a mapping, got {type(value).__name__}")
                 continue
-            known = {f.name: f for f in fields(section_cls)}
+            known = {f.name: f for f in fields(section_cls)}  # type: ignore[arg-type]
             kwargs = {}
             for key, val in value.items():
                 if key not in known:
@@ -254,8 +362,10 @@ class LinkConfig:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The config as a nested plain dict (for logs, summaries and round tables)."""
-        return {s.name: {f.name: getattr(getattr(self, s.name), f.name) for f in fields(getattr(self, s.name))}
-                for s in fields(self)}
+        return {
+            s.name: {f.name: getattr(getattr(self, s.name), f.name) for f in fields(getattr(self, s.name))}
+            for s in fields(self)
+        }
 
 
 def _suggest(key: str, valid: list[str], section: str | None = None) -> str:
@@ -315,6 +425,6 @@ def describe_fields() -> list[tuple[str, Any, str]]:
     out = []
     for sec in fields(LinkConfig):
         cls = sec.default_factory  # type: ignore[misc]
-        for f in fields(cls):
+        for f in fields(cls):  # type: ignore[arg-type]
             out.append((f"{sec.name}.{f.name}", f.default, f.metadata["doc"]))
     return out

@@ -28,9 +28,16 @@ def consistency_sample(links: pd.DataFrame) -> pd.DataFrame:
     return got.sort_values(["left_id", "right_id"]).head(CONSISTENCY_SAMPLE)
 
 
-def diagnose(info: dict[str, Any], links: pd.DataFrame, n_left: int, n_right: int, seed_left: np.ndarray,
-             seed_right: np.ndarray, cfg: LinkConfig,
-             link_vectors: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+def diagnose(
+    info: dict[str, Any],
+    links: pd.DataFrame,
+    n_left: int,
+    n_right: int,
+    seed_left: np.ndarray,
+    seed_right: np.ndarray,
+    cfg: LinkConfig,
+    link_vectors: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Build the run summary: history, link counts, seed consistency and the take-off verdict.
 
     A run is *stalled* when it linked fewer than ``diagnostics.min_link_fraction`` of the smaller table
@@ -52,7 +59,9 @@ def diagnose(info: dict[str, Any], links: pd.DataFrame, n_left: int, n_right: in
         link_consistency = kernels.seed_consistency(link_vectors[0], link_vectors[1])
     churn = float("nan")
     # The churn of the last self-learning (take-off) round: polish rounds drop links by design.
-    takeoff = [h for h in history if h.get("phase") == "refine" and "polish" not in str(h.get("views_branch"))]
+    takeoff = [
+        h for h in history if h.get("phase") == "refine" and "polish" not in str(h.get("views_branch"))
+    ]
     last = takeoff[-1] if takeoff else None
     if last is not None:
         churn = (last.get("added", 0) + last.get("removed", 0)) / max(int(last.get("links", 0)), 1)
@@ -60,24 +69,35 @@ def diagnose(info: dict[str, Any], links: pd.DataFrame, n_left: int, n_right: in
     stalled = n_links < needed or bool(unsettled)
     per_round = [int(h.get("added", 0)) for h in history]
     margins = [
-        {"round": h["round"], "threshold": h.get("threshold"), "floor": h.get("floor"),
-         "candidates": h.get("candidates"), "promoted": h.get("promoted")}
+        {
+            "round": h["round"],
+            "threshold": h.get("threshold"),
+            "floor": h.get("floor"),
+            "candidates": h.get("candidates"),
+            "promoted": h.get("promoted"),
+        }
         for h in history
     ]
     advice: list[str] = []
     reasons: list[str] = []
     if stalled and n_links < needed:
-        reasons.append(f"only {n_links} links beyond the {n_seeds} seeds, fewer than "
-                       f"{cfg.diagnostics.min_link_fraction:.0%} of the smaller table ({smaller} rows)")
+        reasons.append(
+            f"only {n_links} links beyond the {n_seeds} seeds, fewer than "
+            f"{cfg.diagnostics.min_link_fraction:.0%} of the smaller table ({smaller} rows)"
+        )
     if stalled:
         if unsettled:
-            reasons.append(f"the link set did not settle: {churn:.0%} of the {n_links} links changed in the last "
-                           f"round (more than {cfg.diagnostics.max_final_churn:.0%}), as happens when "
-                           "self-learning matches unrelated tables; treat these links as chance matches")
+            reasons.append(
+                f"the link set did not settle: {churn:.0%} of the {n_links} links changed in the last "
+                f"round (more than {cfg.diagnostics.max_final_churn:.0%}), as happens when "
+                "self-learning matches unrelated tables; treat these links as chance matches"
+            )
         if np.isfinite(consistency) and consistency < cfg.diagnostics.min_seed_consistency:
-            reasons.append(f"seed-to-seed distances agree poorly across the two spaces (Spearman "
-                           f"{consistency:.2f} < {cfg.diagnostics.min_seed_consistency}): local isometry may "
-                           "not hold for this encoder pair, or some seeds are wrong")
+            reasons.append(
+                f"seed-to-seed distances agree poorly across the two spaces (Spearman "
+                f"{consistency:.2f} < {cfg.diagnostics.min_seed_consistency}): local isometry may "
+                "not hold for this encoder pair, or some seeds are wrong"
+            )
         if history and all(h.get("promoted", 0) == 0 for h in history[-1:]):
             reasons.append("the last round promoted nothing: no candidate reached the vote threshold")
         advice += [
@@ -98,7 +118,9 @@ def diagnose(info: dict[str, Any], links: pd.DataFrame, n_left: int, n_right: in
         "n_right": int(n_right),
         "seed_consistency_spearman": None if not np.isfinite(consistency) else round(float(consistency), 4),
         "final_churn": None if not np.isfinite(churn) else round(float(churn), 4),
-        "link_consistency_spearman": None if not np.isfinite(link_consistency) else round(float(link_consistency), 4),
+        "link_consistency_spearman": None
+        if not np.isfinite(link_consistency)
+        else round(float(link_consistency), 4),
         "links_per_round": per_round,
         "vote_margins": margins,
         "rounds": len(history),
@@ -109,6 +131,11 @@ def diagnose(info: dict[str, Any], links: pd.DataFrame, n_left: int, n_right: in
     if stalled:
         log.warning("the run did not take off: %s. What to do: %s", "; ".join(reasons), "; ".join(advice))
     else:
-        log.info("the run took off: %d links beyond %d seeds in %d rounds (seed consistency %.2f)",
-                 n_links, n_seeds, len(history), consistency if np.isfinite(consistency) else float("nan"))
+        log.info(
+            "the run took off: %d links beyond %d seeds in %d rounds (seed consistency %.2f)",
+            n_links,
+            n_seeds,
+            len(history),
+            consistency if np.isfinite(consistency) else float("nan"),
+        )
     return summary

@@ -81,19 +81,40 @@ class Backend(Protocol):
         """Unit vectors of the given anchors, in the given order."""
         ...
 
-    def geh_votes(self, round_no: int, vec_left: np.ndarray, vec_right: np.ndarray,
-                  views: list[kernels.View], exclude_left: np.ndarray, exclude_right: np.ndarray,
-                  phase_start: bool) -> RoundVotes:
+    def geh_votes(
+        self,
+        round_no: int,
+        vec_left: np.ndarray,
+        vec_right: np.ndarray,
+        views: list[kernels.View],
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
         """Compute the round's view votes, add them to the phase's cumulative votes."""
         ...
 
-    def refine_votes(self, round_no: int, maps: np.ndarray, centroids: np.ndarray,
-                     exclude_left: np.ndarray, exclude_right: np.ndarray, phase_start: bool) -> RoundVotes:
+    def refine_votes(
+        self,
+        round_no: int,
+        maps: np.ndarray,
+        centroids: np.ndarray,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
         """Compute the round's bagged-map votes, add them to the phase's cumulative votes."""
         ...
 
-    def cross_covariance(self, prev_round: int | None, n_bags: int, fraction: float, salt: int,
-                         seed_left: np.ndarray, seed_right: np.ndarray) -> np.ndarray:
+    def cross_covariance(
+        self,
+        prev_round: int | None,
+        n_bags: int,
+        fraction: float,
+        salt: int,
+        seed_left: np.ndarray,
+        seed_right: np.ndarray,
+    ) -> np.ndarray:
         """sum of x_left y_right^T over the dictionary pairs in bag b, for every bag: (n_bags, d1, d2).
 
         The dictionary is the seeds (in every bag) plus, for ``prev_round`` None, the current non-seed
@@ -123,18 +144,33 @@ def _score(kind: str, rv: np.ndarray, cv: np.ndarray, m: int, n_views: int, a: f
     return cv.astype(np.float64)
 
 
-def _anchor_table(left: list, right: list, rounds: list[int], seed_flags: list[bool], votes: list[int],
-                  views: list[int], prob: list[float]) -> dict[str, np.ndarray]:
+def _anchor_table(
+    left: list,
+    right: list,
+    rounds: list[int],
+    seed_flags: list[bool],
+    votes: list[int],
+    views: list[int],
+    prob: list[float],
+) -> dict[str, np.ndarray]:
     return {
-        "left_id": np.asarray(left), "right_id": np.asarray(right),
-        "round": np.asarray(rounds, dtype=np.int64), "is_seed": np.asarray(seed_flags, dtype=bool),
-        "votes": np.asarray(votes, dtype=np.int64), "views": np.asarray(views, dtype=np.int64),
+        "left_id": np.asarray(left),
+        "right_id": np.asarray(right),
+        "round": np.asarray(rounds, dtype=np.int64),
+        "is_seed": np.asarray(seed_flags, dtype=bool),
+        "votes": np.asarray(votes, dtype=np.int64),
+        "views": np.asarray(views, dtype=np.int64),
         "probability": np.asarray(prob, dtype=np.float64),
     }
 
 
-def run_rounds(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, cfg: LinkConfig,
-               state_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_rounds(
+    backend: Backend,
+    seed_left: np.ndarray,
+    seed_right: np.ndarray,
+    cfg: LinkConfig,
+    state_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run (or resume) the loop to the end. Returns the final anchor table and the run summary.
 
     The seeds are sorted by (left id, right id) first, so the input row order does not matter.
@@ -148,10 +184,23 @@ def run_rounds(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, 
     resumed = backend.load_last_round()
     if resumed is None:
         round_no = 0
-        anchors = _anchor_table(list(seed_left), list(seed_right), [0] * n_seeds, [True] * n_seeds,
-                                [0] * n_seeds, [0] * n_seeds, [1.0] * n_seeds)
-        info: dict[str, Any] = {"phase": "geh", "phase_views": 0, "phase_rounds": 0, "done": False,
-                                "stop_reason": None, "history": []}
+        anchors = _anchor_table(
+            list(seed_left),
+            list(seed_right),
+            [0] * n_seeds,
+            [True] * n_seeds,
+            [0] * n_seeds,
+            [0] * n_seeds,
+            [1.0] * n_seeds,
+        )
+        info: dict[str, Any] = {
+            "phase": "geh",
+            "phase_views": 0,
+            "phase_rounds": 0,
+            "done": False,
+            "stop_reason": None,
+            "history": [],
+        }
         info.update(state_extra or {})
     else:
         round_no, anchors, info = resumed
@@ -167,11 +216,21 @@ def run_rounds(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, 
         vec_l, vec_r = backend.anchor_vectors(al, ar)
         if phase == "geh":
             views, branch = kernels.sample_views(
-                vec_l, vec_r, n_seeds, d_max, sampling=cfg.views.sampling, base_views=cfg.views.base_views,
-                growth=cfg.views.growth, view_fraction=cfg.views.view_fraction,
-                min_view_size=cfg.views.min_view_size, max_view_size=cfg.views.max_view_size,
-                kmeans=cfg.views.kmeans, kmeans_overlap=cfg.views.kmeans_overlap,
-                bandwidth=cfg.signatures.bandwidth, rng=rng)
+                vec_l,
+                vec_r,
+                n_seeds,
+                d_max,
+                sampling=cfg.views.sampling,
+                base_views=cfg.views.base_views,
+                growth=cfg.views.growth,
+                view_fraction=cfg.views.view_fraction,
+                min_view_size=cfg.views.min_view_size,
+                max_view_size=cfg.views.max_view_size,
+                kmeans=cfg.views.kmeans,
+                kmeans_overlap=cfg.views.kmeans_overlap,
+                bandwidth=cfg.signatures.bandwidth,
+                rng=rng,
+            )
             votes = backend.geh_votes(round_no, vec_l, vec_r, views, al, ar, phase_start)
             m = len(views)
             floor = bs.min_vote_fraction
@@ -223,8 +282,15 @@ def run_rounds(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, 
                 min_rv = int(rv[sel].min())
                 min_cv = int(cv[sel].min())
                 cand = backend.candidates(round_no, min_rv, min_cv)
-                csc = _score(ev.score, cand.round_votes, cand.cum_votes, m, n_views_phase,
-                             ev.prior_alpha, ev.prior_beta)
+                csc = _score(
+                    ev.score,
+                    cand.round_votes,
+                    cand.cum_votes,
+                    m,
+                    n_views_phase,
+                    ev.prior_alpha,
+                    ev.prior_beta,
+                )
                 ok = (cand.round_votes >= floor * m) & (csc >= threshold)
                 if phase == "refine" and rf.similarity_threshold == "otsu" and len(votes.sim_hist):
                     sim_threshold = kernels.otsu_threshold(votes.sim_hist[:, 0], votes.sim_hist[:, 1])
@@ -235,38 +301,71 @@ def run_rounds(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, 
                 else:
                     used_l, used_r = set(seed_left.tolist()), set(seed_right.tolist())
                 tie = cand.cum_votes[idx] if ev.score == "round_fraction" else cand.round_votes[idx]
-                keep = kernels.greedy_one_to_one(cand.left[idx], cand.right[idx], csc[idx], tie, used_l, used_r)
+                keep = kernels.greedy_one_to_one(
+                    cand.left[idx], cand.right[idx], csc[idx], tie, used_l, used_r
+                )
                 promoted = idx[keep].tolist()
 
-        prob = (ev.prior_alpha + cand.cum_votes) / (ev.prior_alpha + ev.prior_beta + n_views_phase) \
-            if len(cand.cum_votes) else np.array([])
-        prev_links = set(zip(al[~anchors["is_seed"]].tolist(), ar[~anchors["is_seed"]].tolist()))
+        prob = (
+            (ev.prior_alpha + cand.cum_votes) / (ev.prior_alpha + ev.prior_beta + n_views_phase)
+            if len(cand.cum_votes)
+            else np.array([])
+        )
+        prev_links = set(
+            zip(al[~anchors["is_seed"]].tolist(), ar[~anchors["is_seed"]].tolist(), strict=False)
+        )
         if phase == "geh":
             anchors = _append(anchors, cand, promoted, round_no, n_views_phase, prob)
         else:
             seeds_only = {k: v[anchors["is_seed"]] for k, v in anchors.items()}
-            anchors = _append(seeds_only, cand, promoted, round_no, n_views_phase, prob, keep_round=prev_links,
-                              old=anchors)
-        new_links = set(zip(anchors["left_id"][~anchors["is_seed"]].tolist(),
-                            anchors["right_id"][~anchors["is_seed"]].tolist()))
+            anchors = _append(
+                seeds_only, cand, promoted, round_no, n_views_phase, prob, keep_round=prev_links, old=anchors
+            )
+        new_links = set(
+            zip(
+                anchors["left_id"][~anchors["is_seed"]].tolist(),
+                anchors["right_id"][~anchors["is_seed"]].tolist(),
+                strict=False,
+            )
+        )
         added = len(new_links - prev_links)
         removed = len(prev_links - new_links)
 
         stats = {
-            "round": round_no, "phase": phase, "views_branch": branch, "views": m,
-            "anchors_before": int(len(al)), "candidates": int(cells[:, 2].sum()) if len(cells) else 0,
+            "round": round_no,
+            "phase": phase,
+            "views_branch": branch,
+            "views": m,
+            "anchors_before": int(len(al)),
+            "candidates": int(cells[:, 2].sum()) if len(cells) else 0,
             "threshold": None if not math.isfinite(threshold) else float(threshold),
-            "floor": float(floor), "sim_threshold": sim_threshold, "promoted": len(promoted), "added": added, "removed": removed,
-            "links": int((~anchors["is_seed"]).sum()), "seconds": round(time.time() - t0, 3),
+            "floor": float(floor),
+            "sim_threshold": sim_threshold,
+            "promoted": len(promoted),
+            "added": added,
+            "removed": removed,
+            "links": int((~anchors["is_seed"]).sum()),
+            "seconds": round(time.time() - t0, 3),
         }
         stats.update(votes.stats)
         info["history"].append(stats)
         info["phase_views"] = n_views_phase
         info["phase_rounds"] += 1
-        log.info("round %d [%s/%s] anchors %d, candidates %d, threshold %s, promoted %d (+%d -%d), "
-                 "links %d, %.1f s", round_no, phase, branch, len(al), stats["candidates"],
-                 "-" if stats["threshold"] is None else f"{stats['threshold']:.3f}", len(promoted), added,
-                 removed, stats["links"], stats["seconds"])
+        log.info(
+            "round %d [%s/%s] anchors %d, candidates %d, threshold %s, promoted %d (+%d -%d), "
+            "links %d, %.1f s",
+            round_no,
+            phase,
+            branch,
+            len(al),
+            stats["candidates"],
+            "-" if stats["threshold"] is None else f"{stats['threshold']:.3f}",
+            len(promoted),
+            added,
+            removed,
+            stats["links"],
+            stats["seconds"],
+        )
 
         # Stopping and phase switches.
         if phase == "geh":
@@ -290,8 +389,13 @@ def run_rounds(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, 
                 if settled or info["phase_rounds"] >= rf.max_rounds:
                     if rf.polish_rounds > 0:
                         info.update(refine_stage="polish", refine_polish_rounds=0)
-                        log.info("refinement settled after %d rounds (%d proposals): polishing with %d "
-                                 "bagged maps", info["phase_rounds"], n_cand, rf.views)
+                        log.info(
+                            "refinement settled after %d rounds (%d proposals): polishing with %d "
+                            "bagged maps",
+                            info["phase_rounds"],
+                            n_cand,
+                            rf.views,
+                        )
                     else:
                         info.update(done=True, stop_reason="links stable" if settled else "refine round cap")
             else:
@@ -307,20 +411,34 @@ def run_rounds(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, 
     return {"anchors": anchors, "info": info, "rounds": round_no}
 
 
-def _append(base: dict[str, np.ndarray], cand: Candidates, promoted: list[int], round_no: int, n_views: int,
-            prob: np.ndarray, keep_round: set | None = None, old: dict[str, np.ndarray] | None = None,
-            ) -> dict[str, np.ndarray]:
+def _append(
+    base: dict[str, np.ndarray],
+    cand: Candidates,
+    promoted: list[int],
+    round_no: int,
+    n_views: int,
+    prob: np.ndarray,
+    keep_round: set | None = None,
+    old: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """Anchor table = ``base`` + promoted candidates (refine: a re-derived link keeps its first round)."""
     first_round: dict[tuple, int] = {}
     if keep_round is not None and old is not None:
-        for lft, rgt, rnd, s in zip(old["left_id"].tolist(), old["right_id"].tolist(), old["round"].tolist(),
-                                    old["is_seed"].tolist()):
+        for lft, rgt, rnd, s in zip(
+            old["left_id"].tolist(),
+            old["right_id"].tolist(),
+            old["round"].tolist(),
+            old["is_seed"].tolist(),
+            strict=False,
+        ):
             if not s:
                 first_round[(lft, rgt)] = rnd
     out = {k: list(v) for k, v in base.items()}
     for i in promoted:
-        key = (cand.left[i].item() if hasattr(cand.left[i], "item") else cand.left[i],
-               cand.right[i].item() if hasattr(cand.right[i], "item") else cand.right[i])
+        key = (
+            cand.left[i].item() if hasattr(cand.left[i], "item") else cand.left[i],
+            cand.right[i].item() if hasattr(cand.right[i], "item") else cand.right[i],
+        )
         out["left_id"].append(cand.left[i])
         out["right_id"].append(cand.right[i])
         out["round"].append(first_round.get(key, round_no))
@@ -328,8 +446,15 @@ def _append(base: dict[str, np.ndarray], cand: Candidates, promoted: list[int], 
         out["votes"].append(int(cand.cum_votes[i]))
         out["views"].append(int(n_views))
         out["probability"].append(float(prob[i]))
-    return _anchor_table(out["left_id"], out["right_id"], out["round"], out["is_seed"], out["votes"],
-                         out["views"], out["probability"])
+    return _anchor_table(
+        out["left_id"],
+        out["right_id"],
+        out["round"],
+        out["is_seed"],
+        out["votes"],
+        out["views"],
+        out["probability"],
+    )
 
 
 def _cells(vec_right: np.ndarray, n_cells: int, rng: np.random.Generator) -> np.ndarray:

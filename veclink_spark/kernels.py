@@ -131,15 +131,21 @@ def otsu_threshold(values: np.ndarray, counts: np.ndarray) -> float:
 
 
 def greedy_one_to_one(
-    left: np.ndarray, right: np.ndarray, score: np.ndarray, tiebreak: np.ndarray,
-    used_left: set, used_right: set,
+    left: np.ndarray,
+    right: np.ndarray,
+    score: np.ndarray,
+    tiebreak: np.ndarray,
+    used_left: set,
+    used_right: set,
 ) -> np.ndarray:
     """Indices of pairs kept by greedy one-to-one matching, best score first.
 
     Order: score desc, then ``tiebreak`` desc, then left id, then right id (all deterministic). A pair
     is skipped when its left or right id is already used (by an anchor or a better pair).
     """
-    order = np.lexsort((right, left, -np.asarray(tiebreak, dtype=np.float64), -np.asarray(score, dtype=np.float64)))
+    order = np.lexsort(
+        (right, left, -np.asarray(tiebreak, dtype=np.float64), -np.asarray(score, dtype=np.float64))
+    )
     ul, ur = set(used_left), set(used_right)
     keep = []
     for i in order:
@@ -161,8 +167,15 @@ class View:
     bandwidth_right: float
 
 
-def views_schedule(n_anchors: int, n_seeds: int, base_views: int, growth: float, view_fraction: float,
-                   min_view_size: int, max_view_size: int) -> tuple[int, int]:
+def views_schedule(
+    n_anchors: int,
+    n_seeds: int,
+    base_views: int,
+    growth: float,
+    view_fraction: float,
+    min_view_size: int,
+    max_view_size: int,
+) -> tuple[int, int]:
     """(m_t, s_t): number and size of views while anchors are few.
 
     m_t = ceil(m0 * (1 + c log g_t)), s_t = ceil(rho0 |L| / sf_t) with g_t = |L| / |L_0| (the anchor
@@ -192,9 +205,21 @@ def farthest_point_order(x: np.ndarray, start: int, size: int) -> np.ndarray:
 
 
 def sample_views(
-    anchors_left: np.ndarray, anchors_right: np.ndarray, n_seeds: int, d_max: int, *,
-    sampling: str, base_views: int, growth: float, view_fraction: float, min_view_size: int,
-    max_view_size: int, kmeans: bool, kmeans_overlap: int, bandwidth: float, rng: np.random.Generator,
+    anchors_left: np.ndarray,
+    anchors_right: np.ndarray,
+    n_seeds: int,
+    d_max: int,
+    *,
+    sampling: str,
+    base_views: int,
+    growth: float,
+    view_fraction: float,
+    min_view_size: int,
+    max_view_size: int,
+    kmeans: bool,
+    kmeans_overlap: int,
+    bandwidth: float,
+    rng: np.random.Generator,
 ) -> tuple[list[View], str]:
     """The views of one round, on the driver. Returns (views, branch name).
 
@@ -226,11 +251,13 @@ def sample_views(
     for g in groups:
         if len(g) < 2:
             continue
-        views.append(View(
-            anchors=g.astype(np.int64),
-            bandwidth_left=bandwidth * median_anchor_distance(anchors_left[g]),
-            bandwidth_right=bandwidth * median_anchor_distance(anchors_right[g]),
-        ))
+        views.append(
+            View(
+                anchors=g.astype(np.int64),
+                bandwidth_left=bandwidth * median_anchor_distance(anchors_left[g]),
+                bandwidth_right=bandwidth * median_anchor_distance(anchors_right[g]),
+            )
+        )
     return views, branch
 
 
@@ -271,8 +298,15 @@ class SignatureRows:
 
 
 def geh_signature_rows(
-    x: np.ndarray, anchor_vectors: np.ndarray, views: list[View], side: str, *, probes: int, kernel: str,
-    centering: str, gate: float,
+    x: np.ndarray,
+    anchor_vectors: np.ndarray,
+    views: list[View],
+    side: str,
+    *,
+    probes: int,
+    kernel: str,
+    centering: str,
+    gate: float,
 ) -> SignatureRows:
     """Signatures and blocking keys of a batch of unit vectors for every view of a ``geh`` round.
 
@@ -300,7 +334,11 @@ def geh_signature_rows(
 
 
 def refine_signature_rows(
-    x: np.ndarray, maps: np.ndarray | None, centroids: np.ndarray, *, probes: int,
+    x: np.ndarray,
+    maps: np.ndarray | None,
+    centroids: np.ndarray,
+    *,
+    probes: int,
 ) -> SignatureRows:
     """Mapped vectors and cell keys of a batch for every bagged map of a ``refine`` round.
 
@@ -317,8 +355,9 @@ def refine_right_rows(x: np.ndarray, n_bags: int, centroids: np.ndarray, *, prob
     return _refine_rows(x, None, centroids, probes, n_bags)
 
 
-def _refine_rows(x: np.ndarray, maps: np.ndarray | None, centroids: np.ndarray, probes: int,
-                 n_bags: int) -> SignatureRows:
+def _refine_rows(
+    x: np.ndarray, maps: np.ndarray | None, centroids: np.ndarray, probes: int, n_bags: int
+) -> SignatureRows:
     views_out, keys_out, rows_out, dist_out, sigs = [], [], [], [], []
     n = len(x)
     base = normalise_rows(x)
@@ -340,12 +379,18 @@ def _refine_rows(x: np.ndarray, maps: np.ndarray | None, centroids: np.ndarray, 
 def _pack(views_out: list, keys_out: list, rows_out: list, dist_out: list, sigs: list) -> SignatureRows:
     if not views_out:
         e = np.array([], dtype=np.int64)
-        return SignatureRows(e.astype(np.int32), e.astype(np.int32), e, e.astype(np.float64),
-                             np.zeros((0, 1)))
+        return SignatureRows(
+            e.astype(np.int32), e.astype(np.int32), e, e.astype(np.float64), np.zeros((0, 1))
+        )
     width = max(s.shape[1] for s in sigs)
     padded = [s if s.shape[1] == width else np.pad(s, ((0, 0), (0, width - s.shape[1]))) for s in sigs]
-    return SignatureRows(np.concatenate(views_out), np.concatenate(keys_out), np.concatenate(rows_out),
-                         np.concatenate(dist_out), np.concatenate(padded))
+    return SignatureRows(
+        np.concatenate(views_out),
+        np.concatenate(keys_out),
+        np.concatenate(rows_out),
+        np.concatenate(dist_out),
+        np.concatenate(padded),
+    )
 
 
 def cap_block(ids: np.ndarray, dist: np.ndarray, cap: int) -> np.ndarray:
@@ -357,8 +402,13 @@ def cap_block(ids: np.ndarray, dist: np.ndarray, cap: int) -> np.ndarray:
 
 
 def block_matches(
-    ids_left: np.ndarray, sig_left: np.ndarray, dist_left: np.ndarray,
-    ids_right: np.ndarray, sig_right: np.ndarray, dist_right: np.ndarray, cap: int,
+    ids_left: np.ndarray,
+    sig_left: np.ndarray,
+    dist_left: np.ndarray,
+    ids_right: np.ndarray,
+    sig_right: np.ndarray,
+    dist_right: np.ndarray,
+    cap: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One block (view, key): cap it, then each side's best match within it (see block_best_matches)."""
     kl = cap_block(ids_left, dist_left, cap)
@@ -398,8 +448,12 @@ def merge_topk(lists: list[np.ndarray], k: int) -> float:
 
 
 def csls_block_matches(
-    ids_left: np.ndarray, sig_left: np.ndarray, r_left: np.ndarray,
-    ids_right: np.ndarray, sig_right: np.ndarray, r_right: np.ndarray,
+    ids_left: np.ndarray,
+    sig_left: np.ndarray,
+    r_left: np.ndarray,
+    ids_right: np.ndarray,
+    sig_right: np.ndarray,
+    r_right: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
     """Like :func:`block_best_matches` but ranking by CSLS = 2 cos - r_left - r_right (hubness-corrected).
 
@@ -419,7 +473,9 @@ def csls_block_matches(
     return il, ir[bl], c[al, bl], g[al, bl], ir, il[br], c[br, ar], g[br, ar]
 
 
-def bag_flags(left_ids: np.ndarray, right_ids: np.ndarray, n_bags: int, fraction: float, salt: int) -> np.ndarray:
+def bag_flags(
+    left_ids: np.ndarray, right_ids: np.ndarray, n_bags: int, fraction: float, salt: int
+) -> np.ndarray:
     """Deterministic bag membership of pairs: (n, n_bags) booleans.
 
     A pair is in bag b when crc32("left|right|b|salt") < fraction * 2^32. CRC32 is used because Spark
@@ -430,7 +486,9 @@ def bag_flags(left_ids: np.ndarray, right_ids: np.ndarray, n_bags: int, fraction
 
     limit = fraction * 2**32
     out = np.zeros((len(left_ids), n_bags), dtype=bool)
-    for i, (a, b) in enumerate(zip(np.asarray(left_ids).tolist(), np.asarray(right_ids).tolist())):
+    for i, (a, b) in enumerate(
+        zip(np.asarray(left_ids).tolist(), np.asarray(right_ids).tolist(), strict=False)
+    ):
         for bag in range(n_bags):
             out[i, bag] = zlib.crc32(f"{a}|{b}|{bag}|{salt}".encode()) < limit
     return out

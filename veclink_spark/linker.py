@@ -81,35 +81,61 @@ class Linker:
         """
         cfg = self.config
         spark = self._spark or get_or_create_session()
-        run_id = check_run_id(run_id) if run_id else f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        run_id = (
+            check_run_id(run_id) if run_id else f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        )
         io = cfg.io
-        columns = InputColumns(left_id=io.left_id, left_vector=io.left_vector, right_id=io.right_id,
-                               right_vector=io.right_vector, seeds_left=io.seeds_left, seeds_right=io.seeds_right)
+        columns = InputColumns(
+            left_id=io.left_id,
+            left_vector=io.left_vector,
+            right_id=io.right_id,
+            right_vector=io.right_vector,
+            seeds_left=io.seeds_left,
+            seeds_right=io.seeds_right,
+        )
         t0 = time.time()
         inputs = load_inputs(spark, left, right, seeds, columns)
         s = inputs.summary
-        log.info("inputs: left %d x %d, right %d x %d, %d seeds (run %s)", s.n_left, s.dim_left, s.n_right,
-                 s.dim_right, s.n_seeds, run_id)
+        log.info(
+            "inputs: left %d x %d, right %d x %d, %d seeds (run %s)",
+            s.n_left,
+            s.dim_left,
+            s.n_right,
+            s.dim_right,
+            s.n_seeds,
+            run_id,
+        )
         store = RunStore(spark, output)
         digest = _config_digest(cfg)
         committed = store.committed_rounds(run_id) if store.exists("rounds") else []
         if committed:
             first = json.loads(committed[0]["state"])
             if first.get("config_digest") not in (None, digest):
-                raise ConfigError([f"run {run_id} in {output} was started with another configuration; use a new "
-                                   "--run-id or the original configuration"])
+                raise ConfigError(
+                    [
+                        f"run {run_id} in {output} was started with another configuration; use a new "
+                        "--run-id or the original configuration"
+                    ]
+                )
         left_df = inputs.left.persist()
         right_df = inputs.right.persist()
         try:
-            seeds_pdf = inputs.seeds.toPandas()
-            backend = SparkBackend(spark, left_df, right_df, store, run_id, cfg, s.n_left, s.n_right,
-                                   s.dim_left, s.dim_right)
-            result = run_rounds(backend, seeds_pdf[LEFT_ID].to_numpy(), seeds_pdf[RIGHT_ID].to_numpy(), cfg,
-                                state_extra={"config_digest": digest})
+            seeds_pdf: pd.DataFrame = inputs.seeds.toPandas()
+            backend = SparkBackend(
+                spark, left_df, right_df, store, run_id, cfg, s.n_left, s.n_right, s.dim_left, s.dim_right
+            )
+            result = run_rounds(
+                backend,
+                seeds_pdf[LEFT_ID].to_numpy(),
+                seeds_pdf[RIGHT_ID].to_numpy(),
+                cfg,
+                state_extra={"config_digest": digest},
+            )
             anchors = result["anchors"]
             order = np.lexsort((anchors["right_id"], anchors["left_id"]))
-            sl, sr = backend.anchor_vectors(anchors["left_id"][anchors["is_seed"]],
-                                            anchors["right_id"][anchors["is_seed"]])
+            sl, sr = backend.anchor_vectors(
+                anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]]
+            )
             links_pdf = pd.DataFrame({k: v[order] for k, v in anchors.items()})
             sample = consistency_sample(links_pdf)
             lv = backend.anchor_vectors(sample["left_id"].to_numpy(), sample["right_id"].to_numpy())
@@ -121,37 +147,88 @@ class Linker:
         summary["seconds"] = round(time.time() - t0, 2)
         self._write_outputs(spark, store, run_id, links_pdf, summary, backend)
         links = store.read_run(TABLE_LINKS, run_id)
-        log.info("run %s: %d links (%d seeds) written to %s in %.1f s; verdict: %s", run_id,
-                 summary["n_links"], summary["n_seeds"], store.path(TABLE_LINKS), summary["seconds"],
-                 summary["verdict"])
+        log.info(
+            "run %s: %d links (%d seeds) written to %s in %.1f s; verdict: %s",
+            run_id,
+            summary["n_links"],
+            summary["n_seeds"],
+            store.path(TABLE_LINKS),
+            summary["seconds"],
+            summary["verdict"],
+        )
         return LinkResult(run_id=run_id, links=links, summary=summary)
 
     @staticmethod
-    def _write_outputs(spark: SparkSession, store: RunStore, run_id: str, links: pd.DataFrame,
-                       summary: dict[str, Any], backend: SparkBackend) -> None:
-        schema = (f"{LEFT_ID} {backend._left_type}, {RIGHT_ID} {backend._right_type}, probability double, "
-                  "votes long, views long, round int, is_seed boolean")
+    def _write_outputs(
+        spark: SparkSession,
+        store: RunStore,
+        run_id: str,
+        links: pd.DataFrame,
+        summary: dict[str, Any],
+        backend: SparkBackend,
+    ) -> None:
+        schema = (
+            f"{LEFT_ID} {backend._left_type}, {RIGHT_ID} {backend._right_type}, probability double, "
+            "votes long, views long, round int, is_seed boolean"
+        )
         cols = [LEFT_ID, RIGHT_ID, "probability", "votes", "views", "round", "is_seed"]
         pdf = links[cols].copy()
         pdf[LEFT_ID] = list(pdf[LEFT_ID].tolist())
         pdf[RIGHT_ID] = list(pdf[RIGHT_ID].tolist())
         store.replace_run(TABLE_LINKS, spark.createDataFrame(pdf, schema), run_id)
-        rows = [{
-            "round": int(h["round"]), "phase": h["phase"], "anchors": int(h["anchors_before"]),
-            "candidates": int(h["candidates"]), "threshold": h.get("threshold"),
-            "sim_threshold": h.get("sim_threshold"), "promoted": int(h["promoted"]), "links": int(h["links"]),
-            "seconds": float(h["seconds"]), "verdict": summary["verdict"],
-        } for h in summary["history"]]
-        sschema = ("round int, phase string, anchors long, candidates long, threshold double, "
-                   "sim_threshold double, promoted long, links long, seconds double, verdict string")
-        store.replace_run(TABLE_SUMMARY, spark.createDataFrame(pd.DataFrame(rows, columns=[
-            "round", "phase", "anchors", "candidates", "threshold", "sim_threshold", "promoted", "links",
-            "seconds", "verdict"]), sschema), run_id)
+        rows = [
+            {
+                "round": int(h["round"]),
+                "phase": h["phase"],
+                "anchors": int(h["anchors_before"]),
+                "candidates": int(h["candidates"]),
+                "threshold": h.get("threshold"),
+                "sim_threshold": h.get("sim_threshold"),
+                "promoted": int(h["promoted"]),
+                "links": int(h["links"]),
+                "seconds": float(h["seconds"]),
+                "verdict": summary["verdict"],
+            }
+            for h in summary["history"]
+        ]
+        sschema = (
+            "round int, phase string, anchors long, candidates long, threshold double, "
+            "sim_threshold double, promoted long, links long, seconds double, verdict string"
+        )
+        store.replace_run(
+            TABLE_SUMMARY,
+            spark.createDataFrame(
+                pd.DataFrame(
+                    rows,
+                    columns=[
+                        "round",
+                        "phase",
+                        "anchors",
+                        "candidates",
+                        "threshold",
+                        "sim_threshold",
+                        "promoted",
+                        "links",
+                        "seconds",
+                        "verdict",
+                    ],
+                ),
+                sschema,
+            ),
+            run_id,
+        )
         store.write_json("summary.json", summary)
 
 
-def link(left: str, right: str, seeds: str, output: str, config: LinkConfig | dict | None = None,
-         run_id: str | None = None, spark: SparkSession | None = None) -> LinkResult:
+def link(
+    left: str,
+    right: str,
+    seeds: str,
+    output: str,
+    config: LinkConfig | dict | None = None,
+    run_id: str | None = None,
+    spark: SparkSession | None = None,
+) -> LinkResult:
     """Link two embedding tables; a shortcut for ``Linker(config, spark).link(...)``.
 
     ``config`` may be a :class:`LinkConfig` or a nested dict (validated, every problem reported).

@@ -33,21 +33,30 @@ def mutual_nearest(best: pd.DataFrame) -> pd.DataFrame:
     ``best`` has columns view, left_id, right_id, sim, dir ('L': the left's best in a block, 'R': the
     right's best). Across blocks a vector keeps its highest-sim match (ties: smaller id).
     """
-    lb = best[best["dir"] == "L"].sort_values(["view", "left_id", "sim", "right_id"],
-                                              ascending=[True, True, False, True], kind="mergesort")
+    lb = best[best["dir"] == "L"].sort_values(
+        ["view", "left_id", "sim", "right_id"], ascending=[True, True, False, True], kind="mergesort"
+    )
     lb = lb.drop_duplicates(["view", "left_id"], keep="first")
-    rb = best[best["dir"] == "R"].sort_values(["view", "right_id", "sim", "left_id"],
-                                              ascending=[True, True, False, True], kind="mergesort")
+    rb = best[best["dir"] == "R"].sort_values(
+        ["view", "right_id", "sim", "left_id"], ascending=[True, True, False, True], kind="mergesort"
+    )
     rb = rb.drop_duplicates(["view", "right_id"], keep="first")
-    return lb[["view", "left_id", "right_id", "sim"]].merge(rb[["view", "left_id", "right_id"]],
-                                                           on=["view", "left_id", "right_id"])
+    return lb[["view", "left_id", "right_id", "sim"]].merge(
+        rb[["view", "left_id", "right_id"]], on=["view", "left_id", "right_id"]
+    )
 
 
 class NumpyBackend:
     """Holds both tables in memory and computes a round's votes with the shared kernels."""
 
-    def __init__(self, left_ids: np.ndarray, left: np.ndarray, right_ids: np.ndarray, right: np.ndarray,
-                 cfg: LinkConfig):
+    def __init__(
+        self,
+        left_ids: np.ndarray,
+        left: np.ndarray,
+        right_ids: np.ndarray,
+        right: np.ndarray,
+        cfg: LinkConfig,
+    ):
         self.left_ids = np.asarray(left_ids)
         self.right_ids = np.asarray(right_ids)
         self.left = kernels.normalise_rows(left)
@@ -69,28 +78,66 @@ class NumpyBackend:
         ri = [self._rpos[k] for k in np.asarray(right_ids).tolist()]
         return self.left[li], self.right[ri]
 
-    def geh_votes(self, round_no: int, vec_left: np.ndarray, vec_right: np.ndarray,
-                  views: list[kernels.View], exclude_left: np.ndarray, exclude_right: np.ndarray,
-                  phase_start: bool) -> RoundVotes:
+    def geh_votes(
+        self,
+        round_no: int,
+        vec_left: np.ndarray,
+        vec_right: np.ndarray,
+        views: list[kernels.View],
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
         sc, hc = self.cfg.signatures, self.cfg.hashing
-        rl = kernels.geh_signature_rows(self.left, vec_left, views, "left", probes=hc.probes,
-                                        kernel=sc.kernel, centering=sc.centering, gate=sc.gate)
-        rr = kernels.geh_signature_rows(self.right, vec_right, views, "right", probes=hc.probes,
-                                        kernel=sc.kernel, centering=sc.centering, gate=sc.gate)
+        rl = kernels.geh_signature_rows(
+            self.left,
+            vec_left,
+            views,
+            "left",
+            probes=hc.probes,
+            kernel=sc.kernel,
+            centering=sc.centering,
+            gate=sc.gate,
+        )
+        rr = kernels.geh_signature_rows(
+            self.right,
+            vec_right,
+            views,
+            "right",
+            probes=hc.probes,
+            kernel=sc.kernel,
+            centering=sc.centering,
+            gate=sc.gate,
+        )
         self._round_no = round_no
         return self._votes(rl, rr, len(views), exclude_left, exclude_right, phase_start)
 
-    def refine_votes(self, round_no: int, maps: np.ndarray, centroids: np.ndarray, exclude_left: np.ndarray,
-                     exclude_right: np.ndarray, phase_start: bool) -> RoundVotes:
+    def refine_votes(
+        self,
+        round_no: int,
+        maps: np.ndarray,
+        centroids: np.ndarray,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
         probes = self.cfg.refine.cell_probes
         self._round_no = round_no
         rl = kernels.refine_signature_rows(self.left, maps, centroids, probes=probes)
         rr = kernels.refine_right_rows(self.right, len(maps), centroids, probes=probes)
-        return self._votes(rl, rr, len(maps), exclude_left, exclude_right, phase_start,
-                           csls_k=self.cfg.refine.csls_k)
+        return self._votes(
+            rl, rr, len(maps), exclude_left, exclude_right, phase_start, csls_k=self.cfg.refine.csls_k
+        )
 
-    def cross_covariance(self, prev_round: int | None, n_bags: int, fraction: float, salt: int,
-                         seed_left: np.ndarray, seed_right: np.ndarray) -> np.ndarray:
+    def cross_covariance(
+        self,
+        prev_round: int | None,
+        n_bags: int,
+        fraction: float,
+        salt: int,
+        seed_left: np.ndarray,
+        seed_right: np.ndarray,
+    ) -> np.ndarray:
         if prev_round is None:
             a = self.rounds[-1][1] if self.rounds else None
             if a is None:
@@ -112,9 +159,13 @@ class NumpyBackend:
         t = self.round_table
         assert t is not None  # set by the round's votes call; internal invariant, not user input
         t = t[(t["round_votes"] >= min_round_votes) & (t["cum_votes"] >= min_cum_votes)]
-        return Candidates(t["left_id"].to_numpy(), t["right_id"].to_numpy(),
-                          t["round_votes"].to_numpy(np.int64), t["cum_votes"].to_numpy(np.int64),
-                          t["sim"].to_numpy(np.float64))
+        return Candidates(
+            t["left_id"].to_numpy(),
+            t["right_id"].to_numpy(),
+            t["round_votes"].to_numpy(np.int64),
+            t["cum_votes"].to_numpy(np.int64),
+            t["sim"].to_numpy(np.float64),
+        )
 
     def save_round(self, round_no: int, anchors: dict[str, np.ndarray], info: dict[str, Any]) -> None:
         import copy
@@ -125,9 +176,16 @@ class NumpyBackend:
         return None
 
     # -- internals -------------------------------------------------------------------------------
-    def _votes(self, rl: kernels.SignatureRows, rr: kernels.SignatureRows, n_views: int,
-               exclude_left: np.ndarray, exclude_right: np.ndarray, phase_start: bool,
-               csls_k: int | None = None) -> RoundVotes:
+    def _votes(
+        self,
+        rl: kernels.SignatureRows,
+        rr: kernels.SignatureRows,
+        n_views: int,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+        csls_k: int | None = None,
+    ) -> RoundVotes:
         cap = self.cfg.hashing.max_block_size
         lids, rids = self.left_ids[rl.row], self.right_ids[rr.row]
         lgroups = pd.DataFrame({"view": rl.view, "key": rl.key}).groupby(["view", "key"], sort=True).indices
@@ -150,50 +208,72 @@ class NumpyBackend:
             tr: dict = {}
             for view, kl, kr in blocks:
                 a, b = kernels.block_topk(rl.sig[kl], rr.sig[kr], csls_k)
-                for i, row in zip(lids[kl].tolist(), a):
+                for i, row in zip(lids[kl].tolist(), a, strict=False):
                     tl.setdefault((view, i), []).append(row)
-                for i, row in zip(rids[kr].tolist(), b):
+                for i, row in zip(rids[kr].tolist(), b, strict=False):
                     tr.setdefault((view, i), []).append(row)
             r_left = {key: kernels.merge_topk(v, csls_k) for key, v in tl.items()}
             r_right = {key: kernels.merge_topk(v, csls_k) for key, v in tr.items()}
         parts = []
         for view, kl, kr in blocks:
             if csls_k is None:
-                a, ab, asim, b, ba, bsim = kernels.block_best_matches(rl.sig[kl], lids[kl], rr.sig[kr], rids[kr])
+                a, ab, asim, b, ba, bsim = kernels.block_best_matches(
+                    rl.sig[kl], lids[kl], rr.sig[kr], rids[kr]
+                )
             else:
                 rla = np.array([r_left[(view, i)] for i in lids[kl].tolist()])
                 rra = np.array([r_right[(view, i)] for i in rids[kr].tolist()])
-                a, ab, asim, _, b, ba, bsim, _ = kernels.csls_block_matches(lids[kl], rl.sig[kl], rla, rids[kr],
-                                                                             rr.sig[kr], rra)
+                a, ab, asim, _, b, ba, bsim, _ = kernels.csls_block_matches(
+                    lids[kl], rl.sig[kl], rla, rids[kr], rr.sig[kr], rra
+                )
             parts.append(pd.DataFrame({"view": view, "left_id": a, "right_id": ab, "sim": asim, "dir": "L"}))
             parts.append(pd.DataFrame({"view": view, "left_id": ba, "right_id": b, "sim": bsim, "dir": "R"}))
-        best = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-            columns=["view", "left_id", "right_id", "sim", "dir"])
+        best = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame(columns=["view", "left_id", "right_id", "sim", "dir"])
+        )
         mnn = mutual_nearest(best)
-        rv = (mnn.groupby(["left_id", "right_id"], sort=False)
-              .agg(round_votes=("view", "size"), sim=("sim", "max")).reset_index())
+        rv = (
+            mnn.groupby(["left_id", "right_id"], sort=False)
+            .agg(round_votes=("view", "size"), sim=("sim", "max"))
+            .reset_index()
+        )
         if phase_start:
             self.cum = pd.DataFrame(columns=["left_id", "right_id", "cum_votes"])
         cum = self.cum.merge(rv, on=["left_id", "right_id"], how="outer")
-        cum["cum_votes"] = (pd.to_numeric(cum["cum_votes"]).fillna(0).astype(np.int64)
-                            + pd.to_numeric(cum["round_votes"]).fillna(0).astype(np.int64))
+        cum["cum_votes"] = pd.to_numeric(cum["cum_votes"]).fillna(0).astype(np.int64) + pd.to_numeric(
+            cum["round_votes"]
+        ).fillna(0).astype(np.int64)
         self.cum = cum[["left_id", "right_id", "cum_votes"]]
         table = rv.merge(self.cum, on=["left_id", "right_id"], how="left")
-        table = table[~table["left_id"].isin(set(np.asarray(exclude_left).tolist()))
-                      & ~table["right_id"].isin(set(np.asarray(exclude_right).tolist()))]
+        table = table[
+            ~table["left_id"].isin(set(np.asarray(exclude_left).tolist()))
+            & ~table["right_id"].isin(set(np.asarray(exclude_right).tolist()))
+        ]
         self.round_table = table
         self.tables[self._round_no] = table
         cells = table.groupby(["round_votes", "cum_votes"]).size().reset_index().to_numpy(np.int64)
         sim_bins = np.round(table["sim"].to_numpy(np.float64), kernels.SIM_HIST_DECIMALS)
         sv, sc = np.unique(sim_bins, return_counts=True)
-        stats = {"blocks": len(sizes), "max_block": int(max(sizes)) if sizes else 0,
-                 "mean_block": float(np.mean(sizes)) if sizes else 0.0, "mnn_pairs": int(len(mnn))}
+        stats = {
+            "blocks": len(sizes),
+            "max_block": int(max(sizes)) if sizes else 0,
+            "mean_block": float(np.mean(sizes)) if sizes else 0.0,
+            "mnn_pairs": int(len(mnn)),
+        }
         return RoundVotes(n_views=n_views, cells=cells, stats=stats, sim_hist=np.stack([sv, sc], axis=1))
 
 
-def link_arrays(left_ids: np.ndarray, left: np.ndarray, right_ids: np.ndarray, right: np.ndarray,
-                seed_left: np.ndarray, seed_right: np.ndarray, cfg: LinkConfig | None = None,
-                ) -> tuple[pd.DataFrame, dict[str, Any]]:
+def link_arrays(
+    left_ids: np.ndarray,
+    left: np.ndarray,
+    right_ids: np.ndarray,
+    right: np.ndarray,
+    seed_left: np.ndarray,
+    seed_right: np.ndarray,
+    cfg: LinkConfig | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Link two in-memory embedding tables. Returns (links, summary).
 
     ``links`` has columns left_id, right_id, probability, votes, views, round, is_seed (seeds

@@ -39,8 +39,19 @@ class SparkBackend:
         n_left, n_right, dim_left, dim_right: sizes measured by input validation.
     """
 
-    def __init__(self, spark: SparkSession, left: DataFrame, right: DataFrame, store: RunStore, run_id: str,
-                 cfg: LinkConfig, n_left: int, n_right: int, dim_left: int, dim_right: int):
+    def __init__(
+        self,
+        spark: SparkSession,
+        left: DataFrame,
+        right: DataFrame,
+        store: RunStore,
+        run_id: str,
+        cfg: LinkConfig,
+        n_left: int,
+        n_right: int,
+        dim_left: int,
+        dim_right: int,
+    ):
         self.spark = spark
         self.left = left.select(ID, VECTOR)
         self.right = right.select(ID, VECTOR)
@@ -55,10 +66,14 @@ class SparkBackend:
         self._right_type = self.right.schema[ID].dataType.simpleString()
 
     # -- small DataFrames of ids built on the driver ---------------------------------------------
-    def _pairs_df(self, left_ids: np.ndarray, right_ids: np.ndarray, extra: dict[str, Any] | None = None
-                  ) -> DataFrame:
-        cols = {"_i": np.arange(len(left_ids), dtype=np.int64), LEFT_ID: list(np.asarray(left_ids).tolist()),
-                RIGHT_ID: list(np.asarray(right_ids).tolist())}
+    def _pairs_df(
+        self, left_ids: np.ndarray, right_ids: np.ndarray, extra: dict[str, Any] | None = None
+    ) -> DataFrame:
+        cols = {
+            "_i": np.arange(len(left_ids), dtype=np.int64),
+            LEFT_ID: list(np.asarray(left_ids).tolist()),
+            RIGHT_ID: list(np.asarray(right_ids).tolist()),
+        }
         schema = f"_i long, {LEFT_ID} {self._left_type}, {RIGHT_ID} {self._right_type}"
         if extra:
             for name, (values, ddl) in extra.items():
@@ -71,7 +86,7 @@ class SparkBackend:
         pairs = self._pairs_df(left_ids, right_ids)
         lv = self.left.select(F.col(ID).alias(LEFT_ID), F.col(VECTOR).alias("lv"))
         rv = self.right.select(F.col(ID).alias(RIGHT_ID), F.col(VECTOR).alias("rv"))
-        rows = pairs.join(lv, LEFT_ID).join(rv, RIGHT_ID).select("_i", "lv", "rv").toPandas()
+        rows: pd.DataFrame = pairs.join(lv, LEFT_ID).join(rv, RIGHT_ID).select("_i", "lv", "rv").toPandas()
         rows = rows.sort_values("_i")
         if len(rows) != len(left_ids):
             raise RuntimeError(f"anchor vectors: expected {len(left_ids)} rows, found {len(rows)}")
@@ -79,14 +94,37 @@ class SparkBackend:
         y = kernels.normalise_rows(np.stack(rows["rv"].to_numpy()).astype(np.float64))
         return x, y
 
-    def geh_votes(self, round_no: int, vec_left: np.ndarray, vec_right: np.ndarray,
-                  views: list[kernels.View], exclude_left: np.ndarray, exclude_right: np.ndarray,
-                  phase_start: bool) -> RoundVotes:
+    def geh_votes(
+        self,
+        round_no: int,
+        vec_left: np.ndarray,
+        vec_right: np.ndarray,
+        views: list[kernels.View],
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
         sc, hc = self.cfg.signatures, self.cfg.hashing
-        ls = signatures.geh_signatures(self.left, "left", vec_left, views, probes=hc.probes, kernel=sc.kernel,
-                                       centering=sc.centering, gate=sc.gate).persist()
-        rs = signatures.geh_signatures(self.right, "right", vec_right, views, probes=hc.probes,
-                                       kernel=sc.kernel, centering=sc.centering, gate=sc.gate).persist()
+        ls = signatures.geh_signatures(
+            self.left,
+            "left",
+            vec_left,
+            views,
+            probes=hc.probes,
+            kernel=sc.kernel,
+            centering=sc.centering,
+            gate=sc.gate,
+        ).persist()
+        rs = signatures.geh_signatures(
+            self.right,
+            "right",
+            vec_right,
+            views,
+            probes=hc.probes,
+            kernel=sc.kernel,
+            centering=sc.centering,
+            gate=sc.gate,
+        ).persist()
         try:
             best = cand_stage.block_best_matches(ls, rs, hc.max_block_size)
             return self._finish(round_no, ls, rs, best, len(views), exclude_left, exclude_right, phase_start)
@@ -94,11 +132,20 @@ class SparkBackend:
             ls.unpersist()
             rs.unpersist()
 
-    def refine_votes(self, round_no: int, maps: np.ndarray, centroids: np.ndarray, exclude_left: np.ndarray,
-                     exclude_right: np.ndarray, phase_start: bool) -> RoundVotes:
+    def refine_votes(
+        self,
+        round_no: int,
+        maps: np.ndarray,
+        centroids: np.ndarray,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
         rf, cap = self.cfg.refine, self.cfg.hashing.max_block_size
         ls = signatures.refine_signatures(self.left, "left", maps, centroids, probes=rf.cell_probes).persist()
-        rs = signatures.refine_signatures(self.right, "right", maps, centroids, probes=rf.cell_probes).persist()
+        rs = signatures.refine_signatures(
+            self.right, "right", maps, centroids, probes=rf.cell_probes
+        ).persist()
         try:
             topk = cand_stage.block_topk(ls, rs, rf.csls_k, cap).persist()
             lr = cand_stage.csls_means(topk, "L", rf.csls_k)
@@ -111,14 +158,24 @@ class SparkBackend:
             ls.unpersist()
             rs.unpersist()
 
-    def _finish(self, round_no: int, ls: DataFrame, rs: DataFrame, best: DataFrame, n_views: int,
-                exclude_left: np.ndarray, exclude_right: np.ndarray, phase_start: bool) -> RoundVotes:
+    def _finish(
+        self,
+        round_no: int,
+        ls: DataFrame,
+        rs: DataFrame,
+        best: DataFrame,
+        n_views: int,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
         mnn = mutual_nn.mutual_nearest_pairs(best)
         votes = evidence.round_votes(mnn)
         previous = None
         if not phase_start:
             previous = self.store.read_round(TABLE_VOTES, self.run_id, round_no - 1).select(
-                LEFT_ID, RIGHT_ID, "cum_votes")
+                LEFT_ID, RIGHT_ID, "cum_votes"
+            )
         table = evidence.accumulate(votes, previous)
         self.store.write_round(TABLE_VOTES, table, self.run_id, round_no)
         stored = self.store.read_round(TABLE_VOTES, self.run_id, round_no).drop("run_id", "round")
@@ -127,21 +184,39 @@ class SparkBackend:
         if self._eligible is not None:
             self._eligible.unpersist()
         self._eligible = eligible
-        cells = evidence.vote_cells(eligible).toPandas()
-        hist = evidence.similarity_histogram(eligible, kernels.SIM_HIST_DECIMALS).toPandas()
-        sizes = cand_stage.block_sizes(ls, rs).toPandas().iloc[0]
-        stats = {"blocks": int(sizes["blocks"] or 0), "max_block": int(sizes["max_block"] or 0),
-                 "mean_block": float(sizes["mean_block"] or 0.0)}
+        cells: pd.DataFrame = evidence.vote_cells(eligible).toPandas()
+        hist: pd.DataFrame = evidence.similarity_histogram(eligible, kernels.SIM_HIST_DECIMALS).toPandas()
+        size_pdf: pd.DataFrame = cand_stage.block_sizes(ls, rs).toPandas()
+        sizes = size_pdf.iloc[0]
+        stats = {
+            "blocks": int(sizes["blocks"] or 0),
+            "max_block": int(sizes["max_block"] or 0),
+            "mean_block": float(sizes["mean_block"] or 0.0),
+        }
         if stats["max_block"] > self.cfg.hashing.max_block_size:
-            log.warning("round %d: largest block has %d vectors on one side; cut to hashing.max_block_size=%d",
-                        round_no, stats["max_block"], self.cfg.hashing.max_block_size)
-        cell_arr = cells[["round_votes", "cum_votes", "n"]].to_numpy(np.int64) if len(cells) else \
-            np.zeros((0, 3), dtype=np.int64)
+            log.warning(
+                "round %d: largest block has %d vectors on one side; cut to hashing.max_block_size=%d",
+                round_no,
+                stats["max_block"],
+                self.cfg.hashing.max_block_size,
+            )
+        cell_arr = (
+            cells[["round_votes", "cum_votes", "n"]].to_numpy(np.int64)
+            if len(cells)
+            else np.zeros((0, 3), dtype=np.int64)
+        )
         sim_arr = hist[["sim", "n"]].to_numpy(np.float64) if len(hist) else np.zeros((0, 2))
         return RoundVotes(n_views=n_views, cells=cell_arr, stats=stats, sim_hist=sim_arr)
 
-    def cross_covariance(self, prev_round: int | None, n_bags: int, fraction: float, salt: int,
-                         seed_left: np.ndarray, seed_right: np.ndarray) -> np.ndarray:
+    def cross_covariance(
+        self,
+        prev_round: int | None,
+        n_bags: int,
+        fraction: float,
+        salt: int,
+        seed_left: np.ndarray,
+        seed_right: np.ndarray,
+    ) -> np.ndarray:
         if prev_round is None:
             a = self._anchors
             if a is None:
@@ -155,36 +230,54 @@ class SparkBackend:
             pairs = evidence.eligible(stored, exclude).select(LEFT_ID, RIGHT_ID)
         limit = fraction * 2**32
         key = F.concat_ws("|", F.col(LEFT_ID).cast("string"), F.col(RIGHT_ID).cast("string"))
-        flags = F.array(*[F.crc32(F.concat_ws("|", key, F.lit(str(b)), F.lit(str(salt)))) < F.lit(limit)
-                          for b in range(n_bags)])
+        flags = F.array(
+            *[
+                F.crc32(F.concat_ws("|", key, F.lit(str(b)), F.lit(str(salt)))) < F.lit(limit)
+                for b in range(n_bags)
+            ]
+        )
         seeds = self._pairs_df(seed_left, seed_right).select(
-            LEFT_ID, RIGHT_ID, F.array(*[F.lit(True) for _ in range(n_bags)]).alias("bags"))
+            LEFT_ID, RIGHT_ID, F.array(*[F.lit(True) for _ in range(n_bags)]).alias("bags")
+        )
         dictionary = pairs.select(LEFT_ID, RIGHT_ID, flags.alias("bags")).unionByName(seeds)
-        parts = refine.cross_covariance_parts(dictionary, self.left, self.right, n_bags, self.dim_left,
-                                              self.dim_right, partitions=2).toPandas()
+        parts: pd.DataFrame = refine.cross_covariance_parts(
+            dictionary, self.left, self.right, n_bags, self.dim_left, self.dim_right, partitions=2
+        ).toPandas()
         out = np.zeros((n_bags, self.dim_left, self.dim_right))
-        for bag, cross in zip(parts["bag"].to_numpy(), parts["cross"].to_numpy()):
+        for bag, cross in zip(parts["bag"].to_numpy(), parts["cross"].to_numpy(), strict=False):
             out[int(bag)] += np.asarray(cross, dtype=np.float64).reshape(self.dim_left, self.dim_right)
         return out
 
     def candidates(self, round_no: int, min_round_votes: int, min_cum_votes: int) -> Candidates:
         assert self._eligible is not None  # set by the round's votes call; internal invariant
-        rows = (self._eligible.filter((F.col("round_votes") >= min_round_votes)
-                                      & (F.col("cum_votes") >= min_cum_votes))
-                .select(LEFT_ID, RIGHT_ID, "round_votes", "cum_votes", "sim").toPandas())
-        return Candidates(rows[LEFT_ID].to_numpy(), rows[RIGHT_ID].to_numpy(),
-                          rows["round_votes"].to_numpy(np.int64), rows["cum_votes"].to_numpy(np.int64),
-                          rows["sim"].to_numpy(np.float64))
+        rows: pd.DataFrame = (
+            self._eligible.filter(
+                (F.col("round_votes") >= min_round_votes) & (F.col("cum_votes") >= min_cum_votes)
+            )
+            .select(LEFT_ID, RIGHT_ID, "round_votes", "cum_votes", "sim")
+            .toPandas()
+        )
+        return Candidates(
+            rows[LEFT_ID].to_numpy(),
+            rows[RIGHT_ID].to_numpy(),
+            rows["round_votes"].to_numpy(np.int64),
+            rows["cum_votes"].to_numpy(np.int64),
+            rows["sim"].to_numpy(np.float64),
+        )
 
     def save_round(self, round_no: int, anchors: dict[str, np.ndarray], info: dict[str, Any]) -> None:
         self._anchors = {k: v.copy() for k, v in anchors.items()}
         pdf = pd.DataFrame({k: list(v.tolist()) for k, v in anchors.items()})
         pdf = pdf.rename(columns={"round": "promoted_round"})
         pdf["position"] = np.arange(len(pdf), dtype=np.int64)  # the anchor list order keys the views
-        schema = (f"position long, {LEFT_ID} {self._left_type}, {RIGHT_ID} {self._right_type}, "
-                  f"promoted_round int, {IS_SEED} boolean, votes long, views long, probability double")
-        df = self.spark.createDataFrame(pdf[["position", LEFT_ID, RIGHT_ID, "promoted_round", IS_SEED, "votes",
-                                             "views", "probability"]], schema)
+        schema = (
+            f"position long, {LEFT_ID} {self._left_type}, {RIGHT_ID} {self._right_type}, "
+            f"promoted_round int, {IS_SEED} boolean, votes long, views long, probability double"
+        )
+        df = self.spark.createDataFrame(
+            pdf[["position", LEFT_ID, RIGHT_ID, "promoted_round", IS_SEED, "votes", "views", "probability"]],
+            schema,
+        )
         self.store.write_round(TABLE_ANCHORS, df, self.run_id, round_no)
         self.store.commit_round(self.run_id, round_no, {"state": json.dumps(info, default=_json_default)})
 
@@ -194,12 +287,15 @@ class SparkBackend:
         if last is None:
             return None
         info = json.loads(self.store.committed_rounds(self.run_id)[-1]["state"])
-        pdf = self.store.read_round(TABLE_ANCHORS, self.run_id, last).toPandas()
+        pdf: pd.DataFrame = self.store.read_round(TABLE_ANCHORS, self.run_id, last).toPandas()
         pdf = pdf.sort_values("position")
         anchors = {
-            "left_id": pdf[LEFT_ID].to_numpy(), "right_id": pdf[RIGHT_ID].to_numpy(),
-            "round": pdf["promoted_round"].to_numpy(np.int64), "is_seed": pdf[IS_SEED].to_numpy(bool),
-            "votes": pdf["votes"].to_numpy(np.int64), "views": pdf["views"].to_numpy(np.int64),
+            "left_id": pdf[LEFT_ID].to_numpy(),
+            "right_id": pdf[RIGHT_ID].to_numpy(),
+            "round": pdf["promoted_round"].to_numpy(np.int64),
+            "is_seed": pdf[IS_SEED].to_numpy(bool),
+            "votes": pdf["votes"].to_numpy(np.int64),
+            "views": pdf["views"].to_numpy(np.int64),
             "probability": pdf["probability"].to_numpy(np.float64),
         }
         self._anchors = anchors

@@ -38,8 +38,16 @@ def _encoder(latent_dim: int, out_dim: int, hidden: int, scale: float, rng: np.r
     return f
 
 
-def make_pair(n_objects: int = 2000, alpha: float = 0.3, n_seeds: int = 15, latent_dim: int = 8,
-              dim_left: int = 48, dim_right: int = 32, noise: float = 0.0, seed: int = 0) -> SyntheticPair:
+def make_pair(
+    n_objects: int = 2000,
+    alpha: float = 0.3,
+    n_seeds: int = 15,
+    latent_dim: int = 8,
+    dim_left: int = 48,
+    dim_right: int = 32,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> SyntheticPair:
     """A left/right pair over ``n_objects`` latent objects, ``alpha`` of them shared (benchmark protocol)."""
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n_objects, latent_dim))
@@ -53,7 +61,7 @@ def make_pair(n_objects: int = 2000, alpha: float = 0.3, n_seeds: int = 15, late
     objs_l = rng.permutation(np.concatenate([shared, rest[:half]]))
     objs_r = rng.permutation(np.concatenate([shared, rest[half:]]))
     ids = rng.choice(10**9, size=len(objs_l) + len(objs_r), replace=False).astype(np.int64)
-    lid, rid = ids[: len(objs_l)], ids[len(objs_l):]
+    lid, rid = ids[: len(objs_l)], ids[len(objs_l) :]
     lpos = {o: i for i, o in enumerate(objs_l.tolist())}
     rpos = {o: i for i, o in enumerate(objs_r.tolist())}
     tl = np.array([lid[lpos[o]] for o in shared.tolist()])

@@ -23,15 +23,23 @@ from ..constants import ID, KEY, LEFT_ID, RIGHT_ID, SIM, VIEW
 
 def best_matches_schema(left_type: DataType, right_type: DataType) -> str:
     """DDL schema of block best-match rows."""
-    return (f"{VIEW} int, {LEFT_ID} {left_type.simpleString()}, {RIGHT_ID} {right_type.simpleString()}, "
-            f"{SIM} double, dir string")
+    return (
+        f"{VIEW} int, {LEFT_ID} {left_type.simpleString()}, {RIGHT_ID} {right_type.simpleString()}, "
+        f"{SIM} double, dir string"
+    )
 
 
 def _empty_best() -> pd.DataFrame:
     # Explicit dtypes: an empty frame of default float64 columns cannot become ids or strings in Arrow.
-    return pd.DataFrame({VIEW: pd.Series([], dtype="int32"), LEFT_ID: pd.Series([], dtype=object),
-                         RIGHT_ID: pd.Series([], dtype=object), SIM: pd.Series([], dtype="float64"),
-                         "dir": pd.Series([], dtype=object)})
+    return pd.DataFrame(
+        {
+            VIEW: pd.Series([], dtype="int32"),
+            LEFT_ID: pd.Series([], dtype=object),
+            RIGHT_ID: pd.Series([], dtype=object),
+            SIM: pd.Series([], dtype="float64"),
+            "dir": pd.Series([], dtype=object),
+        }
+    )
 
 
 def block_best_matches(left_sigs: DataFrame, right_sigs: DataFrame, max_block_size: int) -> DataFrame:
@@ -44,19 +52,42 @@ def block_best_matches(left_sigs: DataFrame, right_sigs: DataFrame, max_block_si
             return _empty_best()
         view = int(left[VIEW].iloc[0])
         a, ab, asim, b, ba, bsim = kernels.block_matches(
-            left[ID].to_numpy(), np.stack(left["sig"].to_numpy()), left["dist"].to_numpy(),
-            right[ID].to_numpy(), np.stack(right["sig"].to_numpy()), right["dist"].to_numpy(), cap)
-        return pd.concat([
-            pd.DataFrame({VIEW: np.full(len(a), view, dtype=np.int32), LEFT_ID: a, RIGHT_ID: ab, SIM: asim,
-                          "dir": "L"}),
-            pd.DataFrame({VIEW: np.full(len(b), view, dtype=np.int32), LEFT_ID: ba, RIGHT_ID: b, SIM: bsim,
-                          "dir": "R"}),
-        ], ignore_index=True)
+            left[ID].to_numpy(),
+            np.stack(left["sig"].to_numpy()),
+            left["dist"].to_numpy(),
+            right[ID].to_numpy(),
+            np.stack(right["sig"].to_numpy()),
+            right["dist"].to_numpy(),
+            cap,
+        )
+        return pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        VIEW: np.full(len(a), view, dtype=np.int32),
+                        LEFT_ID: a,
+                        RIGHT_ID: ab,
+                        SIM: asim,
+                        "dir": "L",
+                    }
+                ),
+                pd.DataFrame(
+                    {
+                        VIEW: np.full(len(b), view, dtype=np.int32),
+                        LEFT_ID: ba,
+                        RIGHT_ID: b,
+                        SIM: bsim,
+                        "dir": "R",
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
 
     schema = best_matches_schema(left_sigs.schema[ID].dataType, right_sigs.schema[ID].dataType)
-    return (left_sigs.groupBy(VIEW, KEY)
-            .cogroup(right_sigs.groupBy(VIEW, KEY))
-            .applyInPandas(score_block, schema))
+    return (
+        left_sigs.groupBy(VIEW, KEY).cogroup(right_sigs.groupBy(VIEW, KEY)).applyInPandas(score_block, schema)
+    )
 
 
 def block_sizes(left_sigs: DataFrame, right_sigs: DataFrame) -> DataFrame:
@@ -64,8 +95,9 @@ def block_sizes(left_sigs: DataFrame, right_sigs: DataFrame) -> DataFrame:
     lc = left_sigs.groupBy(VIEW, KEY).agg(F.count("*").alias("nl"))
     rc = right_sigs.groupBy(VIEW, KEY).agg(F.count("*").alias("nr"))
     both = lc.join(rc, [VIEW, KEY]).select(F.greatest("nl", "nr").alias("size"))
-    return both.agg(F.count("*").alias("blocks"), F.max("size").alias("max_block"),
-                    F.avg("size").alias("mean_block"))
+    return both.agg(
+        F.count("*").alias("blocks"), F.max("size").alias("max_block"), F.avg("size").alias("mean_block")
+    )
 
 
 def _id_types(left_sigs: DataFrame, right_sigs: DataFrame) -> tuple[str, str]:
@@ -83,22 +115,30 @@ def block_topk(left_sigs: DataFrame, right_sigs: DataFrame, k: int, max_block_si
 
     def fn(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
         if len(left) == 0 or len(right) == 0:
-            return pd.DataFrame({VIEW: pd.Series([], dtype="int32"), "side": pd.Series([], dtype=object),
-                                 LEFT_ID: pd.Series([], dtype=object), RIGHT_ID: pd.Series([], dtype=object),
-                                 "topk": pd.Series([], dtype=object)})
+            return pd.DataFrame(
+                {
+                    VIEW: pd.Series([], dtype="int32"),
+                    "side": pd.Series([], dtype=object),
+                    LEFT_ID: pd.Series([], dtype=object),
+                    RIGHT_ID: pd.Series([], dtype=object),
+                    "topk": pd.Series([], dtype=object),
+                }
+            )
         view = int(left[VIEW].iloc[0])
         il, ir = left[ID].to_numpy(), right[ID].to_numpy()
         kl = kernels.cap_block(il, left["dist"].to_numpy(), cap)
         kr = kernels.cap_block(ir, right["dist"].to_numpy(), cap)
         sl, sr = np.stack(left["sig"].to_numpy())[kl], np.stack(right["sig"].to_numpy())[kr]
         tl, tr = kernels.block_topk(sl, sr, kk)
-        return pd.DataFrame({
-            VIEW: np.full(len(kl) + len(kr), view, dtype=np.int32),
-            "side": ["L"] * len(kl) + ["R"] * len(kr),
-            LEFT_ID: list(il[kl]) + [None] * len(kr),
-            RIGHT_ID: [None] * len(kl) + list(ir[kr]),
-            "topk": list(tl) + list(tr),
-        })
+        return pd.DataFrame(
+            {
+                VIEW: np.full(len(kl) + len(kr), view, dtype=np.int32),
+                "side": ["L"] * len(kl) + ["R"] * len(kr),
+                LEFT_ID: list(il[kl]) + [None] * len(kr),
+                RIGHT_ID: [None] * len(kl) + list(ir[kr]),
+                "topk": list(tl) + list(tr),
+            }
+        )
 
     schema = f"{VIEW} int, side string, {LEFT_ID} {lt}, {RIGHT_ID} {rt}, topk array<double>"
     return left_sigs.groupBy(VIEW, KEY).cogroup(right_sigs.groupBy(VIEW, KEY)).applyInPandas(fn, schema)
@@ -119,8 +159,11 @@ def csls_means(topk_rows: DataFrame, side: str, k: int) -> DataFrame:
     def merge(lists: pd.Series) -> pd.Series:
         return pd.Series([kernels.merge_topk([np.asarray(v, dtype=np.float64)], kk) for v in lists])
 
-    grouped = (topk_rows.filter(F.col("side") == side).groupBy(VIEW, id_col)
-               .agg(F.flatten(F.collect_list("topk")).alias("_all")))
+    grouped = (
+        topk_rows.filter(F.col("side") == side)
+        .groupBy(VIEW, id_col)
+        .agg(F.flatten(F.collect_list("topk")).alias("_all"))
+    )
     return grouped.select(VIEW, F.col(id_col).alias(ID), merge("_all").alias("r"))
 
 
@@ -140,13 +183,31 @@ def csls_best_matches(left_sigs: DataFrame, right_sigs: DataFrame, max_block_siz
         kr = kernels.cap_block(ir, right["dist"].to_numpy(), cap)
         sl, sr = np.stack(left["sig"].to_numpy())[kl], np.stack(right["sig"].to_numpy())[kr]
         a, ab, asim, _, b, ba, bsim, _ = kernels.csls_block_matches(
-            il[kl], sl, left["r"].to_numpy()[kl], ir[kr], sr, right["r"].to_numpy()[kr])
-        return pd.concat([
-            pd.DataFrame({VIEW: np.full(len(a), view, dtype=np.int32), LEFT_ID: a, RIGHT_ID: ab, SIM: asim,
-                          "dir": "L"}),
-            pd.DataFrame({VIEW: np.full(len(b), view, dtype=np.int32), LEFT_ID: ba, RIGHT_ID: b, SIM: bsim,
-                          "dir": "R"}),
-        ], ignore_index=True)
+            il[kl], sl, left["r"].to_numpy()[kl], ir[kr], sr, right["r"].to_numpy()[kr]
+        )
+        return pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        VIEW: np.full(len(a), view, dtype=np.int32),
+                        LEFT_ID: a,
+                        RIGHT_ID: ab,
+                        SIM: asim,
+                        "dir": "L",
+                    }
+                ),
+                pd.DataFrame(
+                    {
+                        VIEW: np.full(len(b), view, dtype=np.int32),
+                        LEFT_ID: ba,
+                        RIGHT_ID: b,
+                        SIM: bsim,
+                        "dir": "R",
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
 
     schema = best_matches_schema(left_sigs.schema[ID].dataType, right_sigs.schema[ID].dataType)
     return left_sigs.groupBy(VIEW, KEY).cogroup(right_sigs.groupBy(VIEW, KEY)).applyInPandas(fn, schema)

@@ -15,8 +15,9 @@ from ..constants import LEFT_ID, RIGHT_ID
 def round_votes(mnn: DataFrame) -> DataFrame:
     """Rows (left_id, right_id, round_votes, sim): in how many of the round's views the pair was mutual
     NN, and its best similarity among them."""
-    return mnn.groupBy(LEFT_ID, RIGHT_ID).agg(F.count("*").cast("long").alias("round_votes"),
-                                              F.max("sim").alias("sim"))
+    return mnn.groupBy(LEFT_ID, RIGHT_ID).agg(
+        F.count("*").cast("long").alias("round_votes"), F.max("sim").alias("sim")
+    )
 
 
 def accumulate(votes: DataFrame, previous: DataFrame | None) -> DataFrame:
@@ -28,12 +29,15 @@ def accumulate(votes: DataFrame, previous: DataFrame | None) -> DataFrame:
     if previous is None:
         return votes.withColumn("cum_votes", F.col("round_votes"))
     prev = previous.select(LEFT_ID, RIGHT_ID, F.col("cum_votes").alias("_prev"))
-    return (votes.join(prev, [LEFT_ID, RIGHT_ID], "full_outer")
-            .select(LEFT_ID, RIGHT_ID,
-                    F.coalesce(F.col("round_votes"), F.lit(0)).cast("long").alias("round_votes"),
-                    F.col("sim"),
-                    (F.coalesce(F.col("round_votes"), F.lit(0)) + F.coalesce(F.col("_prev"), F.lit(0)))
-                    .cast("long").alias("cum_votes")))
+    return votes.join(prev, [LEFT_ID, RIGHT_ID], "full_outer").select(
+        LEFT_ID,
+        RIGHT_ID,
+        F.coalesce(F.col("round_votes"), F.lit(0)).cast("long").alias("round_votes"),
+        F.col("sim"),
+        (F.coalesce(F.col("round_votes"), F.lit(0)) + F.coalesce(F.col("_prev"), F.lit(0)))
+        .cast("long")
+        .alias("cum_votes"),
+    )
 
 
 def eligible(table: DataFrame, exclude: DataFrame) -> DataFrame:
@@ -42,8 +46,9 @@ def eligible(table: DataFrame, exclude: DataFrame) -> DataFrame:
     ``exclude`` has columns (left_id, right_id) of the pairs whose ids are taken (anchors or seeds).
     """
     proposed = table.filter(F.col("round_votes") > 0)
-    return (proposed.join(exclude.select(LEFT_ID).distinct(), LEFT_ID, "left_anti")
-            .join(exclude.select(RIGHT_ID).distinct(), RIGHT_ID, "left_anti"))
+    return proposed.join(exclude.select(LEFT_ID).distinct(), LEFT_ID, "left_anti").join(
+        exclude.select(RIGHT_ID).distinct(), RIGHT_ID, "left_anti"
+    )
 
 
 def similarity_histogram(table: DataFrame, decimals: int) -> DataFrame:

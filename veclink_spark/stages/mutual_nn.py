@@ -16,8 +16,16 @@ def mutual_nearest_pairs(best: DataFrame) -> DataFrame:
     """Rows (view, left_id, right_id, sim) of the per-view mutual nearest neighbours."""
     wl = Window.partitionBy(VIEW, LEFT_ID).orderBy(F.col(SIM).desc(), F.col(RIGHT_ID).asc())
     wr = Window.partitionBy(VIEW, RIGHT_ID).orderBy(F.col(SIM).desc(), F.col(LEFT_ID).asc())
-    lb = (best.filter(F.col("dir") == "L").withColumn("_rn", F.row_number().over(wl))
-          .filter(F.col("_rn") == 1).select(VIEW, LEFT_ID, RIGHT_ID, SIM))
-    rb = (best.filter(F.col("dir") == "R").withColumn("_rn", F.row_number().over(wr))
-          .filter(F.col("_rn") == 1).select(VIEW, LEFT_ID, RIGHT_ID))
+    lb = (
+        best.filter(F.col("dir") == "L")
+        .withColumn("_rn", F.row_number().over(wl))
+        .filter(F.col("_rn") == 1)
+        .select(VIEW, LEFT_ID, RIGHT_ID, SIM)
+    )
+    rb = (
+        best.filter(F.col("dir") == "R")
+        .withColumn("_rn", F.row_number().over(wr))
+        .filter(F.col("_rn") == 1)
+        .select(VIEW, LEFT_ID, RIGHT_ID)
+    )
     return lb.join(rb, [VIEW, LEFT_ID, RIGHT_ID])

@@ -17,15 +17,25 @@ from .. import kernels
 from ..constants import ID, LEFT_ID, RIGHT_ID, VECTOR
 
 
-def cross_covariance_parts(pairs: DataFrame, left: DataFrame, right: DataFrame, n_bags: int, dim_left: int,
-                           dim_right: int, partitions: int) -> DataFrame:
+def cross_covariance_parts(
+    pairs: DataFrame,
+    left: DataFrame,
+    right: DataFrame,
+    n_bags: int,
+    dim_left: int,
+    dim_right: int,
+    partitions: int,
+) -> DataFrame:
     """Rows (bag, cross array<double> of d1*d2, row-major): partial sums of x y^T over pairs in the bag.
 
     ``pairs`` has (left_id, right_id, bags array<boolean>) with one flag per bag.
     """
-    joined = (pairs.join(left.select(F.col(ID).alias(LEFT_ID), F.col(VECTOR).alias("lv")), LEFT_ID)
-              .join(right.select(F.col(ID).alias(RIGHT_ID), F.col(VECTOR).alias("rv")), RIGHT_ID)
-              .select("lv", "rv", "bags").coalesce(max(1, partitions)))
+    joined = (
+        pairs.join(left.select(F.col(ID).alias(LEFT_ID), F.col(VECTOR).alias("lv")), LEFT_ID)
+        .join(right.select(F.col(ID).alias(RIGHT_ID), F.col(VECTOR).alias("rv")), RIGHT_ID)
+        .select("lv", "rv", "bags")
+        .coalesce(max(1, partitions))
+    )
     d1, d2, nb = int(dim_left), int(dim_right), int(n_bags)
 
     def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -34,17 +44,27 @@ def cross_covariance_parts(pairs: DataFrame, left: DataFrame, right: DataFrame, 
             n = batch.num_rows
             if n == 0:
                 continue
-            x = np.asarray(batch.column("lv").flatten().to_numpy(zero_copy_only=False), np.float64).reshape(n, d1)
-            y = np.asarray(batch.column("rv").flatten().to_numpy(zero_copy_only=False), np.float64).reshape(n, d2)
-            bags = np.asarray(batch.column("bags").flatten().to_numpy(zero_copy_only=False), bool).reshape(n, nb)
+            x = np.asarray(batch.column("lv").flatten().to_numpy(zero_copy_only=False), np.float64).reshape(
+                n, d1
+            )
+            y = np.asarray(batch.column("rv").flatten().to_numpy(zero_copy_only=False), np.float64).reshape(
+                n, d2
+            )
+            bags = np.asarray(batch.column("bags").flatten().to_numpy(zero_copy_only=False), bool).reshape(
+                n, nb
+            )
             x, y = kernels.normalise_rows(x), kernels.normalise_rows(y)
             for b in range(nb):
                 m = bags[:, b]
                 acc[b] += x[m].T @ y[m]
         yield pa.RecordBatch.from_arrays(
-            [pa.array(np.arange(nb, dtype=np.int32)),
-             pa.ListArray.from_arrays(pa.array(np.arange(nb + 1, dtype=np.int32) * (d1 * d2)),
-                                      pa.array(acc.reshape(-1)))],
-            names=["bag", "cross"])
+            [
+                pa.array(np.arange(nb, dtype=np.int32)),
+                pa.ListArray.from_arrays(
+                    pa.array(np.arange(nb + 1, dtype=np.int32) * (d1 * d2)), pa.array(acc.reshape(-1))
+                ),
+            ],
+            names=["bag", "cross"],
+        )
 
     return joined.mapInArrow(udf, "bag int, cross array<double>")

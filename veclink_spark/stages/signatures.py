@@ -48,14 +48,20 @@ def _rows_to_batch(ids: pa.Array, rows: kernels.SignatureRows, widths: np.ndarra
         mask = np.arange(sig.shape[1])[None, :] < w[:, None] if n else np.zeros((0, 0), dtype=bool)
         values = sig[mask]
     return pa.RecordBatch.from_arrays(
-        [pa.array(rows.view, pa.int32()), pa.array(rows.key, pa.int32()), ids.take(pa.array(rows.row)),
-         pa.array(rows.dist, pa.float64()),
-         pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.float64()))],
+        [
+            pa.array(rows.view, pa.int32()),
+            pa.array(rows.key, pa.int32()),
+            ids.take(pa.array(rows.row)),
+            pa.array(rows.dist, pa.float64()),
+            pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.float64())),
+        ],
         names=[VIEW, KEY, ID, "dist", "sig"],
     )
 
 
-def _map(df: DataFrame, fn: Callable[[np.ndarray], kernels.SignatureRows], widths: np.ndarray | None) -> DataFrame:
+def _map(
+    df: DataFrame, fn: Callable[[np.ndarray], kernels.SignatureRows], widths: np.ndarray | None
+) -> DataFrame:
     id_type = df.schema[ID].dataType
 
     def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -68,22 +74,33 @@ def _map(df: DataFrame, fn: Callable[[np.ndarray], kernels.SignatureRows], width
     return df.select(ID, VECTOR).mapInArrow(udf, signature_schema(id_type))
 
 
-def geh_signatures(df: DataFrame, side: str, anchor_vectors: np.ndarray, views: list[kernels.View], *,
-                   probes: int, kernel: str, centering: str, gate: float) -> DataFrame:
+def geh_signatures(
+    df: DataFrame,
+    side: str,
+    anchor_vectors: np.ndarray,
+    views: list[kernels.View],
+    *,
+    probes: int,
+    kernel: str,
+    centering: str,
+    gate: float,
+) -> DataFrame:
     """Signature rows of one side for every view of a ``geh`` round (see module doc)."""
     anchors = np.asarray(anchor_vectors, dtype=np.float64)
     views = list(views)
     widths = np.asarray([len(v.anchors) for v in views], dtype=np.int64)
 
     def fn(x: np.ndarray) -> kernels.SignatureRows:
-        return kernels.geh_signature_rows(x, anchors, views, side, probes=probes, kernel=kernel,
-                                          centering=centering, gate=gate)
+        return kernels.geh_signature_rows(
+            x, anchors, views, side, probes=probes, kernel=kernel, centering=centering, gate=gate
+        )
 
     return _map(df, fn, widths)
 
 
-def refine_signatures(df: DataFrame, side: str, maps: np.ndarray, centroids: np.ndarray, *,
-                      probes: int) -> DataFrame:
+def refine_signatures(
+    df: DataFrame, side: str, maps: np.ndarray, centroids: np.ndarray, *, probes: int
+) -> DataFrame:
     """Mapped (left) or plain (right) vectors keyed by their nearest cells, for every bagged map."""
     maps = np.asarray(maps, dtype=np.float64)
     cells = np.asarray(centroids, dtype=np.float64)
