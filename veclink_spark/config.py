@@ -163,6 +163,11 @@ class RefineConfig:
         "orthogonal maps with CSLS mutual nearest neighbours)",
         choices=("none", "procrustes"),
     )
+    renormalise: bool = _f(
+        True,
+        "re-normalise mapped left vectors (cosine); false compares raw inner products, as VecMap does",
+        kind=bool,
+    )
     min_anchors: int = _f(
         60, "start refinement rounds once this many anchors are known", lo=2, hi=10**9, kind=int
     )

@@ -346,15 +346,17 @@ def refine_signature_rows(
     centroids: np.ndarray,
     *,
     probes: int,
+    renormalise: bool = True,
 ) -> SignatureRows:
     """Mapped vectors and cell keys of a batch for every bagged map of a ``refine`` round.
 
-    Left vectors are mapped by each bag's map W_b and re-normalised; right vectors (``maps`` None) are
-    used as they are, once per bag. Keys are the ``probes`` nearest cells (k-means centroids in the
-    right space).
+    Left vectors are mapped by each bag's map W_b (and re-normalised when ``renormalise``; without it
+    similarities are inner products, as in VecMap, so a vector the map barely reaches scores low);
+    right vectors (``maps`` None) are used as they are, once per bag. Keys are the ``probes`` nearest
+    cells (k-means centroids in the right space).
     """
     n_bags = len(maps) if maps is not None else 0
-    return _refine_rows(x, maps, centroids, probes, n_bags)
+    return _refine_rows(x, maps, centroids, probes, n_bags, renormalise)
 
 
 def refine_right_rows(x: np.ndarray, n_bags: int, centroids: np.ndarray, *, probes: int) -> SignatureRows:
@@ -363,13 +365,21 @@ def refine_right_rows(x: np.ndarray, n_bags: int, centroids: np.ndarray, *, prob
 
 
 def _refine_rows(
-    x: np.ndarray, maps: np.ndarray | None, centroids: np.ndarray, probes: int, n_bags: int
+    x: np.ndarray,
+    maps: np.ndarray | None,
+    centroids: np.ndarray,
+    probes: int,
+    n_bags: int,
+    renormalise: bool = True,
 ) -> SignatureRows:
     views_out, keys_out, rows_out, dist_out, sigs = [], [], [], [], []
     n = len(x)
     base = normalise_rows(x)
     for b in range(n_bags):
-        y = normalise_rows(base @ maps[b]) if maps is not None else base
+        if maps is None:
+            y = base
+        else:
+            y = normalise_rows(base @ maps[b]) if renormalise else base @ maps[b]
         d = pairwise_distances(y, centroids)
         near = nearest_keys(d, probes)
         rows = np.arange(n)

@@ -123,7 +123,9 @@ class NumpyBackend:
     ) -> RoundVotes:
         probes = self.cfg.refine.cell_probes
         self._round_no = round_no
-        rl = kernels.refine_signature_rows(self.left, maps, centroids, probes=probes)
+        rl = kernels.refine_signature_rows(
+            self.left, maps, centroids, probes=probes, renormalise=self.cfg.refine.renormalise
+        )
         rr = kernels.refine_right_rows(self.right, len(maps), centroids, probes=probes)
         return self._votes(
             rl, rr, len(maps), exclude_left, exclude_right, phase_start, csls_k=self.cfg.refine.csls_k

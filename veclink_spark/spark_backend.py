@@ -142,7 +142,9 @@ class SparkBackend:
         phase_start: bool,
     ) -> RoundVotes:
         rf, cap = self.cfg.refine, self.cfg.hashing.max_block_size
-        ls = signatures.refine_signatures(self.left, "left", maps, centroids, probes=rf.cell_probes).persist()
+        ls = signatures.refine_signatures(
+            self.left, "left", maps, centroids, probes=rf.cell_probes, renormalise=rf.renormalise
+        ).persist()
         rs = signatures.refine_signatures(
             self.right, "right", maps, centroids, probes=rf.cell_probes
         ).persist()

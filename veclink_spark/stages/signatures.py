@@ -99,7 +99,13 @@ def geh_signatures(
 
 
 def refine_signatures(
-    df: DataFrame, side: str, maps: np.ndarray, centroids: np.ndarray, *, probes: int
+    df: DataFrame,
+    side: str,
+    maps: np.ndarray,
+    centroids: np.ndarray,
+    *,
+    probes: int,
+    renormalise: bool = True,
 ) -> DataFrame:
     """Mapped (left) or plain (right) vectors keyed by their nearest cells, for every bagged map."""
     maps = np.asarray(maps, dtype=np.float64)
@@ -107,7 +113,7 @@ def refine_signatures(
 
     def fn(x: np.ndarray) -> kernels.SignatureRows:
         if side == "left":
-            return kernels.refine_signature_rows(x, maps, cells, probes=probes)
+            return kernels.refine_signature_rows(x, maps, cells, probes=probes, renormalise=renormalise)
         return kernels.refine_right_rows(x, len(maps), cells, probes=probes)
 
     return _map(df, fn, None)
