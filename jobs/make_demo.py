@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-texts", type=int, default=1500, help="glosses to sample (default 1500)")
     parser.add_argument("--sample-seed", type=int, default=20261127, help="seed of the gloss sample")
     parser.add_argument("--alpha", type=float, default=0.3, help="shared fraction (default 0.3)")
-    parser.add_argument("--seeds", type=int, default=15, help="seed pairs (default 15)")
+    parser.add_argument("--seeds", type=int, default=30, help="seed pairs (default 30)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the split (default 0)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

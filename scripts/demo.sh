@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick start, command 1: set up this machine and link the bundled demo (975 WordNet glosses a side,
-# all-mpnet-base-v2 on the left, all-MiniLM-L6-v2 on the right, 15 seed pairs), then score the links
+# all-mpnet-base-v2 on the left, all-MiniLM-L6-v2 on the right, 30 seed pairs), then score the links
 # against the demo's truth table (which the linker never sees).
 #
 #   bash scripts/demo.sh [extra jobs/link.py options, e.g. --config conf/default.yaml]

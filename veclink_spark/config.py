@@ -254,6 +254,12 @@ class DiagnosticsConfig:
         lo=0.0,
         hi=1.0,
     )
+    min_polish_retention: float = _f(
+        0.3,
+        "a run whose polish round keeps less than this share of the take-off links is reported as stalled",
+        lo=0.0,
+        hi=1.0,
+    )
     max_final_churn: float = _f(
         0.25,
         "a run whose last refinement round changed more than this share of "

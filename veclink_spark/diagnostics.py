@@ -66,7 +66,18 @@ def diagnose(
     if last is not None:
         churn = (last.get("added", 0) + last.get("removed", 0)) / max(int(last.get("links", 0)), 1)
     unsettled = n_links >= needed and np.isfinite(churn) and churn > cfg.diagnostics.max_final_churn
-    stalled = n_links < needed or bool(unsettled)
+    # Polish retention: the share of the take-off links that every bagged map agrees on. A real matching
+    # keeps most of them (measured: 65 % on Debian mpnet/MiniLM-L6); a matching that never took off
+    # keeps few (0-12 % measured on stalled runs), even when that few is above min_link_fraction.
+    retention = float("nan")
+    polish = [h for h in history if "polish" in str(h.get("views_branch"))]
+    if polish:
+        before = max(int(polish[0].get("anchors_before", 0)) - n_seeds, 1)
+        retention = int(polish[-1].get("links", 0)) / before
+    unstable = (
+        n_links >= needed and np.isfinite(retention) and retention < cfg.diagnostics.min_polish_retention
+    )
+    stalled = n_links < needed or bool(unsettled) or bool(unstable)
     per_round = [int(h.get("added", 0)) for h in history]
     margins = [
         {
@@ -86,6 +97,13 @@ def diagnose(
             f"{cfg.diagnostics.min_link_fraction:.0%} of the smaller table ({smaller} rows)"
         )
     if stalled:
+        if unstable:
+            reasons.append(
+                f"only {retention:.0%} of the take-off links survived the bagged-map check (needed "
+                f"{cfg.diagnostics.min_polish_retention:.0%}): the self-learned matching is not stable; "
+                "the links kept are the ones every map agrees on (often right, but few), so most of the "
+                "overlap was not found"
+            )
         if unsettled:
             reasons.append(
                 f"the link set did not settle: {churn:.0%} of the {n_links} links changed in the last "
@@ -117,6 +135,7 @@ def diagnose(
         "n_left": int(n_left),
         "n_right": int(n_right),
         "seed_consistency_spearman": None if not np.isfinite(consistency) else round(float(consistency), 4),
+        "polish_retention": None if not np.isfinite(retention) else round(float(retention), 4),
         "final_churn": None if not np.isfinite(churn) else round(float(churn), 4),
         "link_consistency_spearman": None
         if not np.isfinite(link_consistency)
