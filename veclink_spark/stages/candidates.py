@@ -42,6 +42,41 @@ def _empty_best() -> pd.DataFrame:
     )
 
 
+def _best_frame(
+    view: int,
+    left: np.ndarray,
+    left_best: np.ndarray,
+    left_sim: np.ndarray,
+    right: np.ndarray,
+    right_best: np.ndarray,
+    right_sim: np.ndarray,
+) -> pd.DataFrame:
+    """One block's best-match rows: each left's best right (dir 'L'), each right's best left ('R')."""
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    VIEW: np.full(len(left), view, dtype=np.int32),
+                    LEFT_ID: left,
+                    RIGHT_ID: left_best,
+                    SIM: left_sim,
+                    "dir": "L",
+                }
+            ),
+            pd.DataFrame(
+                {
+                    VIEW: np.full(len(right), view, dtype=np.int32),
+                    LEFT_ID: right_best,
+                    RIGHT_ID: right,
+                    SIM: right_sim,
+                    "dir": "R",
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+
+
 def block_best_matches(left_sigs: DataFrame, right_sigs: DataFrame, max_block_size: int) -> DataFrame:
     """Rows (view, left_id, right_id, sim, dir): dir 'L' is a left vector's best right in a block, 'R' a
     right vector's best left."""
@@ -60,29 +95,7 @@ def block_best_matches(left_sigs: DataFrame, right_sigs: DataFrame, max_block_si
             right["dist"].to_numpy(),
             cap,
         )
-        return pd.concat(
-            [
-                pd.DataFrame(
-                    {
-                        VIEW: np.full(len(a), view, dtype=np.int32),
-                        LEFT_ID: a,
-                        RIGHT_ID: ab,
-                        SIM: asim,
-                        "dir": "L",
-                    }
-                ),
-                pd.DataFrame(
-                    {
-                        VIEW: np.full(len(b), view, dtype=np.int32),
-                        LEFT_ID: ba,
-                        RIGHT_ID: b,
-                        SIM: bsim,
-                        "dir": "R",
-                    }
-                ),
-            ],
-            ignore_index=True,
-        )
+        return _best_frame(view, a, ab, asim, b, ba, bsim)
 
     schema = best_matches_schema(left_sigs.schema[ID].dataType, right_sigs.schema[ID].dataType)
     return (
@@ -185,29 +198,7 @@ def csls_best_matches(left_sigs: DataFrame, right_sigs: DataFrame, max_block_siz
         a, ab, asim, _, b, ba, bsim, _ = kernels.csls_block_matches(
             il[kl], sl, left["r"].to_numpy()[kl], ir[kr], sr, right["r"].to_numpy()[kr]
         )
-        return pd.concat(
-            [
-                pd.DataFrame(
-                    {
-                        VIEW: np.full(len(a), view, dtype=np.int32),
-                        LEFT_ID: a,
-                        RIGHT_ID: ab,
-                        SIM: asim,
-                        "dir": "L",
-                    }
-                ),
-                pd.DataFrame(
-                    {
-                        VIEW: np.full(len(b), view, dtype=np.int32),
-                        LEFT_ID: ba,
-                        RIGHT_ID: b,
-                        SIM: bsim,
-                        "dir": "R",
-                    }
-                ),
-            ],
-            ignore_index=True,
-        )
+        return _best_frame(view, a, ab, asim, b, ba, bsim)
 
     schema = best_matches_schema(left_sigs.schema[ID].dataType, right_sigs.schema[ID].dataType)
     return left_sigs.groupBy(VIEW, KEY).cogroup(right_sigs.groupBy(VIEW, KEY)).applyInPandas(fn, schema)
