@@ -109,3 +109,17 @@ def test_seed_consistency_high_for_isometric_copies() -> None:
     q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
     assert kernels.seed_consistency(x, x @ q) > 0.99
     assert kernels.seed_consistency(x, kernels.normalise_rows(rng.normal(size=(15, 8)))) < 0.5
+
+
+def test_centring_removes_the_mean_and_is_order_independent() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 6)) + np.array([3.0, 0, 0, 0, 0, 0])  # a direction every row shares
+    units = kernels.normalise_rows(x)
+    mean = kernels.table_mean(units.sum(axis=0), len(units))
+    assert np.linalg.norm(mean) > 0.7
+    # Summed in another order (as executors do, batch by batch), the rounded mean is the same.
+    parts = sum(units[i : i + 37].sum(axis=0) for i in range(0, 400, 37))
+    assert np.array_equal(kernels.table_mean(parts, 400), mean)
+    c = kernels.centre_rows(x, mean)
+    assert np.allclose(c.mean(axis=0), 0.0, atol=1e-9)
+    assert np.allclose(c + mean, units)

@@ -48,6 +48,19 @@ class IOConfig:
 
 
 @dataclass(frozen=True)
+class VectorsConfig:
+    """How both tables' vectors are prepared before any round."""
+
+    centre: bool = _f(
+        True,
+        "unit length, subtract the table's mean vector, unit length again (VecMap's normalisation), "
+        "each table on its own; false: unit length only. Removes the direction every embedding of an "
+        "encoder shares, which otherwise dominates the Procrustes fits (docs/method.md)",
+        kind=bool,
+    )
+
+
+@dataclass(frozen=True)
 class ViewsConfig:
     """How each round samples its views (subsets of paired anchors)."""
 
@@ -280,6 +293,7 @@ class LinkConfig:
     """The whole configuration. Build with :meth:`from_dict`, :meth:`from_yaml` or ``LinkConfig()``."""
 
     io: IOConfig = field(default_factory=IOConfig)
+    vectors: VectorsConfig = field(default_factory=VectorsConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
     signatures: SignatureConfig = field(default_factory=SignatureConfig)
     hashing: HashingConfig = field(default_factory=HashingConfig)

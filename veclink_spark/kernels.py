@@ -33,6 +33,24 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
     return x / np.where(norms > 0, norms, 1.0)
 
 
+#: Decimals kept of a table's mean vector: the engines sum in different orders, and the rounded means
+#: are then equal, so both centre every vector alike.
+MEAN_DECIMALS = 12
+
+
+def table_mean(unit_sum: np.ndarray, n_rows: int) -> np.ndarray:
+    """Mean of a table's unit vectors from their sum (rounded to :data:`MEAN_DECIMALS`)."""
+    return np.round(np.asarray(unit_sum, dtype=np.float64) / max(int(n_rows), 1), MEAN_DECIMALS)
+
+
+def centre_rows(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Unit rows minus the table's mean (not re-normalised: every consumer normalises its rows).
+
+    With :func:`normalise_rows` after it this is VecMap's normalisation (unit, centre, unit).
+    """
+    return normalise_rows(x) - np.asarray(mean, dtype=np.float64)[None, :]
+
+
 def pairwise_distances(x: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """Euclidean distances between unit rows of ``x`` (n, d) and ``anchors`` (k, d): sqrt(2 - 2 cos)."""
     g = np.asarray(x, dtype=np.float64) @ np.asarray(anchors, dtype=np.float64).T

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
+from . import kernels
 from .config import LinkConfig
 from .constants import LEFT_ID, RIGHT_ID, TABLE_LINKS, TABLE_SUMMARY
 from .diagnostics import consistency_sample, diagnose
@@ -33,6 +34,7 @@ from .errors import ConfigError
 from .inputs import InputColumns, load_inputs
 from .session import get_or_create_session
 from .spark_backend import SparkBackend
+from .stages import centre as centre_stage
 from .store import RunStore, check_run_id
 
 log = logging.getLogger(__name__)
@@ -117,8 +119,11 @@ class Linker:
                         "--run-id or the original configuration"
                     ]
                 )
-        left_df = inputs.left.persist()
-        right_df = inputs.right.persist()
+        left_df, right_df = inputs.left, inputs.right
+        if cfg.vectors.centre:
+            left_df = _centred(left_df, s.dim_left, "left")
+            right_df = _centred(right_df, s.dim_right, "right")
+        left_df, right_df = left_df.persist(), right_df.persist()
         try:
             seeds_pdf: pd.DataFrame = inputs.seeds.toPandas()
             backend = SparkBackend(
@@ -218,6 +223,17 @@ class Linker:
             run_id,
         )
         store.write_json("summary.json", summary)
+
+
+def _centred(df: DataFrame, dim: int, side: str) -> DataFrame:
+    """The table centred on its mean unit vector (one aggregate pass over it, then a lazy map)."""
+    parts: pd.DataFrame = centre_stage.unit_sums(df, dim).toPandas()
+    total = np.zeros(dim)
+    for part in parts["total"].to_numpy():
+        total += np.asarray(part, dtype=np.float64)
+    mean = kernels.table_mean(total, int(parts["n"].sum()))
+    log.info("%s table centred: mean unit vector has length %.3f", side, float(np.linalg.norm(mean)))
+    return centre_stage.centred(df, mean)
 
 
 def link(

@@ -61,6 +61,14 @@ class NumpyBackend:
         self.right_ids = np.asarray(right_ids)
         self.left = kernels.normalise_rows(left)
         self.right = kernels.normalise_rows(right)
+        if cfg.vectors.centre:
+            # As the Spark job: mean of the unit rows (rounded), subtracted, rows re-normalised.
+            self.left = kernels.normalise_rows(
+                kernels.centre_rows(self.left, kernels.table_mean(self.left.sum(axis=0), len(self.left)))
+            )
+            self.right = kernels.normalise_rows(
+                kernels.centre_rows(self.right, kernels.table_mean(self.right.sum(axis=0), len(self.right)))
+            )
         self.n_left, self.dim_left = self.left.shape
         self.n_right, self.dim_right = self.right.shape
         self.cfg = cfg

@@ -26,7 +26,8 @@ def signature_schema(id_type: DataType) -> str:
     return f"{VIEW} int, {KEY} int, {ID} {id_type.simpleString()}, dist double, sig array<double>"
 
 
-def _batch_arrays(batch: pa.RecordBatch) -> tuple[pa.Array, np.ndarray]:
+def batch_vectors(batch: pa.RecordBatch) -> tuple[pa.Array, np.ndarray]:
+    """The (id, vector) batch's id column and its vectors as float64 unit rows."""
     vec = batch.column(VECTOR)
     n = len(vec)
     flat = vec.flatten().to_numpy(zero_copy_only=False)
@@ -68,7 +69,7 @@ def _map(
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            ids, x = _batch_arrays(batch)
+            ids, x = batch_vectors(batch)
             yield _rows_to_batch(ids, fn(x), widths)
 
     return df.select(ID, VECTOR).mapInArrow(udf, signature_schema(id_type))
