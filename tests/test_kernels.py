@@ -123,3 +123,34 @@ def test_centring_removes_the_mean_and_is_order_independent() -> None:
     c = kernels.centre_rows(x, mean)
     assert np.allclose(c.mean(axis=0), 0.0, atol=1e-9)
     assert np.allclose(c + mean, units)
+
+
+def test_keep_mask_is_a_function_of_the_pair_and_keeps_the_share() -> None:
+    left = np.arange(1000, 1400, dtype=np.int64)
+    right = np.arange(7, 307, dtype=np.int64)
+    m = kernels.keep_mask(left, right, 0.2, salt=11)
+    assert abs(m.mean() - 0.2) < 0.01
+    # Same pair, same fate, whatever else is in the block (blocks and engines differ in members).
+    sub = kernels.keep_mask(left[[5, 300, 17]], right[[250, 3]], 0.2, salt=11)
+    assert np.array_equal(sub, m[np.ix_([5, 300, 17], [250, 3])])
+    # Another salt (another round) draws another share; keep = 1 keeps everything.
+    assert (kernels.keep_mask(left, right, 0.2, salt=12) != m).mean() > 0.2
+    assert kernels.keep_mask(left, right, 1.0, salt=11).all()
+    words = np.array(["a", "b", "c"], dtype=object)
+    assert np.array_equal(kernels.keep_mask(words, words, 0.5, 3), kernels.keep_mask(words, words, 0.5, 3))
+
+
+def test_csls_matches_with_dropout_only_pick_kept_pairs() -> None:
+    rng = np.random.default_rng(1)
+    sl, sr = (
+        kernels.normalise_rows(rng.normal(size=(40, 5))),
+        kernels.normalise_rows(rng.normal(size=(30, 5))),
+    )
+    il, ir = np.arange(40, dtype=np.int64), np.arange(100, 130, dtype=np.int64)
+    rl, rr = np.zeros(40), np.zeros(30)
+    a, ab, _, _, b, ba, _, _ = kernels.csls_block_matches(il, sl, rl, ir, sr, rr, keep=0.3, salt=5)
+    mask = kernels.keep_mask(il, ir, 0.3, 5)
+    assert len(a) > 30 and len(b) > 20
+    assert mask[a, ab - 100].all() and mask[ba, b - 100].all()
+    scores = np.where(mask, np.round(sl @ sr.T, kernels.SIM_DECIMALS), -np.inf)
+    assert np.array_equal(ab, ir[scores[a].argmax(axis=1)])

@@ -18,7 +18,11 @@ from veclink_spark.store import RunStore
 from veclink_spark.synthetic import make_pair
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = {"views": {"base_views": 16}, "bootstrap": {"max_rounds": 2}, "refine": {"max_rounds": 2}}
+FAST = {
+    "views": {"base_views": 16},
+    "bootstrap": {"max_rounds": 2},
+    "refine": {"max_rounds": 3, "takeoff_keep": 0.25, "keep_doubling_rounds": 1},
+}
 
 
 def _vectors(x: np.ndarray) -> pa.Array:

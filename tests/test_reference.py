@@ -10,7 +10,7 @@ from veclink_spark import LinkConfig, link_arrays
 from veclink_spark.errors import InputError
 from veclink_spark.synthetic import make_pair
 
-FAST = {"bootstrap": {"max_rounds": 4}, "refine": {"max_rounds": 4}}
+FAST = {"bootstrap": {"max_rounds": 4}, "refine": {"max_rounds": 6, "keep_doubling_rounds": 1}}
 
 
 def _score(links, pair) -> tuple[float, float]:

@@ -192,7 +192,7 @@ class RefineConfig:
         kind=int,
     )
     bag_fraction: float = _f(
-        0.15,
+        0.3,
         "share of the links each bagged map of the polish stage is fitted on "
         "(small shares make the maps differ, so the votes measure stability)",
         lo=0.05,
@@ -208,9 +208,19 @@ class RefineConfig:
     )
     cell_probes: int = _f(4, "cells each vector is searched in", lo=1, hi=1024, kind=int)
     min_vote_fraction: float = _f(
-        1.0, "a refinement candidate needs at least this fraction of the round's bagged maps", lo=0.0, hi=1.0
+        0.875,
+        "a polish candidate needs at least this fraction of the round's bagged maps (7 of 8)",
+        lo=0.0,
+        hi=1.0,
     )
-    max_rounds: int = _f(30, "cap on take-off refinement rounds", lo=0, hi=100000, kind=int)
+    max_rounds: int = _f(
+        40,
+        "cap on take-off refinement rounds (the kept share of takeoff_keep reaches 1 after "
+        "4 x keep_doubling_rounds of them with the defaults)",
+        lo=0,
+        hi=100000,
+        kind=int,
+    )
     similarity_threshold: str = _f(
         "none",
         "'otsu': a refined link also needs its best CSLS score (the "
@@ -237,6 +247,18 @@ class RefineConfig:
         lo=1,
         hi=10000,
         kind=int,
+    )
+    takeoff_keep: float = _f(
+        0.1,
+        "stochastic dictionary induction (VecMap): in the first take-off rounds each candidate pair "
+        "competes for a best match with this probability (a fixed random share of the CSLS scores is "
+        "dropped), doubling every `keep_doubling_rounds` rounds up to 1; the take-off cannot settle "
+        "before it is 1. 1 = off",
+        lo=0.01,
+        hi=1.0,
+    )
+    keep_doubling_rounds: int = _f(
+        5, "take-off rounds between doublings of the kept share (see takeoff_keep)", lo=1, hi=1000, kind=int
     )
     settle_fraction: float = _f(
         0.03,
@@ -301,6 +323,13 @@ class LinkConfig:
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+
+    def takeoff_keep_rounds(self) -> int:
+        """Take-off rounds before the kept share of ``refine.takeoff_keep`` reaches 1 (0 when it is 1)."""
+        rf = self.refine
+        if rf.takeoff_keep >= 1.0:
+            return 0
+        return math.ceil(math.log2(1.0 / rf.takeoff_keep) - 1e-9) * rf.keep_doubling_rounds
 
     def __post_init__(self) -> None:
         problems = []

@@ -102,8 +102,14 @@ class Backend(Protocol):
         exclude_left: np.ndarray,
         exclude_right: np.ndarray,
         phase_start: bool,
+        keep: float = 1.0,
+        salt: int = 0,
     ) -> RoundVotes:
-        """Compute the round's bagged-map votes, add them to the phase's cumulative votes."""
+        """Compute the round's bagged-map votes, add them to the phase's cumulative votes.
+
+        ``keep`` < 1: each pair competes for a best match only if ``kernels.keep_mask(.., keep, salt)``
+        keeps it (stochastic dictionary induction).
+        """
         ...
 
     def cross_covariance(
@@ -180,6 +186,16 @@ def run_rounds(
     n_seeds = len(seed_left)
     d_max = max(backend.dim_left, backend.dim_right)
     ev, bs, rf = cfg.evidence, cfg.bootstrap, cfg.refine
+    if rf.mode == "procrustes" and 0 < rf.max_rounds <= cfg.takeoff_keep_rounds():
+        log.warning(
+            "refine.max_rounds (%d) ends the take-off before its kept share (refine.takeoff_keep %g, "
+            "doubling every %d rounds) reaches 1: the take-off cannot settle; raise refine.max_rounds "
+            "above %d or set refine.takeoff_keep: 1.0",
+            rf.max_rounds,
+            rf.takeoff_keep,
+            rf.keep_doubling_rounds,
+            cfg.takeoff_keep_rounds(),
+        )
 
     resumed = backend.load_last_round()
     if resumed is None:
@@ -214,6 +230,7 @@ def run_rounds(
         phase_start = info["phase_rounds"] == 0
         al, ar = anchors["left_id"], anchors["right_id"]
         vec_l, vec_r = backend.anchor_vectors(al, ar)
+        keep_share = 1.0  # share of candidate pairs kept (refine take-off only)
         if phase == "geh":
             views, branch = kernels.sample_views(
                 vec_l,
@@ -259,7 +276,15 @@ def run_rounds(
             maps = np.stack([kernels.procrustes_map(np.round(c, 10)) for c in cross])
             n_cells = max(1, min(rf.cells, len(al) // 4))
             centroids = _cells(vec_r, n_cells, rng)
-            votes = backend.refine_votes(round_no, maps, centroids, seed_left, seed_right, phase_start)
+            if stage == "takeoff":
+                # VecMap's stochastic dictionary induction: early maps are poor, so the next dictionary
+                # is drawn from a random share of the scores; lets the loop leave a wrong fixed point.
+                keep_share = min(
+                    1.0, rf.takeoff_keep * 2.0 ** (info["phase_rounds"] // rf.keep_doubling_rounds)
+                )
+            votes = backend.refine_votes(
+                round_no, maps, centroids, seed_left, seed_right, phase_start, keep=keep_share, salt=salt
+            )
         n_views_phase = info["phase_views"] + m
 
         # Score cells -> Otsu threshold (with the floor) -> integer vote thresholds.
@@ -336,6 +361,7 @@ def run_rounds(
             "phase": phase,
             "views_branch": branch,
             "views": m,
+            "keep": keep_share,
             "anchors_before": int(len(al)),
             "candidates": int(cells[:, 2].sum()) if len(cells) else 0,
             "threshold": None if not math.isfinite(threshold) else float(threshold),
@@ -352,11 +378,12 @@ def run_rounds(
         info["phase_views"] = n_views_phase
         info["phase_rounds"] += 1
         log.info(
-            "round %d [%s/%s] anchors %d, candidates %d, threshold %s, promoted %d (+%d -%d), "
+            "round %d [%s/%s%s] anchors %d, candidates %d, threshold %s, promoted %d (+%d -%d), "
             "links %d, %.1f s",
             round_no,
             phase,
             branch,
+            "" if keep_share >= 1.0 else f", keep {keep_share:g}",
             len(al),
             stats["candidates"],
             "-" if stats["threshold"] is None else f"{stats['threshold']:.3f}",
@@ -385,7 +412,11 @@ def run_rounds(
             if stage == "takeoff":
                 # Churn of the link set, not its size: before take-off the set drifts (large churn) while
                 # its size barely grows (measured on wordnet), after take-off both settle.
-                settled = info["phase_rounds"] > 1 and added + removed <= rf.settle_fraction * max(n_links, 1)
+                settled = (
+                    info["phase_rounds"] > 1
+                    and keep_share >= 1.0
+                    and added + removed <= rf.settle_fraction * max(n_links, 1)
+                )
                 if settled or info["phase_rounds"] >= rf.max_rounds:
                     if rf.polish_rounds > 0:
                         info.update(refine_stage="polish", refine_polish_rounds=0)

@@ -489,8 +489,13 @@ def csls_block_matches(
     ids_right: np.ndarray,
     sig_right: np.ndarray,
     r_right: np.ndarray,
+    keep: float = 1.0,
+    salt: int = 0,
 ) -> tuple[np.ndarray, ...]:
     """Like :func:`block_best_matches` but ranking by CSLS = 2 cos - r_left - r_right (hubness-corrected).
+
+    With ``keep`` < 1 each pair takes part only if :func:`keep_mask` keeps it (VecMap's stochastic
+    dictionary induction: a random share of the similarities is dropped before the argmax).
 
     Returns (left ids, best right ids, CSLS, cos, right ids, best left ids, CSLS, cos).
     """
@@ -502,10 +507,52 @@ def csls_block_matches(
     g = np.round(sig_left[ol] @ sig_right[orr].T, SIM_DECIMALS)
     c = np.round(2.0 * g - r_left[ol][:, None] - r_right[orr][None, :], SIM_DECIMALS)
     il, ir = ids_left[ol], ids_right[orr]
+    if keep < 1.0:
+        c = np.where(keep_mask(il, ir, keep, salt), c, -np.inf)
     bl = c.argmax(axis=1)
     br = c.argmax(axis=0)
     al, ar = np.arange(len(il)), np.arange(len(ir))
-    return il, ir[bl], c[al, bl], g[al, bl], ir, il[br], c[br, ar], g[br, ar]
+    # A row whose every pair in the block was dropped has no match here.
+    okl, okr = np.isfinite(c[al, bl]), np.isfinite(c[br, ar])
+    return (
+        il[okl],
+        ir[bl][okl],
+        c[al, bl][okl],
+        g[al, bl][okl],
+        ir[okr],
+        il[br][okr],
+        c[br, ar][okr],
+        g[br, ar][okr],
+    )
+
+
+def id_hashes(ids: np.ndarray) -> np.ndarray:
+    """A uint64 per id: integer ids as themselves, other ids (strings) by CRC32 of their UTF-8 text."""
+    import zlib
+
+    a = np.asarray(ids)
+    if a.dtype.kind in "iu":
+        return a.astype(np.uint64)
+    return np.array([zlib.crc32(str(v).encode()) for v in a.tolist()], dtype=np.uint64)
+
+
+def keep_mask(ids_left: np.ndarray, ids_right: np.ndarray, keep: float, salt: int) -> np.ndarray:
+    """Deterministic dropout of pairs: (n_left, n_right) booleans, True for about ``keep`` of them.
+
+    A pair's fate depends only on its two ids and ``salt`` (not on the block or the engine), so every
+    block and both engines drop the same pairs. Hand-written because it must be a vectorised function
+    of the id pair: splitmix64's finaliser over a mix of the two id hashes.
+    """
+    with np.errstate(over="ignore"):
+        x = (
+            id_hashes(ids_left)[:, None] * np.uint64(0x9E3779B97F4A7C15)
+            + id_hashes(ids_right)[None, :] * np.uint64(0xC2B2AE3D27D4EB4F)
+            + np.uint64(int(salt) % 2**64)
+        )
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) < keep * 2.0**53
 
 
 def bag_flags(

@@ -128,6 +128,8 @@ class NumpyBackend:
         exclude_left: np.ndarray,
         exclude_right: np.ndarray,
         phase_start: bool,
+        keep: float = 1.0,
+        salt: int = 0,
     ) -> RoundVotes:
         probes = self.cfg.refine.cell_probes
         self._round_no = round_no
@@ -136,7 +138,15 @@ class NumpyBackend:
         )
         rr = kernels.refine_right_rows(self.right, len(maps), centroids, probes=probes)
         return self._votes(
-            rl, rr, len(maps), exclude_left, exclude_right, phase_start, csls_k=self.cfg.refine.csls_k
+            rl,
+            rr,
+            len(maps),
+            exclude_left,
+            exclude_right,
+            phase_start,
+            csls_k=self.cfg.refine.csls_k,
+            keep=keep,
+            salt=salt,
         )
 
     def cross_covariance(
@@ -195,6 +205,8 @@ class NumpyBackend:
         exclude_right: np.ndarray,
         phase_start: bool,
         csls_k: int | None = None,
+        keep: float = 1.0,
+        salt: int = 0,
     ) -> RoundVotes:
         cap = self.cfg.hashing.max_block_size
         lids, rids = self.left_ids[rl.row], self.right_ids[rr.row]
@@ -234,7 +246,7 @@ class NumpyBackend:
                 rla = np.array([r_left[(view, i)] for i in lids[kl].tolist()])
                 rra = np.array([r_right[(view, i)] for i in rids[kr].tolist()])
                 a, ab, asim, _, b, ba, bsim, _ = kernels.csls_block_matches(
-                    lids[kl], rl.sig[kl], rla, rids[kr], rr.sig[kr], rra
+                    lids[kl], rl.sig[kl], rla, rids[kr], rr.sig[kr], rra, keep, salt
                 )
             parts.append(pd.DataFrame({"view": view, "left_id": a, "right_id": ab, "sim": asim, "dir": "L"}))
             parts.append(pd.DataFrame({"view": view, "left_id": ba, "right_id": b, "sim": bsim, "dir": "R"}))

@@ -140,6 +140,8 @@ class SparkBackend:
         exclude_left: np.ndarray,
         exclude_right: np.ndarray,
         phase_start: bool,
+        keep: float = 1.0,
+        salt: int = 0,
     ) -> RoundVotes:
         rf, cap = self.cfg.refine, self.cfg.hashing.max_block_size
         ls = signatures.refine_signatures(
@@ -152,7 +154,9 @@ class SparkBackend:
             topk = cand_stage.block_topk(ls, rs, rf.csls_k, cap).persist()
             lr = cand_stage.csls_means(topk, "L", rf.csls_k)
             rr = cand_stage.csls_means(topk, "R", rf.csls_k)
-            best = cand_stage.csls_best_matches(ls.join(lr, ["view", ID]), rs.join(rr, ["view", ID]), cap)
+            best = cand_stage.csls_best_matches(
+                ls.join(lr, ["view", ID]), rs.join(rr, ["view", ID]), cap, keep, salt
+            )
             out = self._finish(round_no, ls, rs, best, len(maps), exclude_left, exclude_right, phase_start)
             topk.unpersist()
             return out

@@ -180,12 +180,15 @@ def csls_means(topk_rows: DataFrame, side: str, k: int) -> DataFrame:
     return grouped.select(VIEW, F.col(id_col).alias(ID), merge("_all").alias("r"))
 
 
-def csls_best_matches(left_sigs: DataFrame, right_sigs: DataFrame, max_block_size: int) -> DataFrame:
+def csls_best_matches(
+    left_sigs: DataFrame, right_sigs: DataFrame, max_block_size: int, keep: float = 1.0, salt: int = 0
+) -> DataFrame:
     """CSLS pass 3: like :func:`block_best_matches` but ranked by CSLS; the sides carry their r column.
 
+    ``keep`` < 1 drops pairs by :func:`veclink_spark.kernels.keep_mask` (stochastic induction).
     Rows (view, left_id, right_id, sim, dir) where sim is the CSLS score.
     """
-    cap = int(max_block_size)
+    cap, kp, st = int(max_block_size), float(keep), int(salt)
 
     def fn(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
         if len(left) == 0 or len(right) == 0:
@@ -196,7 +199,7 @@ def csls_best_matches(left_sigs: DataFrame, right_sigs: DataFrame, max_block_siz
         kr = kernels.cap_block(ir, right["dist"].to_numpy(), cap)
         sl, sr = np.stack(left["sig"].to_numpy())[kl], np.stack(right["sig"].to_numpy())[kr]
         a, ab, asim, _, b, ba, bsim, _ = kernels.csls_block_matches(
-            il[kl], sl, left["r"].to_numpy()[kl], ir[kr], sr, right["r"].to_numpy()[kr]
+            il[kl], sl, left["r"].to_numpy()[kl], ir[kr], sr, right["r"].to_numpy()[kr], kp, st
         )
         return _best_frame(view, a, ab, asim, b, ba, bsim)
 
