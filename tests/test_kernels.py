@@ -154,3 +154,15 @@ def test_csls_matches_with_dropout_only_pick_kept_pairs() -> None:
     assert mask[a, ab - 100].all() and mask[ba, b - 100].all()
     scores = np.where(mask, np.round(sl @ sr.T, kernels.SIM_DECIMALS), -np.inf)
     assert np.array_equal(ab, ir[scores[a].argmax(axis=1)])
+
+
+def test_procrustes_on_few_rounded_pairs_keeps_only_their_directions() -> None:
+    # 15 pairs in 384 dimensions determine 15 directions; the rounding the engine applies (so both
+    # backends fit the same map) must not turn its noise into 369 arbitrary extra directions.
+    rng = np.random.default_rng(2)
+    x = kernels.normalise_rows(rng.normal(size=(15, 384)))
+    y = kernels.normalise_rows(rng.normal(size=(15, 384)))
+    w = kernels.procrustes_map(x.T @ y, decimals=kernels.CROSS_DECIMALS)
+    assert np.linalg.matrix_rank(w) == 15
+    full = kernels.procrustes_map(rng.normal(size=(384, 384)), decimals=kernels.CROSS_DECIMALS)
+    assert np.linalg.matrix_rank(full) == 384

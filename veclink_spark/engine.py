@@ -273,7 +273,7 @@ def run_rounds(
                 svl, svr = backend.anchor_vectors(seed_left, seed_right)
                 cross = cross + (rf.seed_weight - 1.0) * (svl.T @ svr)[None, :, :]
             # Rounded so that summation-order noise between backends cannot change the maps.
-            maps = np.stack([kernels.procrustes_map(np.round(c, 10)) for c in cross])
+            maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
             n_cells = max(1, min(rf.cells, len(al) // 4))
             centroids = _cells(vec_r, n_cells, rng)
             if stage == "takeoff":

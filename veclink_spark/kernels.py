@@ -279,7 +279,12 @@ def sample_views(
     return views, branch
 
 
-def procrustes_map(cross: np.ndarray) -> np.ndarray:
+#: Decimals the cross-covariances are rounded to before the Procrustes SVD (summation-order noise
+#: between backends must not change the maps).
+CROSS_DECIMALS = 10
+
+
+def procrustes_map(cross: np.ndarray, decimals: int | None = None) -> np.ndarray:
     """Orthogonal (semi-orthogonal if d1 != d2) map W minimising ||X W - Y|| given cross = X^T Y.
 
     W = U_r V_r^T from the thin SVD of X^T Y, keeping only the r directions the pairs determine (r = the
@@ -288,10 +293,20 @@ def procrustes_map(cross: np.ndarray) -> np.ndarray:
     15 informative ones (measured: self-learning from the truncated start takes off where the textbook
     start settles on a wrong dictionary; docs/method.md); with pairs spanning the space, r is full and
     this is the textbook map. (scipy.linalg.orthogonal_procrustes handles square, full-rank maps only.)
+
+    ``decimals``: round ``cross`` first. Rounding adds up to 0.5e-``decimals`` to every entry, i.e. a
+    spectral perturbation up to sqrt(d1 d2) times that, so the rank threshold is raised to twice that
+    bound (without it the rounding noise counts as signal and a 15-pair map comes out full rank).
     """
+    cross = np.asarray(cross, dtype=np.float64)
+    tol_abs = 0.0
+    if decimals is not None:
+        cross = np.round(cross, decimals)
+        tol_abs = 2.0 * np.sqrt(cross.shape[0] * cross.shape[1]) * 0.5 * 10.0 ** (-decimals)
     u, s, vt = np.linalg.svd(cross, full_matrices=False)
     if s.size and s[0] > 0:
-        rank = int((s > s[0] * max(cross.shape) * np.finfo(np.float64).eps).sum())
+        tol = max(s[0] * max(cross.shape) * np.finfo(np.float64).eps, tol_abs)
+        rank = int((s > tol).sum())
         u, vt = u[:, :rank], vt[:rank]
     return u @ vt
 
