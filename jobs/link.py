@@ -85,4 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    from veclink_spark.session import stop_active_session
+
+    stop_active_session()
+    sys.exit(exit_code)

@@ -112,6 +112,15 @@ def running_under_spark_submit() -> bool:
     return bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
 
 
+def stop_active_session() -> None:
+    """Stop the active session, if any: the last step of a command-line job (a job that ends with its
+    session still running leaves the JVM gateway and Arrow's threads to interpreter shutdown, which
+    was seen to abort the Python process once after the job's work was done)."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+
+
 def get_or_create_session(
     master: str | None = None,
     app_name: str = "veclink-spark",
