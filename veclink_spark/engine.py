@@ -343,9 +343,7 @@ def run_rounds(
             anchors = _append(anchors, cand, promoted, round_no, n_views_phase, prob)
         else:
             seeds_only = {k: v[anchors["is_seed"]] for k, v in anchors.items()}
-            anchors = _append(
-                seeds_only, cand, promoted, round_no, n_views_phase, prob, keep_round=prev_links, old=anchors
-            )
+            anchors = _append(seeds_only, cand, promoted, round_no, n_views_phase, prob, old=anchors)
         new_links = set(
             zip(
                 anchors["left_id"][~anchors["is_seed"]].tolist(),
@@ -449,12 +447,11 @@ def _append(
     round_no: int,
     n_views: int,
     prob: np.ndarray,
-    keep_round: set | None = None,
     old: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Anchor table = ``base`` + promoted candidates (refine: a re-derived link keeps its first round)."""
     first_round: dict[tuple, int] = {}
-    if keep_round is not None and old is not None:
+    if old is not None:
         for lft, rgt, rnd, s in zip(
             old["left_id"].tolist(),
             old["right_id"].tolist(),

@@ -51,6 +51,13 @@ def centre_rows(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return normalise_rows(x) - np.asarray(mean, dtype=np.float64)[None, :]
 
 
+def centred_table(x: np.ndarray) -> np.ndarray:
+    """A whole table, in memory, centred as the Spark job does it: unit rows, minus the rounded mean of
+    the unit rows (:func:`table_mean`), unit rows again."""
+    units = normalise_rows(x)
+    return normalise_rows(centre_rows(units, table_mean(units.sum(axis=0), len(units))))
+
+
 def pairwise_distances(x: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """Euclidean distances between unit rows of ``x`` (n, d) and ``anchors`` (k, d): sqrt(2 - 2 cos)."""
     g = np.asarray(x, dtype=np.float64) @ np.asarray(anchors, dtype=np.float64).T

@@ -62,13 +62,7 @@ class NumpyBackend:
         self.left = kernels.normalise_rows(left)
         self.right = kernels.normalise_rows(right)
         if cfg.vectors.centre:
-            # As the Spark job: mean of the unit rows (rounded), subtracted, rows re-normalised.
-            self.left = kernels.normalise_rows(
-                kernels.centre_rows(self.left, kernels.table_mean(self.left.sum(axis=0), len(self.left)))
-            )
-            self.right = kernels.normalise_rows(
-                kernels.centre_rows(self.right, kernels.table_mean(self.right.sum(axis=0), len(self.right)))
-            )
+            self.left, self.right = kernels.centred_table(self.left), kernels.centred_table(self.right)
         self.n_left, self.dim_left = self.left.shape
         self.n_right, self.dim_right = self.right.shape
         self.cfg = cfg
