@@ -166,3 +166,25 @@ def test_procrustes_on_few_rounded_pairs_keeps_only_their_directions() -> None:
     assert np.linalg.matrix_rank(w) == 15
     full = kernels.procrustes_map(rng.normal(size=(384, 384)), decimals=kernels.CROSS_DECIMALS)
     assert np.linalg.matrix_rank(full) == 384
+
+
+def test_mixture_cut_separates_two_humps_and_leaves_one_whole() -> None:
+    rng = np.random.default_rng(0)
+    # 600 'right' links around 0.55 and 900 'wrong' ones around 0.25 (the alpha 0.15 shape).
+    right, wrong = rng.normal(0.55, 0.06, 600), rng.normal(0.25, 0.06, 900)
+    cut = kernels.mixture_cut(np.concatenate([wrong, right]), min_separation=2.0)
+    assert cut is not None and cut.applies
+    assert 0.35 < cut.threshold < 0.45
+    assert abs(cut.upper_weight - 0.4) < 0.05
+    kept_right = (np.round(right, kernels.CUT_DECIMALS) >= cut.threshold).mean()
+    kept_wrong = (np.round(wrong, kernels.CUT_DECIMALS) >= cut.threshold).mean()
+    assert kept_right > 0.95 and kept_wrong < 0.05
+    # Input order does not matter (the engines list links in different orders).
+    shuffled = rng.permutation(np.concatenate([wrong, right]))
+    assert kernels.mixture_cut(shuffled, min_separation=2.0) == cut
+    # One skewed hump (nearly every link right): a mixture still fits but is not separated: no cut.
+    one = 0.7 - rng.gamma(2.0, 0.05, 1500)
+    flat = kernels.mixture_cut(one, min_separation=2.0)
+    assert flat is not None and not flat.applies and flat.separation < 2.0
+    # Too few links: no mixture at all.
+    assert kernels.mixture_cut(right[:10], min_separation=2.0) is None

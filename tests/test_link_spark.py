@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = {
     "views": {"base_views": 16},
     "bootstrap": {"max_rounds": 2},
-    "refine": {"max_rounds": 3, "takeoff_keep": 0.25, "keep_doubling_rounds": 1},
+    # mixture_separation 0: the take-off's mixture cut always applies, so both engines must cut alike.
+    "refine": {"max_rounds": 3, "takeoff_keep": 0.25, "keep_doubling_rounds": 1, "mixture_separation": 0.0},
 }
 
 
@@ -33,7 +34,7 @@ def _vectors(x: np.ndarray) -> pa.Array:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    pair = make_pair(n_objects=300, alpha=0.3, n_seeds=15, seed=1)
+    pair = make_pair(n_objects=400, alpha=0.3, n_seeds=15, seed=1)  # enough links for the mixture cut
     d = tmp_path_factory.mktemp("linkdata")
     pq.write_table(pa.table({"id": pair.left_ids, "vector": _vectors(pair.left)}), d / "left.parquet")
     pq.write_table(pa.table({"id": pair.right_ids, "vector": _vectors(pair.right)}), d / "right.parquet")
@@ -79,6 +80,9 @@ def test_spark_links_equal_the_reference(spark, data, first_run) -> None:
     assert [h["promoted"] for h in result.summary["history"]] == [
         h["promoted"] for h in ref_summary["history"]
     ]
+    # The mixture cut ran, and on the same scores in both engines.
+    cuts = [h["mixture"] for h in result.summary["history"] if h.get("mixture")]
+    assert cuts and cuts == [h["mixture"] for h in ref_summary["history"] if h.get("mixture")]
 
 
 def test_output_tables_and_summary(spark, first_run) -> None:

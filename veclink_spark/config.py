@@ -200,10 +200,20 @@ class RefineConfig:
     )
     csls_k: int = _f(10, "neighbours of the CSLS hubness correction", lo=1, hi=1000, kind=int)
     cells: int = _f(
-        16,
-        "k-means cells (in the right space) that block the mapped nearest-neighbour search",
-        lo=1,
+        0,
+        "k-means cells (in the right space) that block the mapped nearest-neighbour search; 0 = auto: "
+        "one cell (exact search) while cell_probes x block_rows covers the right table, else enough "
+        "cells that a block holds about block_rows right rows",
+        lo=0,
         hi=10**6,
+        kind=int,
+    )
+    block_rows: int = _f(
+        8000,
+        "target right rows per block with cells: 0 (a block's dense score matrices are block_rows^2 "
+        "floats per side)",
+        lo=100,
+        hi=10**7,
         kind=int,
     )
     cell_probes: int = _f(4, "cells each vector is searched in", lo=1, hi=1024, kind=int)
@@ -214,7 +224,7 @@ class RefineConfig:
         hi=1.0,
     )
     max_rounds: int = _f(
-        40,
+        60,
         "cap on take-off refinement rounds (the kept share of takeoff_keep reaches 1 after "
         "4 x keep_doubling_rounds of them with the defaults)",
         lo=0,
@@ -222,12 +232,19 @@ class RefineConfig:
         kind=int,
     )
     similarity_threshold: str = _f(
-        "none",
-        "'otsu': a refined link also needs its best CSLS score (the "
-        "backends' Candidates.sim) above the Otsu threshold of the round's "
-        "candidates (more precise, far less recall: docs/method.md); "
-        "'none': votes alone",
-        choices=("otsu", "none"),
+        "mixture",
+        "'mixture': a refined link also needs its best CSLS score (the backends' Candidates.sim) in "
+        "the upper component of a two-Gaussian mixture fitted to the scores of the round's links, when "
+        "the two components are separated (mixture_separation); 'otsu': above the Otsu threshold of "
+        "the round's candidates (more precise, far less recall: docs/method.md); 'none': votes alone",
+        choices=("mixture", "otsu", "none"),
+    )
+    mixture_separation: float = _f(
+        2.0,
+        "the 'mixture' threshold applies only when the two components' Ashman's D (sqrt(2) |mu1 - mu2| "
+        "/ sqrt(s1^2 + s2^2)) is at least this: one hump of mostly right links is left whole",
+        lo=0.0,
+        hi=100.0,
     )
     stable_fraction: float = _f(
         0.01, "refinement stops when fewer than this fraction of the links changed in a round", lo=0.0, hi=1.0
@@ -248,6 +265,29 @@ class RefineConfig:
         hi=10000,
         kind=int,
     )
+    init: str = _f(
+        "distribution",
+        "the take-off's first dictionary: 'seeds' (the seeds alone: a map of their few directions) or "
+        "'distribution' (the seeds plus the CSLS mutual nearest neighbours of each row's similarity "
+        "distribution to a sample of its own table: VecMap's unsupervised initialisation; lets "
+        "cross-family pairs with out-of-domain seeds take off, docs/method.md)",
+        choices=("seeds", "distribution"),
+    )
+    init_sample: int = _f(
+        4000,
+        "rows of each table (the ones with the smallest id hashes) the 'distribution' descriptors "
+        "measure similarities to; the sample travels to every executor (rows x dim floats)",
+        lo=10,
+        hi=10**6,
+        kind=int,
+    )
+    init_quantiles: int = _f(
+        100,
+        "length of a 'distribution' descriptor (ranks read on a geometric grid)",
+        lo=2,
+        hi=10000,
+        kind=int,
+    )
     takeoff_keep: float = _f(
         0.1,
         "stochastic dictionary induction (VecMap): in the first take-off rounds each candidate pair "
@@ -258,7 +298,7 @@ class RefineConfig:
         hi=1.0,
     )
     keep_doubling_rounds: int = _f(
-        5, "take-off rounds between doublings of the kept share (see takeoff_keep)", lo=1, hi=1000, kind=int
+        10, "take-off rounds between doublings of the kept share (see takeoff_keep)", lo=1, hi=1000, kind=int
     )
     settle_fraction: float = _f(
         0.03,
@@ -268,10 +308,10 @@ class RefineConfig:
         hi=1.0,
     )
     polish_rounds: int = _f(
-        1,
+        0,
         "rounds of the 'polish' stage after take-off: `views` maps, each fitted on "
         "`bag_fraction` of the dictionary, a link needs `min_vote_fraction` of them; "
-        "0 = end with the take-off links",
+        "0 = end with the take-off links (after the mixture cut of similarity_threshold)",
         lo=0,
         hi=1000,
         kind=int,
@@ -302,6 +342,15 @@ class DiagnosticsConfig:
         lo=0.0,
         hi=1.0,
     )
+    min_link_consistency: float = _f(
+        0.35,
+        "a run whose links' distance consistency (Spearman correlation of link-to-link distances across "
+        "the two spaces, on a sample of the links) is below this is reported as stalled: a chance "
+        "matching does not preserve geometry (measured: 0.22-0.26 on chance matchings, 0.46-0.64 on "
+        "runs that took off)",
+        lo=-1.0,
+        hi=1.0,
+    )
     min_seed_consistency: float = _f(
         0.3,
         "warn when the Spearman correlation of seed-to-seed distances across the two spaces is below this",
@@ -323,6 +372,15 @@ class LinkConfig:
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+
+    def refine_cells(self, n_right: int) -> int:
+        """Cells of the refinement's blocked search for a right table of ``n_right`` rows."""
+        rf = self.refine
+        if rf.cells > 0:
+            return rf.cells
+        # Each vector is searched in cell_probes cells, so a block holds ~cell_probes/cells of the table.
+        n = math.ceil(rf.cell_probes * n_right / rf.block_rows)
+        return 1 if n <= rf.cell_probes else n
 
     def takeoff_keep_rounds(self) -> int:
         """Take-off rounds before the kept share of ``refine.takeoff_keep`` reaches 1 (0 when it is 1)."""

@@ -44,9 +44,10 @@ def diagnose(
     beyond the seeds, or when its link set did not settle: more than ``diagnostics.max_final_churn`` of
     the links changed in the last take-off refinement round (self-learning can always produce *some* matching,
     even between unrelated tables; such a matching keeps churning, a real one converges).
-    ``link_vectors`` (a sample of the links' vectors) gives the link-to-link distance consistency,
-    reported for information. The summary then says so with the evidence (seed-to-seed distance consistency
-    across the spaces, vote margins, links per round) and what the user can do. Logged at WARNING.
+    ``link_vectors`` (a sample of the links' vectors) gives the link-to-link distance consistency; below
+    ``diagnostics.min_link_consistency`` the run is stalled too (a chance matching can settle). The
+    summary then says so with the evidence (seed-to-seed distance consistency across the spaces, vote
+    margins, links per round) and what the user can do. Logged at WARNING.
     """
     history = info.get("history", [])
     n_links = int((~links["is_seed"].astype(bool)).sum()) if len(links) else 0
@@ -77,7 +78,14 @@ def diagnose(
     unstable = (
         n_links >= needed and np.isfinite(retention) and retention < cfg.diagnostics.min_polish_retention
     )
-    stalled = n_links < needed or bool(unsettled) or bool(unstable)
+    # Link consistency: with the polish vote off (the default), the check that catches a settled chance
+    # matching (self-learning between unrelated tables can settle; its links do not keep distances).
+    incoherent = (
+        n_links >= needed
+        and np.isfinite(link_consistency)
+        and link_consistency < cfg.diagnostics.min_link_consistency
+    )
+    stalled = n_links < needed or bool(unsettled) or bool(unstable) or bool(incoherent)
     per_round = [int(h.get("added", 0)) for h in history]
     margins = [
         {
@@ -103,6 +111,12 @@ def diagnose(
                 f"{cfg.diagnostics.min_polish_retention:.0%}): the self-learned matching is not stable; "
                 "the links kept are the ones every map agrees on (often right, but few), so most of the "
                 "overlap was not found"
+            )
+        if incoherent:
+            reasons.append(
+                f"the links do not keep distances: link-to-link distances agree poorly across the two "
+                f"spaces (Spearman {link_consistency:.2f} < {cfg.diagnostics.min_link_consistency}), "
+                "as in a chance matching; treat these links as chance matches"
             )
         if unsettled:
             reasons.append(

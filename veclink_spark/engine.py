@@ -112,6 +112,21 @@ class Backend(Protocol):
         """
         ...
 
+    def distribution_votes(
+        self,
+        round_no: int,
+        n_cells: int,
+        cells_seed: int,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
+        """The 'distribution' initialisation round: CSLS mutual nearest neighbours of the rows'
+        :func:`veclink_spark.kernels.distribution_descriptors` (each table's sample: its
+        ``refine.init_sample`` rows of smallest :func:`veclink_spark.kernels.sample_keys`), blocked by
+        ``n_cells`` k-means cells of the right sample's descriptors (``cells_seed``); one view."""
+        ...
+
     def cross_covariance(
         self,
         prev_round: int | None,
@@ -231,6 +246,7 @@ def run_rounds(
         al, ar = anchors["left_id"], anchors["right_id"]
         vec_l, vec_r = backend.anchor_vectors(al, ar)
         keep_share = 1.0  # share of candidate pairs kept (refine take-off only)
+        stage = ""  # refine stage: 'takeoff' or 'polish'
         if phase == "geh":
             views, branch = kernels.sample_views(
                 vec_l,
@@ -265,6 +281,23 @@ def run_rounds(
                 m, fraction, floor = rf.takeoff_views, 1.0, 0.0
             else:
                 m, fraction, floor = rf.views, rf.bag_fraction, rf.min_vote_fraction
+            n_cells = max(1, min(cfg.refine_cells(backend.n_right), len(al) // 4))
+        init_round = (
+            phase == "refine"
+            and stage == "takeoff"
+            and info["phase_rounds"] == 0
+            and rf.init == "distribution"
+        )
+        if init_round:
+            # The first take-off dictionary from the similarity-distribution descriptors (no map yet): the
+            # next round fits its map on these proposals plus the weighted seeds (docs/method.md).
+            branch = "procrustes/init"
+            n_cells = max(1, min(cfg.refine_cells(backend.n_right), rf.init_sample // 4))
+            cells_seed = int(rng.integers(0, 2**31 - 1)) if n_cells > 1 else 0
+            votes = backend.distribution_votes(
+                round_no, n_cells, cells_seed, seed_left, seed_right, phase_start
+            )
+        elif phase == "refine":
             cross = backend.cross_covariance(prev, m, fraction, salt, seed_left, seed_right)
             if rf.seed_weight != 1.0 and stage == "takeoff":
                 # The seeds are the only pairs known to be right: weigh them up against the (early: mostly
@@ -274,7 +307,6 @@ def run_rounds(
                 cross = cross + (rf.seed_weight - 1.0) * (svl.T @ svr)[None, :, :]
             # Rounded so that summation-order noise between backends cannot change the maps.
             maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
-            n_cells = max(1, min(rf.cells, len(al) // 4))
             centroids = _cells(vec_r, n_cells, rng)
             if stage == "takeoff":
                 # VecMap's stochastic dictionary induction: early maps are poor, so the next dictionary
@@ -291,7 +323,9 @@ def run_rounds(
         cells = votes.cells
         threshold = math.inf
         sim_threshold = None
+        mixture: dict[str, Any] | None = None
         promoted: list[int] = []
+        promoted_cut: list[int] | None = None  # the take-off's links cut by refine.similarity_threshold
         cand = Candidates(np.array([]), np.array([]), np.array([]), np.array([]), np.array([]))
         if len(cells):
             rv, cv, cnt = cells[:, 0], cells[:, 1], cells[:, 2]
@@ -330,6 +364,27 @@ def run_rounds(
                     cand.left[idx], cand.right[idx], csc[idx], tie, used_l, used_r
                 )
                 promoted = idx[keep].tolist()
+                if (
+                    phase == "refine"
+                    and stage == "takeoff"
+                    and not init_round
+                    and rf.similarity_threshold == "mixture"
+                ):
+                    # Computed every take-off round (cheap, on the driver), applied only to the links the
+                    # take-off ends with (below): the cut must not change the churn that decides settling.
+                    cut = kernels.mixture_cut(cand.sim[promoted], min_separation=rf.mixture_separation)
+                    if cut is not None:
+                        mixture = {
+                            "threshold": cut.threshold,
+                            "separation": round(cut.separation, 3),
+                            "upper_weight": round(cut.upper_weight, 3),
+                            "applies": cut.applies,
+                        }
+                        if cut.applies:
+                            sims = np.round(cand.sim[promoted], kernels.CUT_DECIMALS).tolist()
+                            promoted_cut = [
+                                p for p, v in zip(promoted, sims, strict=True) if v >= cut.threshold
+                            ]
 
         prob = (
             (ev.prior_alpha + cand.cum_votes) / (ev.prior_alpha + ev.prior_beta + n_views_phase)
@@ -339,11 +394,12 @@ def run_rounds(
         prev_links = set(
             zip(al[~anchors["is_seed"]].tolist(), ar[~anchors["is_seed"]].tolist(), strict=False)
         )
+        before = anchors
+        seeds_only = {k: v[anchors["is_seed"]] for k, v in anchors.items()}
         if phase == "geh":
             anchors = _append(anchors, cand, promoted, round_no, n_views_phase, prob)
         else:
-            seeds_only = {k: v[anchors["is_seed"]] for k, v in anchors.items()}
-            anchors = _append(seeds_only, cand, promoted, round_no, n_views_phase, prob, old=anchors)
+            anchors = _append(seeds_only, cand, promoted, round_no, n_views_phase, prob, old=before)
         new_links = set(
             zip(
                 anchors["left_id"][~anchors["is_seed"]].tolist(),
@@ -365,6 +421,7 @@ def run_rounds(
             "threshold": None if not math.isfinite(threshold) else float(threshold),
             "floor": float(floor),
             "sim_threshold": sim_threshold,
+            "mixture": mixture,
             "promoted": len(promoted),
             "added": added,
             "removed": removed,
@@ -416,6 +473,20 @@ def run_rounds(
                     and added + removed <= rf.settle_fraction * max(n_links, 1)
                 )
                 if settled or info["phase_rounds"] >= rf.max_rounds:
+                    if promoted_cut is not None:
+                        # The take-off's last links, cut at the mixture threshold of their similarities: the
+                        # lower component is mostly one-side-only objects' best matches (docs/method.md).
+                        anchors = _append(
+                            seeds_only, cand, promoted_cut, round_no, n_views_phase, prob, old=before
+                        )
+                        stats["links"] = int((~anchors["is_seed"]).sum())
+                        log.info(
+                            "mixture cut at similarity %.4f (separation %.2f): %d of %d take-off links kept",
+                            stats["mixture"]["threshold"],
+                            stats["mixture"]["separation"],
+                            stats["links"],
+                            n_links,
+                        )
                     if rf.polish_rounds > 0:
                         info.update(refine_stage="polish", refine_polish_rounds=0)
                         log.info(
@@ -487,9 +558,4 @@ def _append(
 
 def _cells(vec_right: np.ndarray, n_cells: int, rng: np.random.Generator) -> np.ndarray:
     """Blocking cells of the mapped nearest-neighbour search: k-means of the anchors' right vectors."""
-    if n_cells <= 1:
-        return kernels.normalise_rows(vec_right.mean(axis=0, keepdims=True))
-    from sklearn.cluster import KMeans
-
-    km = KMeans(n_clusters=n_cells, n_init=1, random_state=int(rng.integers(0, 2**31 - 1))).fit(vec_right)
-    return kernels.normalise_rows(km.cluster_centers_)
+    return kernels.cell_centroids(vec_right, n_cells, int(rng.integers(0, 2**31 - 1)) if n_cells > 1 else 0)

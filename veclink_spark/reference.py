@@ -143,6 +143,27 @@ class NumpyBackend:
             salt=salt,
         )
 
+    def distribution_votes(
+        self,
+        round_no: int,
+        n_cells: int,
+        cells_seed: int,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
+        rf = self.cfg.refine
+        self._round_no = round_no
+        dl = _descriptors(self.left, self.left_ids, rf.init_sample, rf.init_quantiles)
+        dr = _descriptors(self.right, self.right_ids, rf.init_sample, rf.init_quantiles)
+        sample_r = kernels.hash_sample(self.right_ids, rf.init_sample)
+        centroids = kernels.cell_centroids(dr[sample_r], n_cells, cells_seed)
+        probes = rf.cell_probes
+        eye = np.eye(dl.shape[1])[None, :, :]
+        rl = kernels.refine_signature_rows(dl, eye, centroids, probes=probes, renormalise=True)
+        rr = kernels.refine_right_rows(dr, 1, centroids, probes=probes)
+        return self._votes(rl, rr, 1, exclude_left, exclude_right, phase_start, csls_k=rf.csls_k)
+
     def cross_covariance(
         self,
         prev_round: int | None,
@@ -279,6 +300,19 @@ class NumpyBackend:
             "mnn_pairs": int(len(mnn)),
         }
         return RoundVotes(n_views=n_views, cells=cells, stats=stats, sim_hist=np.stack([sv, sc], axis=1))
+
+
+def _descriptors(x: np.ndarray, ids: np.ndarray, sample_size: int, quantiles: int) -> np.ndarray:
+    """Every row's :func:`kernels.distribution_descriptors`, in chunks (a chunk x sample matrix at a time)."""
+    pick = kernels.hash_sample(ids, sample_size)
+    sample, sample_ids = x[pick], ids[pick]
+    step = 4096
+    parts = [
+        kernels.distribution_descriptors(x[i : i + step], ids[i : i + step], sample, sample_ids, quantiles)
+        for i in range(0, len(x), step)
+    ]
+    # Re-normalised as the Spark stages re-normalise every vector they read, so both see the same rows.
+    return kernels.normalise_rows(np.concatenate(parts))
 
 
 def link_arrays(

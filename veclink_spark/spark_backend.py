@@ -23,7 +23,7 @@ from .config import LinkConfig
 from .constants import ID, IS_SEED, LEFT_ID, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
 from .engine import Candidates, RoundVotes
 from .stages import candidates as cand_stage
-from .stages import evidence, mutual_nn, refine, signatures
+from .stages import distribution, evidence, mutual_nn, refine, signatures
 from .store import RunStore
 
 log = logging.getLogger(__name__)
@@ -143,13 +143,69 @@ class SparkBackend:
         keep: float = 1.0,
         salt: int = 0,
     ) -> RoundVotes:
+        return self._mapped_votes(
+            self.left,
+            self.right,
+            maps,
+            centroids,
+            self.cfg.refine.renormalise,
+            round_no,
+            exclude_left,
+            exclude_right,
+            phase_start,
+            keep,
+            salt,
+        )
+
+    def distribution_votes(
+        self,
+        round_no: int,
+        n_cells: int,
+        cells_seed: int,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
+        rf = self.cfg.refine
+        lids, lsample = self._sample(self.left, rf.init_sample)
+        rids, rsample = self._sample(self.right, rf.init_sample)
+        dl = distribution.descriptors(self.left, lids, lsample, rf.init_quantiles)
+        dr = distribution.descriptors(self.right, rids, rsample, rf.init_quantiles)
+        right_desc = kernels.distribution_descriptors(rsample, rids, rsample, rids, rf.init_quantiles)
+        centroids = kernels.cell_centroids(right_desc, n_cells, cells_seed)
+        eye = np.eye(right_desc.shape[1])[None, :, :]
+        return self._mapped_votes(
+            dl, dr, eye, centroids, True, round_no, exclude_left, exclude_right, phase_start, 1.0, 0
+        )
+
+    def _sample(self, df: DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, unit vectors) of the table's ``size`` rows of smallest sample key (ties by id), in order."""
+        keys = distribution.sample_keys(df).orderBy(distribution.SAMPLE_KEY, ID).limit(int(size))
+        rows: pd.DataFrame = (
+            keys.join(df, ID).orderBy(distribution.SAMPLE_KEY, ID).select(ID, VECTOR).toPandas()
+        )
+        return rows[ID].to_numpy(), kernels.normalise_rows(np.stack(rows[VECTOR].to_numpy()))
+
+    def _mapped_votes(
+        self,
+        left: DataFrame,
+        right: DataFrame,
+        maps: np.ndarray,
+        centroids: np.ndarray,
+        renormalise: bool,
+        round_no: int,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+        keep: float,
+        salt: int,
+    ) -> RoundVotes:
+        """CSLS mutual nearest neighbours of ``left`` mapped by each of ``maps`` and ``right``, blocked."""
         rf, cap = self.cfg.refine, self.cfg.hashing.max_block_size
         ls = signatures.refine_signatures(
-            self.left, "left", maps, centroids, probes=rf.cell_probes, renormalise=rf.renormalise
+            left, "left", maps, centroids, probes=rf.cell_probes, renormalise=renormalise
         ).persist()
-        rs = signatures.refine_signatures(
-            self.right, "right", maps, centroids, probes=rf.cell_probes
-        ).persist()
+        rs = signatures.refine_signatures(right, "right", maps, centroids, probes=rf.cell_probes).persist()
         try:
             topk = cand_stage.block_topk(ls, rs, rf.csls_k, cap).persist()
             lr = cand_stage.csls_means(topk, "L", rf.csls_k)
