@@ -188,3 +188,34 @@ def test_mixture_cut_separates_two_humps_and_leaves_one_whole() -> None:
     assert flat is not None and not flat.applies and flat.separation < 2.0
     # Too few links: no mixture at all.
     assert kernels.mixture_cut(right[:10], min_separation=2.0) is None
+
+
+def test_distribution_descriptors_ignore_rotations_and_the_rows_own_similarity() -> None:
+    rng = np.random.default_rng(2)
+    x = kernels.normalise_rows(rng.normal(size=(300, 24)))
+    ids = rng.permutation(10_000)[:300]
+    q, _ = np.linalg.qr(rng.normal(size=(24, 24)))
+    pick = kernels.hash_sample(ids, 120)
+    a = kernels.distribution_descriptors(x, ids, x[pick], ids[pick], 40)
+    b = kernels.distribution_descriptors(x @ q, ids, (x @ q)[pick], ids[pick], 40)
+    assert a.shape[0] == 300 and a.shape[1] <= 40
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0)
+    # A rotated copy of the table (another 'encoder' that keeps all geometry) gives the same descriptors.
+    assert np.allclose(a, b, atol=1e-8)
+    # A sampled row does not see itself (similarity 1): under a foreign id it would, and its descriptor
+    # would change; its own one stays finite.
+    r = pick[0]
+    own = kernels.distribution_descriptors(x[[r]], ids[[r]], x[pick], ids[pick], 40)
+    seen = kernels.distribution_descriptors(x[[r]], np.array([-1]), x[pick], ids[pick], 40)
+    assert np.isfinite(own).all() and not np.allclose(own, seen)
+
+
+def test_hash_sample_depends_on_ids_only() -> None:
+    ids = np.arange(1000, 2000)
+    pick = kernels.hash_sample(ids, 50)
+    shuffled = np.random.default_rng(0).permutation(ids)
+    assert sorted(ids[pick].tolist()) == sorted(shuffled[kernels.hash_sample(shuffled, 50)].tolist())
+    # Sequential ids still give a spread-out sample (the keys are mixed, not the ids themselves).
+    assert ids[pick].min() < 1200 and ids[pick].max() > 1800
+    keys = kernels.sample_keys(np.array(["a", "b", "c"]))
+    assert keys.dtype == np.int64 and (keys >= 0).all() and len(set(keys.tolist())) == 3
