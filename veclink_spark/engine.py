@@ -487,7 +487,9 @@ def run_rounds(
                             stats["links"],
                             n_links,
                         )
-                    if rf.polish_rounds > 0:
+                    # The polish vote is the precision filter where the mixture cut is not (its components
+                    # were not separated, or it is off); after a cut it is optional (polish_after_cut).
+                    if rf.polish_rounds > 0 and (promoted_cut is None or rf.polish_after_cut):
                         info.update(refine_stage="polish", refine_polish_rounds=0)
                         log.info(
                             "refinement settled after %d rounds (%d proposals): polishing with %d "
