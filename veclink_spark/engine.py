@@ -14,10 +14,15 @@ Refine rounds fit orthogonal maps (Procrustes on the dictionary, each seed weigh
 ``refine.seed_weight``) and propose CSLS mutual nearest neighbours in the mapped space, in two stages
 (measurements in ``docs/method.md``):
 
-- ``takeoff``: ``refine.takeoff_views`` map(s) fitted on the whole dictionary = every pair the previous
-  round proposed (VecMap-style self-learning); ends when the number of proposals changes by at most
-  ``refine.settle_fraction`` between rounds (or at ``refine.max_rounds``);
-- ``polish``: ``refine.polish_rounds`` rounds of ``refine.views`` maps, each fitted on a random
+- ``takeoff``: with ``refine.init`` ``distribution`` its first round (``procrustes/init``) proposes the
+  CSLS mutual nearest neighbours of the rows' similarity-distribution descriptors (no map yet); then
+  ``refine.takeoff_views`` map(s) fitted on the whole dictionary = every pair the previous round
+  proposed (VecMap-style self-learning, with stochastic dictionary induction); ends when the link set
+  changes by at most ``refine.settle_fraction`` (once the kept share is 1) or at ``refine.max_rounds``.
+  Its last links are then cut at the mixture threshold of their similarities
+  (``refine.similarity_threshold`` ``mixture``) when the mixture's components are separated;
+- ``polish`` (only when that cut did not apply, unless ``refine.polish_after_cut``):
+  ``refine.polish_rounds`` rounds of ``refine.views`` maps, each fitted on a random
   ``refine.bag_fraction`` of the current links; a link needs ``refine.min_vote_fraction`` of the maps
   (stability under resampling is what separates true pairs from one-sided objects' best matches).
 
