@@ -286,7 +286,6 @@ def run_rounds(
                 m, fraction, floor = rf.takeoff_views, 1.0, 0.0
             else:
                 m, fraction, floor = rf.views, rf.bag_fraction, rf.min_vote_fraction
-            n_cells = max(1, min(cfg.refine_cells(backend.n_right), len(al) // 4))
         init_round = (
             phase == "refine"
             and stage == "takeoff"
@@ -298,9 +297,8 @@ def run_rounds(
             # next round fits its map on these proposals plus the weighted seeds (docs/method.md).
             branch = "procrustes/init"
             n_cells = max(1, min(cfg.refine_cells(backend.n_right), rf.init_sample // 4))
-            cells_seed = int(rng.integers(0, 2**31 - 1)) if n_cells > 1 else 0
             votes = backend.distribution_votes(
-                round_no, n_cells, cells_seed, seed_left, seed_right, phase_start
+                round_no, n_cells, _cells_seed(n_cells, rng), seed_left, seed_right, phase_start
             )
         elif phase == "refine":
             cross = backend.cross_covariance(prev, m, fraction, salt, seed_left, seed_right)
@@ -312,7 +310,8 @@ def run_rounds(
                 cross = cross + (rf.seed_weight - 1.0) * (svl.T @ svr)[None, :, :]
             # Rounded so that summation-order noise between backends cannot change the maps.
             maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
-            centroids = _cells(vec_r, n_cells, rng)
+            n_cells = max(1, min(cfg.refine_cells(backend.n_right), len(al) // 4))
+            centroids = kernels.cell_centroids(vec_r, n_cells, _cells_seed(n_cells, rng))
             if stage == "takeoff":
                 # VecMap's stochastic dictionary induction: early maps are poor, so the next dictionary
                 # is drawn from a random share of the scores; lets the loop leave a wrong fixed point.
@@ -563,6 +562,7 @@ def _append(
     )
 
 
-def _cells(vec_right: np.ndarray, n_cells: int, rng: np.random.Generator) -> np.ndarray:
-    """Blocking cells of the mapped nearest-neighbour search: k-means of the anchors' right vectors."""
-    return kernels.cell_centroids(vec_right, n_cells, int(rng.integers(0, 2**31 - 1)) if n_cells > 1 else 0)
+def _cells_seed(n_cells: int, rng: np.random.Generator) -> int:
+    """The k-means seed of a round's blocking cells (drawn only when there is more than one cell, so a
+    one-cell round leaves the round's generator untouched)."""
+    return int(rng.integers(0, 2**31 - 1)) if n_cells > 1 else 0

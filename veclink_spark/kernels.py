@@ -211,12 +211,12 @@ def mixture_cut(
     fewer than ``min_links`` links. scikit-learn's EM, on sorted values rounded to ``CUT_DECIMALS``,
     with a fixed random state: the same input gives the same cut in both engines.
     """
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
     v = np.sort(np.round(np.asarray(sims, dtype=np.float64), CUT_DECIMALS))
     if len(v) < min_links or v[-1] - v[0] <= 0:
         return None
-    from sklearn.exceptions import ConvergenceWarning
 
     gm = GaussianMixture(n_components=2, covariance_type="full", random_state=0, max_iter=500)
     with warnings.catch_warnings():

@@ -154,9 +154,8 @@ class NumpyBackend:
     ) -> RoundVotes:
         rf = self.cfg.refine
         self._round_no = round_no
-        dl = _descriptors(self.left, self.left_ids, rf.init_sample, rf.init_quantiles)
-        dr = _descriptors(self.right, self.right_ids, rf.init_sample, rf.init_quantiles)
-        sample_r = kernels.hash_sample(self.right_ids, rf.init_sample)
+        dl, _ = _descriptors(self.left, self.left_ids, rf.init_sample, rf.init_quantiles)
+        dr, sample_r = _descriptors(self.right, self.right_ids, rf.init_sample, rf.init_quantiles)
         centroids = kernels.cell_centroids(dr[sample_r], n_cells, cells_seed)
         probes = rf.cell_probes
         eye = np.eye(dl.shape[1])[None, :, :]
@@ -302,8 +301,11 @@ class NumpyBackend:
         return RoundVotes(n_views=n_views, cells=cells, stats=stats, sim_hist=np.stack([sv, sc], axis=1))
 
 
-def _descriptors(x: np.ndarray, ids: np.ndarray, sample_size: int, quantiles: int) -> np.ndarray:
-    """Every row's :func:`kernels.distribution_descriptors`, in chunks (a chunk x sample matrix at a time)."""
+def _descriptors(
+    x: np.ndarray, ids: np.ndarray, sample_size: int, quantiles: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's :func:`kernels.distribution_descriptors`, in chunks (a chunk x sample matrix at a
+    time), and the sample's row indices."""
     pick = kernels.hash_sample(ids, sample_size)
     sample, sample_ids = x[pick], ids[pick]
     step = 4096
@@ -312,7 +314,7 @@ def _descriptors(x: np.ndarray, ids: np.ndarray, sample_size: int, quantiles: in
         for i in range(0, len(x), step)
     ]
     # Re-normalised as the Spark stages re-normalise every vector they read, so both see the same rows.
-    return kernels.normalise_rows(np.concatenate(parts))
+    return kernels.normalise_rows(np.concatenate(parts)), pick
 
 
 def link_arrays(

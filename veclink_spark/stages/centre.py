@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame
 
 from .. import kernels
 from ..constants import ID, VECTOR
-from .signatures import batch_vectors
+from .signatures import batch_vectors, map_vectors
 
 
 def unit_sums(df: DataFrame, dim: int) -> DataFrame:
@@ -44,18 +44,4 @@ def unit_sums(df: DataFrame, dim: int) -> DataFrame:
 def centred(df: DataFrame, mean: np.ndarray) -> DataFrame:
     """The table (id, vector array<double>) with every unit vector minus ``mean``."""
     mu = np.asarray(mean, dtype=np.float64)
-    id_type = df.schema[ID].dataType.simpleString()
-
-    def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            ids, x = batch_vectors(batch)
-            c = kernels.centre_rows(x, mu)
-            offsets = np.arange(len(c) + 1, dtype=np.int32) * c.shape[1]
-            yield pa.RecordBatch.from_arrays(
-                [ids, pa.ListArray.from_arrays(pa.array(offsets), pa.array(c.reshape(-1), pa.float64()))],
-                names=[ID, VECTOR],
-            )
-
-    return df.select(ID, VECTOR).mapInArrow(udf, f"{ID} {id_type}, {VECTOR} array<double>")
+    return map_vectors(df, lambda ids, x: kernels.centre_rows(x, mu))

@@ -16,8 +16,8 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 
 from .. import kernels
-from ..constants import ID, VECTOR
-from .signatures import batch_vectors
+from ..constants import ID
+from .signatures import map_vectors
 
 SAMPLE_KEY = "sample_key"
 
@@ -42,18 +42,9 @@ def descriptors(df: DataFrame, sample_ids: np.ndarray, sample: np.ndarray, quant
     ref = np.asarray(sample, dtype=np.float64)
     ref_ids = np.asarray(sample_ids)
     q = int(quantiles)
-    id_type = df.schema[ID].dataType.simpleString()
-
-    def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            ids, x = batch_vectors(batch)
-            d = kernels.distribution_descriptors(x, ids.to_numpy(zero_copy_only=False), ref, ref_ids, q)
-            offsets = np.arange(len(d) + 1, dtype=np.int32) * d.shape[1]
-            yield pa.RecordBatch.from_arrays(
-                [ids, pa.ListArray.from_arrays(pa.array(offsets), pa.array(d.reshape(-1), pa.float64()))],
-                names=[ID, VECTOR],
-            )
-
-    return df.select(ID, VECTOR).mapInArrow(udf, f"{ID} {id_type}, {VECTOR} array<double>")
+    return map_vectors(
+        df,
+        lambda ids, x: kernels.distribution_descriptors(
+            x, ids.to_numpy(zero_copy_only=False), ref, ref_ids, q
+        ),
+    )

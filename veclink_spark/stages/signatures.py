@@ -36,6 +36,26 @@ def batch_vectors(batch: pa.RecordBatch) -> tuple[pa.Array, np.ndarray]:
     return batch.column(ID), kernels.normalise_rows(np.asarray(flat, dtype=np.float64).reshape(n, dim))
 
 
+def map_vectors(df: DataFrame, fn: Callable[[pa.Array, np.ndarray], np.ndarray]) -> DataFrame:
+    """The table (id, vector array<double>) with every batch's unit vectors replaced by
+    ``fn(ids, vectors)`` (one output row per input row, in order), on executors via ``mapInArrow``."""
+    id_type = df.schema[ID].dataType.simpleString()
+
+    def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            ids, x = batch_vectors(batch)
+            y = fn(ids, x)
+            offsets = np.arange(len(y) + 1, dtype=np.int32) * y.shape[1]
+            yield pa.RecordBatch.from_arrays(
+                [ids, pa.ListArray.from_arrays(pa.array(offsets), pa.array(y.reshape(-1), pa.float64()))],
+                names=[ID, VECTOR],
+            )
+
+    return df.select(ID, VECTOR).mapInArrow(udf, f"{ID} {id_type}, {VECTOR} array<double>")
+
+
 def _rows_to_batch(ids: pa.Array, rows: kernels.SignatureRows, widths: np.ndarray | None) -> pa.RecordBatch:
     n = len(rows.row)
     sig = rows.sig
