@@ -22,7 +22,14 @@ FAST = {
     "views": {"base_views": 16},
     "bootstrap": {"max_rounds": 2},
     # mixture_separation 0: the take-off's mixture cut always applies, so both engines must cut alike.
-    "refine": {"max_rounds": 3, "takeoff_keep": 0.25, "keep_doubling_rounds": 1, "mixture_separation": 0.0},
+    # The adaptive kept-share schedule, shortened (a share lasts one or two rounds, by the objective).
+    "refine": {
+        "max_rounds": 5,
+        "takeoff_keep": 0.25,
+        "keep_patience": 1,
+        "keep_max_level_rounds": 2,
+        "mixture_separation": 0.0,
+    },
 }
 
 
@@ -80,6 +87,11 @@ def test_spark_links_equal_the_reference(spark, data, first_run) -> None:
     assert [h["promoted"] for h in result.summary["history"]] == [
         h["promoted"] for h in ref_summary["history"]
     ]
+    # The take-off objective (which paces the kept share) is the same number in both engines.
+    objectives = [h.get("objective") for h in result.summary["history"]]
+    assert any(o is not None for o in objectives)
+    assert objectives == [h.get("objective") for h in ref_summary["history"]]
+    assert [h["keep"] for h in result.summary["history"]] == [h["keep"] for h in ref_summary["history"]]
     # The mixture cut ran, and on the same scores in both engines.
     cuts = [h["mixture"] for h in result.summary["history"] if h.get("mixture")]
     assert cuts and cuts == [h["mixture"] for h in ref_summary["history"] if h.get("mixture")]

@@ -10,7 +10,11 @@ from veclink_spark import LinkConfig, link_arrays
 from veclink_spark.errors import InputError
 from veclink_spark.synthetic import make_pair
 
-FAST = {"bootstrap": {"max_rounds": 4}, "refine": {"max_rounds": 6, "keep_doubling_rounds": 1}}
+# The adaptive kept-share schedule, shortened: a share lasts one round without an objective gain, two at most.
+FAST = {
+    "bootstrap": {"max_rounds": 4},
+    "refine": {"max_rounds": 10, "keep_patience": 1, "keep_max_level_rounds": 2},
+}
 
 
 def _score(links, pair) -> tuple[float, float]:
@@ -96,3 +100,28 @@ def test_bad_seeds_are_rejected() -> None:
         link_arrays(np.arange(4), x, np.arange(4), x, np.array([0]), np.array([0]))
     with pytest.raises(InputError, match="absent"):
         link_arrays(np.arange(4), x, np.arange(4), x, np.array([0, 9]), np.array([0, 1]))
+
+
+def test_adaptive_keep_schedule_doubles_on_a_plateau_or_at_the_level_cap() -> None:
+    from veclink_spark.engine import _adapt_keep
+
+    rf = LinkConfig.from_dict(
+        {"refine": {"keep_patience": 3, "keep_min_gain": 0.01, "keep_max_level_rounds": 6}}
+    ).refine
+    info: dict = {}
+    levels = []
+    # Rising by 0.02 a round for 3 rounds, then flat (gains under keep_min_gain): doubles 3 rounds later.
+    for objective in [0.30, 0.32, 0.34, 0.345, 0.349, 0.341]:
+        _adapt_keep(info, objective, rf)
+        levels.append(info.get("keep_level", 0))
+    assert levels == [0, 0, 0, 0, 0, 1]
+    # Still rising every round: the level cap (6 rounds) doubles it anyway; the best carries over.
+    for k in range(6):
+        _adapt_keep(info, 0.36 + 0.02 * k, rf)
+        levels.append(info["keep_level"])
+    assert levels[6:] == [1, 1, 1, 1, 1, 2]
+    assert info["objective_best"] == pytest.approx(0.46) and info["level_rounds"] == 0
+    # No objective (a backend without CSLS means) counts as no gain.
+    for _ in range(3):
+        _adapt_keep(info, None, rf)
+    assert info["keep_level"] == 3

@@ -224,9 +224,9 @@ class RefineConfig:
         hi=1.0,
     )
     max_rounds: int = _f(
-        60,
-        "cap on take-off refinement rounds (the kept share of takeoff_keep reaches 1 after "
-        "4 x keep_doubling_rounds of them with the defaults)",
+        150,
+        "cap on take-off refinement rounds (with the defaults the kept share of takeoff_keep reaches 1 "
+        "after at most 4 x keep_max_level_rounds of them)",
         lo=0,
         hi=100000,
         kind=int,
@@ -292,13 +292,45 @@ class RefineConfig:
         0.1,
         "stochastic dictionary induction (VecMap): in the first take-off rounds each candidate pair "
         "competes for a best match with this probability (a fixed random share of the CSLS scores is "
-        "dropped), doubling every `keep_doubling_rounds` rounds up to 1; the take-off cannot settle "
+        "dropped), doubling up to 1 (keep_schedule); the take-off cannot settle "
         "before it is 1. 1 = off",
         lo=0.01,
         hi=1.0,
     )
+    keep_schedule: str = _f(
+        "adaptive",
+        "when the kept share (takeoff_keep) doubles: 'adaptive' (VecMap's rule: once the take-off's "
+        "objective, the mean CSLS neighbourhood similarity of the rows, has not risen by keep_min_gain "
+        "for keep_patience rounds, or after keep_max_level_rounds rounds) or 'fixed' (every "
+        "keep_doubling_rounds rounds). Adaptive lets slow pairs take off (docs/method.md)",
+        choices=("adaptive", "fixed"),
+    )
     keep_doubling_rounds: int = _f(
-        10, "take-off rounds between doublings of the kept share (see takeoff_keep)", lo=1, hi=1000, kind=int
+        10,
+        "keep_schedule 'fixed': take-off rounds between doublings of the kept share",
+        lo=1,
+        hi=1000,
+        kind=int,
+    )
+    keep_patience: int = _f(
+        5,
+        "keep_schedule 'adaptive': double the kept share after this many rounds without an objective gain",
+        lo=1,
+        hi=1000,
+        kind=int,
+    )
+    keep_min_gain: float = _f(
+        0.0005,
+        "keep_schedule 'adaptive': a round gains when its objective exceeds the best so far by this much",
+        lo=0.0,
+        hi=1.0,
+    )
+    keep_max_level_rounds: int = _f(
+        30,
+        "keep_schedule 'adaptive': double the kept share after at most this many rounds at one share",
+        lo=1,
+        hi=10000,
+        kind=int,
     )
     settle_fraction: float = _f(
         0.03,
@@ -389,11 +421,13 @@ class LinkConfig:
         return 1 if n <= rf.cell_probes else n
 
     def takeoff_keep_rounds(self) -> int:
-        """Take-off rounds before the kept share of ``refine.takeoff_keep`` reaches 1 (0 when it is 1)."""
+        """Most take-off rounds before the kept share of ``refine.takeoff_keep`` reaches 1 (0 when it is 1):
+        doublings x rounds per share ('fixed') or x keep_max_level_rounds ('adaptive')."""
         rf = self.refine
         if rf.takeoff_keep >= 1.0:
             return 0
-        return math.ceil(math.log2(1.0 / rf.takeoff_keep) - 1e-9) * rf.keep_doubling_rounds
+        per_level = rf.keep_doubling_rounds if rf.keep_schedule == "fixed" else rf.keep_max_level_rounds
+        return math.ceil(math.log2(1.0 / rf.takeoff_keep) - 1e-9) * per_level
 
     def __post_init__(self) -> None:
         problems = []

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import kernels
-from .config import LinkConfig
+from .config import LinkConfig, RefineConfig
 
 log = logging.getLogger(__name__)
 
@@ -208,12 +208,12 @@ def run_rounds(
     ev, bs, rf = cfg.evidence, cfg.bootstrap, cfg.refine
     if rf.mode == "procrustes" and 0 < rf.max_rounds <= cfg.takeoff_keep_rounds():
         log.warning(
-            "refine.max_rounds (%d) ends the take-off before its kept share (refine.takeoff_keep %g, "
-            "doubling every %d rounds) reaches 1: the take-off cannot settle; raise refine.max_rounds "
-            "above %d or set refine.takeoff_keep: 1.0",
+            "refine.max_rounds (%d) can end the take-off before its kept share (refine.takeoff_keep %g, "
+            "keep_schedule %s) reaches 1, and then it cannot settle; raise refine.max_rounds above %d or "
+            "set refine.takeoff_keep: 1.0",
             rf.max_rounds,
             rf.takeoff_keep,
-            rf.keep_doubling_rounds,
+            rf.keep_schedule,
             cfg.takeoff_keep_rounds(),
         )
 
@@ -315,9 +315,11 @@ def run_rounds(
             if stage == "takeoff":
                 # VecMap's stochastic dictionary induction: early maps are poor, so the next dictionary
                 # is drawn from a random share of the scores; lets the loop leave a wrong fixed point.
-                keep_share = min(
-                    1.0, rf.takeoff_keep * 2.0 ** (info["phase_rounds"] // rf.keep_doubling_rounds)
-                )
+                if rf.keep_schedule == "fixed":
+                    level = info["phase_rounds"] // rf.keep_doubling_rounds
+                else:
+                    level = info.get("keep_level", 0)
+                keep_share = min(1.0, rf.takeoff_keep * 2.0**level)
             votes = backend.refine_votes(
                 round_no, maps, centroids, seed_left, seed_right, phase_start, keep=keep_share, salt=salt
             )
@@ -442,7 +444,8 @@ def run_rounds(
             round_no,
             phase,
             branch,
-            "" if keep_share >= 1.0 else f", keep {keep_share:g}",
+            ("" if keep_share >= 1.0 else f", keep {keep_share:g}")
+            + ("" if votes.stats.get("objective") is None else f", objective {votes.stats['objective']:.4f}"),
             len(al),
             stats["candidates"],
             "-" if stats["threshold"] is None else f"{stats['threshold']:.3f}",
@@ -468,6 +471,8 @@ def run_rounds(
             n_links = int((~anchors["is_seed"]).sum())
             n_cand = stats["candidates"]
             stage = info.get("refine_stage", "takeoff")
+            if stage == "takeoff" and rf.keep_schedule == "adaptive" and keep_share < 1.0 and not init_round:
+                _adapt_keep(info, stats.get("objective"), rf)
             if stage == "takeoff":
                 # Churn of the link set, not its size: before take-off the set drifts (large churn) while
                 # its size barely grows (measured on wordnet), after take-off both settle.
@@ -560,6 +565,28 @@ def _append(
         out["views"],
         out["probability"],
     )
+
+
+def _adapt_keep(info: dict[str, Any], objective: float | None, rf: RefineConfig) -> None:
+    """keep_schedule 'adaptive' (VecMap's rule): count the rounds since the take-off objective last rose
+    by ``keep_min_gain`` above its best; double the kept share after ``keep_patience`` of them, or after
+    ``keep_max_level_rounds`` rounds at one share. The counters live in the run state (resumable)."""
+    info["level_rounds"] = info.get("level_rounds", 0) + 1
+    best = info.get("objective_best")
+    if objective is not None and (best is None or objective >= best + rf.keep_min_gain):
+        info.update(objective_best=objective, rounds_since_gain=0)
+    else:
+        info["rounds_since_gain"] = info.get("rounds_since_gain", 0) + 1
+    if info["rounds_since_gain"] >= rf.keep_patience or info["level_rounds"] >= rf.keep_max_level_rounds:
+        level = info.get("keep_level", 0) + 1
+        log.info(
+            "take-off: kept share doubles to %g after %d rounds (objective %s, best %s)",
+            min(1.0, rf.takeoff_keep * 2.0**level),
+            info["level_rounds"],
+            objective,
+            info.get("objective_best"),
+        )
+        info.update(keep_level=level, level_rounds=0, rounds_since_gain=0)
 
 
 def _cells_seed(n_cells: int, rng: np.random.Generator) -> int:

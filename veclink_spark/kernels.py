@@ -181,6 +181,9 @@ def otsu_threshold(values: np.ndarray, counts: np.ndarray) -> float:
 #: Decimals of the link similarities the mixture cut is fitted on (the backends' float32 CSLS scores
 #: agree to about 1e-7; sorted and rounded, both fit the same mixture).
 CUT_DECIMALS = 4
+# Decimals of the take-off objective (the mean CSLS r_k of the rows, both sides): its summation order
+# differs between the backends, so it is rounded before the engine compares it.
+OBJECTIVE_DECIMALS = 6
 
 
 @dataclass(frozen=True)
@@ -583,6 +586,20 @@ def merge_topk(lists: list[np.ndarray], k: int) -> float:
     allv = np.concatenate(lists)
     top = -np.sort(-allv)[:k]
     return float(np.round(top.mean(), SIM_DECIMALS)) if len(top) else 0.0
+
+
+def take_off_objective(mean_r_left: float | None, mean_r_right: float | None) -> float | None:
+    """The take-off's progress measure from the means of the rows' CSLS r_k on each side (r_k: the
+    mean of a mapped left row's k best similarities to the right table, and the other way).
+
+    VecMap measures progress by the mean best similarity, unmasked by the dropout; the r_k are that
+    measure averaged over k neighbours (smoother), and both backends already compute them for CSLS.
+    It rises while the map aligns more of the two tables and levels off when a kept share has done
+    what it can (docs/method.md). None when a side has no rows.
+    """
+    if mean_r_left is None or mean_r_right is None:
+        return None
+    return round((float(mean_r_left) + float(mean_r_right)) / 2.0, OBJECTIVE_DECIMALS)
 
 
 def csls_block_matches(

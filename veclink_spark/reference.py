@@ -292,12 +292,17 @@ class NumpyBackend:
         cells = table.groupby(["round_votes", "cum_votes"]).size().reset_index().to_numpy(np.int64)
         sim_bins = np.round(table["sim"].to_numpy(np.float64), kernels.SIM_HIST_DECIMALS)
         sv, sc = np.unique(sim_bins, return_counts=True)
-        stats = {
+        stats: dict[str, Any] = {
             "blocks": len(sizes),
             "max_block": int(max(sizes)) if sizes else 0,
             "mean_block": float(np.mean(sizes)) if sizes else 0.0,
             "mnn_pairs": int(len(mnn)),
         }
+        if csls_k is not None:
+            stats["objective"] = kernels.take_off_objective(
+                float(np.mean(list(r_left.values()))) if r_left else None,
+                float(np.mean(list(r_right.values()))) if r_right else None,
+            )
         return RoundVotes(n_views=n_views, cells=cells, stats=stats, sim_hist=np.stack([sv, sc], axis=1))
 
 
