@@ -204,6 +204,17 @@ def test_runner_writes_resumes_and_reports(data_dir: Path, tmp_path: Path) -> No
         in text
     )
 
+    # Two veclink configs in one results file: each is its own method label, each target count is
+    # given per label, and a config whose file is missing says so.
+    digest = veclink[0]["config_digest"]
+    with (out / "results.jsonl").open("a") as fh:
+        for r in veclink:
+            fh.write(json.dumps(dict(r, config_digest="0123456789ab", key=r["key"] + "|other")) + "\n")
+    write_report(out, report, command="pytest")
+    text = report.read_text()
+    assert f"veclink@{digest[:6]}: **" in text and "veclink@012345: **" in text
+    assert "`0123456789ab` (../out/configs/0123456789ab.json): unknown (config file missing)" in text
+
 
 def test_failed_runs_are_recorded_retried_and_reported(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
