@@ -633,9 +633,10 @@ def _coverage(ok: pd.DataFrame, out_dir: Path) -> list[str]:
         keys = plan.get("keys", [])
         have = sum(k in present for k in keys)
         lines.append(
-            f"- Grid `{plan.get('grid', p.stem)}` (last run with engine {plan.get('engine')}): "
+            f"- Grid `{plan.get('grid', p.stem)}` (last run with engine {plan.get('engine')}"
+            f"{', veclink config `' + plan['config_digest'] + '`' if plan.get('config_digest') else ''}): "
             f"{have} of {len(keys)} planned runs present"
-            f"{'' if have == len(keys) else f'; {len(keys) - have} not run (not shown anywhere below)'}."
+            f"{'' if have == len(keys) else f'; {len(keys) - have} not run with it'}."
         )
     return lines
 
