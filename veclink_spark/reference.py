@@ -298,7 +298,8 @@ class NumpyBackend:
             "mean_block": float(np.mean(sizes)) if sizes else 0.0,
             "mnn_pairs": int(len(mnn)),
         }
-        if csls_k is not None:
+        if csls_k is not None and keep < 1.0:
+            # Only the dropout rounds' objective paces anything (engine._adapt_keep); as in Spark.
             stats["objective"] = kernels.take_off_objective(
                 float(np.mean(list(r_left.values()))) if r_left else None,
                 float(np.mean(list(r_right.values()))) if r_right else None,

@@ -214,12 +214,13 @@ class SparkBackend:
                 ls.join(lr, ["view", ID]), rs.join(rr, ["view", ID]), cap, keep, salt
             )
             out = self._finish(round_no, ls, rs, best, len(maps), exclude_left, exclude_right, phase_start)
-            # The take-off's progress measure (kernels.take_off_objective): one small action on the
-            # persisted top-k lists.
-            means = lr.agg(F.avg("r").alias("l")).crossJoin(rr.agg(F.avg("r").alias("r"))).first()
-            out.stats["objective"] = kernels.take_off_objective(
-                None if means is None else means["l"], None if means is None else means["r"]
-            )
+            if keep < 1.0:
+                # The take-off's progress measure (kernels.take_off_objective), needed only in the
+                # dropout rounds it paces (engine._adapt_keep): one more action on the persisted top-k.
+                means = lr.agg(F.avg("r").alias("l")).crossJoin(rr.agg(F.avg("r").alias("r"))).first()
+                out.stats["objective"] = kernels.take_off_objective(
+                    None if means is None else means["l"], None if means is None else means["r"]
+                )
             topk.unpersist()
             return out
         finally:
