@@ -125,3 +125,35 @@ def test_adaptive_keep_schedule_doubles_on_a_plateau_or_at_the_level_cap() -> No
     for _ in range(3):
         _adapt_keep(info, None, rf)
     assert info["keep_level"] == 3
+
+
+def test_union_polish_keeps_every_cut_link_and_adds_pairs_the_bagged_maps_agree_on(pair) -> None:
+    def run_with(**refine):
+        cfg = {**FAST, "refine": {**FAST["refine"], "mixture_separation": 0.0, **refine}}
+        return link_arrays(
+            pair.left_ids,
+            pair.left,
+            pair.right_ids,
+            pair.right,
+            pair.seed_left,
+            pair.seed_right,
+            LinkConfig.from_dict(cfg),
+        )
+
+    def pairs(links):
+        got = links[~links["is_seed"]]
+        return set(zip(got["left_id"], got["right_id"], strict=False))
+
+    cut, cut_summary = run_with(polish_after_cut=False)
+    union, union_summary = run_with()  # defaults: polish_source links, polish_merge union
+    assert cut_summary["history"][-1]["mixture"]["applies"]
+    # The same take-off, then one polish round whose agreed pairs join the cut links.
+    assert union_summary["rounds"] == cut_summary["rounds"] + 1
+    assert pairs(cut) < pairs(union)
+    added = union[~union["is_seed"] & ~union["left_id"].isin(cut["left_id"])]
+    assert len(added) == len(pairs(union)) - len(pairs(cut))
+    assert (added["round"] == union_summary["rounds"]).all()
+    assert union["left_id"].is_unique and union["right_id"].is_unique
+    # 'replace' (the previous polish_after_cut behaviour) drops cut links the vote does not keep.
+    replaced, _ = run_with(polish_merge="replace")
+    assert pairs(cut) - pairs(replaced)

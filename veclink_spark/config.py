@@ -342,17 +342,37 @@ class RefineConfig:
     polish_rounds: int = _f(
         1,
         "rounds of the 'polish' stage after take-off: `views` maps, each fitted on "
-        "`bag_fraction` of the dictionary, a link needs `min_vote_fraction` of them; run only when the "
-        "take-off's mixture cut did not apply, unless polish_after_cut; 0 = end with the take-off links",
+        "`bag_fraction` of the dictionary, a link needs `min_vote_fraction` of them; after a mixture "
+        "cut only with polish_after_cut (see polish_source, polish_merge); 0 = end with the take-off links",
         lo=0,
         hi=1000,
         kind=int,
     )
     polish_after_cut: bool = _f(
-        False,
-        "polish also after the mixture cut applied (by default the cut is the precision filter: F1 "
-        "higher on 4 of 5 benchmark cells without the polish, docs/method.md)",
+        True,
+        "polish also after the mixture cut applied (how: polish_source, polish_merge); false ends with "
+        "the cut links",
         kind=bool,
+    )
+    polish_source: str = _f(
+        "links",
+        "after a mixture cut, the polish maps' bags are drawn from 'links' (the cut links) or "
+        "'proposals' (the take-off's last links before the cut: more recall on cross-family pairs, less "
+        "precision on same-family pairs at low overlap, docs/method.md)",
+        choices=("proposals", "links"),
+    )
+    polish_merge: str = _f(
+        "union",
+        "after a mixture cut, the polish links are added to the cut links ('union': a link is kept when "
+        "its score is in the upper component or the bagged maps agree on it) or replace them ('replace')",
+        choices=("union", "replace"),
+    )
+    union_vote_fraction: float = _f(
+        1.0,
+        "with polish_merge 'union': a polish pair joins the cut links when at least this fraction of the "
+        "bagged maps propose it (8 of 8); min_vote_fraction applies everywhere else",
+        lo=0.0,
+        hi=1.0,
     )
 
 

@@ -21,10 +21,13 @@ Refine rounds fit orthogonal maps (Procrustes on the dictionary, each seed weigh
   changes by at most ``refine.settle_fraction`` (once the kept share is 1) or at ``refine.max_rounds``.
   Its last links are then cut at the mixture threshold of their similarities
   (``refine.similarity_threshold`` ``mixture``) when the mixture's components are separated;
-- ``polish`` (only when that cut did not apply, unless ``refine.polish_after_cut``):
-  ``refine.polish_rounds`` rounds of ``refine.views`` maps, each fitted on a random
+- ``polish``: ``refine.polish_rounds`` rounds of ``refine.views`` maps, each fitted on a random
   ``refine.bag_fraction`` of the current links; a link needs ``refine.min_vote_fraction`` of the maps
   (stability under resampling is what separates true pairs from one-sided objects' best matches).
+  After a mixture cut (with ``refine.polish_after_cut``) the bags come from the cut links (or the
+  take-off's last proposals: ``refine.polish_source``) and the pairs ``refine.union_vote_fraction``
+  of the maps agree on are added to the cut links (``refine.polish_merge`` ``union``): a link is kept
+  when its score is in the upper component or when it is stable under resampling.
 
 Refine rounds re-derive the link set each round (earlier refine links can be revoked); seeds are never
 revoked.
@@ -252,6 +255,8 @@ def run_rounds(
         vec_l, vec_r = backend.anchor_vectors(al, ar)
         keep_share = 1.0  # share of candidate pairs kept (refine take-off only)
         stage = ""  # refine stage: 'takeoff' or 'polish'
+        cut_round = info.get("cut_round")  # the take-off round whose links the mixture cut kept
+        union = cut_round is not None and rf.polish_merge == "union"
         if phase == "geh":
             views, branch = kernels.sample_views(
                 vec_l,
@@ -286,6 +291,13 @@ def run_rounds(
                 m, fraction, floor = rf.takeoff_views, 1.0, 0.0
             else:
                 m, fraction, floor = rf.views, rf.bag_fraction, rf.min_vote_fraction
+                if cut_round is not None:
+                    # After a mixture cut (docs/method.md, "Union of the cut and the polish vote"): the bags
+                    # come from the take-off's last proposals (before the cut) or from the cut links.
+                    if rf.polish_source == "proposals":
+                        prev = cut_round
+                    if union:
+                        floor = rf.union_vote_fraction
         init_round = (
             phase == "refine"
             and stage == "takeoff"
@@ -361,7 +373,8 @@ def run_rounds(
                     sim_threshold = kernels.otsu_threshold(votes.sim_hist[:, 0], votes.sim_hist[:, 1])
                     ok &= np.round(cand.sim, kernels.SIM_HIST_DECIMALS) >= sim_threshold
                 idx = np.nonzero(ok)[0]
-                if phase == "geh":
+                if phase == "geh" or (stage == "polish" and union):
+                    # GEH adds to its anchors; a union polish adds to the cut links (and the seeds).
                     used_l, used_r = set(al.tolist()), set(ar.tolist())
                 else:
                     used_l, used_r = set(seed_left.tolist()), set(seed_right.tolist())
@@ -402,7 +415,7 @@ def run_rounds(
         )
         before = anchors
         seeds_only = {k: v[anchors["is_seed"]] for k, v in anchors.items()}
-        if phase == "geh":
+        if phase == "geh" or (stage == "polish" and union):
             anchors = _append(anchors, cand, promoted, round_no, n_views_phase, prob)
         else:
             anchors = _append(seeds_only, cand, promoted, round_no, n_views_phase, prob, old=before)
@@ -483,6 +496,7 @@ def run_rounds(
                 )
                 if settled or info["phase_rounds"] >= rf.max_rounds:
                     if promoted_cut is not None:
+                        info["cut_round"] = round_no
                         # The take-off's last links, cut at the mixture threshold of their similarities: the
                         # lower component is mostly one-side-only objects' best matches (docs/method.md).
                         anchors = _append(
