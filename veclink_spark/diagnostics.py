@@ -78,9 +78,9 @@ def diagnose(
     unstable = (
         n_links >= needed and np.isfinite(retention) and retention < cfg.diagnostics.min_polish_retention
     )
-    # Link consistency: where the mixture cut replaces the polish vote (the default), the check that
-    # catches a settled chance matching (self-learning between unrelated tables can settle; its links
-    # do not keep distances).
+    # Link consistency: where the mixture cut applied (the polish then only adds to the cut links, so its
+    # retention is at least 1 and says nothing), the check that catches a settled chance matching
+    # (self-learning between unrelated tables can settle; its links do not keep distances).
     incoherent = (
         n_links >= needed
         and np.isfinite(link_consistency)
