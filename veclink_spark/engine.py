@@ -516,10 +516,17 @@ def run_rounds(
                         info.update(refine_stage="polish", refine_polish_rounds=0)
                         log.info(
                             "refinement settled after %d rounds (%d proposals): polishing with %d "
-                            "bagged maps",
+                            "bagged maps%s",
                             info["phase_rounds"],
                             n_cand,
                             rf.views,
+                            (
+                                " fitted on bags of the "
+                                + ("cut links" if rf.polish_source == "links" else "take-off's proposals")
+                                + f"; pairs {rf.union_vote_fraction:.0%} of them agree on join the cut links"
+                                if promoted_cut is not None and rf.polish_merge == "union"
+                                else ""
+                            ),
                         )
                     else:
                         info.update(done=True, stop_reason="links stable" if settled else "refine round cap")
