@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         str(out / "delta"),
         run_id=run_id,
     )
-    got = res.links.toPandas()
+    got: pd.DataFrame = res.links.toPandas()
     t_spark = time.time() - t0
     a = set(zip(got["left_id"].tolist(), got["right_id"].tolist(), strict=False))
     b = set(zip(ref["left_id"].tolist(), ref["right_id"].tolist(), strict=False))
