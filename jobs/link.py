@@ -7,7 +7,8 @@
 
 Exit code 0 on success (a run that did not take off is a result, and says so in its log and summary),
 2 on invalid configuration or input (nothing written), 1 on any other failure; the reason is one line on
-stderr.
+stderr. With ``--fail-on-stall`` a run whose verdict is "stalled" exits 3 after writing its tables
+(its links are not a matching: a pipeline step after this one should not consume them).
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-id", default=None, help="run id; re-using one resumes that run")
     p.add_argument("--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])")
     p.add_argument("--log-level", default=os.environ.get("VECLINK_LOG_LEVEL", "INFO"))
+    p.add_argument(
+        "--fail-on-stall",
+        action="store_true",
+        help="exit 3 when the run's verdict is 'stalled' (tables and summary are still written)",
+    )
     return p.parse_args(argv)
 
 
@@ -81,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         s["verdict"],
         os.path.join(args.output, "summary.json"),
     )
+    if args.fail_on_stall and s["verdict"] == "stalled":
+        reasons = "; ".join(s.get("reasons") or []) or "no reason recorded"
+        sys.stderr.write(f"veclink-spark: run {result.run_id} stalled (--fail-on-stall): {reasons}\n")
+        return 3
     return 0
 
 

@@ -225,3 +225,32 @@ def test_job_errors_are_one_line_and_write_nothing(spark, data, tmp_path, capsys
     assert not out.exists()
     if problem == "bad_config":
         assert "bootstrap.max_rounds must be >= 1" in err[-1] and "bogus" in err[-1]
+
+
+def test_job_fail_on_stall_exits_3_after_writing_its_tables(spark, tmp_path, capsys) -> None:
+    # Unrelated tables (random vectors of different dimensions): nothing to link, the run stalls.
+    rng = np.random.default_rng(7)
+    ids = np.arange(200)
+    pq.write_table(
+        pa.table({"id": ids, "vector": _vectors(rng.normal(size=(200, 24)))}), tmp_path / "l.parquet"
+    )
+    pq.write_table(
+        pa.table({"id": ids + 1000, "vector": _vectors(rng.normal(size=(200, 16)))}), tmp_path / "r.parquet"
+    )
+    pq.write_table(pa.table({"left_id": ids[:15], "right_id": ids[:15] + 1000}), tmp_path / "s.parquet")
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text("views:\n  base_views: 16\nbootstrap:\n  max_rounds: 1\nrefine:\n  max_rounds: 2\n")
+    out = tmp_path / "out"
+    code = _job().main(
+        [
+            *("--left", str(tmp_path / "l.parquet"), "--right", str(tmp_path / "r.parquet")),
+            *("--seeds", str(tmp_path / "s.parquet"), "--output", str(out)),
+            *("--config", str(cfg), "--fail-on-stall"),
+        ]
+    )
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("veclink-spark:")]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "stalled"
+    assert code == 3
+    assert len(err) == 1 and "stalled (--fail-on-stall)" in err[0]
+    assert (out / "links" / "_delta_log").is_dir()
