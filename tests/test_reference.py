@@ -32,8 +32,7 @@ def pair():
     return make_pair(n_objects=600, alpha=0.3, n_seeds=15, seed=3)
 
 
-@pytest.fixture(scope="module")
-def run(pair):
+def _link(pair, conf: dict):
     return link_arrays(
         pair.left_ids,
         pair.left,
@@ -41,8 +40,13 @@ def run(pair):
         pair.right,
         pair.seed_left,
         pair.seed_right,
-        LinkConfig.from_dict(FAST),
+        LinkConfig.from_dict(conf),
     )
+
+
+@pytest.fixture(scope="module")
+def run(pair):
+    return _link(pair, FAST)
 
 
 def test_recovers_most_of_the_generated_overlap(pair, run) -> None:
@@ -129,16 +133,7 @@ def test_adaptive_keep_schedule_doubles_on_a_plateau_or_at_the_level_cap() -> No
 
 def test_union_polish_keeps_every_cut_link_and_adds_pairs_the_bagged_maps_agree_on(pair) -> None:
     def run_with(**refine):
-        cfg = {**FAST, "refine": {**FAST["refine"], "mixture_separation": 0.0, **refine}}
-        return link_arrays(
-            pair.left_ids,
-            pair.left,
-            pair.right_ids,
-            pair.right,
-            pair.seed_left,
-            pair.seed_right,
-            LinkConfig.from_dict(cfg),
-        )
+        return _link(pair, {**FAST, "refine": {**FAST["refine"], "mixture_separation": 0.0, **refine}})
 
     def pairs(links):
         got = links[~links["is_seed"]]
