@@ -152,3 +152,8 @@ def test_union_polish_keeps_every_cut_link_and_adds_pairs_the_bagged_maps_agree_
     # 'replace' (the previous polish_after_cut behaviour) drops cut links the vote does not keep.
     replaced, _ = run_with(polish_merge="replace")
     assert pairs(cut) - pairs(replaced)
+    # A cut at least as clean as union_max_separation ends the run with the cut links.
+    separation = cut_summary["history"][-1]["mixture"]["separation"]
+    assert separation < LinkConfig().refine.union_max_separation  # the union above ran by default
+    clean, clean_summary = run_with(union_max_separation=separation)
+    assert pairs(clean) == pairs(cut) and clean_summary["rounds"] == cut_summary["rounds"]

@@ -27,7 +27,9 @@ Refine rounds fit orthogonal maps (Procrustes on the dictionary, each seed weigh
   After a mixture cut (with ``refine.polish_after_cut``) the bags come from the cut links (or the
   take-off's last proposals: ``refine.polish_source``) and the pairs ``refine.union_vote_fraction``
   of the maps agree on are added to the cut links (``refine.polish_merge`` ``union``): a link is kept
-  when its score is in the upper component or when it is stable under resampling.
+  when its score is in the upper component or when it is stable under resampling. A cut whose
+  components are separated by at least ``refine.union_max_separation`` ends the run instead (few right
+  links lie under a cut that clean).
 
 Refine rounds re-derive the link set each round (earlier refine links can be revoked); seeds are never
 revoked.
@@ -512,7 +514,24 @@ def run_rounds(
                         )
                     # The polish vote is the precision filter where the mixture cut is not (its components
                     # were not separated, or it is off); after a cut it is optional (polish_after_cut).
-                    if rf.polish_rounds > 0 and (promoted_cut is None or rf.polish_after_cut):
+                    # A very clean cut (docs/method.md, "A clean cut ends the run"): few right links lie
+                    # under it, so a union polish would mostly add one-side-only near-duplicates.
+                    clean_cut = (
+                        promoted_cut is not None
+                        and rf.polish_after_cut
+                        and rf.polish_rounds > 0
+                        and rf.polish_merge == "union"
+                        and stats["mixture"]["separation"] >= rf.union_max_separation
+                    )
+                    if clean_cut:
+                        log.info(
+                            "the cut is clean (separation %.2f >= refine.union_max_separation %g): no union "
+                            "polish, the run ends with the cut links",
+                            stats["mixture"]["separation"],
+                            rf.union_max_separation,
+                        )
+                    polish_cut = promoted_cut is None or (rf.polish_after_cut and not clean_cut)
+                    if rf.polish_rounds > 0 and polish_cut:
                         info.update(refine_stage="polish", refine_polish_rounds=0)
                         log.info(
                             "refinement settled after %d rounds (%d proposals): polishing with %d "
