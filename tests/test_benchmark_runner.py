@@ -284,3 +284,27 @@ def test_spark_engine_matches_reference(data_dir: Path, tmp_path: Path, spark: A
     assert spk["engine"] == "spark" and (tmp_path / "splits").is_dir()
     for field in ("precision", "recall", "n_links", "n_correct", "rounds"):
         assert spk[field] == ref[field], field
+
+
+def test_plot_means_average_the_same_pairs_for_every_method() -> None:
+    import pandas as pd
+
+    from veclink_spark.benchmark.report import _mean_over_pairs
+
+    def row(label: str, pair: str, alpha: float, f1: float) -> dict[str, Any]:
+        return {
+            "corpus": "c",
+            "seed_kind": "in_domain",
+            "n_seeds": 15,
+            "label": label,
+            "pair": pair,
+            "alpha": alpha,
+            "f1": f1,
+        }
+
+    ok = pd.DataFrame(
+        [row("a", "p1", 0.3, 0.2), row("a", "p2", 0.3, 0.4), row("b", "p1", 0.3, 0.9)]  # b: one easy pair
+        + [row("a", "p1", 0.15, 0.1), row("b", "p1", 0.15, 0.5)]  # at 0.15 both ran on p1 only
+    )
+    got = _mean_over_pairs(ok, "alpha", "n_seeds").set_index(["label", "alpha"])["mean"]
+    assert got.to_dict() == pytest.approx({("a", 0.15): 0.1, ("a", 0.3): 0.3, ("b", 0.15): 0.5})
