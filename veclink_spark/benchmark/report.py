@@ -698,14 +698,14 @@ def write_report(
         plots = [
             (
                 f"{stem}-f1-vs-seeds.png",
-                "F1 against the seed budget n (in-domain seeds, mean over pairs; a method is drawn where it "
-                "ran on every pair)",
+                "F1 against the seed budget n (in-domain seeds, mean over split seeds then over pairs; a "
+                "method is drawn where it ran on every pair)",
                 lambda p: _line_plot(ok, "n_seeds", "alpha", p, "seed pairs n", "α"),
             ),
             (
                 f"{stem}-f1-vs-overlap.png",
-                "F1 against the shared fraction α (in-domain seeds, mean over pairs; a method is drawn where "
-                "it ran on every pair)",
+                "F1 against the shared fraction α (in-domain seeds, mean over split seeds then over pairs; a "
+                "method is drawn where it ran on every pair)",
                 lambda p: _line_plot(ok, "alpha", "n_seeds", p, "shared fraction α", "n"),
             ),
         ]
