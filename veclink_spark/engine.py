@@ -514,24 +514,23 @@ def run_rounds(
                         )
                     # The polish vote is the precision filter where the mixture cut is not (its components
                     # were not separated, or it is off); after a cut it is optional (polish_after_cut).
-                    # A very clean cut (docs/method.md, "A clean cut ends the run"): few right links lie
-                    # under it, so a union polish would mostly add one-side-only near-duplicates.
-                    clean_cut = (
-                        promoted_cut is not None
-                        and rf.polish_after_cut
-                        and rf.polish_rounds > 0
+                    polish = rf.polish_rounds > 0 and (promoted_cut is None or rf.polish_after_cut)
+                    if (
+                        polish
+                        and promoted_cut is not None
                         and rf.polish_merge == "union"
                         and stats["mixture"]["separation"] >= rf.union_max_separation
-                    )
-                    if clean_cut:
+                    ):
+                        # A very clean cut (docs/method.md, "A clean cut ends the run"): few right links
+                        # lie under it, so a union polish would mostly add one-side-only near-duplicates.
+                        polish = False
                         log.info(
                             "the cut is clean (separation %.2f >= refine.union_max_separation %g): no union "
                             "polish, the run ends with the cut links",
                             stats["mixture"]["separation"],
                             rf.union_max_separation,
                         )
-                    polish_cut = promoted_cut is None or (rf.polish_after_cut and not clean_cut)
-                    if rf.polish_rounds > 0 and polish_cut:
+                    if polish:
                         info.update(refine_stage="polish", refine_polish_rounds=0)
                         log.info(
                             "refinement settled after %d rounds (%d proposals): polishing with %d "
