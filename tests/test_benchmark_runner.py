@@ -308,3 +308,47 @@ def test_plot_means_average_the_same_pairs_for_every_method() -> None:
     )
     got = _mean_over_pairs(ok, "alpha", "n_seeds").set_index(["label", "alpha"])["mean"]
     assert got.to_dict() == pytest.approx({("a", 0.15): 0.1, ("a", 0.3): 0.3, ("b", 0.15): 0.5})
+
+
+def test_report_headline_is_the_planned_config_and_earlier_ones_compare_on_shared_splits(
+    tmp_path: Path,
+) -> None:
+    import pandas as pd
+
+    from veclink_spark.benchmark.report import _earlier_configs, split_headline
+
+    def row(method: str, digest: str | None, split: int, f1: float, pair: str = "p1") -> dict[str, Any]:
+        label = method if digest is None else f"{method}@{digest[:6]}"
+        return {
+            "corpus": "c",
+            "pair": pair,
+            "seed_kind": "in_domain",
+            "alpha": 0.3,
+            "n_seeds": 15,
+            "split_seed": split,
+            "method": method,
+            "config_digest": digest,
+            "label": label,
+            "f1": f1,
+        }
+
+    ok = pd.DataFrame(
+        [
+            row("veclink", "new000000000", 0, 0.8),
+            row("veclink", "old000000000", 0, 0.6),
+            row("veclink", "old000000000", 1, 1.0),  # a split the headline lacks: not compared
+            row("veclink", "old000000000", 0, 0.9, pair="p2"),  # a cell the headline lacks
+            row("procrustes", None, 0, 0.1),
+        ]
+    )
+    head, earlier = split_headline(ok, {"new000000000"})
+    assert sorted(head["label"]) == ["procrustes", "veclink@new000"]
+    assert len(earlier) == 3 and set(earlier["label"]) == {"veclink@old000"}
+    # no plan names any of them, or only one config ran: everything is headline
+    assert split_headline(ok, set())[1].empty
+    assert split_headline(ok[ok["config_digest"] != "old000000000"], {"x"})[1].empty
+
+    table = [ln for ln in _earlier_configs(head, earlier, tmp_path) if ln.startswith("| veclink@old000")]
+    cells = [c.strip() for c in table[0].strip("|").split("|")]
+    # one cell, one split both ran; old 60.0 < new 80.0; two runs only the old config has
+    assert cells[3:] == ["1", "1", "60.0", "80.0", "0", "1", "2"]

@@ -7,6 +7,11 @@ against the best classical baseline per cell, the paper's reference numbers besi
 n 15, out-of-domain against in-domain seeds), three plots, and per cell a table of mean +- std (over
 split seeds) of precision / recall / F1, links, rounds and wall time per method.
 
+When the results hold veclink runs of several configurations, the targets and plots use the one the
+grid plans in ``OUT/plans`` name (what the grid last ran with, so what re-running its command
+reproduces); each earlier configuration is compared with it on the splits both ran, in a table of its
+own, and keeps its rows in the per-cell tables (:func:`split_headline`).
+
 Plots (matplotlib's Agg canvas, no pyplot state), saved next to the report:
 
 * ``<stem>-f1-vs-seeds.png``: F1 against the seed budget n, per method, in-domain seeds, averaged over
@@ -576,6 +581,29 @@ def _rel(path: Path, start: Path) -> str:
         return str(path.resolve())
 
 
+def _config_changes(digest: str, out_dir: Path) -> str:
+    """How the veclink config ``digest`` (``OUT/configs/<digest>.json``) differs from today's defaults."""
+    cfg_path = out_dir / CONFIGS_DIR / f"{digest}.json"
+    if not cfg_path.is_file():
+        return "unknown (config file missing)"
+    default = LinkConfig().to_dict()
+    cfg = json.loads(cfg_path.read_text())
+    diff = [
+        f"{s}.{k}={v}"
+        for s, sec in cfg.items()
+        for k, v in sec.items()
+        if default.get(s, {}).get(k, object()) != v
+    ]
+    # Fields the current code has and the run's config lacks: the run predates them.
+    diff += [
+        f"{s}.{k} not in it (older code)"
+        for s, sec in default.items()
+        for k in sec
+        if k not in cfg.get(s, {})
+    ]
+    return ", ".join(diff) if diff else "the defaults"
+
+
 def _provenance(ok: pd.DataFrame, err: pd.DataFrame, out_dir: Path, report_dir: Path) -> list[str]:
     lines: list[str] = []
     both = pd.concat([ok, err], ignore_index=True)
@@ -604,30 +632,14 @@ def _provenance(ok: pd.DataFrame, err: pd.DataFrame, out_dir: Path, report_dir: 
             f"- veclink engine(s): {engines} (`reference` = `veclink_spark.link_arrays` in process, "
             "`spark` = the Spark `Linker` on a local session; baselines always run in process)."
         )
-    default = LinkConfig().to_dict()
     digests = (
         sorted(ok.loc[ok["method"] == VECLINK, "config_digest"].astype(str).unique()) if not ok.empty else []
     )
     for dg in digests:
         cfg_path = out_dir / CONFIGS_DIR / f"{dg}.json"
-        changed = "unknown (config file missing)"
-        if cfg_path.is_file():
-            cfg = json.loads(cfg_path.read_text())
-            diff = [
-                f"{s}.{k}={v}"
-                for s, sec in cfg.items()
-                for k, v in sec.items()
-                if default.get(s, {}).get(k, object()) != v
-            ]
-            # Fields the current code has and the run's config lacks: the run predates them.
-            diff += [
-                f"{s}.{k} not in it (older code)"
-                for s, sec in default.items()
-                for k in sec
-                if k not in cfg.get(s, {})
-            ]
-            changed = ", ".join(diff) if diff else "the defaults"
-        lines.append(f"- veclink config `{dg}` ({_rel(cfg_path, report_dir)}): {changed}.")
+        lines.append(
+            f"- veclink config `{dg}` ({_rel(cfg_path, report_dir)}): {_config_changes(dg, out_dir)}."
+        )
     return lines
 
 
@@ -646,6 +658,84 @@ def _coverage(ok: pd.DataFrame, out_dir: Path) -> list[str]:
             f"{'' if have == len(keys) else f'; {len(keys) - have} not run with it'}."
         )
     return lines
+
+
+def _planned_digests(out_dir: Path) -> set[str]:
+    """The veclink config digests the grid plans in ``OUT/plans`` name (what each grid last ran with)."""
+    plans = sorted((out_dir / PLANS_DIR).glob("*.json")) if (out_dir / PLANS_DIR).is_dir() else []
+    return {str(d) for d in (json.loads(p.read_text()).get("config_digest") for p in plans) if d}
+
+
+def split_headline(ok: pd.DataFrame, current: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs the targets and plots use, and the veclink runs of earlier configurations.
+
+    When veclink ran under several configurations and a grid plan names the one a grid last ran with
+    (what re-running the grid command produces), the targets and plots show that one, so the report's
+    headline is what its command reproduces. The earlier configurations' runs are compared with it in
+    their own table and stay in the per-cell tables. Otherwise every run is headline.
+    """
+    if ok.empty:
+        return ok, ok
+    vl = ok["method"] == VECLINK
+    digests = set(ok.loc[vl, "config_digest"].astype(str))
+    if len(digests) <= 1 or not digests & current:
+        return ok, ok.iloc[:0]
+    earlier = vl & ~ok["config_digest"].astype(str).isin(current)
+    return ok[~earlier], ok[earlier]
+
+
+def _earlier_configs(head: pd.DataFrame, earlier: pd.DataFrame, out_dir: Path) -> list[str]:
+    """Each earlier veclink configuration against the headline one, on the splits both ran."""
+    runs_on = [*CELL, "split_seed"]
+    head_vl = head[head["method"] == VECLINK]
+    rows = []
+    for label, runs in earlier.groupby("label", sort=True):
+        digest = str(runs["config_digest"].iloc[0])
+        for hl, hruns in head_vl.groupby("label", sort=True):
+            both = runs.merge(hruns, on=runs_on, suffixes=("", "_h"))
+            # per cell, the mean over the split seeds both ran, so neither side gains a split the other lacks
+            cells = both.groupby(CELL)[["f1", "f1_h"]].mean()
+            d = cells["f1"] - cells["f1_h"]
+            only = runs[~runs.set_index(runs_on).index.isin(hruns.set_index(runs_on).index)]
+            rows.append(
+                [
+                    str(label),
+                    str(hl),
+                    _config_changes(digest, out_dir),
+                    str(len(cells)),
+                    str(len(both)),
+                    f"{100 * cells['f1'].mean():.1f}" if len(cells) else "—",
+                    f"{100 * cells['f1_h'].mean():.1f}" if len(cells) else "—",
+                    str(int((d > 0.005).sum())),
+                    str(int((d < -0.005).sum())),
+                    str(len(only)),
+                ]
+            )
+    lines = [
+        "### Earlier veclink configurations",
+        "",
+        "Runs of other veclink configurations in the results file, each against the headline one on the "
+        "splits both ran (per cell the mean over those split seeds, then the mean over cells; `higher` = "
+        "cells where that configuration's F1 is more than 0.5 points above the other's). They are not in "
+        "the targets or plots; the per-cell tables list them.",
+        "",
+    ]
+    lines += _table(
+        [
+            "earlier",
+            "headline",
+            "earlier config (against today's defaults)",
+            "cells",
+            "splits",
+            "earlier F1 %",
+            "headline F1 %",
+            "earlier higher",
+            "headline higher",
+            "runs only earlier has",
+        ],
+        rows,
+    )
+    return [*lines, ""]
 
 
 def write_report(
@@ -691,8 +781,21 @@ def write_report(
     if ok.empty:
         lines += ["No successful run yet: nothing to report.", ""]
     else:
+        head, earlier = split_headline(ok, _planned_digests(out_dir))
         agg = aggregate(ok)
-        lines += _targets(agg)
+        if not earlier.empty:
+            shown = ", ".join(
+                f"`{d}`" for d in sorted(set(head.loc[head["method"] == VECLINK, "config_digest"]))
+            )
+            lines += [
+                f"veclink ran under {ok.loc[ok['method'] == VECLINK, 'config_digest'].nunique()} "
+                f"configurations; the targets and plots show {shown} (what the grid last ran with, so what "
+                'its command reproduces); the others are compared under "Earlier veclink configurations".',
+                "",
+            ]
+        lines += _targets(agg[~agg["label"].isin(set(earlier["label"]))] if not earlier.empty else agg)
+        if not earlier.empty:
+            lines += _earlier_configs(head, earlier, out_dir)
         lines += ["## Plots", ""]
         stem = report.stem
         plots = [
@@ -700,13 +803,13 @@ def write_report(
                 f"{stem}-f1-vs-seeds.png",
                 "F1 against the seed budget n (in-domain seeds, mean over split seeds then over pairs; a "
                 "method is drawn where it ran on every pair)",
-                lambda p: _line_plot(ok, "n_seeds", "alpha", p, "seed pairs n", "α"),
+                lambda p: _line_plot(head, "n_seeds", "alpha", p, "seed pairs n", "α"),
             ),
             (
                 f"{stem}-f1-vs-overlap.png",
                 "F1 against the shared fraction α (in-domain seeds, mean over split seeds then over pairs; a "
                 "method is drawn where it ran on every pair)",
-                lambda p: _line_plot(ok, "alpha", "n_seeds", p, "shared fraction α", "n"),
+                lambda p: _line_plot(head, "alpha", "n_seeds", p, "shared fraction α", "n"),
             ),
         ]
         for name, caption, draw in plots:
@@ -717,7 +820,7 @@ def write_report(
             else:
                 lines += [f"*{caption}: no in-domain runs, no plot.*", ""]
         rounds_name = f"{stem}-veclink-rounds.png"
-        chosen = _rounds_plot(ok, report.parent / rounds_name)
+        chosen = _rounds_plot(head, report.parent / rounds_name)
         if chosen is None:
             lines += ["*veclink by round: no veclink run, no plot.*", ""]
         else:
