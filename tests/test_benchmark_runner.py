@@ -104,6 +104,8 @@ def test_grid_files_parse_with_the_protocol_shape() -> None:
     smoke = load_grid(ROOT / "conf" / "bench" / "smoke.yaml")
     assert len(smoke.corpora) == 1 and len(smoke.pairs) == 1 and len(plan_runs(smoke)) == len(smoke.methods)
     assert smoke.veclink_config.bootstrap.max_rounds == 2 and smoke.veclink_config.refine.max_rounds == 2
+    negative = load_grid(ROOT / "conf" / "bench" / "negative-control.yaml")
+    assert all(left == "glove-6b-50d-mean" for left, _ in negative.pairs) and len(plan_runs(negative)) == 28
 
 
 def test_bad_grid_reports_every_problem() -> None:

