@@ -206,16 +206,20 @@ def test_runner_writes_resumes_and_reports(data_dir: Path, tmp_path: Path) -> No
         in text
     )
 
-    # Two veclink configs in one results file: each is its own method label, each target count is
-    # given per label, and a config whose file is missing says so.
+    # Two veclink configs in one results file: each is its own method label; the targets show the one
+    # the grid's plan names, the other is compared on the splits both ran; a missing config file says so.
     digest = veclink[0]["config_digest"]
     with (out / "results.jsonl").open("a") as fh:
         for r in veclink:
             fh.write(json.dumps(dict(r, config_digest="0123456789ab", key=r["key"] + "|other")) + "\n")
     write_report(out, report, command="pytest")
     text = report.read_text()
-    assert f"veclink@{digest[:6]}: **" in text and "veclink@012345: **" in text
     assert "`0123456789ab` (../out/configs/0123456789ab.json): unknown (config file missing)" in text
+    assert f"the targets and plots show `{digest}`" in text
+    targets, earlier = text.split("## Targets")[1].split("### Earlier veclink configurations")
+    assert f"veclink@{digest[:6]}" in targets and "veclink@012345" not in targets
+    row = f"| veclink@012345 | veclink@{digest[:6]} | unknown (config file missing) | 2 | 2 |"
+    assert row in earlier.split("## Plots")[0]
 
 
 def test_failed_runs_are_recorded_retried_and_reported(
