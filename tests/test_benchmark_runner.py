@@ -106,6 +106,11 @@ def test_grid_files_parse_with_the_protocol_shape() -> None:
     assert smoke.veclink_config.bootstrap.max_rounds == 2 and smoke.veclink_config.refine.max_rounds == 2
     negative = load_grid(ROOT / "conf" / "bench" / "negative-control.yaml")
     assert all(left == "glove-6b-50d-mean" for left, _ in negative.pairs) and len(plan_runs(negative)) == 28
+    for name in ("seeds-debian", "overlap-debian"):  # slices of the paper grid: same run keys
+        part = load_grid(ROOT / "conf" / "bench" / f"{name}.yaml")
+        assert len(plan_runs(part)) == 126 and {r.key for r in plan_runs(part)} <= {
+            r.key for r in plan_runs(paper)
+        }
 
 
 def test_bad_grid_reports_every_problem() -> None:
