@@ -222,7 +222,10 @@ def _targets(agg: pd.DataFrame) -> list[str]:
     if vl.empty or best.empty:
         lines += ["Not measured: this needs veclink and at least one baseline on the same cells.", ""]
     else:
-        merged = vl.merge(best, on=CELL, suffixes=("", "_b"))
+        # one block per corpus and seed kind, cells by alpha, n and pair, whatever order the runs were made in
+        merged = vl.merge(best, on=CELL, suffixes=("", "_b")).sort_values(
+            ["corpus", "seed_kind", "alpha", "n_seeds", "pair", "label"], kind="stable"
+        )
         rows = []
         for _, r in merged.iterrows():
             delta = 100 * (r["f1_mean"] - r["f1_mean_b"])
