@@ -646,27 +646,26 @@ def _provenance(ok: pd.DataFrame, err: pd.DataFrame, out_dir: Path, report_dir: 
     return lines
 
 
-def _coverage(ok: pd.DataFrame, out_dir: Path) -> list[str]:
+def _read_plans(out_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The grid plans in ``OUT/plans`` as (file stem, plan), read once for the coverage and the headline."""
+    folder = out_dir / PLANS_DIR
+    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    return [(p.stem, json.loads(p.read_text())) for p in paths]
+
+
+def _coverage(ok: pd.DataFrame, plans: list[tuple[str, dict[str, Any]]]) -> list[str]:
     lines: list[str] = []
-    plans = sorted((out_dir / PLANS_DIR).glob("*.json")) if (out_dir / PLANS_DIR).is_dir() else []
     present = set(ok["key"]) if not ok.empty else set()
-    for p in plans:
-        plan = json.loads(p.read_text())
+    for stem, plan in plans:
         keys = plan.get("keys", [])
         have = sum(k in present for k in keys)
         lines.append(
-            f"- Grid `{plan.get('grid', p.stem)}` (last run with engine {plan.get('engine')}"
+            f"- Grid `{plan.get('grid', stem)}` (last run with engine {plan.get('engine')}"
             f"{', veclink config `' + plan['config_digest'] + '`' if plan.get('config_digest') else ''}): "
             f"{have} of {len(keys)} planned runs present"
             f"{'' if have == len(keys) else f'; {len(keys) - have} not run with it'}."
         )
     return lines
-
-
-def _planned_digests(out_dir: Path) -> set[str]:
-    """The veclink config digests the grid plans in ``OUT/plans`` name (what each grid last ran with)."""
-    plans = sorted((out_dir / PLANS_DIR).glob("*.json")) if (out_dir / PLANS_DIR).is_dir() else []
-    return {str(d) for d in (json.loads(p.read_text()).get("config_digest") for p in plans) if d}
 
 
 def split_headline(ok: pd.DataFrame, current: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -765,6 +764,7 @@ def write_report(
     out_dir, report = Path(out_dir), Path(report_path)
     results = out_dir / RESULTS_FILE
     ok, err = load_frame(results)
+    plans = _read_plans(out_dir)
     report.parent.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -775,7 +775,7 @@ def write_report(
         f"- Raw results: `{_rel(results, report.parent)}` (one JSON line per run; "
         f"{len(ok)} successful runs, {len(err)} failed).",
         *_provenance(ok, err, out_dir, report.parent),
-        *_coverage(ok, out_dir),
+        *_coverage(ok, plans),
         "- Protocol: design/benchmark.md (fresh random ids, shuffled rows; seeds excluded from scoring; "
         "recall over the shared part minus the seeds). Every method of a cell runs on the same split.",
         "",
@@ -784,7 +784,10 @@ def write_report(
     if ok.empty:
         lines += ["No successful run yet: nothing to report.", ""]
     else:
-        head, earlier = split_headline(ok, _planned_digests(out_dir))
+        # the config digests the grid plans name: what each grid last ran with
+        head, earlier = split_headline(
+            ok, {str(pl["config_digest"]) for _, pl in plans if pl.get("config_digest")}
+        )
         agg = aggregate(ok)
         if not earlier.empty:
             shown = ", ".join(
@@ -796,7 +799,7 @@ def write_report(
                 'its command reproduces); the others are compared under "Earlier veclink configurations".',
                 "",
             ]
-        lines += _targets(agg[~agg["label"].isin(set(earlier["label"]))] if not earlier.empty else agg)
+        lines += _targets(agg[~agg["label"].isin(set(earlier["label"]))])
         if not earlier.empty:
             lines += _earlier_configs(head, earlier, out_dir)
         lines += ["## Plots", ""]
