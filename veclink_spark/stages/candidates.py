@@ -147,8 +147,9 @@ def block_topk(left_sigs: DataFrame, right_sigs: DataFrame, k: int, max_block_si
             {
                 VIEW: np.full(len(kl) + len(kr), view, dtype=np.int32),
                 "side": ["L"] * len(kl) + ["R"] * len(kr),
-                LEFT_ID: list(il[kl]) + [None] * len(kr),
-                RIGHT_ID: [None] * len(kl) + list(ir[kr]),
+                # object Series: a list of ints and None would become float64 (ids above 2^53 lose bits)
+                LEFT_ID: pd.Series(il[kl].tolist() + [None] * len(kr), dtype=object),
+                RIGHT_ID: pd.Series([None] * len(kl) + ir[kr].tolist(), dtype=object),
                 "topk": list(tl) + list(tr),
             }
         )
