@@ -19,6 +19,9 @@ from veclink_spark.synthetic import make_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {
+    # fit_rows 150 < 280 rows a side: the fit runs in process on the rows nearest the seeds, then the
+    # extension's refinement rounds run on Spark (the path both engines must agree on).
+    "scale": {"fit_rows": 150},
     "views": {"base_views": 16},
     "bootstrap": {"max_rounds": 2},
     # mixture_separation 0: the take-off's mixture cut always applies, so both engines must cut alike.
@@ -87,9 +90,9 @@ def test_spark_links_equal_the_reference(spark, data, first_run) -> None:
     assert [h["promoted"] for h in result.summary["history"]] == [
         h["promoted"] for h in ref_summary["history"]
     ]
-    # The take-off objective (which paces the kept share) is the same number in both engines.
+    # The extension ran on Spark, and the round-by-round record is the same in both engines.
+    assert any(h["phase"] == "extend" for h in result.summary["history"])
     objectives = [h.get("objective") for h in result.summary["history"]]
-    assert any(o is not None for o in objectives)
     assert objectives == [h.get("objective") for h in ref_summary["history"]]
     assert [h["keep"] for h in result.summary["history"]] == [h["keep"] for h in ref_summary["history"]]
     # The mixture cut ran, and on the same scores in both engines.
@@ -110,9 +113,12 @@ def test_output_tables_and_summary(spark, first_run) -> None:
     rows = store.read_run("summary", "full").toPandas()
     assert len(rows) == summary["rounds"]
     assert {"anchors", "candidates", "threshold", "seconds"} <= set(rows.columns)
-    # Every round can be read back.
-    for r in range(1, summary["rounds"] + 1):
+    # The fit (in process) is committed once, as its last round; then every extension round.
+    fit_rounds = len([h for h in summary["history"] if h["phase"] != "extend"])
+    assert 0 < fit_rounds < summary["rounds"]
+    for r in range(fit_rounds, summary["rounds"] + 1):
         assert store.read_round("anchors", "full", r).count() >= 15
+    assert len(store.committed_rounds("full")) == summary["rounds"] - fit_rounds + 1
     assert store.last_committed_round("full") == summary["rounds"]
 
 
@@ -130,21 +136,24 @@ def test_rerun_of_a_finished_run_changes_nothing(spark, data, first_run) -> None
 def test_resume_after_a_failure_gives_the_same_links(spark, data, first_run, monkeypatch) -> None:
     _, d = data
     result, out = first_run
-    original = SparkBackend.geh_votes
+    original = SparkBackend.refine_votes
+    calls: list[int] = []
 
     def failing(self, round_no, *args, **kwargs):
-        if round_no == 2:
+        calls.append(round_no)
+        if len(calls) == 2:  # the extension's second round
             raise RuntimeError("simulated executor loss")
         return original(self, round_no, *args, **kwargs)
 
     linker = Linker(LinkConfig.from_dict(FAST), spark)
     args = (str(d / "left.parquet"), str(d / "right.parquet"), str(d / "seeds.parquet"), str(out))
-    monkeypatch.setattr(SparkBackend, "geh_votes", failing)
+    monkeypatch.setattr(SparkBackend, "refine_votes", failing)
     with pytest.raises(RuntimeError, match="simulated"):
         linker.link(*args, run_id="crashy")
     store = RunStore(spark, str(out))
-    assert store.last_committed_round("crashy") == 1
-    monkeypatch.setattr(SparkBackend, "geh_votes", original)
+    # Committed: the fit (one round) and the extension's first round.
+    assert store.last_committed_round("crashy") == calls[1] - 1
+    monkeypatch.setattr(SparkBackend, "refine_votes", original)
     resumed = linker.link(*args, run_id="crashy")
     assert _pairs(resumed.links.toPandas()) == _pairs(result.links.toPandas())
     # Resuming with another configuration is refused.

@@ -99,9 +99,11 @@ class SignatureConfig:
         hi=1e6,
     )
     centering: str = _f(
-        "row",
-        "subtract each signature's mean before normalising ('row') or not ('none')",
-        choices=("row", "none"),
+        "anchor",
+        "before normalising, subtract from each signature coordinate its mean over the view's vectors "
+        "('anchor', as published: the loop takes off only with it), each row's own mean ('row') or "
+        "nothing ('none')",
+        choices=("anchor", "row", "none"),
     )
     gate: float = _f(
         0.0,
@@ -116,6 +118,14 @@ class SignatureConfig:
 class HashingConfig:
     """Blocking keys for the candidate equi-join."""
 
+    max_rounds: int = _f(
+        6,
+        "cap on the full-table refinement rounds before the cut and the polish (each is one pass over "
+        "both tables); they start from the fitted links, so a few suffice",
+        lo=1,
+        hi=1000,
+        kind=int,
+    )
     probes: int = _f(
         2, "each vector's keys are the ids of its `probes` nearest anchors in the view", lo=1, hi=64, kind=int
     )
@@ -427,6 +437,44 @@ class DiagnosticsConfig:
 
 
 @dataclass(frozen=True)
+class ScaleConfig:
+    """How much of the tables the method learns on, and how the rest is linked."""
+
+    fit_rows: int = _f(
+        10000,
+        "rows of each table the method learns on: the rows nearest the seeds (each seed's nearest "
+        "fit_rows / seeds rows); tables with more rows are then linked in full by refinement rounds "
+        "that keep the learned links (driver memory: fit_rows x dimension floats a side)",
+        lo=10,
+        hi=10**7,
+        kind=int,
+    )
+    block_rows: int = _f(
+        2000,
+        "rows of the other table each block of the full-table search holds: the search compares a row "
+        "with probes x block_rows rows, so a round's cost grows linearly with the rows",
+        lo=10,
+        hi=10**7,
+        kind=int,
+    )
+    max_rounds: int = _f(
+        6,
+        "cap on the full-table refinement rounds before the cut and the polish (each is one pass over "
+        "both tables); they start from the fitted links, so a few suffice",
+        lo=1,
+        hi=1000,
+        kind=int,
+    )
+    probes: int = _f(
+        2,
+        "blocks (nearest k-means cells) each row is searched in, in the full-table rounds",
+        lo=1,
+        hi=64,
+        kind=int,
+    )
+
+
+@dataclass(frozen=True)
 class LinkConfig:
     """The whole configuration. Build with :meth:`from_dict`, :meth:`from_yaml` or ``LinkConfig()``."""
 
@@ -439,6 +487,7 @@ class LinkConfig:
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
 
     def refine_cells(self, n_right: int) -> int:
         """Cells of the refinement's blocked search for a right table of ``n_right`` rows."""

@@ -166,6 +166,14 @@ class Backend(Protocol):
         """The last committed round of this run, or None."""
         ...
 
+    def fit_tables(
+        self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+        """The fit sample (:func:`veclink_spark.kernels.neighbourhood_sample` of each table, at most
+        ``size`` rows a side) as (left ids, left unit vectors, right ids, right unit vectors, whether it
+        is the whole of both tables), rows sorted by id."""
+        ...
+
 
 def _score(kind: str, rv: np.ndarray, cv: np.ndarray, m: int, n_views: int, a: float, b: float) -> np.ndarray:
     if kind == "round_fraction":
@@ -204,24 +212,15 @@ def run_rounds(
 ) -> dict[str, Any]:
     """Run (or resume) the loop to the end. Returns the final anchor table and the run summary.
 
-    The seeds are sorted by (left id, right id) first, so the input row order does not matter.
+    The seeds are sorted by (left id, right id) first, so the input row order does not matter. A run
+    resumed from a state whose ``extend`` flag is set (written by :mod:`veclink_spark.fit`) is an
+    extension: refinement rounds over the full tables that keep the fitted links (its "seeds").
     """
     order = np.lexsort((seed_right, seed_left))
     seed_left, seed_right = np.asarray(seed_left)[order], np.asarray(seed_right)[order]
     n_seeds = len(seed_left)
     d_max = max(backend.dim_left, backend.dim_right)
     ev, bs, rf = cfg.evidence, cfg.bootstrap, cfg.refine
-    if rf.mode == "procrustes" and 0 < rf.max_rounds <= cfg.takeoff_keep_rounds():
-        log.warning(
-            "refine.max_rounds (%d) can end the take-off before its kept share (refine.takeoff_keep %g, "
-            "keep_schedule %s) reaches 1, and then it cannot settle; raise refine.max_rounds above %d or "
-            "set refine.takeoff_keep: 1.0",
-            rf.max_rounds,
-            rf.takeoff_keep,
-            rf.keep_schedule,
-            cfg.takeoff_keep_rounds(),
-        )
-
     resumed = backend.load_last_round()
     if resumed is None:
         round_no = 0
@@ -246,6 +245,16 @@ def run_rounds(
     else:
         round_no, anchors, info = resumed
         log.info("resuming after committed round %d (phase %s)", round_no, info["phase"])
+    if rf.mode == "procrustes" and 0 < rf.max_rounds <= cfg.takeoff_keep_rounds() and not info.get("extend"):
+        log.warning(
+            "refine.max_rounds (%d) can end the take-off before its kept share (refine.takeoff_keep %g, "
+            "keep_schedule %s) reaches 1, and then it cannot settle; raise refine.max_rounds above %d or "
+            "set refine.takeoff_keep: 1.0",
+            rf.max_rounds,
+            rf.takeoff_keep,
+            rf.keep_schedule,
+            cfg.takeoff_keep_rounds(),
+        )
 
     while not info["done"]:
         round_no += 1
@@ -305,6 +314,7 @@ def run_rounds(
             and stage == "takeoff"
             and info["phase_rounds"] == 0
             and rf.init == "distribution"
+            and not info.get("extend")
         )
         if init_round:
             # The first take-off dictionary from the similarity-distribution descriptors (no map yet): the
@@ -431,9 +441,9 @@ def run_rounds(
         added = len(new_links - prev_links)
         removed = len(prev_links - new_links)
 
-        stats = {
+        stats: dict[str, Any] = {
             "round": round_no,
-            "phase": phase,
+            "phase": "extend" if info.get("extend") else phase,
             "views_branch": branch,
             "views": m,
             "keep": keep_share,
@@ -555,7 +565,8 @@ def run_rounds(
                     info.update(done=True, stop_reason="links stable")
                 elif polished >= rf.polish_rounds:
                     info.update(done=True, stop_reason="polish round cap")
-        if round_no >= bs.max_rounds + rf.max_rounds + rf.polish_rounds and not info["done"]:
+        cap = bs.max_rounds + rf.max_rounds + rf.polish_rounds + info.get("rounds_before", 0)
+        if round_no >= cap and not info["done"]:
             info.update(done=True, stop_reason="round cap")
         backend.save_round(round_no, anchors, info)
     return {"anchors": anchors, "info": info, "rounds": round_no}

@@ -97,18 +97,12 @@ def median_anchor_distance(anchors: np.ndarray) -> float:
     return med if med > 0 else 1.0
 
 
-def anchor_signatures(
-    x: np.ndarray, anchors: np.ndarray, bandwidth: float, kernel: str, centering: str
+def kernel_values(
+    x: np.ndarray, anchors: np.ndarray, bandwidth: float, kernel: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel-weighted anchor-distance signatures of unit vectors ``x`` in one view.
+    """The distance kernel of unit vectors ``x`` to one view's ``anchors``: (values (n, s), distances).
 
-    r(u) = (k(d(u, a_1)), ..., k(d(u, a_s))) with k the distance kernel (``gaussian``:
-    exp(-d^2 / 2h^2), ``laplacian``: exp(-d / h), ``none``: -d), then centred per row (removes the
-    common offset that makes raw sphere distances nearly equal for every vector) and L2-normalised
-    (removes the unknown scale between the two encoders).
-
-    Returns:
-        (signatures (n, s) float64, distances (n, s) float64)
+    ``gaussian``: exp(-d^2 / 2h^2), ``laplacian``: exp(-d / h), ``none``: -d.
     """
     d = pairwise_distances(x, anchors)
     if kernel == "gaussian":
@@ -119,10 +113,72 @@ def anchor_signatures(
         s = -d
     else:  # config validation makes this unreachable for users
         raise ValueError(f"unknown kernel {kernel!r}")
-    if centering == "row":
+    return s, d
+
+
+def anchor_signatures(
+    x: np.ndarray,
+    anchors: np.ndarray,
+    bandwidth: float,
+    kernel: str,
+    centering: str,
+    column_mean: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel-weighted anchor-distance signatures of unit vectors ``x`` in one view.
+
+    r(u) = (k(d(u, a_1)), ..., k(d(u, a_s))) (:func:`kernel_values`), then centred and L2-normalised
+    (which removes the unknown scale between the two encoders). ``centering``:
+
+    - ``anchor`` (algorithm.md): subtract from each coordinate its mean over the view's vectors of this
+      side (``column_mean``, from :func:`view_kernel_sums` over the whole table). On the sphere every
+      vector's distance to an anchor sits near the same value; that shared per-anchor offset made all
+      signatures alike, and removing it is what lets the published loop take off;
+    - ``row``: subtract each row's own mean (removes a vector's offset, keeps the anchors');
+    - ``none``.
+
+    Returns:
+        (signatures (n, s) float64, distances (n, s) float64)
+    """
+    s, d = kernel_values(x, anchors, bandwidth, kernel)
+    if centering == "anchor":
+        if column_mean is None:
+            raise ValueError("centering 'anchor' needs the view's column means")
+        s = s - np.asarray(column_mean, dtype=np.float64)[None, :]
+    elif centering == "row":
         s = s - s.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(s, axis=1, keepdims=True)
     return s / np.where(norms > 0, norms, 1.0), d
+
+
+def view_kernel_sums(
+    x: np.ndarray, anchor_vectors: np.ndarray, views: list[View], side: str, kernel: str, gate: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per view: (rows that join it, sum of their kernel values per anchor), for ``anchor`` centring.
+
+    Partial sums over a batch: executors return one per Arrow batch and the driver adds them up
+    (:func:`view_column_means`); the reference calls it on the whole table. Returns (counts (m,),
+    sums (m, widest view)) zero-padded.
+    """
+    width = max((len(v.anchors) for v in views), default=0)
+    counts = np.zeros(len(views), dtype=np.int64)
+    sums = np.zeros((len(views), width))
+    for vi, v in enumerate(views):
+        h = v.bandwidth_left if side == "left" else v.bandwidth_right
+        s, d = kernel_values(x, anchor_vectors[v.anchors], h, kernel)
+        if gate > 0:
+            s = s[d.min(axis=1) <= gate * h]
+        counts[vi] = len(s)
+        sums[vi, : s.shape[1]] = s.sum(axis=0)
+    return counts, sums
+
+
+def view_column_means(counts: np.ndarray, sums: np.ndarray, views: list[View]) -> list[np.ndarray]:
+    """Each view's per-anchor mean kernel value (rounded to :data:`MEAN_DECIMALS`, so that the engines'
+    different summation orders give equal means)."""
+    return [
+        np.round(sums[vi, : len(v.anchors)] / max(int(counts[vi]), 1), MEAN_DECIMALS)
+        for vi, v in enumerate(views)
+    ]
 
 
 def nearest_keys(dist: np.ndarray, probes: int) -> np.ndarray:
@@ -438,18 +494,21 @@ def geh_signature_rows(
     kernel: str,
     centering: str,
     gate: float,
+    column_means: list[np.ndarray] | None = None,
 ) -> SignatureRows:
     """Signatures and blocking keys of a batch of unit vectors for every view of a ``geh`` round.
 
     Runs inside executors (via the signature stage's Arrow UDF) and in the reference. Keys are the
     anchor-list indices of the ``probes`` nearest view anchors; with ``gate`` > 0 a vector joins a view
-    only if its nearest view anchor is within ``gate`` bandwidths.
+    only if its nearest view anchor is within ``gate`` bandwidths. ``column_means``: one per view, for
+    ``centering`` ``anchor`` (:func:`view_column_means`).
     """
     views_out, keys_out, rows_out, dist_out, sigs = [], [], [], [], []
     n = len(x)
     for vi, v in enumerate(views):
         h = v.bandwidth_left if side == "left" else v.bandwidth_right
-        s, d = anchor_signatures(x, anchor_vectors[v.anchors], h, kernel, centering)
+        mean = None if column_means is None else column_means[vi]
+        s, d = anchor_signatures(x, anchor_vectors[v.anchors], h, kernel, centering, mean)
         near = nearest_keys(d, probes)
         rows = np.arange(n)
         if gate > 0:
@@ -758,3 +817,35 @@ def bag_flags(
         for bag in range(n_bags):
             out[i, bag] = zlib.crc32(f"{a}|{b}|{bag}|{salt}".encode()) < limit
     return out
+
+
+def nearest_seed(x: np.ndarray, seed_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each unit row's nearest seed (index, first on ties) and its similarity (rounded to
+    :data:`SIM_DECIMALS`, so both engines rank rows alike)."""
+    sims = _rounded(
+        np.asarray(x, dtype=np.float64) @ np.asarray(seed_vectors, dtype=np.float64).T, SIM_DECIMALS
+    )
+    idx = sims.argmax(axis=1)
+    return idx.astype(np.int32), sims[np.arange(len(sims)), idx]
+
+
+def neighbourhood_sample(ids: np.ndarray, x: np.ndarray, seed_vectors: np.ndarray, size: int) -> np.ndarray:
+    """Row indices (sorted by id) of the table's fit sample: every row when the table has at most
+    ``size`` rows, else for each seed the ceil(size / seeds) rows nearest it among the rows whose
+    nearest seed it is (by similarity, then id).
+
+    Why near the seeds and not uniform: two independent uniform samples at rate s share only about
+    s x alpha of the overlap, while the neighbourhoods of a seed in the two spaces hold largely the same
+    objects (local isometry), so the sample keeps the overlap the method learns from. The Spark job takes
+    the same rows with a window (:func:`veclink_spark.stages.sample.neighbourhood_ids`).
+    """
+    ids = np.asarray(ids)
+    if len(ids) <= size:
+        return np.argsort(ids, kind="stable")
+    per = math.ceil(size / len(seed_vectors))
+    near, sim = nearest_seed(x, seed_vectors)
+    order = np.lexsort((ids, -sim, near))
+    grouped = near[order]
+    starts = np.searchsorted(grouped, grouped, side="left")
+    picked = order[np.arange(len(order)) - starts < per]
+    return picked[np.argsort(ids[picked], kind="stable")]

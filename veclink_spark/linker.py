@@ -29,8 +29,8 @@ from . import kernels
 from .config import LinkConfig
 from .constants import LEFT_ID, RIGHT_ID, TABLE_LINKS, TABLE_SUMMARY
 from .diagnostics import consistency_sample, diagnose
-from .engine import run_rounds
 from .errors import ConfigError
+from .fit import fit_and_extend
 from .inputs import InputColumns, load_inputs
 from .session import get_or_create_session
 from .spark_backend import SparkBackend
@@ -129,7 +129,7 @@ class Linker:
             backend = SparkBackend(
                 spark, left_df, right_df, store, run_id, cfg, s.n_left, s.n_right, s.dim_left, s.dim_right
             )
-            result = run_rounds(
+            result = fit_and_extend(
                 backend,
                 seeds_pdf[LEFT_ID].to_numpy(),
                 seeds_pdf[RIGHT_ID].to_numpy(),

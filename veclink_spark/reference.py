@@ -21,8 +21,9 @@ import pandas as pd
 from . import kernels
 from .config import LinkConfig
 from .diagnostics import consistency_sample, diagnose
-from .engine import Candidates, RoundVotes, run_rounds
+from .engine import Candidates, RoundVotes
 from .errors import InputError
+from .fit import fit_and_extend
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,14 @@ class NumpyBackend:
         right_ids: np.ndarray,
         right: np.ndarray,
         cfg: LinkConfig,
+        centred: bool = False,
     ):
+        """``centred``: the vectors were already centred (a fit sample of centred tables)."""
         self.left_ids = np.asarray(left_ids)
         self.right_ids = np.asarray(right_ids)
         self.left = kernels.normalise_rows(left)
         self.right = kernels.normalise_rows(right)
-        if cfg.vectors.centre:
+        if cfg.vectors.centre and not centred:
             self.left, self.right = kernels.centred_table(self.left), kernels.centred_table(self.right)
         self.n_left, self.dim_left = self.left.shape
         self.n_right, self.dim_right = self.right.shape
@@ -91,26 +94,26 @@ class NumpyBackend:
         phase_start: bool,
     ) -> RoundVotes:
         sc, hc = self.cfg.signatures, self.cfg.hashing
-        rl = kernels.geh_signature_rows(
-            self.left,
-            vec_left,
-            views,
-            "left",
-            probes=hc.probes,
-            kernel=sc.kernel,
-            centering=sc.centering,
-            gate=sc.gate,
-        )
-        rr = kernels.geh_signature_rows(
-            self.right,
-            vec_right,
-            views,
-            "right",
-            probes=hc.probes,
-            kernel=sc.kernel,
-            centering=sc.centering,
-            gate=sc.gate,
-        )
+        rows = []
+        for side, x, anchors in (("left", self.left, vec_left), ("right", self.right, vec_right)):
+            means = None
+            if sc.centering == "anchor":
+                counts, sums = kernels.view_kernel_sums(x, anchors, views, side, sc.kernel, sc.gate)
+                means = kernels.view_column_means(counts, sums, views)
+            rows.append(
+                kernels.geh_signature_rows(
+                    x,
+                    anchors,
+                    views,
+                    side,
+                    probes=hc.probes,
+                    kernel=sc.kernel,
+                    centering=sc.centering,
+                    gate=sc.gate,
+                    column_means=means,
+                )
+            )
+        rl, rr = rows
         self._round_no = round_no
         return self._votes(rl, rr, len(views), exclude_left, exclude_right, phase_start)
 
@@ -207,7 +210,21 @@ class NumpyBackend:
         self.rounds.append((round_no, {k: v.copy() for k, v in anchors.items()}, copy.deepcopy(info)))
 
     def load_last_round(self) -> tuple[int, dict[str, np.ndarray], dict[str, Any]] | None:
-        return None
+        import copy
+
+        if not self.rounds:
+            return None
+        round_no, anchors, info = self.rounds[-1]
+        return round_no, {k: v.copy() for k, v in anchors.items()}, copy.deepcopy(info)
+
+    def fit_tables(
+        self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+        sl, sr = self.anchor_vectors(seed_left, seed_right)
+        li = kernels.neighbourhood_sample(self.left_ids, self.left, sl, size)
+        ri = kernels.neighbourhood_sample(self.right_ids, self.right, sr, size)
+        whole = self.n_left <= size and self.n_right <= size
+        return self.left_ids[li], self.left[li], self.right_ids[ri], self.right[ri], whole
 
     # -- internals -------------------------------------------------------------------------------
     def _votes(
@@ -349,7 +366,7 @@ def link_arrays(
     if missing:
         raise InputError(f"seeds name ids absent from the tables: {sorted(missing)[:5]}")
     backend = NumpyBackend(left_ids, left, right_ids, right, cfg)
-    result = run_rounds(backend, seed_left, seed_right, cfg)
+    result = fit_and_extend(backend, seed_left, seed_right, cfg)
     links = pd.DataFrame(result["anchors"])
     sl, sr = backend.anchor_vectors(np.sort(seed_left), seed_right[np.argsort(seed_left)])
     sample = consistency_sample(links)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from .config import LinkConfig
 from .constants import ID, IS_SEED, LEFT_ID, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
 from .engine import Candidates, RoundVotes
 from .stages import candidates as cand_stage
-from .stages import distribution, evidence, mutual_nn, refine, signatures
+from .stages import distribution, evidence, mutual_nn, refine, sample, signatures
 from .store import RunStore
 
 log = logging.getLogger(__name__)
@@ -105,32 +106,47 @@ class SparkBackend:
         phase_start: bool,
     ) -> RoundVotes:
         sc, hc = self.cfg.signatures, self.cfg.hashing
-        ls = signatures.geh_signatures(
-            self.left,
-            "left",
-            vec_left,
-            views,
-            probes=hc.probes,
-            kernel=sc.kernel,
-            centering=sc.centering,
-            gate=sc.gate,
-        ).persist()
-        rs = signatures.geh_signatures(
-            self.right,
-            "right",
-            vec_right,
-            views,
-            probes=hc.probes,
-            kernel=sc.kernel,
-            centering=sc.centering,
-            gate=sc.gate,
-        ).persist()
+        sigs = []
+        for side, df, anchors in (("left", self.left, vec_left), ("right", self.right, vec_right)):
+            means = self._column_means(df, side, anchors, views) if sc.centering == "anchor" else None
+            sigs.append(
+                signatures.geh_signatures(
+                    df,
+                    side,
+                    anchors,
+                    views,
+                    probes=hc.probes,
+                    kernel=sc.kernel,
+                    centering=sc.centering,
+                    gate=sc.gate,
+                    column_means=means,
+                ).persist()
+            )
+        ls, rs = sigs
         try:
             best = cand_stage.block_best_matches(ls, rs, hc.max_block_size)
             return self._finish(round_no, ls, rs, best, len(views), exclude_left, exclude_right, phase_start)
         finally:
             ls.unpersist()
             rs.unpersist()
+
+    def _column_means(
+        self, df: DataFrame, side: str, anchors: np.ndarray, views: list[kernels.View]
+    ) -> list[np.ndarray]:
+        """The ``anchor`` centring means of one side: per-batch kernel sums from the executors, added up
+        here (one small row per batch and view)."""
+        sc = self.cfg.signatures
+        parts: pd.DataFrame = signatures.geh_kernel_sums(
+            df, side, anchors, views, kernel=sc.kernel, gate=sc.gate
+        ).toPandas()
+        width = max((len(v.anchors) for v in views), default=0)
+        counts = np.zeros(len(views), dtype=np.int64)
+        sums = np.zeros((len(views), width))
+        for vi, n, total in zip(parts["view"], parts["n"], parts["total"], strict=True):
+            counts[int(vi)] += int(n)
+            t = np.asarray(total, dtype=np.float64)
+            sums[int(vi), : len(t)] += t
+        return kernels.view_column_means(counts, sums, views)
 
     def refine_votes(
         self,
@@ -349,6 +365,24 @@ class SparkBackend:
         )
         self.store.write_round(TABLE_ANCHORS, df, self.run_id, round_no)
         self.store.commit_round(self.run_id, round_no, {"state": json.dumps(info, default=_json_default)})
+
+    def fit_tables(
+        self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+        """The fit sample, brought to the driver (at most ``size`` rows a side: bounded memory)."""
+        sl, sr = self.anchor_vectors(seed_left, seed_right)
+        out: list[np.ndarray] = []
+        for df, n, seeds in ((self.left, self.n_left, sl), (self.right, self.n_right, sr)):
+            rows = df
+            if n > size:
+                per_seed = math.ceil(size / len(seeds))
+                rows = sample.neighbourhood_ids(df, seeds, per_seed).join(df, ID)
+            pdf: pd.DataFrame = rows.select(ID, VECTOR).toPandas()
+            ids = pdf[ID].to_numpy()
+            order = np.argsort(ids, kind="stable")
+            out += [ids[order], kernels.normalise_rows(np.stack(pdf[VECTOR].to_numpy())[order])]
+        whole = self.n_left <= size and self.n_right <= size
+        return out[0], out[1], out[2], out[3], whole
 
     def load_last_round(self) -> tuple[int, dict[str, np.ndarray], dict[str, Any]] | None:
         self.store.discard_uncommitted(self.run_id, [TABLE_ANCHORS, TABLE_VOTES])

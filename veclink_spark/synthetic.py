@@ -68,3 +68,88 @@ def make_pair(
     tr = np.array([rid[rpos[o]] for o in shared.tolist()])
     pick = rng.choice(n_shared, size=n_seeds, replace=False)
     return SyntheticPair(lid, x[objs_l], rid, y[objs_r], tl[pick], tr[pick], tl, tr)
+
+
+def write_scale_pair(
+    folder: str,
+    rows: int,
+    alpha: float = 0.3,
+    n_seeds: int = 15,
+    dim_left: int = 768,
+    dim_right: int = 384,
+    latent_dim: int = 16,
+    clusters: int = 64,
+    noise: float = 0.05,
+    seed: int = 0,
+    chunk: int = 100_000,
+) -> dict[str, int]:
+    """Write a large synthetic pair with the structure real encoders have to ``folder``: ``left/`` and
+    ``right/`` (parquet parts, columns id, vector), ``seeds.parquet`` and ``truth.parquet`` (left_id,
+    right_id; the truth is for scoring only). About ``rows`` rows a side, generated in chunks (memory is
+    bounded by ``chunk``).
+
+    Structure: latent points drawn from ``clusters`` anisotropic Gaussian clusters, pushed through two
+    different random two-layer tanh networks, plus a shared offset direction per encoder (embeddings
+    of one encoder are not centred on the sphere), with latent noise on the right side so that local
+    neighbourhoods agree imperfectly; then L2-normalised. Ids are fresh random int64 per side.
+    """
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    n_objects = int(round(rows / (alpha + (1 - alpha) / 2)))
+    centres = rng.normal(0, 1.0, (clusters, latent_dim))
+    scales = rng.uniform(0.1, 0.6, (clusters, latent_dim))  # anisotropic clusters
+    weights = rng.dirichlet(np.full(clusters, 2.0))
+    encoders = []
+    for dim in (dim_left, dim_right):
+        hidden = 512
+        w1 = rng.normal(0, 1 / np.sqrt(latent_dim), (latent_dim, hidden))
+        b1 = rng.normal(0, 0.1, hidden)
+        w2 = rng.normal(0, 1 / np.sqrt(hidden), (hidden, dim))
+        offset = rng.normal(0, 1, dim)
+        offset *= 0.8 / np.linalg.norm(offset)
+        encoders.append((w1, b1, w2, offset))
+    # Which objects each side holds: shared, left-only, right-only (protocol of design/benchmark.md).
+    kind = rng.choice(3, size=n_objects, p=[alpha, (1 - alpha) / 2, (1 - alpha) / 2])
+    left_rows = np.flatnonzero(kind != 2)
+    right_rows = np.flatnonzero(kind != 1)
+    ids = rng.choice(2**62, size=len(left_rows) + len(right_rows), replace=False).astype(np.int64)
+    left_ids = np.full(n_objects, -1, dtype=np.int64)
+    right_ids = np.full(n_objects, -1, dtype=np.int64)
+    left_ids[left_rows] = ids[: len(left_rows)]
+    right_ids[right_rows] = ids[len(left_rows) :]
+    os.makedirs(os.path.join(folder, "left"), exist_ok=True)
+    os.makedirs(os.path.join(folder, "right"), exist_ok=True)
+    for part, start in enumerate(range(0, n_objects, chunk)):
+        crng = np.random.default_rng([seed, part])
+        n = min(chunk, n_objects - start)
+        c = crng.choice(clusters, size=n, p=weights)
+        z = centres[c] + scales[c] * crng.normal(size=(n, latent_dim))
+        for side, (w1, b1, w2, offset) in zip(("left", "right"), encoders, strict=True):
+            zz = z if side == "left" else z + noise * crng.normal(size=z.shape)
+            y = np.tanh(zz @ w1 + b1) @ w2
+            y = y / np.linalg.norm(y, axis=1, keepdims=True) + offset
+            y = (y / np.linalg.norm(y, axis=1, keepdims=True)).astype(np.float32)
+            sel = kind[start : start + n] != (2 if side == "left" else 1)
+            sid = (left_ids if side == "left" else right_ids)[start : start + n][sel]
+            # Rows in a random order within the part, so row order carries no identity signal.
+            perm = crng.permutation(len(sid))
+            vec = y[sel][perm]
+            arr = pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), vec.shape[1])
+            table = pa.table({"id": sid[perm], "vector": arr.cast(pa.list_(pa.float32()))})
+            pq.write_table(table, os.path.join(folder, side, f"part-{part:04d}.parquet"))
+    shared = np.flatnonzero(kind == 0)
+    pq.write_table(
+        pa.table({"left_id": left_ids[shared], "right_id": right_ids[shared]}),
+        os.path.join(folder, "truth.parquet"),
+    )
+    pick = rng.choice(len(shared), size=n_seeds, replace=False)
+    seeds = shared[pick]
+    pq.write_table(
+        pa.table({"left_id": left_ids[seeds], "right_id": right_ids[seeds]}),
+        os.path.join(folder, "seeds.parquet"),
+    )
+    return {"left": len(left_rows), "right": len(right_rows), "shared": len(shared)}

@@ -105,18 +105,67 @@ def geh_signatures(
     kernel: str,
     centering: str,
     gate: float,
+    column_means: list[np.ndarray] | None = None,
 ) -> DataFrame:
-    """Signature rows of one side for every view of a ``geh`` round (see module doc)."""
+    """Signature rows of one side for every view of a ``geh`` round (see module doc); ``column_means``
+    (from :func:`geh_kernel_sums`) for ``centering`` ``anchor``."""
+    anchors = np.asarray(anchor_vectors, dtype=np.float64)
+    views = list(views)
+    widths = np.asarray([len(v.anchors) for v in views], dtype=np.int64)
+    means = None if column_means is None else [np.asarray(m, dtype=np.float64) for m in column_means]
+
+    def fn(x: np.ndarray) -> kernels.SignatureRows:
+        return kernels.geh_signature_rows(
+            x,
+            anchors,
+            views,
+            side,
+            probes=probes,
+            kernel=kernel,
+            centering=centering,
+            gate=gate,
+            column_means=means,
+        )
+
+    return _map(df, fn, widths)
+
+
+def geh_kernel_sums(
+    df: DataFrame,
+    side: str,
+    anchor_vectors: np.ndarray,
+    views: list[kernels.View],
+    *,
+    kernel: str,
+    gate: float,
+) -> DataFrame:
+    """Rows (view int, n long, total array<double>): per Arrow batch and view, the number of rows that
+    join the view and the sum of their kernel values per anchor (:func:`kernels.view_kernel_sums`);
+    the driver adds them up into the ``anchor`` centring means. Runs on executors."""
     anchors = np.asarray(anchor_vectors, dtype=np.float64)
     views = list(views)
     widths = np.asarray([len(v.anchors) for v in views], dtype=np.int64)
 
-    def fn(x: np.ndarray) -> kernels.SignatureRows:
-        return kernels.geh_signature_rows(
-            x, anchors, views, side, probes=probes, kernel=kernel, centering=centering, gate=gate
-        )
+    def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            _, x = batch_vectors(batch)
+            counts, sums = kernels.view_kernel_sums(x, anchors, views, side, kernel, gate)
+            offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
+            values = (
+                np.concatenate([sums[vi, :w] for vi, w in enumerate(widths)]) if len(widths) else np.zeros(0)
+            )
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(np.arange(len(views), dtype=np.int32)),
+                    pa.array(counts, pa.int64()),
+                    pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float64())),
+                ],
+                names=[VIEW, "n", "total"],
+            )
 
-    return _map(df, fn, widths)
+    return df.select(ID, VECTOR).mapInArrow(udf, f"{VIEW} int, n long, total array<double>")
 
 
 def refine_signatures(

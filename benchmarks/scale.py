@@ -1,0 +1,291 @@
+"""Scale benchmark: wall time, peak memory, rows per second and P/R/F1 against table size, for the Spark
+job (``jobs/link.py``, local[*]) and the in-process engine (``link_arrays``), on synthetic pairs with the
+structure of real encoders (768-d left, 384-d right; :func:`veclink_spark.synthetic.write_scale_pair`).
+
+    python benchmarks/scale.py --rows 10000 100000 [--engines spark inprocess] [--cache DIR]
+
+Data is generated once per size into ``--cache`` (default ``~/.cache/veclink-spark/scale``, outside the
+repository). Each run is a subprocess; its peak memory is the largest sum of the resident set sizes of
+its process tree (driver Python, JVM, Python workers), sampled every 0.5 s from /proc. Results are
+appended to ``benchmarks/scale/results.jsonl``; the report (``benchmarks/scale/REPORT.md``) and the
+log-log plot of time against rows with the fitted exponent per engine are rewritten from all results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "scale"
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        total += rss.get(p, 0)
+        stack.extend(children.get(p, []))
+    return total
+
+
+def _run(cmd: list[str], log_path: Path) -> tuple[int, float, int]:
+    """Run ``cmd``; return (exit code, seconds, peak tree RSS bytes)."""
+    peak = [0]
+    t0 = time.time()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+        def sample() -> None:
+            while proc.poll() is None:
+                peak[0] = max(peak[0], _tree_rss(proc.pid))
+                time.sleep(0.5)
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        code = proc.wait()
+        th.join()
+    return code, time.time() - t0, peak[0]
+
+
+def _data(cache: Path, rows: int, seed: int) -> Path:
+    folder = cache / f"synthetic-{rows}-seed{seed}"
+    if not (folder / "seeds.parquet").exists():
+        from veclink_spark.synthetic import write_scale_pair
+
+        t0 = time.time()
+        info = write_scale_pair(str(folder), rows, seed=seed)
+        print(f"generated {folder.name}: {info} in {time.time() - t0:.0f} s", flush=True)
+    return folder
+
+
+def _inprocess(folder: Path, out: Path, config: str | None) -> None:
+    """Child process of an in-process run: link, then write the links as parquet."""
+    import logging
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from veclink_spark import LinkConfig, link_arrays
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    left = pq.read_table(folder / "left").to_pandas()
+    right = pq.read_table(folder / "right").to_pandas()
+    seeds = pq.read_table(folder / "seeds.parquet").to_pandas()
+    cfg = LinkConfig.from_yaml(config) if config else LinkConfig()
+    links, summary = link_arrays(
+        left["id"].to_numpy(),
+        np.stack(left["vector"].to_numpy()),
+        right["id"].to_numpy(),
+        np.stack(right["vector"].to_numpy()),
+        seeds["left_id"].to_numpy(),
+        seeds["right_id"].to_numpy(),
+        cfg,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    links.to_parquet(out / "links.parquet")
+    (out / "summary.json").write_text(
+        json.dumps({"rounds": summary["rounds"], "verdict": summary["verdict"]})
+    )
+
+
+def _score(folder: Path, links_path: Path) -> dict:
+    import pandas as pd
+
+    from veclink_spark.benchmark.evaluate import score_links
+
+    links = pd.read_parquet(links_path)
+    s = score_links(
+        links, pd.read_parquet(folder / "truth.parquet"), pd.read_parquet(folder / "seeds.parquet")
+    )
+    return {k: v for k, v in s.items() if not hasattr(v, "__len__")}
+
+
+def run_one(folder: Path, rows: int, engine: str, work: Path, config: str | None) -> dict:
+    out = work / f"{engine}-{rows}"
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    log = work / f"{engine}-{rows}.log"
+    if engine == "spark":
+        cmd = [
+            sys.executable,
+            "jobs/link.py",
+            "--left",
+            str(folder / "left"),
+            "--right",
+            str(folder / "right"),
+        ]
+        cmd += ["--seeds", str(folder / "seeds.parquet"), "--output", str(out), "--run-id", "scale"]
+    else:
+        cmd = [sys.executable, "benchmarks/scale.py", "--_inprocess", str(folder), str(out)]
+    if config:
+        cmd += ["--config", config]
+    code, seconds, peak = _run(cmd, log)
+    rec = {
+        "rows": rows,
+        "engine": engine,
+        "exit": code,
+        "seconds": round(seconds, 1),
+        "peak_gib": round(peak / 2**30, 2),
+    }
+    if code == 0:
+        if engine == "spark":
+            scores_path = work / f"{engine}-{rows}.scores.json"
+            subprocess.run(
+                [
+                    sys.executable,
+                    "jobs/score.py",
+                    "--output",
+                    str(out),
+                    "--run-id",
+                    "scale",
+                    "--truth",
+                    str(folder / "truth.parquet"),
+                    "--seeds",
+                    str(folder / "seeds.parquet"),
+                    "--json",
+                    str(scores_path),
+                ],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
+            rec.update(json.loads(scores_path.read_text()))
+            summary = json.loads((out / "summary.json").read_text())
+        else:
+            rec.update(_score(folder, out / "links.parquet"))
+            summary = json.loads((out / "summary.json").read_text())
+        rec["rounds"] = summary["rounds"]
+        rec["verdict"] = summary["verdict"]
+        n_left = len(list((folder / "left").glob("*.parquet")))  # parts, for the record only
+        rec["parts"] = n_left
+    rec["rows_per_second"] = round(2 * rows / seconds, 1)
+    return rec
+
+
+def report(results: list[dict]) -> None:
+    """Rewrite REPORT.md and the plot from every result (the latest per (engine, rows))."""
+    latest: dict[tuple, dict] = {}
+    for r in results:
+        latest[(r["engine"], r["rows"])] = r
+    rows = sorted(latest.values(), key=lambda r: (r["engine"], r["rows"]))
+    lines = [
+        "# Scale benchmark",
+        "",
+        "Command: `python benchmarks/scale.py --rows ...` (see the script's doc). Synthetic pairs of about",
+        "`rows` rows a side (768-d left, 384-d right, alpha 0.3 of the objects shared, 15 seeds), default",
+        "configuration, 2-core machine; times are wall time of the whole job, memory the peak resident set",
+        "of its process tree. Rows per second counts both tables.",
+        "",
+        "| engine | rows a side | exit | seconds | rows/s | peak GiB | rounds | precision | recall | F1 "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['engine']} | {r['rows']:,} | {r['exit']} | {r['seconds']:,} | {r['rows_per_second']:,} | "
+            f"{r['peak_gib']} | {r.get('rounds', '-')} | {r.get('precision', float('nan')):.3f} | "
+            f"{r.get('recall', float('nan')):.3f} | {r.get('f1', float('nan')):.3f} | "
+            f"{r.get('verdict', '-')} |"
+        )
+    lines.append("")
+    exps = {}
+    for engine in sorted({r["engine"] for r in rows}):
+        pts = [(r["rows"], r["seconds"]) for r in rows if r["engine"] == engine and r["exit"] == 0]
+        if len(pts) >= 2:
+            import numpy as np
+
+            x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
+            exps[engine] = float(np.polyfit(x, y, 1)[0])
+            big = sorted(pts)[-2:]
+            local = math.log(big[1][1] / big[0][1]) / math.log(big[1][0] / big[0][0])
+            lines.append(
+                f"- {engine}: time exponent {exps[engine]:.2f} (least squares over {len(pts)} sizes), "
+                f"{local:.2f} between {big[0][0]:,} and {big[1][0]:,} rows"
+            )
+    both = {r["rows"] for r in rows if r["engine"] == "spark" and r["exit"] == 0} & {
+        r["rows"] for r in rows if r["engine"] == "inprocess" and r["exit"] == 0
+    }
+    for n in sorted(both):
+        s = latest[("spark", n)]["seconds"] / latest[("inprocess", n)]["seconds"]
+        lines.append(f"- Spark job / in-process time at {n:,} rows: {s:.2f}")
+    lines.append("")
+    lines.append("![time against rows](scale.png)")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "REPORT.md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for engine in sorted({r["engine"] for r in rows}):
+        pts = sorted((r["rows"], r["seconds"]) for r in rows if r["engine"] == engine and r["exit"] == 0)
+        if pts:
+            label = engine + (f" (exponent {exps[engine]:.2f})" if engine in exps else "")
+            ax.loglog([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
+    ax.set_xlabel("rows a side")
+    ax.set_ylabel("wall time (s)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(OUT / "scale.png", dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--_inprocess":
+        config = argv[4] if len(argv) > 4 and argv[3] == "--config" else None
+        _inprocess(Path(argv[1]), Path(argv[2]), config)
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--engines", nargs="+", default=["spark", "inprocess"], choices=["spark", "inprocess"])
+    p.add_argument("--cache", default=str(Path.home() / ".cache" / "veclink-spark" / "scale"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", default=None)
+    p.add_argument("--report-only", action="store_true")
+    args = p.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    results_path = OUT / "results.jsonl"
+    if not args.report_only:
+        cache = Path(args.cache)
+        work = cache / "runs"
+        work.mkdir(parents=True, exist_ok=True)
+        for rows in args.rows:
+            folder = _data(cache, rows, args.seed)
+            for engine in args.engines:
+                rec = run_one(folder, rows, engine, work, args.config)
+                print(json.dumps(rec), flush=True)
+                with open(results_path, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+    results = (
+        [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
+    )
+    report(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Learn on a bounded sample, then link the full tables: how a run scales (driver side).
+
+A run has two steps, the same in the Spark job and in the in-process engine:
+
+1. **Fit** (always in the driver's process, on numpy arrays): the rows of each table nearest the seeds,
+   at most ``scale.fit_rows`` a side (:func:`veclink_spark.kernels.neighbourhood_sample`), go through
+   the whole method (:func:`veclink_spark.engine.run_rounds` on a
+   :class:`veclink_spark.reference.NumpyBackend`): the published loop, and self-learning refinement
+   where the loop does not take off. Its cost does not grow with the tables.
+2. **Extend** (only when a table has more rows than the sample): refinement rounds over the full tables
+   on the run's backend (executors for the Spark job), starting from a map fitted on the fit's links,
+   which are kept (never revoked, like the seeds); each round is one blocked nearest-neighbour pass
+   over the tables plus one Delta commit. It ends as the refinement does (settled links, the mixture
+   cut, the bagged polish).
+
+The fit is committed as the first round of the run before the extension starts, so a resumed run
+never fits again; a run whose tables fit in the sample commits its final state once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .config import LinkConfig
+from .engine import Backend, run_rounds
+
+log = logging.getLogger(__name__)
+
+
+def fit_and_extend(
+    backend: Backend,
+    seed_left: np.ndarray,
+    seed_right: np.ndarray,
+    cfg: LinkConfig,
+    state_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) a whole run on ``backend``'s tables. Returns what
+    :func:`veclink_spark.engine.run_rounds` returns, with the original seeds flagged and the fit's
+    history first."""
+    from .reference import NumpyBackend  # the fit always runs in process
+
+    order = np.lexsort((np.asarray(seed_right), np.asarray(seed_left)))
+    seed_left, seed_right = np.asarray(seed_left)[order], np.asarray(seed_right)[order]
+    last = backend.load_last_round()
+    if last is None:
+        lids, lx, rids, rx, whole = backend.fit_tables(seed_left, seed_right, cfg.scale.fit_rows)
+        log.info(
+            "fit: %d left and %d right rows (%s)",
+            len(lids),
+            len(rids),
+            "the whole tables" if whole else "the rows nearest the seeds",
+        )
+        fit = run_rounds(
+            NumpyBackend(lids, lx, rids, rx, cfg, centred=True), seed_left, seed_right, cfg, state_extra
+        )
+        info = dict(fit["info"])
+        if whole:
+            backend.save_round(fit["rounds"], fit["anchors"], info)
+            return fit
+        anchors = fit["anchors"]
+        fit_state = {
+            "rounds": fit["rounds"],
+            "history": info["history"],
+            "stop_reason": info["stop_reason"],
+            "links": {k: v.tolist() for k, v in anchors.items()},
+        }
+        start = {
+            **{k: v for k, v in info.items() if k not in ("history",)},
+            "phase": "refine",
+            "refine_stage": "takeoff",
+            "phase_views": 0,
+            "phase_rounds": 0,
+            "keep_level": 64,  # the kept share is 1: the fitted links make a good first dictionary
+            "done": False,
+            "stop_reason": None,
+            "extend": True,
+            "rounds_before": fit["rounds"],
+            "history": [],
+            "fit": fit_state,
+        }
+        for key in (
+            "cut_round",
+            "refine_polish_rounds",
+            "level_rounds",
+            "objective_best",
+            "rounds_since_gain",
+        ):
+            start.pop(key, None)
+        fixed = {k: v.copy() for k, v in anchors.items()}
+        fixed["is_seed"] = np.ones(len(fixed["is_seed"]), dtype=bool)
+        log.info(
+            "extend: %d fitted links kept, refinement over the full tables", int((~anchors["is_seed"]).sum())
+        )
+        backend.save_round(fit["rounds"], fixed, start)
+        last = backend.load_last_round()
+    assert last is not None
+    info = last[2]
+    if not info.get("extend"):
+        return run_rounds(backend, seed_left, seed_right, cfg, state_extra)
+    anchors = last[1]
+    fixed_l, fixed_r = anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]]
+    result = run_rounds(backend, fixed_l, fixed_r, extension_config(cfg), state_extra)
+    return _merge_fit(result, seed_left, seed_right)
+
+
+def extension_config(cfg: LinkConfig) -> LinkConfig:
+    """The refinement of an extension: the fitted links (hundreds to thousands) are the dictionary, so
+    they weigh as much as any induced pair (the seed weight exists for 15 seeds against a mostly wrong
+    first dictionary); the blocked search has bounded work per row (``scale.block_rows`` x
+    ``scale.probes``), so a round costs about linear time in the rows; at most ``scale.max_rounds`` of them
+    before the cut and the polish."""
+    sc = cfg.scale
+    refine = replace(
+        cfg.refine,
+        seed_weight=1.0,
+        cells=0,
+        block_rows=sc.block_rows,
+        cell_probes=sc.probes,
+        max_rounds=sc.max_rounds,
+    )
+    return replace(cfg, refine=refine)
+
+
+def _merge_fit(result: dict[str, Any], seed_left: np.ndarray, seed_right: np.ndarray) -> dict[str, Any]:
+    """The extension's anchors with the fit's links restored (their round, votes and probability) and
+    only the original seeds flagged; the fit's history before the extension's."""
+    info = result["info"]
+    fit = info["fit"]
+    fitted = {
+        (a, b): i
+        for i, (a, b) in enumerate(zip(fit["links"]["left_id"], fit["links"]["right_id"], strict=True))
+    }
+    seeds = set(zip(seed_left.tolist(), seed_right.tolist(), strict=True))
+    anchors = {k: v.copy() for k, v in result["anchors"].items()}
+    for i, (a, b) in enumerate(zip(anchors["left_id"].tolist(), anchors["right_id"].tolist(), strict=True)):
+        j = fitted.get((a, b))
+        if j is not None:
+            for key in ("round", "votes", "views", "probability"):
+                anchors[key][i] = fit["links"][key][j]
+        anchors["is_seed"][i] = (a, b) in seeds
+    merged = dict(info)
+    merged["history"] = list(fit["history"]) + list(info["history"])
+    merged["fit_stop_reason"] = fit["stop_reason"]
+    return {"anchors": anchors, "info": merged, "rounds": result["rounds"]}
