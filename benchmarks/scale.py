@@ -182,6 +182,57 @@ def run_one(folder: Path, rows: int, engine: str, work: Path, config: str | None
     return rec
 
 
+def resume_check(folder: Path, rows: int, work: Path) -> dict:
+    """Kill the Spark job (SIGKILL to its whole process tree) right after its first full-table round is
+    committed, resume it with the same run id, and compare its links with an undisturbed run's."""
+    import signal
+
+    import pandas as pd
+
+    out = work / f"resume-{rows}"
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    cmd = [sys.executable, "jobs/link.py", "--left", str(folder / "left"), "--right", str(folder / "right")]
+    cmd += ["--seeds", str(folder / "seeds.parquet"), "--output", str(out), "--run-id", "scale"]
+    log_path = work / f"resume-{rows}.log"
+    t0 = time.time()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        commits = 0
+        while proc.poll() is None:
+            time.sleep(1)
+            commits = log_path.read_text().count("committed run scale round")
+            if commits >= 2:  # the fit, then the first full-table round
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+        proc.wait()
+    killed_after = time.time() - t0
+    code, seconds, _ = _run(cmd, work / f"resume-{rows}-resumed.log")
+    rec = {"rows": rows, "killed_after_commits": commits, "killed_after_s": round(killed_after, 1)}
+    rec.update({"resume_exit": code, "resume_seconds": round(seconds, 1)})
+    if code == 0:
+        dump = work / f"resume-{rows}-links.parquet"
+        ref = work / f"spark-{rows}-links.parquet"
+        for src, dst in ((out, dump), (work / f"spark-{rows}", ref)):
+            subprocess.run(
+                [sys.executable, "-c", _DUMP, str(src), dst.as_posix()],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
+        a, b = pd.read_parquet(dump), pd.read_parquet(ref)
+        pa_, pb = set(zip(a.left_id, a.right_id, strict=True)), set(zip(b.left_id, b.right_id, strict=True))
+        rec.update({"links_resumed": len(pa_), "links_undisturbed": len(pb), "identical": pa_ == pb})
+    return rec
+
+
+# Reads a run's links with Spark (Delta) and writes them as parquet (a child process: its own session).
+_DUMP = (
+    "import sys; from veclink_spark.session import get_or_create_session; "
+    "from veclink_spark.store import RunStore; s = get_or_create_session(); "
+    "RunStore(s, sys.argv[1]).read_run('links', 'scale').toPandas().to_parquet(sys.argv[2])"
+)
+
+
 def report(results: list[dict]) -> None:
     """Rewrite REPORT.md and the plot from every result (the latest per (engine, rows))."""
     latest: dict[tuple, dict] = {}
@@ -228,6 +279,22 @@ def report(results: list[dict]) -> None:
     for n in sorted(both):
         s = latest[("spark", n)]["seconds"] / latest[("inprocess", n)]["seconds"]
         lines.append(f"- Spark job / in-process time at {n:,} rows: {s:.2f}")
+    resumes = OUT / "resume.jsonl"
+    if resumes.exists():
+        lines += [
+            "",
+            "Resume after a killed job (`--resume-check ROWS`: SIGKILL to the job's process tree after",
+        ]
+        lines += ["its first full-table round was committed, then the same command again):", ""]
+        for line in resumes.read_text().splitlines():
+            r = json.loads(line)
+            lines.append(
+                f"- {r['rows']:,} rows: killed after {r['killed_after_commits']} commits "
+                f"({r['killed_after_s']} s), "
+                f"resumed in {r['resume_seconds']} s, exit {r['resume_exit']}, "
+                f"{r.get('links_resumed', '-')} links against {r.get('links_undisturbed', '-')} undisturbed, "
+                f"identical: {r.get('identical', '-')}"
+            )
     lines.append("")
     lines.append("![time against rows](scale.png)")
     OUT.mkdir(parents=True, exist_ok=True)
@@ -266,9 +333,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", default=None)
     p.add_argument("--report-only", action="store_true")
+    p.add_argument(
+        "--resume-check",
+        type=int,
+        default=None,
+        metavar="ROWS",
+        help="kill the Spark job at ROWS after its first full-table round, resume it, compare the links "
+        "with the undisturbed run's (run the benchmark at ROWS first)",
+    )
     args = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     results_path = OUT / "results.jsonl"
+    if args.resume_check:
+        cache = Path(args.cache)
+        rec = resume_check(_data(cache, args.resume_check, args.seed), args.resume_check, cache / "runs")
+        print(json.dumps(rec), flush=True)
+        with open(OUT / "resume.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        return 0
     if not args.report_only:
         cache = Path(args.cache)
         work = cache / "runs"

@@ -18,7 +18,7 @@ if [[ "${VECLINK_SKIP_ENCODERS:-0}" != "1" ]]; then
 fi
 
 # Lint and type checks first (fast; the style rules of the project).
-"$PYSPARK_PYTHON" -m ruff check veclink_spark jobs tests scripts notebooks
+"$PYSPARK_PYTHON" -m ruff check veclink_spark jobs tests scripts notebooks benchmarks
 "$PYSPARK_PYTHON" -m mypy veclink_spark jobs scripts
 
 set +e

@@ -209,6 +209,7 @@ def run_rounds(
     seed_right: np.ndarray,
     cfg: LinkConfig,
     state_extra: dict[str, Any] | None = None,
+    resumed: tuple[int, dict[str, np.ndarray], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the loop to the end. Returns the final anchor table and the run summary.
 
@@ -221,7 +222,8 @@ def run_rounds(
     n_seeds = len(seed_left)
     d_max = max(backend.dim_left, backend.dim_right)
     ev, bs, rf = cfg.evidence, cfg.bootstrap, cfg.refine
-    resumed = backend.load_last_round()
+    if resumed is None:
+        resumed = backend.load_last_round()  # the caller may have loaded it already
     if resumed is None:
         round_no = 0
         anchors = _anchor_table(

@@ -96,14 +96,14 @@ def fit_and_extend(
             "extend: %d fitted links kept, refinement over the full tables", int((~anchors["is_seed"]).sum())
         )
         backend.save_round(fit["rounds"], fixed, start)
-        last = backend.load_last_round()
+        last = (fit["rounds"], fixed, start)
     assert last is not None
     info = last[2]
     if not info.get("extend"):
-        return run_rounds(backend, seed_left, seed_right, cfg, state_extra)
+        return run_rounds(backend, seed_left, seed_right, cfg, state_extra, resumed=last)
     anchors = last[1]
     fixed_l, fixed_r = anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]]
-    result = run_rounds(backend, fixed_l, fixed_r, extension_config(cfg), state_extra)
+    result = run_rounds(backend, fixed_l, fixed_r, extension_config(cfg), state_extra, resumed=last)
     return _merge_fit(result, seed_left, seed_right)
 
 
@@ -112,7 +112,10 @@ def extension_config(cfg: LinkConfig) -> LinkConfig:
     they weigh as much as any induced pair (the seed weight exists for 15 seeds against a mostly wrong
     first dictionary); the blocked search has bounded work per row (``scale.block_rows`` x
     ``scale.probes``), so a round costs about linear time in the rows; at most ``scale.max_rounds`` of them
-    before the cut and the polish."""
+    before the mixture cut, which ends the extension. No bagged polish: on WordNet mpnet / MiniLM-L6
+    at alpha 0.3 with a 3,000-row fit the union polish took precision from 0.941 to 0.786 (F1 0.918 ->
+    0.868), and its 8 maps over the full tables ran the local[*] job out of its 4 GiB heap at 10,000
+    rows a side."""
     sc = cfg.scale
     refine = replace(
         cfg.refine,
@@ -121,6 +124,7 @@ def extension_config(cfg: LinkConfig) -> LinkConfig:
         block_rows=sc.block_rows,
         cell_probes=sc.probes,
         max_rounds=sc.max_rounds,
+        polish_rounds=0,
     )
     return replace(cfg, refine=refine)
 

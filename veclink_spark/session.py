@@ -174,7 +174,7 @@ def get_or_create_session(
     if (master or "local[*]").startswith("local"):
         # In local mode the driver JVM is also the executor: Spark's 1g default is too small for the
         # signature tables and the per-bag cross-covariance results of a refine round.
-        settings["spark.driver.memory"] = os.environ.get("VECLINK_DRIVER_MEMORY", "4g")
+        settings["spark.driver.memory"] = os.environ.get("VECLINK_DRIVER_MEMORY", "8g")
         # One machine: a few shuffle partitions per core beat Spark's cluster-sized default of 200.
         settings["spark.sql.shuffle.partitions"] = str(4 * (os.cpu_count() or 2))
     settings["spark.driver.maxResultSize"] = "2g"
