@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "scale"
+sys.path.insert(0, str(ROOT))  # the harness (benchmarks.harness) is imported from the checkout
 
 
 def _tree_rss(pid: int) -> int:
@@ -112,7 +113,7 @@ def _inprocess(folder: Path, out: Path, config: str | None) -> None:
 def _score(folder: Path, links_path: Path) -> dict:
     import pandas as pd
 
-    from veclink_spark.benchmark.evaluate import score_links
+    from benchmarks.harness.evaluate import score_links
 
     links = pd.read_parquet(links_path)
     s = score_links(

@@ -19,7 +19,7 @@ fi
 
 # Lint and type checks first (fast; the style rules of the project).
 "$PYSPARK_PYTHON" -m ruff check veclink_spark jobs tests scripts notebooks benchmarks
-"$PYSPARK_PYTHON" -m mypy veclink_spark jobs scripts
+"$PYSPARK_PYTHON" -m mypy veclink_spark jobs scripts benchmarks
 
 set +e
 "$PYSPARK_PYTHON" -m pytest "$@"

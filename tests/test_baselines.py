@@ -1,11 +1,11 @@
-"""Tests of the classical baselines (veclink_spark.benchmark.baselines) on tiny synthetic data."""
+"""Tests of the classical baselines (benchmarks.harness.baselines) on tiny synthetic data."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from veclink_spark.benchmark.baselines import (
+from benchmarks.harness.baselines import (
     BASELINES,
     Links,
     mutual_nearest_links,

@@ -1,4 +1,4 @@
-"""Tests of the benchmark runner (jobs/benchmark.py, veclink_spark.benchmark.runner / report).
+"""Tests of the benchmark runner (benchmarks/grid.py, benchmarks.harness.runner / report).
 
 The default tests run on a tiny synthetic "data folder" laid out like ../shared/data (two corpora embedded
 by two synthetic encoders with local isometry, veclink_spark.synthetic), with the smoke grid's fast
@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from veclink_spark.benchmark import runner
-from veclink_spark.benchmark.report import write_report
-from veclink_spark.benchmark.runner import grid_from_dict, load_grid, plan_runs, read_results, run_grid
-from veclink_spark.benchmark.splits import vectors_to_arrow
+from benchmarks.harness import runner
+from benchmarks.harness.report import write_report
+from benchmarks.harness.runner import grid_from_dict, load_grid, plan_runs, read_results, run_grid
+from benchmarks.harness.splits import vectors_to_arrow
 from veclink_spark.errors import ConfigError, InputError
 from veclink_spark.synthetic import make_pair
 
@@ -32,7 +32,7 @@ N_PER_CORPUS = 400
 
 
 def _load_job() -> Any:
-    spec = importlib.util.spec_from_file_location("benchmark_job", ROOT / "jobs" / "benchmark.py")
+    spec = importlib.util.spec_from_file_location("benchmark_job", ROOT / "benchmarks" / "grid.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -63,7 +63,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def synthetic_grid(data_dir: Path, **changes: Any) -> dict[str, Any]:
     """A grid on the synthetic folder with the smoke grid's veclink config (two rounds per phase)."""
-    smoke = yaml.safe_load((ROOT / "conf" / "bench" / "smoke.yaml").read_text())
+    smoke = yaml.safe_load((ROOT / "benchmarks" / "grids" / "smoke.yaml").read_text())
     grid = {
         "name": "synth",
         "data_dir": str(data_dir),
@@ -87,13 +87,13 @@ def lines(path: Path) -> list[dict[str, Any]]:
 
 
 def test_grid_files_parse_with_the_protocol_shape() -> None:
-    paper = load_grid(ROOT / "conf" / "bench" / "paper.yaml")
+    paper = load_grid(ROOT / "benchmarks" / "grids" / "paper.yaml")
     assert paper.alphas == (0.15, 0.2, 0.3) and paper.n_seeds == (15, 20, 30)
     assert len(paper.pairs) == 6 and paper.corpora == ("wordnet", "debian")
     assert paper.seed_kinds == ("in_domain", "out_of_domain") and paper.split_seeds == (0, 1, 2)
     assert paper.ood_source == {"wordnet": "debian", "debian": "wordnet"}
     assert len(plan_runs(paper)) == 2 * 6 * 2 * 3 * 3 * 3 * 7
-    quick = load_grid(ROOT / "conf" / "bench" / "quick.yaml")
+    quick = load_grid(ROOT / "benchmarks" / "grids" / "quick.yaml")
     assert (quick.alphas, quick.n_seeds, quick.seed_kinds, quick.split_seeds) == (
         (0.3,),
         (15,),
@@ -101,13 +101,13 @@ def test_grid_files_parse_with_the_protocol_shape() -> None:
         (0,),
     )
     assert len(quick.pairs) == 6 and len(quick.corpora) == 2
-    smoke = load_grid(ROOT / "conf" / "bench" / "smoke.yaml")
+    smoke = load_grid(ROOT / "benchmarks" / "grids" / "smoke.yaml")
     assert len(smoke.corpora) == 1 and len(smoke.pairs) == 1 and len(plan_runs(smoke)) == len(smoke.methods)
     assert smoke.veclink_config.bootstrap.max_rounds == 2 and smoke.veclink_config.refine.max_rounds == 2
-    negative = load_grid(ROOT / "conf" / "bench" / "negative-control.yaml")
+    negative = load_grid(ROOT / "benchmarks" / "grids" / "negative-control.yaml")
     assert all(left == "glove-6b-50d-mean" for left, _ in negative.pairs) and len(plan_runs(negative)) == 28
     for name in ("seeds-debian", "overlap-debian"):  # slices of the paper grid: same run keys
-        part = load_grid(ROOT / "conf" / "bench" / f"{name}.yaml")
+        part = load_grid(ROOT / "benchmarks" / "grids" / f"{name}.yaml")
         assert len(plan_runs(part)) == 126 and {r.key for r in plan_runs(part)} <= {
             r.key for r in plan_runs(paper)
         }
@@ -277,7 +277,8 @@ def test_missing_embedding_files_fail_before_running(tmp_path: Path) -> None:
 def test_smoke_grid_on_real_data(tmp_path: Path) -> None:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} not present")
-    grid = load_grid(ROOT / "conf" / "bench" / "smoke.yaml").restrict(methods=["veclink", "self_learning"])
+    smoke = ROOT / "benchmarks" / "grids" / "smoke.yaml"
+    grid = load_grid(smoke).restrict(methods=["veclink", "self_learning"])
     from dataclasses import replace
 
     run_grid(replace(grid, data_dir=SHARED_DATA), tmp_path)
@@ -300,7 +301,7 @@ def test_spark_engine_matches_reference(data_dir: Path, tmp_path: Path, spark: A
 def test_plot_means_average_the_same_pairs_for_every_method() -> None:
     import pandas as pd
 
-    from veclink_spark.benchmark.report import _mean_over_pairs
+    from benchmarks.harness.report import _mean_over_pairs
 
     def row(label: str, pair: str, alpha: float, f1: float) -> dict[str, Any]:
         return {
@@ -326,7 +327,7 @@ def test_report_headline_is_the_planned_config_and_earlier_ones_compare_on_share
 ) -> None:
     import pandas as pd
 
-    from veclink_spark.benchmark.report import _earlier_configs, split_headline
+    from benchmarks.harness.report import _earlier_configs, split_headline
 
     def row(method: str, digest: str | None, split: int, f1: float, pair: str = "p1") -> dict[str, Any]:
         label = method if digest is None else f"{method}@{digest[:6]}"

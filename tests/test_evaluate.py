@@ -1,4 +1,4 @@
-"""Tests of link scoring (veclink_spark.benchmark.evaluate) on hand-computed cases."""
+"""Tests of link scoring (benchmarks.harness.evaluate) on hand-computed cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from veclink_spark.benchmark.evaluate import best_threshold, reliability, score_by_round, score_links
+from benchmarks.harness.evaluate import best_threshold, reliability, score_by_round, score_links
 from veclink_spark.errors import InputError
 
 # Truth: 5 pairs, (1, 10) is the seed.

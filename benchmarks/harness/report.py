@@ -1,4 +1,4 @@
-"""Render a benchmark's ``results.jsonl`` as a Markdown report (``BENCHMARKS.md``) with PNG plots.
+"""Render a benchmark's ``results.jsonl`` as a Markdown report (``REPORT.md``) with PNG plots.
 
 The report shows only what was run: every number comes from a result row, a cell without rows is not
 shown (the runs planned but missing are counted), and failed runs are listed. Contents: how and where
@@ -18,7 +18,7 @@ Plots (matplotlib's Agg canvas, no pyplot state), saved next to the report:
   encoder pairs (each pair first averaged over its split seeds); one panel per corpus and alpha.
 * ``<stem>-f1-vs-overlap.png``: F1 against alpha, likewise; one panel per corpus and n.
 * ``<stem>-veclink-rounds.png``: veclink's cumulative precision and recall by round, from the links'
-  ``round`` column (:func:`~veclink_spark.benchmark.evaluate.score_by_round`: a link counts in the round
+  ``round`` column (:func:`~benchmarks.harness.evaluate.score_by_round`: a link counts in the round
   it was last promoted, so this is the make-up of the final link set, not a replay of every round).
 """
 
@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import LinkConfig
-from ..errors import InputError
+from veclink_spark.config import LinkConfig
+from veclink_spark.errors import InputError
+
 from .baselines import BASELINES
 from .runner import CONFIGS_DIR, METHODS, ORACLES, PLANS_DIR, RESULTS_FILE, VECLINK, read_results
 
@@ -130,7 +131,7 @@ def load_frame(results_path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     path = Path(results_path)
     if not path.is_file():
-        raise InputError(f"results file {path} not found; run jobs/benchmark.py first (or check --out-dir)")
+        raise InputError(f"results file {path} not found; run benchmarks/grid.py first (or check --out-dir)")
     rows = read_results(path)
     df = pd.DataFrame(rows)
     if df.empty:
@@ -749,7 +750,7 @@ def write_report(
 
     Args:
         out_dir: the benchmark output folder (holds results.jsonl, plans/, configs/).
-        report_path: the Markdown file to write (e.g. ``BENCHMARKS.md``); plots go next to it.
+        report_path: the Markdown file to write (e.g. ``REPORT.md``); plots go next to it.
         command: the command that produced the report (shown at the top).
 
     Returns:
@@ -759,7 +760,7 @@ def write_report(
         InputError: results.jsonl is missing or damaged.
 
     Example:
-        >>> write_report("bench-out", "BENCHMARKS.md", "python jobs/benchmark.py ...")  # doctest: +SKIP
+        >>> write_report("bench-out", "bench-out/REPORT.md", "python benchmarks/grid.py")  # doctest: +SKIP
     """
     out_dir, report = Path(out_dir), Path(report_path)
     results = out_dir / RESULTS_FILE

@@ -3,10 +3,10 @@
 Plain numpy / scikit-learn / scipy / faiss code, no Spark. The protocol is the one of
 ``design/benchmark.md``:
 
-* :mod:`veclink_spark.benchmark.splits` builds a split (left, right, seeds, truth) from one corpus
+* :mod:`benchmarks.harness.splits` builds a split (left, right, seeds, truth) from one corpus
   embedded by two encoders, with fresh random ids and shuffled rows, and writes it as parquet.
-* :mod:`veclink_spark.benchmark.evaluate` scores links against the truth, seeds excluded.
-* :mod:`veclink_spark.benchmark.baselines` holds the baselines (Procrustes, CCA, least squares, MLP,
+* :mod:`benchmarks.harness.evaluate` scores links against the truth, seeds excluded.
+* :mod:`benchmarks.harness.baselines` holds the baselines (Procrustes, CCA, least squares, MLP,
   relative representations, self-learning Procrustes), each ending in mutual nearest neighbours.
 """
 

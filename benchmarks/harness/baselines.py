@@ -45,7 +45,7 @@ from sklearn.linear_model import RidgeCV
 from sklearn.neural_network import MLPRegressor
 from threadpoolctl import threadpool_limits
 
-from ..errors import InputError
+from veclink_spark.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..constants import IS_SEED, LEFT_ID, PROBABILITY, RIGHT_ID, ROUND, SCORE
-from ..errors import InputError
+from veclink_spark.constants import IS_SEED, LEFT_ID, PROBABILITY, RIGHT_ID, ROUND, SCORE
+from veclink_spark.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 """Run veclink's in-process engine (``link_arrays``) on one benchmark split, with config overrides, and
 print P / R / F1 (seeds excluded), the verdict, the consistency checks and the last mixture cuts.
 
-The tool behind the engine measurements of docs/method.md; the grid tool is ``jobs/benchmark.py``.
+The tool behind the engine measurements of docs/method.md; the grid tool is ``benchmarks/grid.py``.
 
-    python scripts/link_split.py debian all-MiniLM-L6-v2 multilingual-e5-small --alpha 0.3 \\
+    python benchmarks/link_split.py debian all-MiniLM-L6-v2 multilingual-e5-small --alpha 0.3 \\
         --out-of-domain refine.init=seeds refine.polish_rounds=0
 
 Overrides are SECTION.FIELD=VALUE (VALUE parsed as YAML). Needs ../shared/data.
@@ -21,8 +21,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from veclink_spark.benchmark.evaluate import score_links  # noqa: E402
-from veclink_spark.benchmark.splits import load_corpus, make_split  # noqa: E402
+from benchmarks.harness.evaluate import score_links  # noqa: E402
+from benchmarks.harness.splits import load_corpus, make_split  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
 from veclink_spark.reference import link_arrays  # noqa: E402
 

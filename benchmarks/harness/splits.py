@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..constants import ID, IS_SEED, LEFT_ID, RIGHT_ID, VECTOR
-from ..errors import InputError
+from veclink_spark.constants import ID, IS_SEED, LEFT_ID, RIGHT_ID, VECTOR
+from veclink_spark.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,16 @@
 #!/usr/bin/env python
 """Run a benchmark grid on the real encoders and write the report.
 
-    python jobs/benchmark.py --grid conf/bench/quick.yaml [--out-dir bench-out] [--report BENCHMARKS.md]
+    python benchmarks/grid.py --grid benchmarks/grids/quick.yaml [--out-dir bench-out]
+        [--report bench-out/REPORT.md]
         [--methods veclink self_learning ...] [--engine reference|spark] [--corpora debian]
         [--pairs mpnet/L6] [--data-dir ../shared/data] [--threads 2] [--keep-going] [--dry-run]
-    python jobs/benchmark.py --report-only --out-dir bench-out --report BENCHMARKS.md
+    python benchmarks/grid.py --report-only --out-dir bench-out --report benchmarks/targets/REPORT.md
 
 Each finished run is one JSON line in OUT/results.jsonl; runs already there are skipped, so re-running
 the same command resumes an interrupted grid. One log line per run with its scores and an ETA.
 With ``--engine spark`` veclink runs through the Spark Linker (jobs/link.py's) on a local session, on the
-split written as parquet under OUT/splits/. Grids: conf/bench/{smoke,quick,paper}.yaml.
+split written as parquet under OUT/splits/. Grids: benchmarks/grids/{smoke,quick,paper}.yaml.
 
 Exit code 0 on success, 2 on an invalid grid or missing input (nothing run), 1 on any other failure.
 """
@@ -27,15 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from veclink_spark.benchmark.runner import ENGINES, METHODS, load_grid, plan_runs, read_results, run_grid  # noqa: E402
+from benchmarks.harness.runner import ENGINES, METHODS, load_grid, plan_runs, read_results, run_grid  # noqa: E402
 from veclink_spark.errors import ConfigError, InputError, VeclinkError  # noqa: E402
 
 log = logging.getLogger("veclink.benchmark")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Run a veclink-spark benchmark grid and write BENCHMARKS.md.")
-    p.add_argument("--grid", help="grid YAML (conf/bench/smoke.yaml, quick.yaml, paper.yaml)")
+    p = argparse.ArgumentParser(description="Run a veclink-spark benchmark grid and write its report.")
+    p.add_argument("--grid", help="grid YAML (benchmarks/grids/smoke.yaml, quick.yaml, paper.yaml)")
     p.add_argument("--out-dir", default="bench-out", help="results folder (default bench-out)")
     p.add_argument("--report", default=None, help="write the Markdown report here (plots next to it)")
     p.add_argument("--report-only", action="store_true", help="only render the report from OUT/results.jsonl")
@@ -102,6 +103,23 @@ def code_version() -> str | None:
     return f"{__version__} ({commit}{'-dirty' if dirty else ''})"
 
 
+def recorded_command(args: list[str]) -> str:
+    """The command line as the results and the report record it: paths inside the checkout relative to
+    it, any other absolute path as ``<scratch>/NAME`` (a reader's machine has neither folder)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def shown(arg: str) -> str:
+        if not arg.startswith("/"):
+            return arg
+        path = Path(arg)
+        try:
+            return str(path.resolve().relative_to(root))
+        except ValueError:
+            return f"<scratch>/{path.name}"
+
+    return "python " + shlex.join(["benchmarks/grid.py", *(shown(a) for a in args)])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
@@ -111,12 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("py4j", "pyspark", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    script = Path(__file__).resolve()
-    try:
-        script = script.relative_to(Path.cwd())
-    except ValueError:  # run from outside the checkout: keep the absolute path
-        pass
-    command = "python " + shlex.join([str(script), *(argv if argv is not None else sys.argv[1:])])
+    command = recorded_command(argv if argv is not None else sys.argv[1:])
     try:
         if not args.report_only:
             grid = load_grid(args.grid).restrict(args.corpora, args.pairs, args.methods)
@@ -166,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                     keep_going=args.keep_going,
                 )
         if args.report:
-            from veclink_spark.benchmark.report import write_report
+            from benchmarks.harness.report import write_report
 
             out = write_report(args.out_dir, args.report, command=command)
             log.info("report %s, plots: %s", out.report, ", ".join(str(p) for p in out.plots) or "none")

@@ -1,7 +1,7 @@
 """Run a benchmark grid (corpora x encoder pairs x alphas x seed counts x seed kinds x split seeds x
 methods) by the protocol of ``design/benchmark.md`` and store one JSON line per run.
 
-A grid is a YAML file (``conf/bench/*.yaml``)::
+A grid is a YAML file (``benchmarks/grids/*.yaml``)::
 
     name: quick
     data_dir: ../shared/data          # <data_dir>/<corpus>/<encoder>.parquet (id, vector)
@@ -18,11 +18,11 @@ A grid is a YAML file (``conf/bench/*.yaml``)::
     ood_source: {wordnet: debian, debian: wordnet}
 
 Every split cell (corpus, pair, seed kind, alpha, n, split seed) is built once with
-:func:`~veclink_spark.benchmark.splits.make_split` and every method runs on exactly that split:
+:func:`~benchmarks.harness.splits.make_split` and every method runs on exactly that split:
 
 * ``veclink``: :func:`veclink_spark.link_arrays` (engine ``reference``), or the Spark
   :class:`~veclink_spark.linker.Linker` on the split written with ``write_split`` (engine ``spark``);
-* the classical baselines of :data:`~veclink_spark.benchmark.baselines.BASELINES`;
+* the classical baselines of :data:`~benchmarks.harness.baselines.BASELINES`;
 * ``oracle_procrustes`` / ``oracle_procrustes_centred`` / ``oracle_least_squares``: a linear map fitted
   on ALL true pairs, then cosine mutual nearest neighbours (a ceiling, never a competitor; opt-in). The
   centred variant first applies VecMap's normalisation, as veclink's maps see the vectors; the
@@ -57,9 +57,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..config import LinkConfig
-from ..constants import IS_SEED, LEFT_ID, RIGHT_ID, ROUND
-from ..errors import ConfigError, InputError
+from veclink_spark.config import LinkConfig
+from veclink_spark.constants import IS_SEED, LEFT_ID, RIGHT_ID, ROUND
+from veclink_spark.errors import ConfigError, InputError
+
 from .baselines import BASELINES, Links, oracle_links
 from .evaluate import score_by_round, score_links
 from .splits import Corpus, Split, load_corpus, make_split, write_split
@@ -575,7 +576,7 @@ def _run_veclink(
 ) -> tuple[pd.DataFrame, dict[str, Any], float]:
     """veclink on one split: (links with a round column, linker summary, wall seconds)."""
     if run.engine == "reference":
-        from ..reference import link_arrays
+        from veclink_spark.reference import link_arrays
 
         t0 = time.perf_counter()
         links, summary = link_arrays(
@@ -590,7 +591,8 @@ def _run_veclink(
         return links, summary, time.perf_counter() - t0
     if spark_ctx is None:
         raise ConfigError(["engine 'spark' needs a SparkSession: pass spark= to run_grid"])
-    from ..linker import Linker
+    from veclink_spark.linker import Linker
+
     from .splits import LEFT_FILE, RIGHT_FILE, SEEDS_FILE
 
     folder = spark_ctx.out_dir / SPLITS_DIR / run.split_dir
