@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from veclink_spark import LinkConfig, Linker, link_arrays
+from veclink_spark.errors import InputError
 from veclink_spark.spark_backend import SparkBackend
 from veclink_spark.store import RunStore
 from veclink_spark.synthetic import make_pair
@@ -131,6 +132,25 @@ def test_rerun_of_a_finished_run_changes_nothing(spark, data, first_run) -> None
     )
     after = again.links.toPandas()
     assert len(after) == len(before) and _pairs(after) == _pairs(before)
+    # Already finished: its stored summary comes back (same timing: nothing was recomputed).
+    assert again.summary["seconds"] == result.summary["seconds"]
+    assert json.loads((out / "summary" / "full.json").read_text())["run_id"] == "full"
+
+
+def test_resume_with_other_seeds_is_refused(spark, data, first_run, tmp_path) -> None:
+    _, d = data
+    _, out = first_run
+    seeds = pq.read_table(d / "seeds.parquet").to_pandas().head(10)
+    seeds.to_parquet(tmp_path / "fewer.parquet")
+    with pytest.raises(InputError, match="other inputs.*seeds: 15 -> 10"):
+        linker = Linker(LinkConfig.from_dict(FAST), spark)
+        linker.link(
+            str(d / "left.parquet"),
+            str(d / "right.parquet"),
+            str(tmp_path / "fewer.parquet"),
+            str(out),
+            "full",
+        )
 
 
 def test_resume_after_a_failure_gives_the_same_links(spark, data, first_run, monkeypatch) -> None:
@@ -195,18 +215,30 @@ def test_job_command_line_runs(spark, data, tmp_path, capsys) -> None:
     assert (tmp_path / "out" / "summary.json").is_file()
 
 
-@pytest.mark.parametrize("problem", ["bad_config", "missing_seeds", "one_seed", "unknown_seed_id"])
+@pytest.mark.parametrize(
+    "problem",
+    ["bad_config", "missing_seeds", "one_seed", "unknown_seed_id", "output_is_a_file", "not_a_table"],
+)
 def test_job_errors_are_one_line_and_write_nothing(spark, data, tmp_path, capsys, problem) -> None:
     _, d = data
     seeds = d / "seeds.parquet"
+    left = d / "left.parquet"
+    out = tmp_path / "out"
     args = []
+    if problem == "output_is_a_file":
+        out = tmp_path / "file"
+        out.write_text("not a folder")
+    if problem == "not_a_table":
+        left = tmp_path / "notes"
+        left.mkdir()
+        (left / "readme.txt").write_text("a folder of text, not a table")
     if problem == "bad_config":
         cfg = tmp_path / "bad.yaml"
         cfg.write_text("bootstrap:\n  max_rounds: 0\n  bogus: 1\n")
         args = ["--config", str(cfg)]
     elif problem == "missing_seeds":
         seeds = tmp_path / "nope.parquet"
-    else:
+    elif problem in ("one_seed", "unknown_seed_id"):
         tab = pq.read_table(d / "seeds.parquet").to_pandas()
         if problem == "one_seed":
             tab = tab.head(1)
@@ -214,11 +246,10 @@ def test_job_errors_are_one_line_and_write_nothing(spark, data, tmp_path, capsys
             tab.loc[0, "left_id"] = -42
         seeds = tmp_path / "seeds.parquet"
         tab.to_parquet(seeds)
-    out = tmp_path / "out"
     code = _job().main(
         [
             "--left",
-            str(d / "left.parquet"),
+            str(left),
             "--right",
             str(d / "right.parquet"),
             "--seeds",
@@ -231,7 +262,12 @@ def test_job_errors_are_one_line_and_write_nothing(spark, data, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len([line for line in err if line.startswith("veclink-spark:")]) == 1
-    assert not out.exists()
+    if problem == "output_is_a_file":
+        assert out.read_text() == "not a folder" and "is a file" in err[-1]
+    else:
+        assert not out.exists()
+    if problem == "not_a_table":
+        assert "readme.txt" in err[-1] and "not a Parquet file" in err[-1]
     if problem == "bad_config":
         assert "bootstrap.max_rounds must be >= 1" in err[-1] and "bogus" in err[-1]
 

@@ -61,7 +61,9 @@ def diagnose(
     churn = float("nan")
     # The churn of the last self-learning (take-off) round: polish rounds drop links by design.
     takeoff = [
-        h for h in history if h.get("phase") == "refine" and "polish" not in str(h.get("views_branch"))
+        h
+        for h in history
+        if h.get("phase") in ("refine", "extend") and "polish" not in str(h.get("views_branch"))
     ]
     last = takeoff[-1] if takeoff else None
     if last is not None:
@@ -119,10 +121,11 @@ def diagnose(
                 f"spaces (Spearman {link_consistency:.2f} < {cfg.diagnostics.min_link_consistency}), "
                 "as in a chance matching; treat these links as chance matches"
             )
-        if unsettled:
+        if unsettled and last is not None:
             reasons.append(
-                f"the link set did not settle: {churn:.0%} of the {n_links} links changed in the last "
-                f"round (more than {cfg.diagnostics.max_final_churn:.0%}), as happens when "
+                f"the link set did not settle: the last refinement round added {last.get('added', 0)} and "
+                f"removed {last.get('removed', 0)} of its {last.get('links', 0)} links (a churn of "
+                f"{churn:.0%}, more than {cfg.diagnostics.max_final_churn:.0%}), as happens when "
                 "self-learning matches unrelated tables; treat these links as chance matches"
             )
         if np.isfinite(consistency) and consistency < cfg.diagnostics.min_seed_consistency:

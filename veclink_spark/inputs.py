@@ -187,6 +187,15 @@ def _data_files(folder: Path) -> Iterator[Path]:
             yield path
 
 
+def _is_parquet(path: Path) -> bool:
+    """Whether a file starts with Parquet's magic bytes (read before Spark, which fails late and long)."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
 def _local_format(path: Path, location: str, role: str) -> str:
     """Format (``delta``, ``parquet``, ``csv``) of a local file or folder."""
     if not path.exists():
@@ -207,7 +216,15 @@ def _local_format(path: Path, location: str, role: str) -> str:
             )
         fmt = "csv" if all(f.name.lower().endswith(".csv") for f in files) else "parquet"
     else:
+        files = [path]
         fmt = "csv" if path.name.lower().endswith(".csv") else "parquet"
+    if fmt == "parquet":
+        for f in files:
+            if not _is_parquet(f):
+                raise InputError(
+                    f"{role} table {location!r}: {f.name!r} is not a Parquet file (no PAR1 header) and the "
+                    "folder is not a Delta table; point to a Delta table or Parquet files only"
+                )
     if fmt == "csv" and role != "seeds":
         raise InputError(
             f"{role} table {location!r} is CSV, which is accepted for seeds only; "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,13 +30,13 @@ from . import kernels
 from .config import LinkConfig
 from .constants import LEFT_ID, RIGHT_ID, TABLE_LINKS, TABLE_SUMMARY
 from .diagnostics import consistency_sample, diagnose
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .fit import fit_and_extend
-from .inputs import InputColumns, load_inputs
+from .inputs import InputColumns, InputSummary, load_inputs
 from .session import get_or_create_session
 from .spark_backend import SparkBackend
 from .stages import centre as centre_stage
-from .store import RunStore, check_run_id
+from .store import RunStore, check_run_id, local_path
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class Linker:
             seeds_right=io.seeds_right,
         )
         t0 = time.time()
+        check_output_location(output)
         inputs = load_inputs(spark, left, right, seeds, columns)
         s = inputs.summary
         log.info(
@@ -109,6 +111,8 @@ class Linker:
         )
         store = RunStore(spark, output)
         digest = _config_digest(cfg)
+        seeds_pdf: pd.DataFrame = inputs.seeds.toPandas()
+        fingerprint = input_fingerprint(left, right, s, seeds_pdf)
         committed = store.committed_rounds(run_id) if store.exists("rounds") else []
         if committed:
             first = json.loads(committed[0]["state"])
@@ -119,13 +123,21 @@ class Linker:
                         "--run-id or the original configuration"
                     ]
                 )
+            changed = _changes(first.get("inputs"), fingerprint)
+            if changed:
+                raise InputError(
+                    f"run {run_id} in {output} was started with other inputs ({'; '.join(changed)}): it "
+                    "cannot resume on these; start a new run with another --run-id (or none)"
+                )
+            done = self._finished(store, run_id, json.loads(committed[-1]["state"]))
+            if done is not None:
+                return done
         left_df, right_df = inputs.left, inputs.right
         if cfg.vectors.centre:
             left_df = _centred(left_df, s.dim_left, "left")
             right_df = _centred(right_df, s.dim_right, "right")
         left_df, right_df = left_df.persist(), right_df.persist()
         try:
-            seeds_pdf: pd.DataFrame = inputs.seeds.toPandas()
             backend = SparkBackend(
                 spark, left_df, right_df, store, run_id, cfg, s.n_left, s.n_right, s.dim_left, s.dim_right
             )
@@ -134,7 +146,7 @@ class Linker:
                 seeds_pdf[LEFT_ID].to_numpy(),
                 seeds_pdf[RIGHT_ID].to_numpy(),
                 cfg,
-                state_extra={"config_digest": digest},
+                state_extra={"config_digest": digest, "inputs": fingerprint},
             )
             anchors = result["anchors"]
             order = np.lexsort((anchors["right_id"], anchors["left_id"]))
@@ -222,7 +234,66 @@ class Linker:
             ),
             run_id,
         )
+        # One summary per run (concurrent runs into one output each keep theirs), and the latest run's.
+        store.write_json(f"summary/{run_id}.json", summary)
         store.write_json("summary.json", summary)
+
+    @staticmethod
+    def _finished(store: RunStore, run_id: str, last_state: dict[str, Any]) -> LinkResult | None:
+        """A finished run's stored result (its links and summary), or None when it must (re)compute."""
+        if not last_state.get("done"):
+            return None
+        local = local_path(store.path(f"summary/{run_id}.json"))
+        if local is None or not local.is_file() or not store.exists(TABLE_LINKS):
+            return None
+        summary = json.loads(local.read_text())
+        log.info(
+            "run %s already finished (verdict %s): returning its stored links", run_id, summary["verdict"]
+        )
+        return LinkResult(run_id=run_id, links=store.read_run(TABLE_LINKS, run_id), summary=summary)
+
+
+def check_output_location(output: str) -> None:
+    """Fail before any work when a local output location cannot hold the run's tables.
+
+    Raises:
+        InputError: the location is a file, or it (or the folder that would hold it) is not writable.
+    """
+    local = local_path(output)
+    if local is None:  # a URI (s3a:, abfss:, dbfs:...): only Spark can tell, at the first write
+        return
+    if local.exists() and not local.is_dir():
+        raise InputError(
+            f"output {output!r} is a file, not a folder; give a folder for the run's Delta tables"
+        )
+    existing = local
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"output {output!r}: {str(existing)!r} is not a writable folder")
+
+
+def input_fingerprint(left: str, right: str, s: InputSummary, seeds: pd.DataFrame) -> dict[str, Any]:
+    """What a resumed run must find unchanged: table locations, sizes, and a digest of the seeds."""
+    pairs = sorted(zip(map(str, seeds[LEFT_ID]), map(str, seeds[RIGHT_ID]), strict=True))
+    digest = hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16]
+    return {
+        "left": left,
+        "right": right,
+        "left_rows": s.n_left,
+        "right_rows": s.n_right,
+        "left_dim": s.dim_left,
+        "right_dim": s.dim_right,
+        "seeds": len(pairs),
+        "seeds_digest": digest,
+    }
+
+
+def _changes(before: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """What differs between two fingerprints, as 'field: old -> new' (nothing when the run predates them)."""
+    if not before:
+        return []
+    return [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in now.items() if before.get(k) != v]
 
 
 def _centred(df: DataFrame, dim: int, side: str) -> DataFrame:

@@ -100,7 +100,7 @@ def _check_round(round_no: int) -> int:
     return int(round_no)
 
 
-def _local_path(location: str) -> Path | None:
+def local_path(location: str) -> Path | None:
     """The local filesystem path of ``location``, or None when it is a non-local URI."""
     parsed = urlparse(location)
     if parsed.scheme == "" or len(parsed.scheme) == 1:  # plain path (one letter: a Windows drive)
@@ -426,7 +426,7 @@ class RunStore:
         except (TypeError, ValueError) as exc:
             raise StoreError(f"cannot write {name!r}: object is not JSON-serialisable ({exc})") from exc
         location = self._join(name)
-        local = _local_path(location)
+        local = local_path(location)
         try:
             if local is not None:
                 local.parent.mkdir(parents=True, exist_ok=True)
