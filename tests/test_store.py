@@ -186,7 +186,7 @@ def test_write_json_local_path_and_file_uri(spark, tmp_path: Path) -> None:
 def test_write_json_through_spark_for_non_local_uris(spark, tmp_path: Path, monkeypatch) -> None:
     # Non-local URIs (dbfs:, abfss:, s3a:) go through Spark's text writer; exercise that branch on a
     # local folder by making the store treat every location as non-local.
-    monkeypatch.setattr(store_module, "_local_path", lambda location: None)
+    monkeypatch.setattr(store_module, "local_path", lambda location: None)
     store = RunStore(spark, str(tmp_path / "remote"))
     location = store.write_json("summary.json", {"rounds": [1, 2], "name": "x"})
     assert Path(location).is_dir()

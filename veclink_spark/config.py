@@ -119,7 +119,7 @@ class HashingConfig:
     """Blocking keys for the candidate equi-join."""
 
     max_rounds: int = _f(
-        6,
+        4,
         "cap on the full-table refinement rounds before the cut and the polish (each is one pass over "
         "both tables); they start from the fitted links, so a few suffice",
         lo=1,

@@ -243,10 +243,9 @@ class Linker:
         """A finished run's stored result (its links and summary), or None when it must (re)compute."""
         if not last_state.get("done"):
             return None
-        local = local_path(store.path(f"summary/{run_id}.json"))
-        if local is None or not local.is_file() or not store.exists(TABLE_LINKS):
+        summary = store.read_json(f"summary/{run_id}.json")
+        if summary is None or not store.exists(TABLE_LINKS):
             return None
-        summary = json.loads(local.read_text())
         log.info(
             "run %s already finished (verdict %s): returning its stored links", run_id, summary["verdict"]
         )

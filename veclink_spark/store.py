@@ -400,6 +400,14 @@ class RunStore:
 
     # ----------------------------------------------------------------------------------- JSON files
 
+    def read_json(self, name: str) -> Any | None:
+        """The JSON document ``<output>/<name>`` written by :meth:`write_json`, or None when it does not
+        exist or the output is not a local path (remote documents are read back only by Spark)."""
+        local = local_path(self._join(name))
+        if local is None or not local.is_file():
+            return None
+        return json.loads(local.read_text(encoding="utf-8"))
+
     def write_json(self, name: str, obj: Any) -> str:
         """Write ``obj`` as a JSON document under the output location.
 
