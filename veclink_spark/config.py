@@ -118,14 +118,6 @@ class SignatureConfig:
 class HashingConfig:
     """Blocking keys for the candidate equi-join."""
 
-    max_rounds: int = _f(
-        4,
-        "cap on the full-table refinement rounds before the cut and the polish (each is one pass over "
-        "both tables); they start from the fitted links, so a few suffice",
-        lo=1,
-        hi=1000,
-        kind=int,
-    )
     probes: int = _f(
         2, "each vector's keys are the ids of its `probes` nearest anchors in the view", lo=1, hi=64, kind=int
     )
@@ -458,8 +450,8 @@ class ScaleConfig:
         kind=int,
     )
     max_rounds: int = _f(
-        6,
-        "cap on the full-table refinement rounds before the cut and the polish (each is one pass over "
+        4,
+        "cap on the full-table refinement rounds before the mixture cut (each is one pass over "
         "both tables); they start from the fitted links, so a few suffice",
         lo=1,
         hi=1000,
