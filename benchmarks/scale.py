@@ -148,6 +148,8 @@ def run_one(folder: Path, rows: int, engine: str, work: Path, config: str | None
         "seconds": round(seconds, 1),
         "peak_gib": round(peak / 2**30, 2),
     }
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    rec["code"] = head.stdout.strip() or None  # the commit measured
     if code == 0:
         if engine == "spark":
             scores_path = work / f"{engine}-{rows}.scores.json"
@@ -249,15 +251,15 @@ def report(results: list[dict]) -> None:
         "of its process tree. Rows per second counts both tables.",
         "",
         "| engine | rows a side | exit | seconds | rows/s | peak GiB | rounds | precision | recall | F1 "
-        "| verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| verdict | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['engine']} | {r['rows']:,} | {r['exit']} | {r['seconds']:,} | {r['rows_per_second']:,} | "
             f"{r['peak_gib']} | {r.get('rounds', '-')} | {r.get('precision', float('nan')):.3f} | "
             f"{r.get('recall', float('nan')):.3f} | {r.get('f1', float('nan')):.3f} | "
-            f"{r.get('verdict', '-')} |"
+            f"{r.get('verdict', '-')} | {r.get('code') or '-'} |"
         )
     lines.append("")
     exps = {}
