@@ -68,8 +68,10 @@ def fit_and_extend(
             "stop_reason": info["stop_reason"],
             "links": {k: v.tolist() for k, v in anchors.items()},
         }
+        # A fresh refinement state: the caller's extras (config digest, input fingerprint) and nothing of
+        # the fit's own counters, which belong to the fit's phases.
         start = {
-            **{k: v for k, v in info.items() if k not in ("history",)},
+            **(state_extra or {}),
             "phase": "refine",
             "refine_stage": "takeoff",
             "phase_views": 0,
@@ -82,14 +84,6 @@ def fit_and_extend(
             "history": [],
             "fit": fit_state,
         }
-        for key in (
-            "cut_round",
-            "refine_polish_rounds",
-            "level_rounds",
-            "objective_best",
-            "rounds_since_gain",
-        ):
-            start.pop(key, None)
         fixed = {k: v.copy() for k, v in anchors.items()}
         fixed["is_seed"] = np.ones(len(fixed["is_seed"]), dtype=bool)
         log.info(

@@ -829,6 +829,11 @@ def nearest_seed(x: np.ndarray, seed_vectors: np.ndarray) -> tuple[np.ndarray, n
     return idx.astype(np.int32), sims[np.arange(len(sims)), idx]
 
 
+def rows_per_seed(size: int, n_seeds: int) -> int:
+    """How many of its nearest rows each seed contributes to a fit sample of at most ``size`` rows."""
+    return math.ceil(size / n_seeds)
+
+
 def neighbourhood_sample(ids: np.ndarray, x: np.ndarray, seed_vectors: np.ndarray, size: int) -> np.ndarray:
     """Row indices (sorted by id) of the table's fit sample: every row when the table has at most
     ``size`` rows, else for each seed the ceil(size / seeds) rows nearest it among the rows whose
@@ -842,7 +847,7 @@ def neighbourhood_sample(ids: np.ndarray, x: np.ndarray, seed_vectors: np.ndarra
     ids = np.asarray(ids)
     if len(ids) <= size:
         return np.argsort(ids, kind="stable")
-    per = math.ceil(size / len(seed_vectors))
+    per = rows_per_seed(size, len(seed_vectors))
     near, sim = nearest_seed(x, seed_vectors)
     order = np.lexsort((ids, -sim, near))
     grouped = near[order]

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -205,13 +206,9 @@ class NumpyBackend:
         )
 
     def save_round(self, round_no: int, anchors: dict[str, np.ndarray], info: dict[str, Any]) -> None:
-        import copy
-
         self.rounds.append((round_no, {k: v.copy() for k, v in anchors.items()}, copy.deepcopy(info)))
 
     def load_last_round(self) -> tuple[int, dict[str, np.ndarray], dict[str, Any]] | None:
-        import copy
-
         if not self.rounds:
             return None
         round_no, anchors, info = self.rounds[-1]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import Any
 
 import numpy as np
@@ -379,7 +378,7 @@ class SparkBackend:
         for df, n, seeds in ((self.left, self.n_left, sl), (self.right, self.n_right, sr)):
             rows = df
             if n > size:
-                per_seed = math.ceil(size / len(seeds))
+                per_seed = kernels.rows_per_seed(size, len(seeds))
                 rows = sample.neighbourhood_ids(df, seeds, per_seed).join(df, ID)
             pdf: pd.DataFrame = rows.select(ID, VECTOR).toPandas()
             ids = pdf[ID].to_numpy()
