@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "scale"
 sys.path.insert(0, str(ROOT))  # the harness (benchmarks.harness) is imported from the checkout
 
+from benchmarks.grid import code_version  # noqa: E402
+
 
 def _tree_rss(pid: int) -> int:
     """Resident bytes of a process and all its descendants (from /proc)."""
@@ -116,10 +118,25 @@ def _score(folder: Path, links_path: Path) -> dict:
     from benchmarks.harness.evaluate import score_links
 
     links = pd.read_parquet(links_path)
-    s = score_links(
+    return score_links(
         links, pd.read_parquet(folder / "truth.parquet"), pd.read_parquet(folder / "seeds.parquet")
     )
-    return {k: v for k, v in s.items() if not hasattr(v, "__len__")}
+
+
+def _spark_command(folder: Path, out: Path) -> list[str]:
+    """The Spark job on a benchmark folder, run id ``scale``."""
+    return [
+        *(sys.executable, "jobs/link.py", "--left", str(folder / "left"), "--right", str(folder / "right")),
+        *("--seeds", str(folder / "seeds.parquet"), "--output", str(out), "--run-id", "scale"),
+    ]
+
+
+def _dump_links(out: Path, dest: Path) -> None:
+    """A Spark run's links (Delta) as parquet at ``dest``, read in a child process with its own session,
+    so that both engines' links are scored by the same function."""
+    subprocess.run(
+        [sys.executable, "-c", _DUMP, str(out), dest.as_posix()], cwd=ROOT, check=True, capture_output=True
+    )
 
 
 def run_one(folder: Path, rows: int, engine: str, work: Path, config: str | None) -> dict:
@@ -127,15 +144,7 @@ def run_one(folder: Path, rows: int, engine: str, work: Path, config: str | None
     subprocess.run(["rm", "-rf", str(out)], check=True)
     log = work / f"{engine}-{rows}.log"
     if engine == "spark":
-        cmd = [
-            sys.executable,
-            "jobs/link.py",
-            "--left",
-            str(folder / "left"),
-            "--right",
-            str(folder / "right"),
-        ]
-        cmd += ["--seeds", str(folder / "seeds.parquet"), "--output", str(out), "--run-id", "scale"]
+        cmd = _spark_command(folder, out)
     else:
         cmd = [sys.executable, "benchmarks/scale.py", "--_inprocess", str(folder), str(out)]
     if config:
@@ -148,39 +157,15 @@ def run_one(folder: Path, rows: int, engine: str, work: Path, config: str | None
         "seconds": round(seconds, 1),
         "peak_gib": round(peak / 2**30, 2),
     }
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    rec["code"] = head.stdout.strip() or None  # the commit measured
+    rec["code"] = code_version()  # the commit measured
     if code == 0:
         if engine == "spark":
-            scores_path = work / f"{engine}-{rows}.scores.json"
-            subprocess.run(
-                [
-                    sys.executable,
-                    "jobs/score.py",
-                    "--output",
-                    str(out),
-                    "--run-id",
-                    "scale",
-                    "--truth",
-                    str(folder / "truth.parquet"),
-                    "--seeds",
-                    str(folder / "seeds.parquet"),
-                    "--json",
-                    str(scores_path),
-                ],
-                cwd=ROOT,
-                check=True,
-                capture_output=True,
-            )
-            rec.update(json.loads(scores_path.read_text()))
-            summary = json.loads((out / "summary.json").read_text())
-        else:
-            rec.update(_score(folder, out / "links.parquet"))
-            summary = json.loads((out / "summary.json").read_text())
+            _dump_links(out, out / "links.parquet")
+        rec.update(_score(folder, out / "links.parquet"))
+        summary = json.loads((out / "summary.json").read_text())
         rec["rounds"] = summary["rounds"]
         rec["verdict"] = summary["verdict"]
-        n_left = len(list((folder / "left").glob("*.parquet")))  # parts, for the record only
-        rec["parts"] = n_left
+        rec["parts"] = len(list((folder / "left").glob("*.parquet")))  # parquet parts, for the record only
     rec["rows_per_second"] = round(2 * rows / seconds, 1)
     return rec
 
@@ -194,8 +179,7 @@ def resume_check(folder: Path, rows: int, work: Path) -> dict:
 
     out = work / f"resume-{rows}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    cmd = [sys.executable, "jobs/link.py", "--left", str(folder / "left"), "--right", str(folder / "right")]
-    cmd += ["--seeds", str(folder / "seeds.parquet"), "--output", str(out), "--run-id", "scale"]
+    cmd = _spark_command(folder, out)
     log_path = work / f"resume-{rows}.log"
     t0 = time.time()
     with open(log_path, "w") as log:
@@ -214,14 +198,8 @@ def resume_check(folder: Path, rows: int, work: Path) -> dict:
     rec.update({"resume_exit": code, "resume_seconds": round(seconds, 1)})
     if code == 0:
         dump = work / f"resume-{rows}-links.parquet"
-        ref = work / f"spark-{rows}-links.parquet"
-        for src, dst in ((out, dump), (work / f"spark-{rows}", ref)):
-            subprocess.run(
-                [sys.executable, "-c", _DUMP, str(src), dst.as_posix()],
-                cwd=ROOT,
-                check=True,
-                capture_output=True,
-            )
+        ref = work / f"spark-{rows}" / "links.parquet"  # written by the benchmark's own run at ROWS
+        _dump_links(out, dump)
         a, b = pd.read_parquet(dump), pd.read_parquet(ref)
         pa_, pb = set(zip(a.left_id, a.right_id, strict=True)), set(zip(b.left_id, b.right_id, strict=True))
         rec.update({"links_resumed": len(pa_), "links_undisturbed": len(pb), "identical": pa_ == pb})

@@ -23,7 +23,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--truth", required=True, help="Parquet with left_id, right_id (and optionally is_seed)")
     p.add_argument("--seeds", default=None, help="seed pairs (excluded from scoring)")
     p.add_argument("--run-id", default=None, help="run to score (default: the one in OUTPUT/summary.json)")
-    p.add_argument("--json", default=None, help="also write the scores to this JSON file")
     args = p.parse_args(argv)
 
     import pandas as pd
@@ -38,8 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     truth = pd.read_parquet(args.truth)
     seeds = pd.read_parquet(args.seeds) if args.seeds else None
     scores = score_links(links, truth, seeds)
-    if args.json:
-        Path(args.json).write_text(json.dumps({k: v for k, v in scores.items() if not hasattr(v, "__len__")}))
     sys.stdout.write(
         f"run {run_id}: precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
         f"F1 {scores['f1']:.3f}  ({scores['n_correct']} correct of {scores['n_links']} links; "
