@@ -140,19 +140,24 @@ def test_keep_mask_is_a_function_of_the_pair_and_keeps_the_share() -> None:
     assert np.array_equal(kernels.keep_mask(words, words, 0.5, 3), kernels.keep_mask(words, words, 0.5, 3))
 
 
-def test_csls_matches_with_dropout_only_pick_kept_pairs() -> None:
+def test_csls_block_with_dropout_picks_the_best_kept_pair() -> None:
     rng = np.random.default_rng(1)
     sl, sr = (
         kernels.normalise_rows(rng.normal(size=(40, 5))),
         kernels.normalise_rows(rng.normal(size=(30, 5))),
     )
     il, ir = np.arange(40, dtype=np.int64), np.arange(100, 130, dtype=np.int64)
-    rl, rr = np.zeros(40), np.zeros(30)
-    a, ab, _, _, b, ba, _, _ = kernels.csls_block_matches(il, sl, rl, ir, sr, rr, keep=0.3, salt=5)
+    best = kernels.csls_block(il, sl, ir, sr, k=3, keep=0.3, salt=5)
+    a, ab, b, ba = best.left, best.left_best, best.right, best.right_best
     mask = kernels.keep_mask(il, ir, 0.3, 5)
     assert len(a) > 30 and len(b) > 20
     assert mask[a, ab - 100].all() and mask[ba, b - 100].all()
-    scores = np.where(mask, np.round(sl @ sr.T, kernels.SIM_DECIMALS), -np.inf)
+    # CSLS by hand: r = mean of each row's 3 highest similarities in the block, before the dropout.
+    g = np.round(sl @ sr.T, kernels.SIM_DECIMALS)
+    r_left = np.sort(g, axis=1)[:, -3:].mean(axis=1)
+    r_right = np.sort(g, axis=0)[-3:, :].mean(axis=0)
+    np.testing.assert_allclose(best.left_r, r_left[a], atol=1e-9)
+    scores = np.where(mask, 2 * g - r_left[:, None] - r_right[None, :], -np.inf)
     assert np.array_equal(ab, ir[scores[a].argmax(axis=1)])
 
 

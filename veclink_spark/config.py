@@ -203,9 +203,9 @@ class RefineConfig:
     csls_k: int = _f(10, "neighbours of the CSLS hubness correction", lo=1, hi=1000, kind=int)
     cells: int = _f(
         0,
-        "k-means cells (in the right space) that block the mapped nearest-neighbour search; 0 = auto: "
-        "one cell (exact search) while cell_probes x block_rows covers the right table, else enough "
-        "cells that a block holds about block_rows right rows",
+        "k-means cells (in the right space) that block the mapped nearest-neighbour search, each row "
+        "searched in its nearest cell; 0 = auto: enough cells that a block holds about block_rows right "
+        "rows (one cell, the exact search, up to block_rows)",
         lo=0,
         hi=10**6,
         kind=int,
@@ -218,7 +218,6 @@ class RefineConfig:
         hi=10**7,
         kind=int,
     )
-    cell_probes: int = _f(4, "cells each vector is searched in", lo=1, hi=1024, kind=int)
     min_vote_fraction: float = _f(
         0.875,
         "a polish candidate needs at least this fraction of the round's bagged maps (7 of 8)",
@@ -443,8 +442,8 @@ class ScaleConfig:
     )
     block_rows: int = _f(
         2000,
-        "rows of the other table each block of the full-table search holds: the search compares a row "
-        "with probes x block_rows rows, so a round's cost grows linearly with the rows",
+        "rows of the other table each block of the full-table search holds (a row is compared with the "
+        "rows of its nearest k-means cell only), so a round's cost grows linearly with the rows",
         lo=10,
         hi=10**7,
         kind=int,
@@ -455,13 +454,6 @@ class ScaleConfig:
         "both tables); they start from the fitted links, so a few suffice",
         lo=1,
         hi=1000,
-        kind=int,
-    )
-    probes: int = _f(
-        2,
-        "blocks (nearest k-means cells) each row is searched in, in the full-table rounds",
-        lo=1,
-        hi=64,
         kind=int,
     )
 
@@ -486,9 +478,9 @@ class LinkConfig:
         rf = self.refine
         if rf.cells > 0:
             return rf.cells
-        # Each vector is searched in cell_probes cells, so a block holds ~cell_probes/cells of the table.
-        n = math.ceil(rf.cell_probes * n_right / rf.block_rows)
-        return 1 if n <= rf.cell_probes else n
+        # Each vector is searched in its nearest cell (fit.extension_config says why), so a block holds
+        # about 1/cells of the table.
+        return max(1, math.ceil(n_right / rf.block_rows))
 
     def takeoff_keep_rounds(self) -> int:
         """Most take-off rounds before the kept share of ``refine.takeoff_keep`` reaches 1 (0 when it is 1):

@@ -166,6 +166,11 @@ class Backend(Protocol):
         """The last committed round of this run, or None."""
         ...
 
+    def right_sample(self, size: int) -> np.ndarray:
+        """Unit vectors of the right table's ``size`` rows of smallest
+        :func:`veclink_spark.kernels.sample_keys` (ties by id), in that order."""
+        ...
+
     def fit_tables(
         self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -258,6 +263,7 @@ def run_rounds(
             cfg.takeoff_keep_rounds(),
         )
 
+    extension_cells = _extension_cells(backend, cfg) if info.get("extend") else None
     while not info["done"]:
         round_no += 1
         t0 = time.time()
@@ -265,7 +271,8 @@ def run_rounds(
         phase = info["phase"]
         phase_start = info["phase_rounds"] == 0
         al, ar = anchors["left_id"], anchors["right_id"]
-        vec_l, vec_r = backend.anchor_vectors(al, ar)
+        if extension_cells is None:
+            vec_l, vec_r = backend.anchor_vectors(al, ar)
         keep_share = 1.0  # share of candidate pairs kept (refine take-off only)
         stage = ""  # refine stage: 'takeoff' or 'polish'
         cut_round = info.get("cut_round")  # the take-off round whose links the mixture cut kept
@@ -336,8 +343,11 @@ def run_rounds(
                 cross = cross + (rf.seed_weight - 1.0) * (svl.T @ svr)[None, :, :]
             # Rounded so that summation-order noise between backends cannot change the maps.
             maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
-            n_cells = max(1, min(cfg.refine_cells(backend.n_right), len(al) // 4))
-            centroids = kernels.cell_centroids(vec_r, n_cells, _cells_seed(n_cells, rng))
+            if extension_cells is not None:
+                centroids = extension_cells
+            else:
+                n_cells = max(1, min(cfg.refine_cells(backend.n_right), len(al) // 4))
+                centroids = kernels.cell_centroids(vec_r, n_cells, _cells_seed(n_cells, rng))
             if stage == "takeoff":
                 # VecMap's stochastic dictionary induction: early maps are poor, so the next dictionary
                 # is drawn from a random share of the scores; lets the loop leave a wrong fixed point.
@@ -639,6 +649,24 @@ def _adapt_keep(info: dict[str, Any], objective: float | None, rf: RefineConfig)
             info.get("objective_best"),
         )
         info.update(keep_level=level, level_rounds=0, rounds_since_gain=0)
+
+
+#: Rows of the right table's sample per k-means cell of an extension (the cells are fitted once).
+CELL_SAMPLE_ROWS = 32
+
+
+def _extension_cells(backend: Backend, cfg: LinkConfig) -> np.ndarray:
+    """The blocking cells of every extension round: k-means centroids of a hash sample of the right
+    table (:data:`CELL_SAMPLE_ROWS` rows per cell), fitted once. The cells of the fit's rounds come from
+    the anchors' right vectors instead; over full tables that would collect every link's vectors to
+    the driver and run k-means on them each round (about 500,000 x 384 at a million rows a side)."""
+    n_cells = cfg.refine_cells(backend.n_right)
+    sample = backend.right_sample(min(backend.n_right, n_cells * CELL_SAMPLE_ROWS))
+    n_cells = max(1, min(n_cells, len(sample) // 4))
+    t0 = time.time()
+    cells = kernels.cell_centroids(sample, n_cells, cfg.bootstrap.seed)
+    log.info("extension: %d cells from %d sampled right rows, %.1f s", n_cells, len(sample), time.time() - t0)
+    return cells
 
 
 def _cells_seed(n_cells: int, rng: np.random.Generator) -> int:

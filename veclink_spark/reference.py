@@ -129,7 +129,7 @@ class NumpyBackend:
         keep: float = 1.0,
         salt: int = 0,
     ) -> RoundVotes:
-        probes = self.cfg.refine.cell_probes
+        probes = kernels.REFINE_PROBES
         self._round_no = round_no
         rl = kernels.refine_signature_rows(
             self.left, maps, centroids, probes=probes, renormalise=self.cfg.refine.renormalise
@@ -161,7 +161,7 @@ class NumpyBackend:
         dl, _ = _descriptors(self.left, self.left_ids, rf.init_sample, rf.init_quantiles)
         dr, sample_r = _descriptors(self.right, self.right_ids, rf.init_sample, rf.init_quantiles)
         centroids = kernels.cell_centroids(dr[sample_r], n_cells, cells_seed)
-        probes = rf.cell_probes
+        probes = kernels.REFINE_PROBES
         eye = np.eye(dl.shape[1])[None, :, :]
         rl = kernels.refine_signature_rows(dl, eye, centroids, probes=probes, renormalise=True)
         rr = kernels.refine_right_rows(dr, 1, centroids, probes=probes)
@@ -214,6 +214,9 @@ class NumpyBackend:
         round_no, anchors, info = self.rounds[-1]
         return round_no, {k: v.copy() for k, v in anchors.items()}, copy.deepcopy(info)
 
+    def right_sample(self, size: int) -> np.ndarray:
+        return self.right[kernels.hash_sample(self.right_ids, size)]
+
     def fit_tables(
         self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -250,32 +253,26 @@ class NumpyBackend:
             kl = li[kernels.cap_block(lids[li], rl.dist[li], cap)]
             kr = ri[kernels.cap_block(rids[ri], rr.dist[ri], cap)]
             blocks.append((block[0], kl, kr))
-        r_left: dict = {}
-        r_right: dict = {}
-        if csls_k is not None:
-            # CSLS neighbourhood means: top-k per block, merged per (view, vector) over its blocks.
-            tl: dict = {}
-            tr: dict = {}
-            for view, kl, kr in blocks:
-                a, b = kernels.block_topk(rl.sig[kl], rr.sig[kr], csls_k)
-                for i, row in zip(lids[kl].tolist(), a, strict=False):
-                    tl.setdefault((view, i), []).append(row)
-                for i, row in zip(rids[kr].tolist(), b, strict=False):
-                    tr.setdefault((view, i), []).append(row)
-            r_left = {key: kernels.merge_topk(v, csls_k) for key, v in tl.items()}
-            r_right = {key: kernels.merge_topk(v, csls_k) for key, v in tr.items()}
         parts = []
+        r_left: list[np.ndarray] = []
+        r_right: list[np.ndarray] = []
         for view, kl, kr in blocks:
             if csls_k is None:
                 a, ab, asim, b, ba, bsim = kernels.block_best_matches(
                     rl.sig[kl], lids[kl], rr.sig[kr], rids[kr]
                 )
             else:
-                rla = np.array([r_left[(view, i)] for i in lids[kl].tolist()])
-                rra = np.array([r_right[(view, i)] for i in rids[kr].tolist()])
-                a, ab, asim, _, b, ba, bsim, _ = kernels.csls_block_matches(
-                    lids[kl], rl.sig[kl], rla, rids[kr], rr.sig[kr], rra, keep, salt
+                bb = kernels.csls_block(lids[kl], rl.sig[kl], rids[kr], rr.sig[kr], csls_k, keep, salt)
+                a, ab, asim, b, ba, bsim = (
+                    bb.left,
+                    bb.left_best,
+                    bb.left_score,
+                    bb.right,
+                    bb.right_best,
+                    bb.right_score,
                 )
+                r_left.append(bb.left_r)
+                r_right.append(bb.right_r)
             parts.append(pd.DataFrame({"view": view, "left_id": a, "right_id": ab, "sim": asim, "dir": "L"}))
             parts.append(pd.DataFrame({"view": view, "left_id": ba, "right_id": b, "sim": bsim, "dir": "R"}))
         best = (
@@ -314,11 +311,15 @@ class NumpyBackend:
         }
         if csls_k is not None and keep < 1.0:
             # Only the dropout rounds' objective paces anything (engine._adapt_keep); as in Spark.
-            stats["objective"] = kernels.take_off_objective(
-                float(np.mean(list(r_left.values()))) if r_left else None,
-                float(np.mean(list(r_right.values()))) if r_right else None,
-            )
+            stats["objective"] = kernels.take_off_objective(_mean(r_left), _mean(r_right))
         return RoundVotes(n_views=n_views, cells=cells, stats=stats, sim_hist=np.stack([sv, sc], axis=1))
+
+
+def _mean(parts: list[np.ndarray]) -> float | None:
+    """Mean of the concatenated parts (None when they hold nothing), summed in a fixed order: the same
+    number as Spark's average over the same rows up to rounding (:func:`kernels.take_off_objective`)."""
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    return float(values.mean()) if len(values) else None
 
 
 def _descriptors(

@@ -122,10 +122,14 @@ class SparkBackend:
                 ).persist()
             )
         ls, rs = sigs
+        # Persisted: the mutual-NN stage reads the best matches twice (each side's best), and without it
+        # the whole block search ran twice (measured at 100k rows a side: 35 s -> 16 s for this step).
+        best = cand_stage.block_best_matches(ls, rs, hc.max_block_size).persist()
         try:
-            best = cand_stage.block_best_matches(ls, rs, hc.max_block_size)
-            return self._finish(round_no, ls, rs, best, len(views), exclude_left, exclude_right, phase_start)
+            sizes = cand_stage.block_sizes(ls, rs)
+            return self._finish(round_no, best, sizes, len(views), exclude_left, exclude_right, phase_start)
         finally:
+            best.unpersist()
             ls.unpersist()
             rs.unpersist()
 
@@ -215,47 +219,46 @@ class SparkBackend:
         keep: float,
         salt: int,
     ) -> RoundVotes:
-        """CSLS mutual nearest neighbours of ``left`` mapped by each of ``maps`` and ``right``, blocked."""
+        """CSLS mutual nearest neighbours of ``left`` mapped by each of ``maps`` and ``right``, blocked:
+        one co-group of the two sides' rows per round (:func:`stages.candidates.csls_best`)."""
         rf, cap = self.cfg.refine, self.cfg.hashing.max_block_size
         ls = signatures.refine_signatures(
-            left, "left", maps, centroids, probes=rf.cell_probes, renormalise=renormalise
-        ).persist()
-        rs = signatures.refine_signatures(right, "right", maps, centroids, probes=rf.cell_probes).persist()
-        try:
-            topk = cand_stage.block_topk(ls, rs, rf.csls_k, cap).persist()
-            lr = cand_stage.csls_means(topk, "L", rf.csls_k)
-            rr = cand_stage.csls_means(topk, "R", rf.csls_k)
-            best = cand_stage.csls_best_matches(
-                ls.join(lr, ["view", ID]), rs.join(rr, ["view", ID]), cap, keep, salt
+            left, "left", maps, centroids, probes=kernels.REFINE_PROBES, renormalise=renormalise
+        )
+        rs = signatures.refine_signatures(right, "right", maps, centroids, probes=kernels.REFINE_PROBES)
+        best = cand_stage.csls_best(ls, rs, rf.csls_k, cap, keep, salt).persist()
+        out = self._finish(
+            round_no,
+            best,
+            cand_stage.best_block_sizes(best),
+            len(maps),
+            exclude_left,
+            exclude_right,
+            phase_start,
+        )
+        if keep < 1.0:
+            # The take-off's progress measure (kernels.take_off_objective), needed only in the dropout
+            # rounds it paces (engine._adapt_keep): each side's mean r over its rows' best matches.
+            means = best.agg(
+                F.avg(F.when(F.col("dir") == "L", F.col("r"))).alias("l"),
+                F.avg(F.when(F.col("dir") == "R", F.col("r"))).alias("r"),
+            ).first()
+            out.stats["objective"] = kernels.take_off_objective(
+                None if means is None else means["l"], None if means is None else means["r"]
             )
-            out = self._finish(round_no, ls, rs, best, len(maps), exclude_left, exclude_right, phase_start)
-            if keep < 1.0:
-                # The take-off's progress measure (kernels.take_off_objective), needed only in the
-                # dropout rounds it paces (engine._adapt_keep): one more action on the persisted top-k.
-                means = lr.agg(F.avg("r").alias("l")).crossJoin(rr.agg(F.avg("r").alias("r"))).first()
-                out.stats["objective"] = kernels.take_off_objective(
-                    None if means is None else means["l"], None if means is None else means["r"]
-                )
-            topk.unpersist()
-            return out
-        finally:
-            ls.unpersist()
-            rs.unpersist()
+        best.unpersist()
+        return out
 
     def _finish(
         self,
         round_no: int,
-        ls: DataFrame,
-        rs: DataFrame,
         best: DataFrame,
+        sizes_df: DataFrame,
         n_views: int,
         exclude_left: np.ndarray,
         exclude_right: np.ndarray,
         phase_start: bool,
     ) -> RoundVotes:
-        # Persisted: the mutual-NN stage reads the best matches twice (each side's best), and without it
-        # the whole block search ran twice (measured at 100k rows a side: 35 s -> 16 s for this step).
-        best = best.persist()
         mnn = mutual_nn.mutual_nearest_pairs(best)
         votes = evidence.round_votes(mnn)
         previous = None
@@ -273,7 +276,7 @@ class SparkBackend:
         self._eligible = eligible
         cells: pd.DataFrame = evidence.vote_cells(eligible).toPandas()
         hist: pd.DataFrame = evidence.similarity_histogram(eligible, kernels.SIM_HIST_DECIMALS).toPandas()
-        size_pdf: pd.DataFrame = cand_stage.block_sizes(ls, rs).toPandas()
+        size_pdf: pd.DataFrame = sizes_df.toPandas()
         sizes = size_pdf.iloc[0]
         stats = {
             "blocks": int(sizes["blocks"] or 0),
@@ -293,7 +296,6 @@ class SparkBackend:
             else np.zeros((0, 3), dtype=np.int64)
         )
         sim_arr = hist[["sim", "n"]].to_numpy(np.float64) if len(hist) else np.zeros((0, 2))
-        best.unpersist()
         return RoundVotes(n_views=n_views, cells=cell_arr, stats=stats, sim_hist=sim_arr)
 
     def cross_covariance(
@@ -368,6 +370,9 @@ class SparkBackend:
         )
         self.store.write_round(TABLE_ANCHORS, df, self.run_id, round_no)
         self.store.commit_round(self.run_id, round_no, {"state": json.dumps(info, default=_json_default)})
+
+    def right_sample(self, size: int) -> np.ndarray:
+        return self._sample(self.right, size)[1]
 
     def fit_tables(
         self, seed_left: np.ndarray, seed_right: np.ndarray, size: int

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType
@@ -113,96 +114,77 @@ def block_sizes(left_sigs: DataFrame, right_sigs: DataFrame) -> DataFrame:
     )
 
 
-def _id_types(left_sigs: DataFrame, right_sigs: DataFrame) -> tuple[str, str]:
-    return left_sigs.schema[ID].dataType.simpleString(), right_sigs.schema[ID].dataType.simpleString()
+def _arrow_id_type(ddl: str) -> pa.DataType:
+    """The Arrow type of an id column of Spark type ``ddl`` (bigint or string, see inputs)."""
+    return pa.int64() if ddl == "bigint" else pa.string()
 
 
-def block_topk(left_sigs: DataFrame, right_sigs: DataFrame, k: int, max_block_size: int) -> DataFrame:
-    """CSLS pass 1: per block, each vector's ``k`` best similarities to the other side.
+def _block_arrays(t: pa.Table, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """One side of a block as (ids, signatures (n, width)), cut to the ``cap`` rows closest to the
+    block's centre (:func:`veclink_spark.kernels.cap_block`). The signatures come straight out of the
+    Arrow list column as one reshaped buffer (no per-row objects)."""
+    ids = t.column(ID).to_numpy()
+    sig = t.column("sig").combine_chunks()
+    flat = sig.flatten().to_numpy(zero_copy_only=False)
+    width = len(flat) // len(ids) if len(ids) else 0
+    keep = kernels.cap_block(ids, t.column("dist").to_numpy(), cap)
+    return ids[keep], flat.reshape(len(ids), width)[keep]
 
-    Rows (view, side 'L'/'R', left_id, right_id, topk array<double>): a left row has right_id null and
-    a right row left_id null (the two sides' ids may have different types).
+
+def csls_best(
+    left_sigs: DataFrame, right_sigs: DataFrame, k: int, max_block_size: int, keep: float = 1.0, salt: int = 0
+) -> DataFrame:
+    """A refine round's candidate stage: per block (view, key), every row's best match by CSLS
+    (:func:`veclink_spark.kernels.csls_block`, the in-process engine's own code), in one co-group.
+
+    Rows (view, key, left_id, right_id, sim, dir, r, block_size): dir 'L' is a left row's best right,
+    'R' a right row's best left; sim is the CSLS score, r the row's neighbourhood mean in the block,
+    block_size the block's larger side before the cap. Runs as ``applyInArrow``: the signatures reach
+    numpy as one buffer per block.
     """
-    cap, kk = int(max_block_size), int(k)
+    cap, kk, kp, st = int(max_block_size), int(k), float(keep), int(salt)
     lt, rt = _id_types(left_sigs, right_sigs)
+    schema = (
+        f"{VIEW} int, {KEY} int, {LEFT_ID} {lt}, {RIGHT_ID} {rt}, {SIM} double, dir string, r double, "
+        "block_size int"
+    )
+    lat, rat = _arrow_id_type(lt), _arrow_id_type(rt)
 
-    def fn(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
-        if len(left) == 0 or len(right) == 0:
-            return pd.DataFrame(
-                {
-                    VIEW: pd.Series([], dtype="int32"),
-                    "side": pd.Series([], dtype=object),
-                    LEFT_ID: pd.Series([], dtype=object),
-                    RIGHT_ID: pd.Series([], dtype=object),
-                    "topk": pd.Series([], dtype=object),
-                }
-            )
-        view = int(left[VIEW].iloc[0])
-        il, ir = left[ID].to_numpy(), right[ID].to_numpy()
-        kl = kernels.cap_block(il, left["dist"].to_numpy(), cap)
-        kr = kernels.cap_block(ir, right["dist"].to_numpy(), cap)
-        sl, sr = np.stack(left["sig"].to_numpy())[kl], np.stack(right["sig"].to_numpy())[kr]
-        tl, tr = kernels.block_topk(sl, sr, kk)
-        return pd.DataFrame(
+    def fn(left: pa.Table, right: pa.Table) -> pa.Table:
+        if left.num_rows == 0 or right.num_rows == 0:
+            view = key = 0
+            e = np.zeros(0, dtype=np.int64)
+            b = kernels.csls_block(e, np.zeros((0, 1)), e, np.zeros((0, 1)), kk)
+        else:
+            view, key = left.column(VIEW)[0].as_py(), left.column(KEY)[0].as_py()
+            il, sl = _block_arrays(left, cap)
+            ir, sr = _block_arrays(right, cap)
+            b = kernels.csls_block(il, sl, ir, sr, kk, kp, st)
+        n_l, n_r = len(b.left), len(b.right)
+        n = n_l + n_r
+        return pa.table(
             {
-                VIEW: np.full(len(kl) + len(kr), view, dtype=np.int32),
-                "side": ["L"] * len(kl) + ["R"] * len(kr),
-                # object Series: a list of ints and None would become float64 (ids above 2^53 lose bits)
-                LEFT_ID: pd.Series(il[kl].tolist() + [None] * len(kr), dtype=object),
-                RIGHT_ID: pd.Series([None] * len(kl) + ir[kr].tolist(), dtype=object),
-                "topk": list(tl) + list(tr),
+                VIEW: pa.array(np.full(n, view, dtype=np.int32)),
+                KEY: pa.array(np.full(n, key, dtype=np.int32)),
+                LEFT_ID: pa.concat_arrays([pa.array(b.left, lat), pa.array(b.right_best, lat)]),
+                RIGHT_ID: pa.concat_arrays([pa.array(b.left_best, rat), pa.array(b.right, rat)]),
+                SIM: pa.array(np.concatenate([b.left_score, b.right_score]), pa.float64()),
+                "dir": pa.array(["L"] * n_l + ["R"] * n_r, pa.string()),
+                "r": pa.array(np.concatenate([b.left_r, b.right_r]), pa.float64()),
+                "block_size": pa.array(np.full(n, max(left.num_rows, right.num_rows), dtype=np.int32)),
             }
         )
 
-    schema = f"{VIEW} int, side string, {LEFT_ID} {lt}, {RIGHT_ID} {rt}, topk array<double>"
-    return left_sigs.groupBy(VIEW, KEY).cogroup(right_sigs.groupBy(VIEW, KEY)).applyInPandas(fn, schema)
+    return left_sigs.groupBy(VIEW, KEY).cogroup(right_sigs.groupBy(VIEW, KEY)).applyInArrow(fn, schema)
 
 
-def csls_means(topk_rows: DataFrame, side: str, k: int) -> DataFrame:
-    """CSLS pass 2: per (view, vector) of one side ('L' or 'R'), r_k = the mean of its ``k`` best
-    similarities over all its blocks.
-
-    Rows (view, id, r). The merge runs in a vectorised pandas UDF calling
-    :func:`veclink_spark.kernels.merge_topk`, the reference's own code, so the means agree bit for bit.
-    Each side gets its own projection (not two filters of one) so that joining both back is unambiguous.
-    """
-    kk = int(k)
-    id_col = LEFT_ID if side == "L" else RIGHT_ID
-
-    @F.pandas_udf("double")  # type: ignore[call-overload]
-    def merge(lists: pd.Series) -> pd.Series:
-        return pd.Series([kernels.merge_topk([np.asarray(v, dtype=np.float64)], kk) for v in lists])
-
-    grouped = (
-        topk_rows.filter(F.col("side") == side)
-        .groupBy(VIEW, id_col)
-        .agg(F.flatten(F.collect_list("topk")).alias("_all"))
+def best_block_sizes(best: DataFrame) -> DataFrame:
+    """:func:`block_sizes` from the rows of :func:`csls_best` (blocks met by both sides)."""
+    sizes = best.groupBy(VIEW, KEY).agg(F.max("block_size").alias("size"))
+    return sizes.agg(
+        F.count("*").alias("blocks"), F.max("size").alias("max_block"), F.avg("size").alias("mean_block")
     )
-    return grouped.select(VIEW, F.col(id_col).alias(ID), merge("_all").alias("r"))
 
 
-def csls_best_matches(
-    left_sigs: DataFrame, right_sigs: DataFrame, max_block_size: int, keep: float = 1.0, salt: int = 0
-) -> DataFrame:
-    """CSLS pass 3: like :func:`block_best_matches` but ranked by CSLS; the sides carry their r column.
-
-    ``keep`` < 1 drops pairs by :func:`veclink_spark.kernels.keep_mask` (stochastic induction).
-    Rows (view, left_id, right_id, sim, dir) where sim is the CSLS score.
-    """
-    cap, kp, st = int(max_block_size), float(keep), int(salt)
-
-    def fn(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
-        if len(left) == 0 or len(right) == 0:
-            return _empty_best()
-        view = int(left[VIEW].iloc[0])
-        il, ir = left[ID].to_numpy(), right[ID].to_numpy()
-        kl = kernels.cap_block(il, left["dist"].to_numpy(), cap)
-        kr = kernels.cap_block(ir, right["dist"].to_numpy(), cap)
-        sl, sr = np.stack(left["sig"].to_numpy())[kl], np.stack(right["sig"].to_numpy())[kr]
-        a, ab, asim, _, b, ba, bsim, _ = kernels.csls_block_matches(
-            il[kl], sl, left["r"].to_numpy()[kl], ir[kr], sr, right["r"].to_numpy()[kr], kp, st
-        )
-        return _best_frame(view, a, ab, asim, b, ba, bsim)
-
-    schema = best_matches_schema(left_sigs.schema[ID].dataType, right_sigs.schema[ID].dataType)
-    return left_sigs.groupBy(VIEW, KEY).cogroup(right_sigs.groupBy(VIEW, KEY)).applyInPandas(fn, schema)
+def _id_types(left_sigs: DataFrame, right_sigs: DataFrame) -> tuple[str, str]:
+    return left_sigs.schema[ID].dataType.simpleString(), right_sigs.schema[ID].dataType.simpleString()

@@ -4,7 +4,8 @@ Both run on executors through ``mapInArrow``: :func:`unit_sums` gives one row pe
 count, sum of the batch's unit vectors), which the driver adds up into the mean
 (:func:`veclink_spark.kernels.table_mean`); :func:`centred` subtracts it from every row
 (:func:`veclink_spark.kernels.centre_rows`, shared with the in-process reference). The centred vectors
-are float64 so that both engines see the same numbers.
+are float32 (half the memory of the persisted tables); the in-process engine rounds them alike
+(:func:`veclink_spark.kernels.centred_table`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,6 @@ def unit_sums(df: DataFrame, dim: int) -> DataFrame:
 
 
 def centred(df: DataFrame, mean: np.ndarray) -> DataFrame:
-    """The table (id, vector array<double>) with every unit vector minus ``mean``."""
+    """The table (id, vector array<float>) with every unit vector minus ``mean``."""
     mu = np.asarray(mean, dtype=np.float64)
-    return map_vectors(df, lambda ids, x: kernels.centre_rows(x, mu))
+    return map_vectors(df, lambda ids, x: kernels.centre_rows(x, mu), element="float")

@@ -21,9 +21,10 @@ from .. import kernels
 from ..constants import ID, KEY, VECTOR, VIEW
 
 
-def signature_schema(id_type: DataType) -> str:
-    """DDL schema of signature rows for an id column of type ``id_type``."""
-    return f"{VIEW} int, {KEY} int, {ID} {id_type.simpleString()}, dist double, sig array<double>"
+def signature_schema(id_type: DataType, sig_type: str = "double") -> str:
+    """DDL schema of signature rows for an id column of type ``id_type`` (signatures of ``sig_type``:
+    double for the published loop's, float for a refine round's mapped vectors)."""
+    return f"{VIEW} int, {KEY} int, {ID} {id_type.simpleString()}, dist double, sig array<{sig_type}>"
 
 
 def batch_vectors(batch: pa.RecordBatch) -> tuple[pa.Array, np.ndarray]:
@@ -36,10 +37,13 @@ def batch_vectors(batch: pa.RecordBatch) -> tuple[pa.Array, np.ndarray]:
     return batch.column(ID), kernels.normalise_rows(np.asarray(flat, dtype=np.float64).reshape(n, dim))
 
 
-def map_vectors(df: DataFrame, fn: Callable[[pa.Array, np.ndarray], np.ndarray]) -> DataFrame:
-    """The table (id, vector array<double>) with every batch's unit vectors replaced by
+def map_vectors(
+    df: DataFrame, fn: Callable[[pa.Array, np.ndarray], np.ndarray], element: str = "double"
+) -> DataFrame:
+    """The table (id, vector array<``element``>) with every batch's unit vectors replaced by
     ``fn(ids, vectors)`` (one output row per input row, in order), on executors via ``mapInArrow``."""
     id_type = df.schema[ID].dataType.simpleString()
+    arrow_type = pa.float32() if element == "float" else pa.float64()
 
     def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -48,12 +52,12 @@ def map_vectors(df: DataFrame, fn: Callable[[pa.Array, np.ndarray], np.ndarray])
             ids, x = batch_vectors(batch)
             y = fn(ids, x)
             offsets = np.arange(len(y) + 1, dtype=np.int32) * y.shape[1]
+            values = pa.array(y.reshape(-1).astype(arrow_type.to_pandas_dtype()), arrow_type)
             yield pa.RecordBatch.from_arrays(
-                [ids, pa.ListArray.from_arrays(pa.array(offsets), pa.array(y.reshape(-1), pa.float64()))],
-                names=[ID, VECTOR],
+                [ids, pa.ListArray.from_arrays(pa.array(offsets), values)], names=[ID, VECTOR]
             )
 
-    return df.select(ID, VECTOR).mapInArrow(udf, f"{ID} {id_type}, {VECTOR} array<double>")
+    return df.select(ID, VECTOR).mapInArrow(udf, f"{ID} {id_type}, {VECTOR} array<{element}>")
 
 
 def _rows_to_batch(ids: pa.Array, rows: kernels.SignatureRows, widths: np.ndarray | None) -> pa.RecordBatch:
@@ -74,14 +78,17 @@ def _rows_to_batch(ids: pa.Array, rows: kernels.SignatureRows, widths: np.ndarra
             pa.array(rows.key, pa.int32()),
             ids.take(pa.array(rows.row)),
             pa.array(rows.dist, pa.float64()),
-            pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.float64())),
+            pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values)),
         ],
         names=[VIEW, KEY, ID, "dist", "sig"],
     )
 
 
 def _map(
-    df: DataFrame, fn: Callable[[np.ndarray], kernels.SignatureRows], widths: np.ndarray | None
+    df: DataFrame,
+    fn: Callable[[np.ndarray], kernels.SignatureRows],
+    widths: np.ndarray | None,
+    sig_type: str = "double",
 ) -> DataFrame:
     id_type = df.schema[ID].dataType
 
@@ -92,7 +99,7 @@ def _map(
             ids, x = batch_vectors(batch)
             yield _rows_to_batch(ids, fn(x), widths)
 
-    return df.select(ID, VECTOR).mapInArrow(udf, signature_schema(id_type))
+    return df.select(ID, VECTOR).mapInArrow(udf, signature_schema(id_type, sig_type))
 
 
 def geh_signatures(
@@ -186,4 +193,4 @@ def refine_signatures(
             return kernels.refine_signature_rows(x, maps, cells, probes=probes, renormalise=renormalise)
         return kernels.refine_right_rows(x, len(maps), cells, probes=probes)
 
-    return _map(df, fn, None)
+    return _map(df, fn, None, "float")
