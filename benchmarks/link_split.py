@@ -5,9 +5,9 @@ print P / R / F1 (seeds excluded), the verdict, the consistency checks and the l
 The tool behind the engine measurements of docs/method.md; the grid tool is ``benchmarks/grid.py``.
 
     python benchmarks/link_split.py debian all-MiniLM-L6-v2 multilingual-e5-small --alpha 0.3 \\
-        --out-of-domain refine.init=seeds refine.polish_rounds=0
+        --out-of-domain advanced.refine.init=seeds advanced.refine.polish_rounds=0
 
-Overrides are SECTION.FIELD=VALUE (VALUE parsed as YAML). Needs ../shared/data.
+Overrides are PATH=VALUE as in conf/default.yaml (VALUE parsed as YAML). Needs ../shared/data.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("corpus", choices=sorted(OTHER))
     ap.add_argument("left_encoder")
     ap.add_argument("right_encoder")
-    ap.add_argument("overrides", nargs="*", help="SECTION.FIELD=VALUE")
+    ap.add_argument("overrides", nargs="*", help="PATH=VALUE: scale.fit_rows=3000, advanced.refine.mode=none")
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--alpha", type=float, default=0.3)
     ap.add_argument("--seeds", type=int, default=15)
@@ -44,10 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     conf: dict = {}
     for item in args.overrides:
         key, eq, value = item.partition("=")
-        section, _, name = key.partition(".")
-        if not (eq and section and name):
-            ap.error(f"override {item!r} is not SECTION.FIELD=VALUE")
-        conf.setdefault(section, {})[name] = yaml.safe_load(value)
+        *parents, name = key.split(".")
+        if not (eq and parents and all(parents) and name):
+            ap.error(f"override {item!r} is not PATH=VALUE (as in conf/default.yaml: scale.fit_rows=3000)")
+        node = conf
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[name] = yaml.safe_load(value)
     cfg = LinkConfig.from_dict(conf)
     c1 = load_corpus(args.data_dir, args.corpus, args.left_encoder)
     c2 = load_corpus(args.data_dir, args.corpus, args.right_encoder)

@@ -24,12 +24,10 @@ except NameError:
         "seeds": os.environ.get("VECLINK_SEEDS", "data/demo/seeds.parquet"),
         "output": os.environ.get("VECLINK_OUTPUT", "/tmp/veclink-demo-out"),
     }
-config_overrides = {}  # e.g. {"bootstrap": {"max_rounds": 10}}; see conf/default.yaml
+config_overrides = {}  # e.g. {"scale": {"max_rounds": 2}}; see conf/default.yaml
 if os.environ.get("VECLINK_NOTEBOOK_FAST"):
     config_overrides = {
-        "views": {"base_views": 8},
-        "bootstrap": {"max_rounds": 1},
-        "refine": {"max_rounds": 1},
+        "advanced": {"views": {"base_views": 8}, "bootstrap": {"max_rounds": 1}, "refine": {"max_rounds": 1}}
     }
 
 # COMMAND ----------

@@ -17,6 +17,25 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
+#: (case, seconds from the job's start to its error line) of the bad-input tests, reported at the end.
+_ERROR_TIMES: list[tuple[str, float]] = []
+
+
+@pytest.fixture()
+def error_times() -> list[tuple[str, float]]:
+    """Where a bad-input test records how long the job took to report the problem."""
+    return _ERROR_TIMES
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """The bad-input tests' time to the error line (with a warm Spark session): reported, not asserted."""
+    if not _ERROR_TIMES:
+        return
+    terminalreporter.write_sep("-", "jobs/link.py: seconds from start to the error line (warm session)")
+    for case, seconds in _ERROR_TIMES:
+        terminalreporter.write_line(f"{case}: {seconds:.2f} s")
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
     """One local SparkSession for the whole test run, Delta configured as the jobs configure it."""

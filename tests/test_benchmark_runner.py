@@ -123,7 +123,7 @@ def test_bad_grid_reports_every_problem() -> None:
                 "n_seeds": [1],
                 "methods": ["veclnk"],
                 "seed_kind": ["in_domain"],
-                "veclink_overrides": {"bootstrap": {"max_rounds": 0}},
+                "veclink_overrides": {"advanced": {"bootstrap": {"max_rounds": 0}}},
             },
             source="g.yaml",
         )
@@ -190,7 +190,7 @@ def test_runner_writes_resumes_and_reports(data_dir: Path, tmp_path: Path) -> No
     assert "Generated" in text and "by `pytest`" in text and " cores, " in text
     assert "../out/results.jsonl" in text and "8 successful runs, 0 failed" in text
     assert "Grid `synth`" in text and "4 of 4 planned runs present" in text
-    assert "bootstrap.max_rounds=2, refine.max_rounds=2" in text
+    assert "advanced.bootstrap.max_rounds=2, advanced.refine.max_rounds=2" in text
     for kind in ("in-domain", "out-of-domain"):
         assert f"### alpha · encA/encB · {kind} seeds · α = 0.3 · n = 15" in text
     cells = text.split("## Per-cell results")[1]

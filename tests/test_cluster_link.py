@@ -24,7 +24,9 @@ except ImportError:  # tests/ became a package
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]
 SUBMIT_TIMEOUT = float(os.environ.get("VECLINK_CLUSTER_TIMEOUT", "600"))
-CONFIG = "views:\n  base_views: 12\nbootstrap:\n  max_rounds: 2\nrefine:\n  max_rounds: 1\n"
+CONFIG = (
+    "advanced:\n  views:\n    base_views: 12\n  bootstrap:\n    max_rounds: 2\n  refine:\n    max_rounds: 1\n"
+)
 
 
 def _vectors(x: np.ndarray) -> pa.Array:

@@ -327,3 +327,17 @@ def test_integer_csv_seeds_match_string_ids(spark: SparkSession, tmp_path: Path)
         InputError, match=r"seeds\.right_id: 1 seed right id absent from right\.id, e.g\. '12'"
     ):
         validate(left, right, seeds)
+
+
+def test_header_only_seeds_csv_is_reported_as_empty(spark: SparkSession, tables: Tables, tmp_path) -> None:
+    # A CSV with its header and no rows: Spark infers string columns (no values to infer from), which
+    # must not be reported as a type mismatch with the tables' integer ids.
+    left, right, _ = tables
+    path = tmp_path / "seeds.csv"
+    path.write_text("left_id,right_id\n")
+    seeds = read_table(spark, str(path), "seeds")
+    with pytest.raises(InputError) as excinfo:
+        validate(left, right, seeds)
+    msg = _problems(excinfo)
+    assert "seeds: the table is empty (0 rows)" in msg
+    assert "type" not in msg, msg

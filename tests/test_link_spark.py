@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +24,18 @@ FAST = {
     # fit_rows 150 < 280 rows a side: the fit runs in process on the rows nearest the seeds, then the
     # extension's refinement rounds run on Spark (the path both engines must agree on).
     "scale": {"fit_rows": 150},
-    "views": {"base_views": 16},
-    "bootstrap": {"max_rounds": 2},
-    # mixture_separation 0: the take-off's mixture cut always applies, so both engines must cut alike.
-    # The adaptive kept-share schedule, shortened (a share lasts one or two rounds, by the objective).
-    "refine": {
-        "max_rounds": 5,
-        "takeoff_keep": 0.25,
-        "keep_patience": 1,
-        "keep_max_level_rounds": 2,
-        "mixture_separation": 0.0,
+    "advanced": {
+        "views": {"base_views": 16},
+        "bootstrap": {"max_rounds": 2},
+        # mixture_separation 0: the take-off's mixture cut always applies, so both engines must cut
+        # alike. The adaptive kept-share schedule, shortened (a share lasts one or two rounds).
+        "refine": {
+            "max_rounds": 5,
+            "takeoff_keep": 0.25,
+            "keep_patience": 1,
+            "keep_max_level_rounds": 2,
+            "mixture_separation": 0.0,
+        },
     },
 }
 
@@ -177,7 +180,10 @@ def test_resume_after_a_failure_gives_the_same_links(spark, data, first_run, mon
     resumed = linker.link(*args, run_id="crashy")
     assert _pairs(resumed.links.toPandas()) == _pairs(result.links.toPandas())
     # Resuming with another configuration is refused.
-    other = Linker(LinkConfig.from_dict({**FAST, "bootstrap": {"max_rounds": 3}}), spark)
+    other = Linker(
+        LinkConfig.from_dict({**FAST, "advanced": {**FAST["advanced"], "bootstrap": {"max_rounds": 3}}}),
+        spark,
+    )
     with pytest.raises(Exception, match="another configuration"):
         other.link(*args, run_id="crashy")
 
@@ -193,7 +199,10 @@ def _job():
 def test_job_command_line_runs(spark, data, tmp_path, capsys) -> None:
     _, d = data
     cfg = tmp_path / "fast.yaml"
-    cfg.write_text("views:\n  base_views: 16\nbootstrap:\n  max_rounds: 1\nrefine:\n  max_rounds: 0\n")
+    cfg.write_text(
+        "advanced:\n  views:\n    base_views: 16\n"
+        "  bootstrap:\n    max_rounds: 1\n  refine:\n    max_rounds: 0\n"
+    )
     code = _job().main(
         [
             "--left",
@@ -219,7 +228,9 @@ def test_job_command_line_runs(spark, data, tmp_path, capsys) -> None:
     "problem",
     ["bad_config", "missing_seeds", "one_seed", "unknown_seed_id", "output_is_a_file", "not_a_table"],
 )
-def test_job_errors_are_one_line_and_write_nothing(spark, data, tmp_path, capsys, problem) -> None:
+def test_job_errors_are_one_line_and_write_nothing(
+    spark, data, tmp_path, capsys, error_times, problem
+) -> None:
     _, d = data
     seeds = d / "seeds.parquet"
     left = d / "left.parquet"
@@ -234,7 +245,7 @@ def test_job_errors_are_one_line_and_write_nothing(spark, data, tmp_path, capsys
         (left / "readme.txt").write_text("a folder of text, not a table")
     if problem == "bad_config":
         cfg = tmp_path / "bad.yaml"
-        cfg.write_text("bootstrap:\n  max_rounds: 0\n  bogus: 1\n")
+        cfg.write_text("advanced:\n  bootstrap:\n    max_rounds: 0\n    bogus: 1\n")
         args = ["--config", str(cfg)]
     elif problem == "missing_seeds":
         seeds = tmp_path / "nope.parquet"
@@ -246,6 +257,7 @@ def test_job_errors_are_one_line_and_write_nothing(spark, data, tmp_path, capsys
             tab.loc[0, "left_id"] = -42
         seeds = tmp_path / "seeds.parquet"
         tab.to_parquet(seeds)
+    t0 = time.perf_counter()
     code = _job().main(
         [
             "--left",
@@ -259,6 +271,7 @@ def test_job_errors_are_one_line_and_write_nothing(spark, data, tmp_path, capsys
             *args,
         ]
     )
+    error_times.append((problem, time.perf_counter() - t0))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len([line for line in err if line.startswith("veclink-spark:")]) == 1
@@ -284,7 +297,10 @@ def test_job_fail_on_stall_exits_3_after_writing_its_tables(spark, tmp_path, cap
     )
     pq.write_table(pa.table({"left_id": ids[:15], "right_id": ids[:15] + 1000}), tmp_path / "s.parquet")
     cfg = tmp_path / "fast.yaml"
-    cfg.write_text("views:\n  base_views: 16\nbootstrap:\n  max_rounds: 1\nrefine:\n  max_rounds: 2\n")
+    cfg.write_text(
+        "advanced:\n  views:\n    base_views: 16\n"
+        "  bootstrap:\n    max_rounds: 1\n  refine:\n    max_rounds: 2\n"
+    )
     out = tmp_path / "out"
     code = _job().main(
         [

@@ -12,8 +12,10 @@ from veclink_spark.synthetic import make_pair
 
 # The adaptive kept-share schedule, shortened: a share lasts one round without an objective gain, two at most.
 FAST = {
-    "bootstrap": {"max_rounds": 4},
-    "refine": {"max_rounds": 10, "keep_patience": 1, "keep_max_level_rounds": 2},
+    "advanced": {
+        "bootstrap": {"max_rounds": 4},
+        "refine": {"max_rounds": 10, "keep_patience": 1, "keep_max_level_rounds": 2},
+    }
 }
 
 
@@ -107,33 +109,38 @@ def test_bad_seeds_are_rejected() -> None:
 
 
 def test_adaptive_keep_schedule_doubles_on_a_plateau_or_at_the_level_cap() -> None:
-    from veclink_spark.engine import _adapt_keep
+    from veclink_spark.engine import RunState, _adapt_keep
 
     rf = LinkConfig.from_dict(
-        {"refine": {"keep_patience": 3, "keep_min_gain": 0.01, "keep_max_level_rounds": 6}}
+        {"advanced": {"refine": {"keep_patience": 3, "keep_min_gain": 0.01, "keep_max_level_rounds": 6}}}
     ).refine
-    info: dict = {}
+    state = RunState(phase="refine")
     levels = []
     # Rising by 0.02 a round for 3 rounds, then flat (gains under keep_min_gain): doubles 3 rounds later.
     for objective in [0.30, 0.32, 0.34, 0.345, 0.349, 0.341]:
-        _adapt_keep(info, objective, rf)
-        levels.append(info.get("keep_level", 0))
+        _adapt_keep(state, objective, rf)
+        levels.append(state.keep_level)
     assert levels == [0, 0, 0, 0, 0, 1]
     # Still rising every round: the level cap (6 rounds) doubles it anyway; the best carries over.
     for k in range(6):
-        _adapt_keep(info, 0.36 + 0.02 * k, rf)
-        levels.append(info["keep_level"])
+        _adapt_keep(state, 0.36 + 0.02 * k, rf)
+        levels.append(state.keep_level)
     assert levels[6:] == [1, 1, 1, 1, 1, 2]
-    assert info["objective_best"] == pytest.approx(0.46) and info["level_rounds"] == 0
+    assert state.objective_best == pytest.approx(0.46) and state.level_rounds == 0
     # No objective (a backend without CSLS means) counts as no gain.
     for _ in range(3):
-        _adapt_keep(info, None, rf)
-    assert info["keep_level"] == 3
+        _adapt_keep(state, None, rf)
+    assert state.keep_level == 3
+    # The state survives its JSON form (what a resumed run restarts from).
+    assert RunState.from_dict(state.to_dict()) == state
 
 
 def test_union_polish_keeps_every_cut_link_and_adds_pairs_the_bagged_maps_agree_on(pair) -> None:
     def run_with(**refine):
-        return _link(pair, {**FAST, "refine": {**FAST["refine"], "mixture_separation": 0.0, **refine}})
+        fast = FAST["advanced"]
+        return _link(
+            pair, {"advanced": {**fast, "refine": {**fast["refine"], "mixture_separation": 0.0, **refine}}}
+        )
 
     def pairs(links):
         got = links[~links["is_seed"]]

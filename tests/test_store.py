@@ -194,3 +194,27 @@ def test_write_json_through_spark_for_non_local_uris(spark, tmp_path: Path, monk
     assert json.loads(text) == {"rounds": [1, 2], "name": "x"}
     store.write_json("summary.json", {"rounds": []})  # overwrites
     assert json.loads(spark.read.text(location, wholetext=True).first()["value"]) == {"rounds": []}
+
+
+def test_runs_creating_one_new_table_at_once_all_land(spark, tmp_path: Path) -> None:
+    # Several runs write their first round into an output that has no tables yet, at the same time
+    # (threads of one session, as concurrent jobs into one folder): whichever loses the creation race
+    # retries its slice, so every run's rows land once.
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = str(tmp_path / "shared")
+
+    def write(i: int) -> None:
+        RunStore(spark, out).write_round("votes", frame(spark, [(i, i, float(i))]), f"run{i}", 1)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+    assert rows_of(RunStore(spark, out)._load("votes"), "run_id", "left_id") == [
+        (f"run{i}", i) for i in range(4)
+    ]
+
+
+def test_concurrent_conflicts_are_told_apart_from_other_failures() -> None:
+    lost = RuntimeError("[DELTA_PROTOCOL_CHANGED] ProtocolChangedException: The protocol version ...")
+    assert store_module.is_concurrent_conflict(lost)
+    assert not store_module.is_concurrent_conflict(RuntimeError("[DELTA_FAILED_TO_MERGE_FIELDS] types"))

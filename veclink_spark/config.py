@@ -159,9 +159,16 @@ class BootstrapConfig:
     threshold: str = _f(
         "otsu", "'otsu' (max of Otsu and the floor) or 'floor' (the floor alone)", choices=("otsu", "floor")
     )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What makes a run repeatable."""
+
     seed: int = _f(
         0,
-        "random seed of view sampling and k-means (results are deterministic per seed)",
+        "seed of every random draw (views, k-means cells, dropout): a run's links are the same for the "
+        "same inputs, configuration and seed",
         lo=0,
         hi=2**31 - 1,
         kind=int,
@@ -236,9 +243,8 @@ class RefineConfig:
         "mixture",
         "'mixture': a refined link also needs its best CSLS score (the backends' Candidates.sim) in "
         "the upper component of a two-Gaussian mixture fitted to the scores of the round's links, when "
-        "the two components are separated (mixture_separation); 'otsu': above the Otsu threshold of "
-        "the round's candidates (more precise, far less recall: docs/method.md); 'none': votes alone",
-        choices=("mixture", "otsu", "none"),
+        "the two components are separated (mixture_separation); 'none': votes alone",
+        choices=("mixture", "none"),
     )
     mixture_separation: float = _f(
         2.0,
@@ -293,42 +299,28 @@ class RefineConfig:
         0.1,
         "stochastic dictionary induction (VecMap): in the first take-off rounds each candidate pair "
         "competes for a best match with this probability (a fixed random share of the CSLS scores is "
-        "dropped), doubling up to 1 (keep_schedule); the take-off cannot settle "
-        "before it is 1. 1 = off",
+        "dropped), doubling up to 1 by VecMap's rule: once the take-off's objective (the rows' mean "
+        "CSLS neighbourhood similarity) has not risen by keep_min_gain for keep_patience rounds, or "
+        "after keep_max_level_rounds rounds; the take-off cannot settle before it is 1. 1 = off",
         lo=0.01,
         hi=1.0,
     )
-    keep_schedule: str = _f(
-        "adaptive",
-        "when the kept share (takeoff_keep) doubles: 'adaptive' (VecMap's rule: once the take-off's "
-        "objective, the mean CSLS neighbourhood similarity of the rows, has not risen by keep_min_gain "
-        "for keep_patience rounds, or after keep_max_level_rounds rounds) or 'fixed' (every "
-        "keep_doubling_rounds rounds). Adaptive lets slow pairs take off (docs/method.md)",
-        choices=("adaptive", "fixed"),
-    )
-    keep_doubling_rounds: int = _f(
-        10,
-        "keep_schedule 'fixed': take-off rounds between doublings of the kept share",
-        lo=1,
-        hi=1000,
-        kind=int,
-    )
     keep_patience: int = _f(
         5,
-        "keep_schedule 'adaptive': double the kept share after this many rounds without an objective gain",
+        "double the take-off's kept share after this many rounds without an objective gain",
         lo=1,
         hi=1000,
         kind=int,
     )
     keep_min_gain: float = _f(
         0.0005,
-        "keep_schedule 'adaptive': a round gains when its objective exceeds the best so far by this much",
+        "a take-off round gains when its objective exceeds the best so far by this much",
         lo=0.0,
         hi=1.0,
     )
     keep_max_level_rounds: int = _f(
         30,
-        "keep_schedule 'adaptive': double the kept share after at most this many rounds at one share",
+        "double the take-off's kept share after at most this many rounds at one share",
         lo=1,
         hi=10000,
         kind=int,
@@ -464,6 +456,7 @@ class LinkConfig:
 
     io: IOConfig = field(default_factory=IOConfig)
     vectors: VectorsConfig = field(default_factory=VectorsConfig)
+    run: RunConfig = field(default_factory=RunConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
     signatures: SignatureConfig = field(default_factory=SignatureConfig)
     hashing: HashingConfig = field(default_factory=HashingConfig)
@@ -484,77 +477,99 @@ class LinkConfig:
 
     def takeoff_keep_rounds(self) -> int:
         """Most take-off rounds before the kept share of ``refine.takeoff_keep`` reaches 1 (0 when it is 1):
-        doublings x rounds per share ('fixed') or x keep_max_level_rounds ('adaptive')."""
+        doublings x keep_max_level_rounds."""
         rf = self.refine
         if rf.takeoff_keep >= 1.0:
             return 0
-        per_level = rf.keep_doubling_rounds if rf.keep_schedule == "fixed" else rf.keep_max_level_rounds
-        return math.ceil(math.log2(1.0 / rf.takeoff_keep) - 1e-9) * per_level
+        return math.ceil(math.log2(1.0 / rf.takeoff_keep) - 1e-9) * rf.keep_max_level_rounds
 
     def __post_init__(self) -> None:
         problems = []
         for sec in fields(self):
-            problems.extend(_check_section(sec.name, getattr(self, sec.name)))
+            problems.extend(_check_section(_where(sec.name), getattr(self, sec.name)))
         if self.views.min_view_size > self.views.max_view_size:
             problems.append(
-                f"views.min_view_size ({self.views.min_view_size}) must be <= views.max_view_size "
-                f"({self.views.max_view_size})"
+                f"advanced.views.min_view_size ({self.views.min_view_size}) must be <= "
+                f"advanced.views.max_view_size ({self.views.max_view_size})"
             )
         if problems:
             raise ConfigError(problems)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> LinkConfig:
-        """Build from a nested dict ``{section: {field: value}}``; every problem is reported at once.
+        """Build from a nested dict: the public sections (:data:`PUBLIC_SECTIONS`) at the top, the
+        research sections under ``advanced`` (``{"advanced": {"refine": {...}}}``), as in
+        ``conf/default.yaml``. Every problem is reported at once.
 
         Raises:
-            ConfigError: unknown sections or keys (with the nearest valid name), wrong types, values
-                out of bounds.
+            ConfigError: unknown sections or keys (with the nearest valid name), a research section
+                outside ``advanced``, wrong types, values out of bounds.
 
         Example:
-            >>> LinkConfig.from_dict({"bootstrap": {"max_rounds": 5}}).bootstrap.max_rounds
-            5
+            >>> LinkConfig.from_dict({"scale": {"max_rounds": 2}}).scale.max_rounds
+            2
         """
         data = data or {}
-        problems: list[str] = []
         if not isinstance(data, dict):
             raise ConfigError([f"the configuration must be a mapping of sections, got {type(data).__name__}"])
+        problems: list[str] = []
+        given: dict[str, Any] = {}
+        for name, value in data.items():
+            if name == ADVANCED:
+                if value is None:
+                    continue
+                if not isinstance(value, dict):
+                    problems.append(f"section '{ADVANCED}' must be a mapping, got {type(value).__name__}")
+                    continue
+                for sub, sub_value in value.items():
+                    if sub in ADVANCED_SECTIONS:
+                        given[sub] = sub_value
+                    elif sub in PUBLIC_SECTIONS:
+                        problems.append(f"section '{sub}' belongs at the top level, not under '{ADVANCED}'")
+                    else:
+                        hint = _suggest(str(sub), list(ADVANCED_SECTIONS), ADVANCED)
+                        problems.append(f"unknown section '{ADVANCED}.{sub}'{hint}")
+            elif name in ADVANCED_SECTIONS:
+                problems.append(f"section '{name}' belongs under '{ADVANCED}:' ({ADVANCED}.{name})")
+            elif name in PUBLIC_SECTIONS:
+                given[name] = value
+            else:
+                valid = [*PUBLIC_SECTIONS, ADVANCED]
+                problems.append(f"unknown section '{name}'{_suggest(str(name), valid)}")
         sections = {f.name: f for f in fields(cls)}
         built: dict[str, Any] = {}
-        for name, value in data.items():
-            if name not in sections:
-                problems.append(f"unknown section '{name}'{_suggest(str(name), list(sections))}")
-                continue
+        for name, value in given.items():
+            where = _where(name)
             section_cls = sections[name].default_factory  # type: ignore[misc]
             if value is None:
                 value = {}
             if not isinstance(value, dict):
-                problems.append(f"section '{name}' must be a mapping, got {type(value).__name__}")
+                problems.append(f"section '{where}' must be a mapping, got {type(value).__name__}")
                 continue
             known = {f.name: f for f in fields(section_cls)}  # type: ignore[arg-type]
             kwargs = {}
             for key, val in value.items():
                 if key not in known:
-                    problems.append(f"unknown key '{name}.{key}'{_suggest(str(key), list(known), name)}")
+                    problems.append(f"unknown key '{where}.{key}'{_suggest(str(key), list(known), where)}")
                     continue
                 kwargs[key] = val
             built[name] = (section_cls, kwargs)
         instances = {}
         for name, (section_cls, kwargs) in built.items():
             default = section_cls()
-            type_problems = _check_types(name, section_cls, kwargs)
+            type_problems = _check_types(_where(name), section_cls, kwargs)
             problems.extend(type_problems)
             if type_problems:
                 # Check the fields that are well typed anyway, so every problem is reported at once.
-                bad = {p.split(" ")[0].split(".", 1)[1] for p in type_problems}
+                bad = {p.split(" ")[0].rsplit(".", 1)[1] for p in type_problems}
                 ok = {k: v for k, v in kwargs.items() if k not in bad}
-                problems.extend(_check_section(name, replace(default, **ok)))
+                problems.extend(_check_section(_where(name), replace(default, **ok)))
                 continue
             instances[name] = replace(default, **kwargs) if kwargs else default
         if problems:
             # Also report the bound problems of the sections that did build, so all come at once.
             for name, inst in instances.items():
-                problems.extend(_check_section(name, inst))
+                problems.extend(_check_section(_where(name), inst))
             raise ConfigError(problems)
         return cls(**instances)
 
@@ -574,12 +589,30 @@ class LinkConfig:
             raise ConfigError([f"config file {p} is not valid YAML: {exc}"]) from exc
         return cls.from_dict(data)
 
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        """The config as a nested plain dict (for logs, summaries and round tables)."""
-        return {
-            s.name: {f.name: getattr(getattr(self, s.name), f.name) for f in fields(getattr(self, s.name))}
-            for s in fields(self)
-        }
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a nested plain dict in the layout :meth:`from_dict` reads (for logs, summaries
+        and round tables)."""
+
+        def section(name: str) -> dict[str, Any]:
+            inst = getattr(self, name)
+            return {f.name: getattr(inst, f.name) for f in fields(inst)}
+
+        out: dict[str, Any] = {name: section(name) for name in PUBLIC_SECTIONS}
+        out[ADVANCED] = {name: section(name) for name in ADVANCED_SECTIONS}
+        return out
+
+
+#: Sections a user sets: input columns, the random seed, how the run scales.
+PUBLIC_SECTIONS = ("io", "vectors", "run", "scale")
+#: The method's research settings, kept under ``advanced`` in files: the defaults are measured
+#: (docs/method.md); change them to study the method, not to run it.
+ADVANCED = "advanced"
+ADVANCED_SECTIONS = ("views", "signatures", "hashing", "evidence", "bootstrap", "refine", "diagnostics")
+
+
+def _where(section: str) -> str:
+    """A section's name as written in files and messages (research sections under ``advanced``)."""
+    return f"{ADVANCED}.{section}" if section in ADVANCED_SECTIONS else section
 
 
 def _suggest(key: str, valid: list[str], section: str | None = None) -> str:
@@ -635,10 +668,11 @@ def _check_section(section: str, inst: Any) -> list[str]:
 
 
 def describe_fields() -> list[tuple[str, Any, str]]:
-    """Every field as (section.key, default, doc), for docs and the default YAML file."""
+    """Every field as (path, default, doc), public sections first, for docs and the default YAML file;
+    paths as written in files (``io.left_id``, ``advanced.refine.mode``)."""
+    classes = {sec.name: sec.default_factory for sec in fields(LinkConfig)}
     out = []
-    for sec in fields(LinkConfig):
-        cls = sec.default_factory  # type: ignore[misc]
-        for f in fields(cls):  # type: ignore[arg-type]
-            out.append((f"{sec.name}.{f.name}", f.default, f.metadata["doc"]))
+    for name in (*PUBLIC_SECTIONS, *ADVANCED_SECTIONS):
+        for f in fields(classes[name]):  # type: ignore[arg-type]
+            out.append((f"{_where(name)}.{f.name}", f.default, f.metadata["doc"]))
     return out

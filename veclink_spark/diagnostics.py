@@ -14,6 +14,7 @@ import pandas as pd
 
 from . import kernels
 from .config import LinkConfig
+from .engine import RunState
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def consistency_sample(links: pd.DataFrame) -> pd.DataFrame:
 
 
 def diagnose(
-    info: dict[str, Any],
+    state: RunState,
     links: pd.DataFrame,
     n_left: int,
     n_right: int,
@@ -38,7 +39,8 @@ def diagnose(
     cfg: LinkConfig,
     link_vectors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Build the run summary: history, link counts, seed consistency and the take-off verdict.
+    """Build the run summary from the run's final state: history, link counts, seed consistency and
+    the take-off verdict.
 
     A run is *stalled* when it linked fewer than ``diagnostics.min_link_fraction`` of the smaller table
     beyond the seeds, or when its link set did not settle: more than ``diagnostics.max_final_churn`` of
@@ -49,7 +51,7 @@ def diagnose(
     summary then says so with the evidence (seed-to-seed distance consistency across the spaces, vote
     margins, links per round) and what the user can do. Logged at WARNING.
     """
-    history = info.get("history", [])
+    history = state.history
     n_links = int((~links["is_seed"].astype(bool)).sum()) if len(links) else 0
     n_seeds = int(links["is_seed"].astype(bool).sum()) if len(links) else 0
     consistency = kernels.seed_consistency(seed_left, seed_right)
@@ -139,8 +141,9 @@ def diagnose(
         advice += [
             "add seed pairs (30-50 spread over the data help most)",
             "check that the seeds are right and that both tables embed the same kind of objects",
-            "lower bootstrap.min_vote_fraction or raise views.base_views (more, independent views)",
-            "keep refine.mode: procrustes (it can take off where the published loop stalls)",
+            "lower advanced.bootstrap.min_vote_fraction or raise advanced.views.base_views (more, "
+            "independent views)",
+            "keep advanced.refine.mode: procrustes (it can take off where the published loop stalls)",
         ]
     verdict = "stalled" if stalled else "took off"
     summary = {
@@ -161,7 +164,7 @@ def diagnose(
         "links_per_round": per_round,
         "vote_margins": margins,
         "rounds": len(history),
-        "stop_reason": info.get("stop_reason"),
+        "stop_reason": state.stop_reason,
         "history": history,
         "config": cfg.to_dict(),
     }

@@ -33,6 +33,13 @@ Refine rounds fit orthogonal maps (Procrustes on the dictionary, each seed weigh
 
 Refine rounds re-derive the link set each round (earlier refine links can be revoked); seeds are never
 revoked.
+
+Shape of a round (:func:`run_rounds`): the phase's round function (:func:`_geh_round` or
+:func:`_refine_round`) asks the backend for the round's votes (a :class:`RoundPlan`), :func:`_promote`
+turns them into promoted links (a :class:`Promotion`), the round's record joins the history, and
+:func:`_advance` alone decides whether the phase or stage ends and whether the run is done; the
+backend then persists the anchors and the :class:`RunState`. Settings named here live under
+``advanced`` in configuration files.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -63,9 +70,6 @@ class RoundVotes:
     n_views: int
     cells: np.ndarray
     stats: dict[str, Any] = field(default_factory=dict)
-    #: histogram (value rounded to ``kernels.SIM_HIST_DECIMALS``, count) of the eligible pairs' best
-    #: similarity in the round (max over the views where the pair was a mutual nearest neighbour)
-    sim_hist: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
 
 @dataclass
@@ -158,11 +162,11 @@ class Backend(Protocol):
         """Eligible pairs of the round with at least these round and cumulative votes."""
         ...
 
-    def save_round(self, round_no: int, anchors: dict[str, np.ndarray], info: dict[str, Any]) -> None:
-        """Persist the round (anchor table and info); the round counts as committed afterwards."""
+    def save_round(self, round_no: int, anchors: dict[str, np.ndarray], state: RunState) -> None:
+        """Persist the round (anchor table and state); the round counts as committed afterwards."""
         ...
 
-    def load_last_round(self) -> tuple[int, dict[str, np.ndarray], dict[str, Any]] | None:
+    def load_last_round(self) -> tuple[int, dict[str, np.ndarray], RunState] | None:
         """The last committed round of this run, or None."""
         ...
 
@@ -208,15 +212,125 @@ def _anchor_table(
     }
 
 
+@dataclass
+class RunState:
+    """The driver's state between rounds: what each committed round persists (as JSON, :meth:`to_dict`)
+    and what a resumed run restarts from.
+
+    ``phase`` is ``geh`` (the published loop) or ``refine``; a refine phase runs the ``takeoff`` stage,
+    then the ``polish`` stage (``stage``). ``extra`` holds the caller's keys (config digest, input
+    fingerprint), kept at the top level of the JSON.
+    """
+
+    phase: str = "geh"
+    stage: str = "takeoff"
+    phase_views: int = 0  # views (trials) so far in the phase: the posterior's n
+    phase_rounds: int = 0
+    # The take-off's kept share of candidate pairs is takeoff_keep x 2^keep_level (engine._adapt_keep).
+    keep_level: int = 0
+    level_rounds: int = 0
+    rounds_since_gain: int = 0
+    objective_best: float | None = None
+    cut_round: int | None = None  # the take-off round whose links the mixture cut kept
+    polish_done: int = 0  # polish rounds run
+    done: bool = False
+    stop_reason: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # one RoundRecord.to_dict() per round
+    # An extension (veclink_spark.fit): refinement rounds over the full tables after a fit whose
+    # rounds_before rounds and links (``fit``) it keeps.
+    extend: bool = False
+    rounds_before: int = 0
+    fit: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out["history"] = [dict(h) for h in self.history]
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunState:
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        return cls(**known, extra={k: v for k, v in data.items() if k not in names})
+
+
+@dataclass
+class RoundRecord:
+    """What one round did: an entry of the run's history (:attr:`RunState.history`, persisted with each
+    commit and returned in the summary), with the backend's own statistics (``backend``: block sizes,
+    mutual-nearest-neighbour pairs, the take-off objective) kept alongside."""
+
+    round: int
+    phase: str  # geh, refine, or extend (a full-table round after the fit)
+    views_branch: str
+    views: int
+    keep: float
+    anchors_before: int
+    candidates: int
+    threshold: float | None
+    floor: float
+    mixture: dict[str, Any] | None
+    promoted: int
+    added: int
+    removed: int
+    links: int
+    seconds: float
+    backend: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "backend"}
+        return {**out, **self.backend}
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_rounds` returns: the final anchor table (seeds and links), the state, the last
+    round's number."""
+
+    anchors: dict[str, np.ndarray]
+    state: RunState
+    rounds: int
+
+
+@dataclass
+class RoundPlan:
+    """One round's votes and how they are to be read (the branch of the phase that produced them)."""
+
+    votes: RoundVotes
+    views: int  # m: views (or bagged maps) of the round
+    floor: float  # a candidate needs at least floor x m round votes
+    branch: str
+    keep: float = 1.0  # share of candidate pairs kept (take-off dropout)
+    init: bool = False  # the take-off's first round from distribution descriptors (no map)
+    union: bool = False  # a polish round whose links join the cut links
+
+
+@dataclass
+class Promotion:
+    """The candidates of a round and the ones promoted (indices into ``cand``)."""
+
+    cand: Candidates
+    promoted: list[int]
+    threshold: float = math.inf
+    mixture: dict[str, Any] | None = None
+    cut: list[int] | None = None  # the promoted cut at the mixture threshold, when the cut applies
+
+
+def _empty_candidates() -> Candidates:
+    e = np.array([])
+    return Candidates(e, e, e, e, e)
+
+
 def run_rounds(
     backend: Backend,
     seed_left: np.ndarray,
     seed_right: np.ndarray,
     cfg: LinkConfig,
     state_extra: dict[str, Any] | None = None,
-    resumed: tuple[int, dict[str, np.ndarray], dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Run (or resume) the loop to the end. Returns the final anchor table and the run summary.
+    resumed: tuple[int, dict[str, np.ndarray], RunState] | None = None,
+) -> RunResult:
+    """Run (or resume) the loop to the end. Returns the final anchor table and the run state.
 
     The seeds are sorted by (left id, right id) first, so the input row order does not matter. A run
     resumed from a state whose ``extend`` flag is set (written by :mod:`veclink_spark.fit`) is an
@@ -225,363 +339,380 @@ def run_rounds(
     order = np.lexsort((seed_right, seed_left))
     seed_left, seed_right = np.asarray(seed_left)[order], np.asarray(seed_right)[order]
     n_seeds = len(seed_left)
-    d_max = max(backend.dim_left, backend.dim_right)
-    ev, bs, rf = cfg.evidence, cfg.bootstrap, cfg.refine
+    rf = cfg.refine
     if resumed is None:
         resumed = backend.load_last_round()  # the caller may have loaded it already
     if resumed is None:
         round_no = 0
+        ones = [1.0] * n_seeds
+        zeros = [0] * n_seeds
         anchors = _anchor_table(
-            list(seed_left),
-            list(seed_right),
-            [0] * n_seeds,
-            [True] * n_seeds,
-            [0] * n_seeds,
-            [0] * n_seeds,
-            [1.0] * n_seeds,
+            list(seed_left), list(seed_right), zeros, [True] * n_seeds, zeros, zeros, ones
         )
-        info: dict[str, Any] = {
-            "phase": "geh",
-            "phase_views": 0,
-            "phase_rounds": 0,
-            "done": False,
-            "stop_reason": None,
-            "history": [],
-        }
-        info.update(state_extra or {})
+        state = RunState(extra=dict(state_extra or {}))
     else:
-        round_no, anchors, info = resumed
-        log.info("resuming after committed round %d (phase %s)", round_no, info["phase"])
-    if rf.mode == "procrustes" and 0 < rf.max_rounds <= cfg.takeoff_keep_rounds() and not info.get("extend"):
+        round_no, anchors, state = resumed
+        log.info("resuming after committed round %d (phase %s)", round_no, state.phase)
+    if rf.mode == "procrustes" and 0 < rf.max_rounds <= cfg.takeoff_keep_rounds() and not state.extend:
         log.warning(
-            "refine.max_rounds (%d) can end the take-off before its kept share (refine.takeoff_keep %g, "
-            "keep_schedule %s) reaches 1, and then it cannot settle; raise refine.max_rounds above %d or "
-            "set refine.takeoff_keep: 1.0",
+            "advanced.refine.max_rounds (%d) can end the take-off before its kept share "
+            "(advanced.refine.takeoff_keep %g) reaches 1, and then it cannot settle; raise it above %d or "
+            "set advanced.refine.takeoff_keep: 1.0",
             rf.max_rounds,
             rf.takeoff_keep,
-            rf.keep_schedule,
             cfg.takeoff_keep_rounds(),
         )
-
-    extension_cells = _extension_cells(backend, cfg) if info.get("extend") else None
-    while not info["done"]:
+    extension_cells = _extension_cells(backend, cfg) if state.extend else None
+    while not state.done:
         round_no += 1
         t0 = time.time()
-        rng = np.random.default_rng([bs.seed, round_no])
-        phase = info["phase"]
-        phase_start = info["phase_rounds"] == 0
-        al, ar = anchors["left_id"], anchors["right_id"]
-        if extension_cells is None:
-            vec_l, vec_r = backend.anchor_vectors(al, ar)
-        keep_share = 1.0  # share of candidate pairs kept (refine take-off only)
-        stage = ""  # refine stage: 'takeoff' or 'polish'
-        cut_round = info.get("cut_round")  # the take-off round whose links the mixture cut kept
-        union = cut_round is not None and rf.polish_merge == "union"
-        if phase == "geh":
-            views, branch = kernels.sample_views(
-                vec_l,
-                vec_r,
-                n_seeds,
-                d_max,
-                sampling=cfg.views.sampling,
-                base_views=cfg.views.base_views,
-                growth=cfg.views.growth,
-                view_fraction=cfg.views.view_fraction,
-                min_view_size=cfg.views.min_view_size,
-                max_view_size=cfg.views.max_view_size,
-                kmeans=cfg.views.kmeans,
-                kmeans_overlap=cfg.views.kmeans_overlap,
-                bandwidth=cfg.signatures.bandwidth,
-                rng=rng,
-            )
-            votes = backend.geh_votes(round_no, vec_l, vec_r, views, al, ar, phase_start)
-            m = len(views)
-            floor = bs.min_vote_fraction
+        rng = np.random.default_rng([cfg.run.seed, round_no])
+        n_anchors = len(anchors["left_id"])
+        if state.phase == "geh":
+            plan = _geh_round(backend, cfg, state, round_no, rng, anchors, n_seeds)
         else:
-            # Two stages (docs/method.md): 'takeoff' rounds fit one map on the whole dictionary (VecMap-style
-            # self-learning; extra bags only cost time while the dictionary is mostly wrong), 'polish' rounds
-            # fit rf.views maps on small random shares of it and keep the pairs (nearly) all maps agree on.
-            stage = info.get("refine_stage", "takeoff")
-            branch = f"procrustes/{stage}"
-            salt = bs.seed * 1_000_003 + round_no
-            # Take-off: the dictionary is every pair the previous round proposed (VecMap). Polish: the current
-            # links (already vote-filtered; the union of the bags' proposals is much noisier, measured).
-            prev = round_no - 1 if info["phase_rounds"] > 0 and stage == "takeoff" else None
-            if stage == "takeoff":
-                m, fraction, floor = rf.takeoff_views, 1.0, 0.0
-            else:
-                m, fraction, floor = rf.views, rf.bag_fraction, rf.min_vote_fraction
-                if cut_round is not None:
-                    # After a mixture cut (docs/method.md, "Union of the cut and the polish vote"): the bags
-                    # come from the take-off's last proposals (before the cut) or from the cut links.
-                    if rf.polish_source == "proposals":
-                        prev = cut_round
-                    if union:
-                        floor = rf.union_vote_fraction
-        init_round = (
-            phase == "refine"
-            and stage == "takeoff"
-            and info["phase_rounds"] == 0
-            and rf.init == "distribution"
-            and not info.get("extend")
-        )
-        if init_round:
-            # The first take-off dictionary from the similarity-distribution descriptors (no map yet): the
-            # next round fits its map on these proposals plus the weighted seeds (docs/method.md).
-            branch = "procrustes/init"
-            n_cells = max(1, min(cfg.refine_cells(backend.n_right), rf.init_sample // 4))
-            votes = backend.distribution_votes(
-                round_no, n_cells, _cells_seed(n_cells, rng), seed_left, seed_right, phase_start
+            plan = _refine_round(
+                backend, cfg, state, round_no, rng, anchors, seed_left, seed_right, extension_cells
             )
-        elif phase == "refine":
-            cross = backend.cross_covariance(prev, m, fraction, salt, seed_left, seed_right)
-            if rf.seed_weight != 1.0 and stage == "takeoff":
-                # The seeds are the only pairs known to be right: weigh them up against the (early: mostly
-                # wrong) induced dictionary; a small (n_seeds x d) product on the driver. Not in polish,
-                # where the links outnumber and outweigh 15 seeds (measured: docs/method.md).
-                svl, svr = backend.anchor_vectors(seed_left, seed_right)
-                cross = cross + (rf.seed_weight - 1.0) * (svl.T @ svr)[None, :, :]
-            # Rounded so that summation-order noise between backends cannot change the maps.
-            maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
-            if extension_cells is not None:
-                centroids = extension_cells
-            else:
-                n_cells = max(1, min(cfg.refine_cells(backend.n_right), len(al) // 4))
-                centroids = kernels.cell_centroids(vec_r, n_cells, _cells_seed(n_cells, rng))
-            if stage == "takeoff":
-                # VecMap's stochastic dictionary induction: early maps are poor, so the next dictionary
-                # is drawn from a random share of the scores; lets the loop leave a wrong fixed point.
-                if rf.keep_schedule == "fixed":
-                    level = info["phase_rounds"] // rf.keep_doubling_rounds
-                else:
-                    level = info.get("keep_level", 0)
-                keep_share = min(1.0, rf.takeoff_keep * 2.0**level)
-            votes = backend.refine_votes(
-                round_no, maps, centroids, seed_left, seed_right, phase_start, keep=keep_share, salt=salt
-            )
-        n_views_phase = info["phase_views"] + m
-
-        # Score cells -> Otsu threshold (with the floor) -> integer vote thresholds.
-        cells = votes.cells
-        threshold = math.inf
-        sim_threshold = None
-        mixture: dict[str, Any] | None = None
-        promoted: list[int] = []
-        promoted_cut: list[int] | None = None  # the take-off's links cut by refine.similarity_threshold
-        cand = Candidates(np.array([]), np.array([]), np.array([]), np.array([]), np.array([]))
-        if len(cells):
-            rv, cv, cnt = cells[:, 0], cells[:, 1], cells[:, 2]
-            sc = _score(ev.score, rv, cv, m, n_views_phase, ev.prior_alpha, ev.prior_beta)
-            floor_ok = rv >= floor * m
-            if phase == "geh" and bs.threshold == "otsu":
-                uniq, inv = np.unique(sc, return_inverse=True)
-                threshold = kernels.otsu_threshold(uniq, np.bincount(inv, weights=cnt))
-            else:
-                threshold = -math.inf
-            sel = floor_ok & (sc >= threshold)
-            if sel.any():
-                min_rv = int(rv[sel].min())
-                min_cv = int(cv[sel].min())
-                cand = backend.candidates(round_no, min_rv, min_cv)
-                csc = _score(
-                    ev.score,
-                    cand.round_votes,
-                    cand.cum_votes,
-                    m,
-                    n_views_phase,
-                    ev.prior_alpha,
-                    ev.prior_beta,
-                )
-                ok = (cand.round_votes >= floor * m) & (csc >= threshold)
-                if phase == "refine" and rf.similarity_threshold == "otsu" and len(votes.sim_hist):
-                    sim_threshold = kernels.otsu_threshold(votes.sim_hist[:, 0], votes.sim_hist[:, 1])
-                    ok &= np.round(cand.sim, kernels.SIM_HIST_DECIMALS) >= sim_threshold
-                idx = np.nonzero(ok)[0]
-                if phase == "geh" or (stage == "polish" and union):
-                    # GEH adds to its anchors; a union polish adds to the cut links (and the seeds).
-                    used_l, used_r = set(al.tolist()), set(ar.tolist())
-                else:
-                    used_l, used_r = set(seed_left.tolist()), set(seed_right.tolist())
-                tie = cand.cum_votes[idx] if ev.score == "round_fraction" else cand.round_votes[idx]
-                keep = kernels.greedy_one_to_one(
-                    cand.left[idx], cand.right[idx], csc[idx], tie, used_l, used_r
-                )
-                promoted = idx[keep].tolist()
-                if (
-                    phase == "refine"
-                    and stage == "takeoff"
-                    and not init_round
-                    and rf.similarity_threshold == "mixture"
-                ):
-                    # Computed every take-off round (cheap, on the driver), applied only to the links the
-                    # take-off ends with (below): the cut must not change the churn that decides settling.
-                    cut = kernels.mixture_cut(cand.sim[promoted], min_separation=rf.mixture_separation)
-                    if cut is not None:
-                        mixture = {
-                            "threshold": cut.threshold,
-                            "separation": round(cut.separation, 3),
-                            "upper_weight": round(cut.upper_weight, 3),
-                            "applies": cut.applies,
-                        }
-                        if cut.applies:
-                            sims = np.round(cand.sim[promoted], kernels.CUT_DECIMALS).tolist()
-                            promoted_cut = [
-                                p for p, v in zip(promoted, sims, strict=True) if v >= cut.threshold
-                            ]
-
+        n_views_phase = state.phase_views + plan.views
+        promo = _promote(backend, cfg, state, plan, round_no, anchors, seed_left, seed_right, n_views_phase)
+        cand = promo.cand
+        ev = cfg.evidence
         prob = (
             (ev.prior_alpha + cand.cum_votes) / (ev.prior_alpha + ev.prior_beta + n_views_phase)
             if len(cand.cum_votes)
             else np.array([])
         )
-        prev_links = set(
-            zip(al[~anchors["is_seed"]].tolist(), ar[~anchors["is_seed"]].tolist(), strict=False)
-        )
         before = anchors
         seeds_only = {k: v[anchors["is_seed"]] for k, v in anchors.items()}
-        if phase == "geh" or (stage == "polish" and union):
-            anchors = _append(anchors, cand, promoted, round_no, n_views_phase, prob)
+        if state.phase == "geh" or plan.union:
+            # The loop adds to its anchors; a union polish adds to the cut links (and the seeds).
+            anchors = _append(anchors, cand, promo.promoted, round_no, n_views_phase, prob)
         else:
-            anchors = _append(seeds_only, cand, promoted, round_no, n_views_phase, prob, old=before)
-        new_links = set(
-            zip(
-                anchors["left_id"][~anchors["is_seed"]].tolist(),
-                anchors["right_id"][~anchors["is_seed"]].tolist(),
-                strict=False,
-            )
+            anchors = _append(seeds_only, cand, promo.promoted, round_no, n_views_phase, prob, old=before)
+        added, removed = _churn(before, anchors)
+        record = RoundRecord(
+            round=round_no,
+            phase="extend" if state.extend else state.phase,
+            views_branch=plan.branch,
+            views=plan.views,
+            keep=plan.keep,
+            anchors_before=n_anchors,
+            candidates=int(plan.votes.cells[:, 2].sum()) if len(plan.votes.cells) else 0,
+            threshold=None if not math.isfinite(promo.threshold) else float(promo.threshold),
+            floor=float(plan.floor),
+            mixture=promo.mixture,
+            promoted=len(promo.promoted),
+            added=added,
+            removed=removed,
+            links=int((~anchors["is_seed"]).sum()),
+            seconds=round(time.time() - t0, 3),
+            backend=dict(plan.votes.stats),
         )
-        added = len(new_links - prev_links)
-        removed = len(prev_links - new_links)
-
-        stats: dict[str, Any] = {
-            "round": round_no,
-            "phase": "extend" if info.get("extend") else phase,
-            "views_branch": branch,
-            "views": m,
-            "keep": keep_share,
-            "anchors_before": int(len(al)),
-            "candidates": int(cells[:, 2].sum()) if len(cells) else 0,
-            "threshold": None if not math.isfinite(threshold) else float(threshold),
-            "floor": float(floor),
-            "sim_threshold": sim_threshold,
-            "mixture": mixture,
-            "promoted": len(promoted),
-            "added": added,
-            "removed": removed,
-            "links": int((~anchors["is_seed"]).sum()),
-            "seconds": round(time.time() - t0, 3),
-        }
-        stats.update(votes.stats)
-        info["history"].append(stats)
-        info["phase_views"] = n_views_phase
-        info["phase_rounds"] += 1
+        state.phase_views = n_views_phase
+        state.phase_rounds += 1
+        objective = plan.votes.stats.get("objective")
         log.info(
             "round %d [%s/%s%s] anchors %d, candidates %d, threshold %s, promoted %d (+%d -%d), "
             "links %d, %.1f s",
             round_no,
-            phase,
-            branch,
-            ("" if keep_share >= 1.0 else f", keep {keep_share:g}")
-            + ("" if votes.stats.get("objective") is None else f", objective {votes.stats['objective']:.4f}"),
-            len(al),
-            stats["candidates"],
-            "-" if stats["threshold"] is None else f"{stats['threshold']:.3f}",
-            len(promoted),
+            state.phase,
+            plan.branch,
+            ("" if plan.keep >= 1.0 else f", keep {plan.keep:g}")
+            + ("" if objective is None else f", objective {objective:.4f}"),
+            n_anchors,
+            record.candidates,
+            "-" if record.threshold is None else f"{record.threshold:.3f}",
+            len(promo.promoted),
             added,
             removed,
-            stats["links"],
-            stats["seconds"],
+            record.links,
+            record.seconds,
         )
+        anchors = _advance(cfg, state, plan, promo, record, round_no, anchors, seeds_only, before, prob)
+        state.history.append(record.to_dict())
+        cap = cfg.bootstrap.max_rounds + rf.max_rounds + rf.polish_rounds + state.rounds_before
+        if round_no >= cap and not state.done:
+            state.done, state.stop_reason = True, "round cap"
+        backend.save_round(round_no, anchors, state)
+    return RunResult(anchors=anchors, state=state, rounds=round_no)
 
-        # Stopping and phase switches.
-        if phase == "geh":
-            enough = rf.mode == "procrustes" and len(anchors["left_id"]) >= rf.min_anchors
-            stalled = added == 0
-            if rf.mode == "procrustes" and (enough or stalled) and rf.max_rounds > 0:
-                info.update(phase="refine", phase_views=0, phase_rounds=0)
-                log.info("switching to refinement (%s)", "enough anchors" if enough else "the loop stalled")
-            elif stalled:
-                info.update(done=True, stop_reason="no new links")
-            elif info["phase_rounds"] >= bs.max_rounds:
-                info.update(done=True, stop_reason="round cap")
-        else:
-            n_links = int((~anchors["is_seed"]).sum())
-            n_cand = stats["candidates"]
-            stage = info.get("refine_stage", "takeoff")
-            if stage == "takeoff" and rf.keep_schedule == "adaptive" and keep_share < 1.0 and not init_round:
-                _adapt_keep(info, stats.get("objective"), rf)
-            if stage == "takeoff":
-                # Churn of the link set, not its size: before take-off the set drifts (large churn) while
-                # its size barely grows (measured on wordnet), after take-off both settle.
-                settled = (
-                    info["phase_rounds"] > 1
-                    and keep_share >= 1.0
-                    and added + removed <= rf.settle_fraction * max(n_links, 1)
-                )
-                if settled or info["phase_rounds"] >= rf.max_rounds:
-                    if promoted_cut is not None:
-                        info["cut_round"] = round_no
-                        # The take-off's last links, cut at the mixture threshold of their similarities: the
-                        # lower component is mostly one-side-only objects' best matches (docs/method.md).
-                        anchors = _append(
-                            seeds_only, cand, promoted_cut, round_no, n_views_phase, prob, old=before
-                        )
-                        stats["links"] = int((~anchors["is_seed"]).sum())
-                        log.info(
-                            "mixture cut at similarity %.4f (separation %.2f): %d of %d take-off links kept",
-                            stats["mixture"]["threshold"],
-                            stats["mixture"]["separation"],
-                            stats["links"],
-                            n_links,
-                        )
-                    # The polish vote is the precision filter where the mixture cut is not (its components
-                    # were not separated, or it is off); after a cut it is optional (polish_after_cut).
-                    polish = rf.polish_rounds > 0 and (promoted_cut is None or rf.polish_after_cut)
-                    if (
-                        polish
-                        and promoted_cut is not None
-                        and rf.polish_merge == "union"
-                        and stats["mixture"]["separation"] >= rf.union_max_separation
-                    ):
-                        # A very clean cut (docs/method.md, "A clean cut ends the run"): few right links
-                        # lie under it, so a union polish would mostly add one-side-only near-duplicates.
-                        polish = False
-                        log.info(
-                            "the cut is clean (separation %.2f >= refine.union_max_separation %g): no union "
-                            "polish, the run ends with the cut links",
-                            stats["mixture"]["separation"],
-                            rf.union_max_separation,
-                        )
-                    if polish:
-                        info.update(refine_stage="polish", refine_polish_rounds=0)
-                        log.info(
-                            "refinement settled after %d rounds (%d proposals): polishing with %d "
-                            "bagged maps%s",
-                            info["phase_rounds"],
-                            n_cand,
-                            rf.views,
-                            (
-                                " fitted on bags of the "
-                                + ("cut links" if rf.polish_source == "links" else "take-off's proposals")
-                                + f"; pairs {rf.union_vote_fraction:.0%} of them agree on join the cut links"
-                                if promoted_cut is not None and rf.polish_merge == "union"
-                                else ""
-                            ),
-                        )
-                    else:
-                        info.update(done=True, stop_reason="links stable" if settled else "refine round cap")
-            else:
-                info["refine_polish_rounds"] = info.get("refine_polish_rounds", 0) + 1
-                polished = info["refine_polish_rounds"]
-                if polished > 1 and added + removed <= rf.stable_fraction * max(n_links, 1):
-                    info.update(done=True, stop_reason="links stable")
-                elif polished >= rf.polish_rounds:
-                    info.update(done=True, stop_reason="polish round cap")
-        cap = bs.max_rounds + rf.max_rounds + rf.polish_rounds + info.get("rounds_before", 0)
-        if round_no >= cap and not info["done"]:
-            info.update(done=True, stop_reason="round cap")
-        backend.save_round(round_no, anchors, info)
-    return {"anchors": anchors, "info": info, "rounds": round_no}
+
+def _geh_round(
+    backend: Backend,
+    cfg: LinkConfig,
+    state: RunState,
+    round_no: int,
+    rng: np.random.Generator,
+    anchors: dict[str, np.ndarray],
+    n_seeds: int,
+) -> RoundPlan:
+    """A round of the published loop: views of the anchors, signatures, hash-join votes."""
+    al, ar = anchors["left_id"], anchors["right_id"]
+    vec_l, vec_r = backend.anchor_vectors(al, ar)
+    vc = cfg.views
+    views, branch = kernels.sample_views(
+        vec_l,
+        vec_r,
+        n_seeds,
+        max(backend.dim_left, backend.dim_right),
+        sampling=vc.sampling,
+        base_views=vc.base_views,
+        growth=vc.growth,
+        view_fraction=vc.view_fraction,
+        min_view_size=vc.min_view_size,
+        max_view_size=vc.max_view_size,
+        kmeans=vc.kmeans,
+        kmeans_overlap=vc.kmeans_overlap,
+        bandwidth=cfg.signatures.bandwidth,
+        rng=rng,
+    )
+    votes = backend.geh_votes(round_no, vec_l, vec_r, views, al, ar, state.phase_rounds == 0)
+    return RoundPlan(votes, len(views), cfg.bootstrap.min_vote_fraction, branch)
+
+
+def _refine_round(
+    backend: Backend,
+    cfg: LinkConfig,
+    state: RunState,
+    round_no: int,
+    rng: np.random.Generator,
+    anchors: dict[str, np.ndarray],
+    seed_left: np.ndarray,
+    seed_right: np.ndarray,
+    extension_cells: np.ndarray | None,
+) -> RoundPlan:
+    """A refinement round: fit the stage's map(s) on the dictionary, propose CSLS mutual nearest
+    neighbours of the mapped vectors (docs/method.md). Two stages: 'takeoff' rounds fit one map on the
+    whole dictionary (VecMap-style self-learning; extra bags only cost time while the dictionary is
+    mostly wrong), 'polish' rounds fit refine.views maps on small random shares of it and keep the pairs
+    (nearly) all maps agree on."""
+    rf = cfg.refine
+    phase_start = state.phase_rounds == 0
+    stage = state.stage
+    branch = f"procrustes/{stage}"
+    if stage == "takeoff" and phase_start and rf.init == "distribution" and not state.extend:
+        # The first take-off dictionary from the similarity-distribution descriptors (no map yet): the
+        # next round fits its map on these proposals plus the weighted seeds (docs/method.md).
+        n_cells = max(1, min(cfg.refine_cells(backend.n_right), rf.init_sample // 4))
+        votes = backend.distribution_votes(
+            round_no, n_cells, _cells_seed(n_cells, rng), seed_left, seed_right, phase_start
+        )
+        return RoundPlan(votes, rf.takeoff_views, 0.0, "procrustes/init", init=True)
+    salt = cfg.run.seed * 1_000_003 + round_no
+    union = state.cut_round is not None and rf.polish_merge == "union"
+    # Take-off: the dictionary is every pair the previous round proposed (VecMap). Polish: the current
+    # links (already vote-filtered; the union of the bags' proposals is much noisier, measured).
+    prev = round_no - 1 if not phase_start and stage == "takeoff" else None
+    if stage == "takeoff":
+        m, fraction, floor = rf.takeoff_views, 1.0, 0.0
+    else:
+        m, fraction, floor = rf.views, rf.bag_fraction, rf.min_vote_fraction
+        if state.cut_round is not None:
+            # After a mixture cut (docs/method.md, "Union of the cut and the polish vote"): the bags come
+            # from the take-off's last proposals (before the cut) or from the cut links.
+            if rf.polish_source == "proposals":
+                prev = state.cut_round
+            if union:
+                floor = rf.union_vote_fraction
+    cross = backend.cross_covariance(prev, m, fraction, salt, seed_left, seed_right)
+    if rf.seed_weight != 1.0 and stage == "takeoff":
+        # The seeds are the only pairs known to be right: weigh them up against the (early: mostly
+        # wrong) induced dictionary; a small (n_seeds x d) product on the driver. Not in polish, where
+        # the links outnumber and outweigh 15 seeds (measured: docs/method.md).
+        svl, svr = backend.anchor_vectors(seed_left, seed_right)
+        cross = cross + (rf.seed_weight - 1.0) * (svl.T @ svr)[None, :, :]
+    # Rounded so that summation-order noise between backends cannot change the maps.
+    maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
+    if extension_cells is not None:
+        centroids = extension_cells
+    else:
+        al, ar = anchors["left_id"], anchors["right_id"]
+        _, vec_r = backend.anchor_vectors(al, ar)
+        n_cells = max(1, min(cfg.refine_cells(backend.n_right), len(al) // 4))
+        centroids = kernels.cell_centroids(vec_r, n_cells, _cells_seed(n_cells, rng))
+    keep = 1.0
+    if stage == "takeoff":
+        # VecMap's stochastic dictionary induction: early maps are poor, so the next dictionary is drawn
+        # from a random share of the scores; lets the loop leave a wrong fixed point.
+        level = state.keep_level
+        keep = min(1.0, rf.takeoff_keep * 2.0**level)
+    votes = backend.refine_votes(
+        round_no, maps, centroids, seed_left, seed_right, phase_start, keep=keep, salt=salt
+    )
+    return RoundPlan(votes, m, floor, branch, keep=keep, union=stage == "polish" and union)
+
+
+def _promote(
+    backend: Backend,
+    cfg: LinkConfig,
+    state: RunState,
+    plan: RoundPlan,
+    round_no: int,
+    anchors: dict[str, np.ndarray],
+    seed_left: np.ndarray,
+    seed_right: np.ndarray,
+    n_views_phase: int,
+) -> Promotion:
+    """Score cells -> Otsu threshold (with the floor) -> integer vote thresholds -> candidates ->
+    one-to-one promotion; in take-off rounds also the mixture cut of the promoted links' scores."""
+    ev, rf = cfg.evidence, cfg.refine
+    cells, m, floor = plan.votes.cells, plan.views, plan.floor
+    out = Promotion(_empty_candidates(), [])
+    if not len(cells):
+        return out
+    rv, cv, cnt = cells[:, 0], cells[:, 1], cells[:, 2]
+    sc = _score(ev.score, rv, cv, m, n_views_phase, ev.prior_alpha, ev.prior_beta)
+    if state.phase == "geh" and cfg.bootstrap.threshold == "otsu":
+        uniq, inv = np.unique(sc, return_inverse=True)
+        out.threshold = kernels.otsu_threshold(uniq, np.bincount(inv, weights=cnt))
+    else:
+        out.threshold = -math.inf
+    sel = (rv >= floor * m) & (sc >= out.threshold)
+    if not sel.any():
+        return out
+    cand = backend.candidates(round_no, int(rv[sel].min()), int(cv[sel].min()))
+    out.cand = cand
+    csc = _score(ev.score, cand.round_votes, cand.cum_votes, m, n_views_phase, ev.prior_alpha, ev.prior_beta)
+    ok = (cand.round_votes >= floor * m) & (csc >= out.threshold)
+    idx = np.nonzero(ok)[0]
+    if state.phase == "geh" or plan.union:
+        used_l, used_r = set(anchors["left_id"].tolist()), set(anchors["right_id"].tolist())
+    else:
+        used_l, used_r = set(seed_left.tolist()), set(seed_right.tolist())
+    tie = cand.cum_votes[idx] if ev.score == "round_fraction" else cand.round_votes[idx]
+    keep = kernels.greedy_one_to_one(cand.left[idx], cand.right[idx], csc[idx], tie, used_l, used_r)
+    out.promoted = idx[keep].tolist()
+    if (
+        state.phase == "refine"
+        and state.stage == "takeoff"
+        and not plan.init
+        and rf.similarity_threshold == "mixture"
+    ):
+        # Computed every take-off round (cheap, on the driver), applied only to the links the take-off
+        # ends with (_advance): the cut must not change the churn that decides settling.
+        cut = kernels.mixture_cut(cand.sim[out.promoted], min_separation=rf.mixture_separation)
+        if cut is not None:
+            out.mixture = {
+                "threshold": cut.threshold,
+                "separation": round(cut.separation, 3),
+                "upper_weight": round(cut.upper_weight, 3),
+                "applies": cut.applies,
+            }
+            if cut.applies:
+                sims = np.round(cand.sim[out.promoted], kernels.CUT_DECIMALS).tolist()
+                out.cut = [p for p, v in zip(out.promoted, sims, strict=True) if v >= cut.threshold]
+    return out
+
+
+def _advance(
+    cfg: LinkConfig,
+    state: RunState,
+    plan: RoundPlan,
+    promo: Promotion,
+    record: RoundRecord,
+    round_no: int,
+    anchors: dict[str, np.ndarray],
+    seeds_only: dict[str, np.ndarray],
+    before: dict[str, np.ndarray],
+    prob: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The one place that decides when a phase or stage ends, and whether the run is done. Returns the
+    anchor table the round ends with (the mixture cut replaces the take-off's last links)."""
+    rf = cfg.refine
+    added, removed = record.added, record.removed
+    if state.phase == "geh":
+        enough = rf.mode == "procrustes" and len(anchors["left_id"]) >= rf.min_anchors
+        stalled = added == 0
+        if rf.mode == "procrustes" and (enough or stalled) and rf.max_rounds > 0:
+            state.phase, state.phase_views, state.phase_rounds = "refine", 0, 0
+            log.info("switching to refinement (%s)", "enough anchors" if enough else "the loop stalled")
+        elif stalled:
+            state.done, state.stop_reason = True, "no new links"
+        elif state.phase_rounds >= cfg.bootstrap.max_rounds:
+            state.done, state.stop_reason = True, "round cap"
+        return anchors
+    n_links = int((~anchors["is_seed"]).sum())
+    if state.stage == "polish":
+        state.polish_done += 1
+        if state.polish_done > 1 and added + removed <= rf.stable_fraction * max(n_links, 1):
+            state.done, state.stop_reason = True, "links stable"
+        elif state.polish_done >= rf.polish_rounds:
+            state.done, state.stop_reason = True, "polish round cap"
+        return anchors
+    if plan.keep < 1.0 and not plan.init:
+        _adapt_keep(state, plan.votes.stats.get("objective"), rf)
+    # Churn of the link set, not its size: before take-off the set drifts (large churn) while its size
+    # barely grows (measured on wordnet), after take-off both settle.
+    settled = (
+        state.phase_rounds > 1
+        and plan.keep >= 1.0
+        and added + removed <= rf.settle_fraction * max(n_links, 1)
+    )
+    if not (settled or state.phase_rounds >= rf.max_rounds):
+        return anchors
+    mixture: dict[str, Any] = record.mixture or {}  # set whenever promo.cut is
+    if promo.cut is not None:
+        state.cut_round = round_no
+        # The take-off's last links, cut at the mixture threshold of their similarities: the lower
+        # component is mostly one-side-only objects' best matches (docs/method.md).
+        anchors = _append(seeds_only, promo.cand, promo.cut, round_no, state.phase_views, prob, old=before)
+        record.links = int((~anchors["is_seed"]).sum())
+        log.info(
+            "mixture cut at similarity %.4f (separation %.2f): %d of %d take-off links kept",
+            mixture["threshold"],
+            mixture["separation"],
+            record.links,
+            n_links,
+        )
+    # The polish vote is the precision filter where the mixture cut is not (its components were not
+    # separated, or it is off); after a cut it is optional (polish_after_cut).
+    polish = rf.polish_rounds > 0 and (promo.cut is None or rf.polish_after_cut)
+    if (
+        polish
+        and promo.cut is not None
+        and rf.polish_merge == "union"
+        and mixture["separation"] >= rf.union_max_separation
+    ):
+        # A very clean cut (docs/method.md, "A clean cut ends the run"): few right links lie under it,
+        # so a union polish would mostly add one-side-only near-duplicates.
+        polish = False
+        log.info(
+            "the cut is clean (separation %.2f >= advanced.refine.union_max_separation %g): no union "
+            "polish, the run ends with the cut links",
+            mixture["separation"],
+            rf.union_max_separation,
+        )
+    if not polish:
+        state.done, state.stop_reason = True, "links stable" if settled else "refine round cap"
+        return anchors
+    state.stage, state.polish_done = "polish", 0
+    union = promo.cut is not None and rf.polish_merge == "union"
+    log.info(
+        "refinement settled after %d rounds (%d proposals): polishing with %d bagged maps%s",
+        state.phase_rounds,
+        record.candidates,
+        rf.views,
+        (
+            " fitted on bags of the "
+            + ("cut links" if rf.polish_source == "links" else "take-off's proposals")
+            + f"; pairs {rf.union_vote_fraction:.0%} of them agree on join the cut links"
+            if union
+            else ""
+        ),
+    )
+    return anchors
+
+
+def _churn(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> tuple[int, int]:
+    """(added, removed): links (non-seed pairs) in ``after`` and not in ``before``, and the other way."""
+
+    def links(a: dict[str, np.ndarray]) -> set[tuple[Any, Any]]:
+        s = ~a["is_seed"]
+        return set(zip(a["left_id"][s].tolist(), a["right_id"][s].tolist(), strict=True))
+
+    old, new = links(before), links(after)
+    return len(new - old), len(old - new)
 
 
 def _append(
@@ -629,26 +760,26 @@ def _append(
     )
 
 
-def _adapt_keep(info: dict[str, Any], objective: float | None, rf: RefineConfig) -> None:
-    """keep_schedule 'adaptive' (VecMap's rule): count the rounds since the take-off objective last rose
+def _adapt_keep(state: RunState, objective: float | None, rf: RefineConfig) -> None:
+    """The kept share's schedule (VecMap's rule): count the rounds since the take-off objective last rose
     by ``keep_min_gain`` above its best; double the kept share after ``keep_patience`` of them, or after
     ``keep_max_level_rounds`` rounds at one share. The counters live in the run state (resumable)."""
-    info["level_rounds"] = info.get("level_rounds", 0) + 1
-    best = info.get("objective_best")
+    state.level_rounds += 1
+    best = state.objective_best
     if objective is not None and (best is None or objective >= best + rf.keep_min_gain):
-        info.update(objective_best=objective, rounds_since_gain=0)
+        state.objective_best, state.rounds_since_gain = objective, 0
     else:
-        info["rounds_since_gain"] = info.get("rounds_since_gain", 0) + 1
-    if info["rounds_since_gain"] >= rf.keep_patience or info["level_rounds"] >= rf.keep_max_level_rounds:
-        level = info.get("keep_level", 0) + 1
+        state.rounds_since_gain += 1
+    if state.rounds_since_gain >= rf.keep_patience or state.level_rounds >= rf.keep_max_level_rounds:
+        state.keep_level += 1
         log.info(
             "take-off: kept share doubles to %g after %d rounds (objective %s, best %s)",
-            min(1.0, rf.takeoff_keep * 2.0**level),
-            info["level_rounds"],
+            min(1.0, rf.takeoff_keep * 2.0**state.keep_level),
+            state.level_rounds,
             objective,
-            info.get("objective_best"),
+            state.objective_best,
         )
-        info.update(keep_level=level, level_rounds=0, rounds_since_gain=0)
+        state.level_rounds, state.rounds_since_gain = 0, 0
 
 
 #: Rows of the right table's sample per k-means cell of an extension (the cells are fitted once).
@@ -664,7 +795,7 @@ def _extension_cells(backend: Backend, cfg: LinkConfig) -> np.ndarray:
     sample = backend.right_sample(min(backend.n_right, n_cells * CELL_SAMPLE_ROWS))
     n_cells = max(1, min(n_cells, len(sample) // 4))
     t0 = time.time()
-    cells = kernels.cell_centroids(sample, n_cells, cfg.bootstrap.seed)
+    cells = kernels.cell_centroids(sample, n_cells, cfg.run.seed)
     log.info("extension: %d cells from %d sampled right rows, %.1f s", n_cells, len(sample), time.time() - t0)
     return cells
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .config import LinkConfig
-from .engine import Backend, run_rounds
+from .engine import Backend, RunResult, RunState, run_rounds
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def fit_and_extend(
     seed_right: np.ndarray,
     cfg: LinkConfig,
     state_extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> RunResult:
     """Run (or resume) a whole run on ``backend``'s tables. Returns what
     :func:`veclink_spark.engine.run_rounds` returns, with the original seeds flagged and the fit's
     history first."""
@@ -57,43 +57,35 @@ def fit_and_extend(
         fit = run_rounds(
             NumpyBackend(lids, lx, rids, rx, cfg, centred=True), seed_left, seed_right, cfg, state_extra
         )
-        info = dict(fit["info"])
         if whole:
-            backend.save_round(fit["rounds"], fit["anchors"], info)
+            backend.save_round(fit.rounds, fit.anchors, fit.state)
             return fit
-        anchors = fit["anchors"]
-        fit_state = {
-            "rounds": fit["rounds"],
-            "history": info["history"],
-            "stop_reason": info["stop_reason"],
-            "links": {k: v.tolist() for k, v in anchors.items()},
-        }
+        anchors = fit.anchors
         # A fresh refinement state: the caller's extras (config digest, input fingerprint) and nothing of
         # the fit's own counters, which belong to the fit's phases.
-        start = {
-            **(state_extra or {}),
-            "phase": "refine",
-            "refine_stage": "takeoff",
-            "phase_views": 0,
-            "phase_rounds": 0,
-            "keep_level": 64,  # the kept share is 1: the fitted links make a good first dictionary
-            "done": False,
-            "stop_reason": None,
-            "extend": True,
-            "rounds_before": fit["rounds"],
-            "history": [],
-            "fit": fit_state,
-        }
+        start = RunState(
+            phase="refine",
+            stage="takeoff",
+            keep_level=64,  # the kept share is 1: the fitted links make a good first dictionary
+            extend=True,
+            rounds_before=fit.rounds,
+            fit={
+                "rounds": fit.rounds,
+                "history": fit.state.history,
+                "stop_reason": fit.state.stop_reason,
+                "links": {k: v.tolist() for k, v in anchors.items()},
+            },
+            extra=dict(state_extra or {}),
+        )
         fixed = {k: v.copy() for k, v in anchors.items()}
         fixed["is_seed"] = np.ones(len(fixed["is_seed"]), dtype=bool)
         log.info(
             "extend: %d fitted links kept, refinement over the full tables", int((~anchors["is_seed"]).sum())
         )
-        backend.save_round(fit["rounds"], fixed, start)
-        last = (fit["rounds"], fixed, start)
-    assert last is not None
-    info = last[2]
-    if not info.get("extend"):
+        backend.save_round(fit.rounds, fixed, start)
+        last = (fit.rounds, fixed, start)
+    state = last[2]
+    if not state.extend:
         return run_rounds(backend, seed_left, seed_right, cfg, state_extra, resumed=last)
     anchors = last[1]
     fixed_l, fixed_r = anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]]
@@ -122,24 +114,22 @@ def extension_config(cfg: LinkConfig) -> LinkConfig:
     return replace(cfg, refine=refine)
 
 
-def _merge_fit(result: dict[str, Any], seed_left: np.ndarray, seed_right: np.ndarray) -> dict[str, Any]:
+def _merge_fit(result: RunResult, seed_left: np.ndarray, seed_right: np.ndarray) -> RunResult:
     """The extension's anchors with the fit's links restored (their round, votes and probability) and
     only the original seeds flagged; the fit's history before the extension's."""
-    info = result["info"]
-    fit = info["fit"]
+    fit = result.state.fit
+    assert fit is not None  # an extension's state always carries its fit (written above)
     fitted = {
         (a, b): i
         for i, (a, b) in enumerate(zip(fit["links"]["left_id"], fit["links"]["right_id"], strict=True))
     }
     seeds = set(zip(seed_left.tolist(), seed_right.tolist(), strict=True))
-    anchors = {k: v.copy() for k, v in result["anchors"].items()}
+    anchors = {k: v.copy() for k, v in result.anchors.items()}
     for i, (a, b) in enumerate(zip(anchors["left_id"].tolist(), anchors["right_id"].tolist(), strict=True)):
         j = fitted.get((a, b))
         if j is not None:
             for key in ("round", "votes", "views", "probability"):
                 anchors[key][i] = fit["links"][key][j]
         anchors["is_seed"][i] = (a, b) in seeds
-    merged = dict(info)
-    merged["history"] = list(fit["history"]) + list(info["history"])
-    merged["fit_stop_reason"] = fit["stop_reason"]
-    return {"anchors": anchors, "info": merged, "rounds": result["rounds"]}
+    state = replace(result.state, history=list(fit["history"]) + list(result.state.history))
+    return RunResult(anchors=anchors, state=state, rounds=result.rounds)

@@ -824,7 +824,6 @@ def validate(
 
     parts = [_one_row_as_pairs(agg, t.name) for t in tables.values() for agg in _embedding_aggregates(t)]
     seed_parts, sides, seed_type_problems = _seed_aggregates(seeds, seed_fields, tables)
-    problems += seed_type_problems
     union = parts[0]
     for part in parts[1:] + seed_parts:
         union = union.union(part)
@@ -833,6 +832,10 @@ def validate(
     left_problems, dim_left = _embedding_findings(tables["left"], stats)
     right_problems, dim_right = _embedding_findings(tables["right"], stats)
     seed_problems, n_seeds = _seed_findings(seeds, seed_fields, sides, stats)
+    if stats.get("seeds:rows"):
+        # A header-only CSV has string columns (nothing to infer a type from): an empty table is the
+        # problem to report then, not the types.
+        problems += seed_type_problems
     problems += left_problems + right_problems + seed_problems
     if problems or dim_left is None or dim_right is None:
         raise _input_error(problems or ["no vector dimension could be measured"])

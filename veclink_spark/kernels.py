@@ -23,7 +23,6 @@ import numpy as np
 #: Decimals kept of every similarity before comparisons (see module doc).
 SIM_DECIMALS = 9
 #: Decimals of the similarity histogram the driver thresholds (Otsu) on.
-SIM_HIST_DECIMALS = 2
 
 
 def _rounded(x: np.ndarray, decimals: int) -> np.ndarray:

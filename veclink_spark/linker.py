@@ -148,7 +148,7 @@ class Linker:
                 cfg,
                 state_extra={"config_digest": digest, "inputs": fingerprint},
             )
-            anchors = result["anchors"]
+            anchors = result.anchors
             order = np.lexsort((anchors["right_id"], anchors["left_id"]))
             sl, sr = backend.anchor_vectors(
                 anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]]
@@ -159,7 +159,7 @@ class Linker:
         finally:
             left_df.unpersist()
             right_df.unpersist()
-        summary = diagnose(result["info"], links_pdf, s.n_left, s.n_right, sl, sr, cfg, lv)
+        summary = diagnose(result.state, links_pdf, s.n_left, s.n_right, sl, sr, cfg, lv)
         summary["run_id"] = run_id
         summary["seconds"] = round(time.time() - t0, 2)
         self._write_outputs(spark, store, run_id, links_pdf, summary, backend)
@@ -200,7 +200,6 @@ class Linker:
                 "anchors": int(h["anchors_before"]),
                 "candidates": int(h["candidates"]),
                 "threshold": h.get("threshold"),
-                "sim_threshold": h.get("sim_threshold"),
                 "promoted": int(h["promoted"]),
                 "links": int(h["links"]),
                 "seconds": float(h["seconds"]),
@@ -210,7 +209,7 @@ class Linker:
         ]
         sschema = (
             "round int, phase string, anchors long, candidates long, threshold double, "
-            "sim_threshold double, promoted long, links long, seconds double, verdict string"
+            "promoted long, links long, seconds double, verdict string"
         )
         store.replace_run(
             TABLE_SUMMARY,
@@ -223,7 +222,6 @@ class Linker:
                         "anchors",
                         "candidates",
                         "threshold",
-                        "sim_threshold",
                         "promoted",
                         "links",
                         "seconds",

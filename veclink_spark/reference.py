@@ -22,7 +22,7 @@ import pandas as pd
 from . import kernels
 from .config import LinkConfig
 from .diagnostics import consistency_sample, diagnose
-from .engine import Candidates, RoundVotes
+from .engine import Candidates, RoundVotes, RunState
 from .errors import InputError
 from .fit import fit_and_extend
 
@@ -205,14 +205,16 @@ class NumpyBackend:
             t["sim"].to_numpy(np.float64),
         )
 
-    def save_round(self, round_no: int, anchors: dict[str, np.ndarray], info: dict[str, Any]) -> None:
-        self.rounds.append((round_no, {k: v.copy() for k, v in anchors.items()}, copy.deepcopy(info)))
+    def save_round(self, round_no: int, anchors: dict[str, np.ndarray], state: RunState) -> None:
+        # The state is kept as the dict the Spark backend writes as JSON, so a resume sees the same.
+        anchors_copy = {k: v.copy() for k, v in anchors.items()}
+        self.rounds.append((round_no, anchors_copy, copy.deepcopy(state.to_dict())))
 
-    def load_last_round(self) -> tuple[int, dict[str, np.ndarray], dict[str, Any]] | None:
+    def load_last_round(self) -> tuple[int, dict[str, np.ndarray], RunState] | None:
         if not self.rounds:
             return None
-        round_no, anchors, info = self.rounds[-1]
-        return round_no, {k: v.copy() for k, v in anchors.items()}, copy.deepcopy(info)
+        round_no, anchors, state = self.rounds[-1]
+        return round_no, {k: v.copy() for k, v in anchors.items()}, RunState.from_dict(copy.deepcopy(state))
 
     def right_sample(self, size: int) -> np.ndarray:
         return self.right[kernels.hash_sample(self.right_ids, size)]
@@ -301,8 +303,6 @@ class NumpyBackend:
         self.round_table = table
         self.tables[self._round_no] = table
         cells = table.groupby(["round_votes", "cum_votes"]).size().reset_index().to_numpy(np.int64)
-        sim_bins = np.round(table["sim"].to_numpy(np.float64), kernels.SIM_HIST_DECIMALS)
-        sv, sc = np.unique(sim_bins, return_counts=True)
         stats: dict[str, Any] = {
             "blocks": len(sizes),
             "max_block": int(max(sizes)) if sizes else 0,
@@ -312,7 +312,7 @@ class NumpyBackend:
         if csls_k is not None and keep < 1.0:
             # Only the dropout rounds' objective paces anything (engine._adapt_keep); as in Spark.
             stats["objective"] = kernels.take_off_objective(_mean(r_left), _mean(r_right))
-        return RoundVotes(n_views=n_views, cells=cells, stats=stats, sim_hist=np.stack([sv, sc], axis=1))
+        return RoundVotes(n_views=n_views, cells=cells, stats=stats)
 
 
 def _mean(parts: list[np.ndarray]) -> float | None:
@@ -365,9 +365,9 @@ def link_arrays(
         raise InputError(f"seeds name ids absent from the tables: {sorted(missing)[:5]}")
     backend = NumpyBackend(left_ids, left, right_ids, right, cfg)
     result = fit_and_extend(backend, seed_left, seed_right, cfg)
-    links = pd.DataFrame(result["anchors"])
+    links = pd.DataFrame(result.anchors)
     sl, sr = backend.anchor_vectors(np.sort(seed_left), seed_right[np.argsort(seed_left)])
     sample = consistency_sample(links)
     lv = backend.anchor_vectors(sample["left_id"].to_numpy(), sample["right_id"].to_numpy())
-    summary = diagnose(result["info"], links, backend.n_left, backend.n_right, sl, sr, cfg, lv)
+    summary = diagnose(result.state, links, backend.n_left, backend.n_right, sl, sr, cfg, lv)
     return links, summary

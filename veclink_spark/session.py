@@ -170,6 +170,9 @@ def get_or_create_session(
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
+        # toPandas/createDataFrame through Arrow (Databricks' default): the driver moves the round's
+        # candidates and links (hundreds of thousands of rows at a million a side) as columns.
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
     }
     if (master or "local[*]").startswith("local"):
         # In local mode the driver JVM is also the executor: Spark's 1g default is too small for the

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from . import kernels
 from .config import LinkConfig
 from .constants import ID, IS_SEED, LEFT_ID, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
-from .engine import Candidates, RoundVotes
+from .engine import Candidates, RoundVotes, RunState
 from .stages import candidates as cand_stage
 from .stages import distribution, evidence, mutual_nn, refine, sample, signatures
 from .store import RunStore
@@ -275,7 +275,6 @@ class SparkBackend:
             self._eligible.unpersist()
         self._eligible = eligible
         cells: pd.DataFrame = evidence.vote_cells(eligible).toPandas()
-        hist: pd.DataFrame = evidence.similarity_histogram(eligible, kernels.SIM_HIST_DECIMALS).toPandas()
         size_pdf: pd.DataFrame = sizes_df.toPandas()
         sizes = size_pdf.iloc[0]
         stats = {
@@ -285,7 +284,8 @@ class SparkBackend:
         }
         if stats["max_block"] > self.cfg.hashing.max_block_size:
             log.warning(
-                "round %d: largest block has %d vectors on one side; cut to hashing.max_block_size=%d",
+                "round %d: largest block has %d vectors on one side; cut to "
+                "advanced.hashing.max_block_size=%d",
                 round_no,
                 stats["max_block"],
                 self.cfg.hashing.max_block_size,
@@ -295,8 +295,7 @@ class SparkBackend:
             if len(cells)
             else np.zeros((0, 3), dtype=np.int64)
         )
-        sim_arr = hist[["sim", "n"]].to_numpy(np.float64) if len(hist) else np.zeros((0, 2))
-        return RoundVotes(n_views=n_views, cells=cell_arr, stats=stats, sim_hist=sim_arr)
+        return RoundVotes(n_views=n_views, cells=cell_arr, stats=stats)
 
     def cross_covariance(
         self,
@@ -355,7 +354,7 @@ class SparkBackend:
             rows["sim"].to_numpy(np.float64),
         )
 
-    def save_round(self, round_no: int, anchors: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+    def save_round(self, round_no: int, anchors: dict[str, np.ndarray], state: RunState) -> None:
         self._anchors = {k: v.copy() for k, v in anchors.items()}
         pdf = pd.DataFrame({k: list(v.tolist()) for k, v in anchors.items()})
         pdf = pdf.rename(columns={"round": "promoted_round"})
@@ -369,7 +368,9 @@ class SparkBackend:
             schema,
         )
         self.store.write_round(TABLE_ANCHORS, df, self.run_id, round_no)
-        self.store.commit_round(self.run_id, round_no, {"state": json.dumps(info, default=_json_default)})
+        self.store.commit_round(
+            self.run_id, round_no, {"state": json.dumps(state.to_dict(), default=_json_default)}
+        )
 
     def right_sample(self, size: int) -> np.ndarray:
         return self._sample(self.right, size)[1]
@@ -392,12 +393,12 @@ class SparkBackend:
         whole = self.n_left <= size and self.n_right <= size
         return out[0], out[1], out[2], out[3], whole
 
-    def load_last_round(self) -> tuple[int, dict[str, np.ndarray], dict[str, Any]] | None:
+    def load_last_round(self) -> tuple[int, dict[str, np.ndarray], RunState] | None:
         self.store.discard_uncommitted(self.run_id, [TABLE_ANCHORS, TABLE_VOTES])
         last = self.store.last_committed_round(self.run_id)
         if last is None:
             return None
-        info = json.loads(self.store.committed_rounds(self.run_id)[-1]["state"])
+        state = RunState.from_dict(json.loads(self.store.committed_rounds(self.run_id)[-1]["state"]))
         pdf: pd.DataFrame = self.store.read_round(TABLE_ANCHORS, self.run_id, last).toPandas()
         pdf = pdf.sort_values("position")
         anchors = {
@@ -410,7 +411,7 @@ class SparkBackend:
             "probability": pdf["probability"].to_numpy(np.float64),
         }
         self._anchors = anchors
-        return last, anchors, info
+        return last, anchors, state
 
 
 def _json_default(o: Any) -> Any:

@@ -34,6 +34,7 @@ import json
 import logging
 import numbers
 import re
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -71,6 +72,29 @@ def _brief(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = " | ".join(lines[:3]) or type(exc).__name__
     return text[:_MAX_ERROR_CHARS]
+
+
+#: Retries of a write that met a concurrent writer of the same table.
+_CONCURRENT_RETRIES = 4
+#: Delta's names for a transaction that lost to a concurrent one (error classes and exception classes).
+_CONCURRENT_MARKERS = (
+    "DELTA_PROTOCOL_CHANGED",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_CONCURRENT",
+    "ProtocolChangedException",
+    "MetadataChangedException",
+    "ConcurrentAppendException",
+    "ConcurrentWriteException",
+    "ConcurrentTransactionException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+)
+
+
+def is_concurrent_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is Delta's report of a transaction that lost to a concurrent writer."""
+    text = f"{type(exc).__name__} {exc}"
+    return any(marker in text for marker in _CONCURRENT_MARKERS)
 
 
 def check_run_id(run_id: str) -> str:
@@ -173,22 +197,40 @@ class RunStore:
     # -------------------------------------------------------------------------------- low-level IO
 
     def _overwrite(self, table: str, df: DataFrame, predicate: str, what: str) -> None:
-        """Overwrite the rows matching ``predicate`` with ``df``; create the table if absent."""
+        """Overwrite the rows matching ``predicate`` with ``df``; create the table if absent.
+
+        A write that loses a race with another run's (two runs creating the same new table, Delta's
+        ``DELTA_PROTOCOL_CHANGED`` and friends) is retried: the write replaces exactly its own slice, so
+        repeating it is safe.
+        """
         path = self.path(table)
-        try:
-            (
-                df.write.format("delta")
-                .mode("overwrite")
-                .option("replaceWhere", predicate)
-                .partitionBy(RUN_ID)
-                .save(path)
-            )
-        except _IO_ERRORS as exc:
-            raise StoreError(
-                f"writing {what} to Delta table {table!r} at {path} failed: {_brief(exc)}; "
-                "check that the data's columns and types match the existing table and that the location "
-                "is writable"
-            ) from exc
+        for attempt in range(_CONCURRENT_RETRIES + 1):
+            try:
+                (
+                    df.write.format("delta")
+                    .mode("overwrite")
+                    .option("replaceWhere", predicate)
+                    .partitionBy(RUN_ID)
+                    .save(path)
+                )
+                break
+            except _IO_ERRORS as exc:
+                if attempt < _CONCURRENT_RETRIES and is_concurrent_conflict(exc):
+                    log.warning(
+                        "writing %s to %s met a concurrent writer (%s); retrying (%d of %d)",
+                        what,
+                        path,
+                        _brief(exc)[:120],
+                        attempt + 1,
+                        _CONCURRENT_RETRIES,
+                    )
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+                raise StoreError(
+                    f"writing {what} to Delta table {table!r} at {path} failed: {_brief(exc)}; "
+                    "check that the data's columns and types match the existing table and that the "
+                    "location is writable"
+                ) from exc
         log.debug("wrote %s to %s", what, path)
 
     def _load(self, table: str) -> DataFrame:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from veclink_spark.config import LinkConfig
+from veclink_spark.config import ADVANCED, ADVANCED_SECTIONS, LinkConfig
 from veclink_spark.errors import InputError
 
 from .baselines import BASELINES
@@ -585,26 +585,32 @@ def _rel(path: Path, start: Path) -> str:
         return str(path.resolve())
 
 
+def _flat(cfg: dict) -> dict[str, object]:
+    """A config dict as {"section.field": value} in the file layout of today (conf/default.yaml):
+    configs saved before the ``advanced`` section (research sections at the top) read the same."""
+    out: dict[str, object] = {}
+    for name, sec in cfg.items():
+        if name == ADVANCED:
+            out.update({f"{ADVANCED}.{s}.{k}": v for s, fields_ in sec.items() for k, v in fields_.items()})
+        elif name in ADVANCED_SECTIONS:
+            out.update({f"{ADVANCED}.{name}.{k}": v for k, v in sec.items()})
+        else:
+            out.update({f"{name}.{k}": v for k, v in sec.items()})
+    if f"{ADVANCED}.bootstrap.seed" in out:  # the seed was bootstrap.seed before it became run.seed
+        out.setdefault("run.seed", out.pop(f"{ADVANCED}.bootstrap.seed"))
+    return out
+
+
 def _config_changes(digest: str, out_dir: Path) -> str:
     """How the veclink config ``digest`` (``OUT/configs/<digest>.json``) differs from today's defaults."""
     cfg_path = out_dir / CONFIGS_DIR / f"{digest}.json"
     if not cfg_path.is_file():
         return "unknown (config file missing)"
-    default = LinkConfig().to_dict()
-    cfg = json.loads(cfg_path.read_text())
-    diff = [
-        f"{s}.{k}={v}"
-        for s, sec in cfg.items()
-        for k, v in sec.items()
-        if default.get(s, {}).get(k, object()) != v
-    ]
+    default = _flat(LinkConfig().to_dict())
+    cfg = _flat(json.loads(cfg_path.read_text()))
+    diff = [f"{k}={v}" for k, v in cfg.items() if default.get(k, object()) != v]
     # Fields the current code has and the run's config lacks: the run predates them.
-    diff += [
-        f"{s}.{k} not in it (older code)"
-        for s, sec in default.items()
-        for k in sec
-        if k not in cfg.get(s, {})
-    ]
+    diff += [f"{k} not in it (older code)" for k in default if k not in cfg]
     return ", ".join(diff) if diff else "the defaults"
 
 

@@ -51,11 +51,6 @@ def eligible(table: DataFrame, exclude: DataFrame) -> DataFrame:
     )
 
 
-def similarity_histogram(table: DataFrame, decimals: int) -> DataFrame:
-    """Histogram (sim rounded to ``decimals``, n) of the eligible pairs' best similarity."""
-    return table.groupBy(F.round("sim", decimals).alias("sim")).agg(F.count("*").cast("long").alias("n"))
-
-
 def vote_cells(table: DataFrame) -> DataFrame:
     """Joint histogram (round_votes, cum_votes, n): the small aggregate the Otsu threshold needs."""
     return table.groupBy("round_votes", "cum_votes").agg(F.count("*").cast("long").alias("n"))

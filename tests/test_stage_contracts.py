@@ -1,0 +1,115 @@
+"""Contracts of the Spark round stages on hand-written rows: each stage must give what the in-process
+engine computes from the same rows (the kernels and veclink_spark.reference), ties and all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from veclink_spark import kernels
+from veclink_spark.reference import mutual_nearest
+from veclink_spark.stages import candidates, evidence, mutual_nn
+
+
+def _sig_rows(spark, view: list[int], key: list[int], ids: list[int], sig: np.ndarray):
+    pdf = pd.DataFrame(
+        {
+            "view": np.asarray(view, dtype=np.int32),
+            "key": np.asarray(key, dtype=np.int32),
+            "id": np.asarray(ids, dtype=np.int64),
+            "dist": np.zeros(len(ids)),
+            "sig": [row.astype(np.float32).tolist() for row in sig],
+        }
+    )
+    return spark.createDataFrame(pdf, "view int, key int, id bigint, dist double, sig array<float>")
+
+
+def test_csls_best_gives_the_kernels_block_matches(spark) -> None:
+    rng = np.random.default_rng(3)
+    left = kernels.normalise_rows(rng.normal(size=(9, 4))).astype(np.float32)
+    right = kernels.normalise_rows(rng.normal(size=(7, 4))).astype(np.float32)
+    # Two blocks: rows 0-4 / 0-3 in cell 0, the rest in cell 1; ids far above 2^53.
+    lids = [2**60 + i for i in range(9)]
+    rids = [-(2**61) - i for i in range(7)]
+    lkey = [0] * 5 + [1] * 4
+    rkey = [0] * 4 + [1] * 3
+    ls = _sig_rows(spark, [0] * 9, lkey, lids, left)
+    rs = _sig_rows(spark, [0] * 7, rkey, rids, right)
+    got = candidates.csls_best(ls, rs, k=2, max_block_size=100).toPandas()
+    want = []
+    for cell, (lo_l, hi_l, lo_r, hi_r) in enumerate(((0, 5, 0, 4), (5, 9, 4, 7))):
+        b = kernels.csls_block(
+            np.asarray(lids[lo_l:hi_l]), left[lo_l:hi_l], np.asarray(rids[lo_r:hi_r]), right[lo_r:hi_r], 2
+        )
+        for a, ab, sc, r in zip(b.left, b.left_best, b.left_score, b.left_r, strict=True):
+            want.append((cell, int(a), int(ab), float(sc), "L", float(r)))
+        for a, ab, sc, r in zip(b.right, b.right_best, b.right_score, b.right_r, strict=True):
+            want.append((cell, int(ab), int(a), float(sc), "R", float(r)))
+    rows = sorted(
+        zip(got["key"], got["left_id"], got["right_id"], got["sim"], got["dir"], got["r"], strict=True)
+    )
+    assert [tuple(x) for x in rows] == sorted(want)
+    assert set(got["block_size"]) == {5, 4}  # each block's larger side
+    sizes = candidates.best_block_sizes(candidates.csls_best(ls, rs, 2, 100)).first()
+    assert (sizes["blocks"], sizes["max_block"], sizes["mean_block"]) == (2, 5, 4.5)
+
+
+def test_csls_best_cuts_blocks_and_skips_one_sided_ones(spark) -> None:
+    rng = np.random.default_rng(4)
+    left = kernels.normalise_rows(rng.normal(size=(6, 3)))
+    right = kernels.normalise_rows(rng.normal(size=(4, 3)))
+    ls = _sig_rows(spark, [0] * 6, [0] * 5 + [7], list(range(6)), left)  # key 7: no right rows
+    rs = _sig_rows(spark, [0] * 4, [0] * 4, list(range(100, 104)), right)
+    got = candidates.csls_best(ls, rs, k=1, max_block_size=3).toPandas()
+    # Cut to 3 rows a side (all at distance 0: the smaller ids stay); block 7 has one side only.
+    assert set(got["key"]) == {0}
+    assert set(got.loc[got["dir"] == "L", "left_id"]) <= {0, 1, 2}
+    assert set(got.loc[got["dir"] == "R", "right_id"]) <= {100, 101, 102}
+
+
+def test_mutual_nearest_pairs_equal_the_reference_with_ties(spark) -> None:
+    best = pd.DataFrame(
+        {
+            "view": [0, 0, 0, 0, 0, 0, 1, 1],
+            "left_id": [1, 1, 2, 1, 2, 3, 1, 1],
+            "right_id": [10, 11, 10, 10, 10, 11, 10, 10],
+            "sim": [0.9, 0.9, 0.5, 0.9, 0.5, 0.2, 0.3, 0.3],
+            "dir": ["L", "L", "L", "R", "R", "R", "L", "R"],
+        }
+    )
+    # Left 1 ties between right 10 and 11 (smaller id wins: 10); right 10 prefers left 1; right 11 has
+    # only left 3, whose best is not 11: no pair. View 1: one mutual pair.
+    sdf = spark.createDataFrame(best, "view int, left_id bigint, right_id bigint, sim double, dir string")
+    got = mutual_nn.mutual_nearest_pairs(sdf).toPandas()
+    want = mutual_nearest(best)
+    key = ["view", "left_id", "right_id"]
+    assert got.sort_values(key)[key].values.tolist() == want.sort_values(key)[key].values.tolist()
+    assert want.sort_values(key)[key].values.tolist() == [[0, 1, 10], [1, 1, 10]]
+
+
+def test_votes_accumulate_and_eligibility(spark) -> None:
+    mnn = spark.createDataFrame(
+        pd.DataFrame(
+            {
+                "view": [0, 1, 2, 0],
+                "left_id": [1, 1, 1, 2],
+                "right_id": [10, 10, 10, 20],
+                "sim": [0.5, 0.7, 0.6, 0.1],
+            }
+        ),
+        "view int, left_id bigint, right_id bigint, sim double",
+    )
+    votes = evidence.round_votes(mnn)
+    previous = spark.createDataFrame(
+        pd.DataFrame({"left_id": [1, 3], "right_id": [10, 30], "cum_votes": [4, 2]}),
+        "left_id bigint, right_id bigint, cum_votes long",
+    )
+    table = evidence.accumulate(votes, previous).toPandas().sort_values("left_id")
+    assert table[["left_id", "round_votes", "cum_votes"]].values.tolist() == [[1, 3, 7], [2, 1, 1], [3, 0, 2]]
+    assert table["sim"].tolist()[:2] == [0.7, 0.1]
+    exclude = spark.createDataFrame(
+        pd.DataFrame({"left_id": [2], "right_id": [99]}), "left_id bigint, right_id bigint"
+    )
+    eligible = evidence.eligible(evidence.accumulate(votes, previous), exclude).toPandas()
+    # Pair (2, 20) touches an excluded left id; (3, 30) was not proposed this round.
+    assert eligible[["left_id", "right_id"]].values.tolist() == [[1, 10]]
