@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{TEXTS} not found: this benchmark needs the shared WordNet texts", file=sys.stderr)
             return 2
         cache = Path(args.cache)
-        cache.mkdir(parents=True, exist_ok=True)
+        (cache / "runs").mkdir(parents=True, exist_ok=True)
         lids, lx, ls = _embed(cache, args.left)
         rids, rx, rs = _embed(cache, args.right)
         seconds = {}
