@@ -26,8 +26,13 @@ from veclink_spark import kernels  # noqa: E402
 def _centred(folder: Path, side: str) -> tuple[np.ndarray, np.ndarray]:
     t = pq.read_table(folder / side)
     ids = t.column("id").to_numpy()
-    flat = t.column("vector").combine_chunks().flatten().to_numpy()
-    return ids, kernels.centred_table(flat.reshape(len(ids), -1)).astype(np.float32)
+    x = t.column("vector").combine_chunks().flatten().to_numpy().reshape(len(ids), -1).astype(np.float32)
+    # The linker's centring (unit, minus the mean unit vector, unit), in float32 to fit a million rows
+    # in memory (kernels.centred_table works in float64).
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x -= x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return ids, x
 
 
 def main(argv: list[str] | None = None) -> int:
