@@ -39,6 +39,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from .constants import ID, LEFT_ID, RIGHT_ID, VECTOR
+from .encoders import vectors_to_arrow
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -400,11 +401,7 @@ def _unit_vectors(df: DataFrame, id_type: str) -> DataFrame:
             n = len(vec)
             flat = np.asarray(vec.flatten().to_numpy(zero_copy_only=False), dtype=np.float64)
             unit = _unit_rows(flat.reshape(n, len(flat) // n if n else 0))
-            offsets = pa.array(np.arange(n + 1, dtype=np.int32) * unit.shape[1])
-            yield pa.RecordBatch.from_arrays(
-                [batch.column(ID), pa.ListArray.from_arrays(offsets, pa.array(unit.reshape(-1)))],
-                names=[ID, VECTOR],
-            )
+            yield pa.RecordBatch.from_arrays([batch.column(ID), vectors_to_arrow(unit)], names=[ID, VECTOR])
 
     return df.mapInArrow(udf, f"{ID} {id_type}, {VECTOR} array<float>")
 

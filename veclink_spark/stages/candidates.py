@@ -108,8 +108,12 @@ def block_sizes(left_sigs: DataFrame, right_sigs: DataFrame) -> DataFrame:
     """One row: number of blocks met by both sides, and max / mean block size (larger side)."""
     lc = left_sigs.groupBy(VIEW, KEY).agg(F.count("*").alias("nl"))
     rc = right_sigs.groupBy(VIEW, KEY).agg(F.count("*").alias("nr"))
-    both = lc.join(rc, [VIEW, KEY]).select(F.greatest("nl", "nr").alias("size"))
-    return both.agg(
+    return _size_summary(lc.join(rc, [VIEW, KEY]).select(F.greatest("nl", "nr").alias("size")))
+
+
+def _size_summary(sizes: DataFrame) -> DataFrame:
+    """One row (blocks, max_block, mean_block) from one row per block with its ``size``."""
+    return sizes.agg(
         F.count("*").alias("blocks"), F.max("size").alias("max_block"), F.avg("size").alias("mean_block")
     )
 
@@ -180,10 +184,7 @@ def csls_best(
 
 def best_block_sizes(best: DataFrame) -> DataFrame:
     """:func:`block_sizes` from the rows of :func:`csls_best` (blocks met by both sides)."""
-    sizes = best.groupBy(VIEW, KEY).agg(F.max("block_size").alias("size"))
-    return sizes.agg(
-        F.count("*").alias("blocks"), F.max("size").alias("max_block"), F.avg("size").alias("mean_block")
-    )
+    return _size_summary(best.groupBy(VIEW, KEY).agg(F.max("block_size").alias("size")))
 
 
 def _id_types(left_sigs: DataFrame, right_sigs: DataFrame) -> tuple[str, str]:
