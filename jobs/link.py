@@ -2,8 +2,12 @@
 """spark-submit entry point: link two embedding tables and write the links to Delta.
 
     spark-submit jobs/link.py --left PATH --right PATH --seeds PATH --output PATH \
-        [--config conf/FILE.yaml] [--run-id ID]
+        [--config conf/FILE.yaml] [--run-id ID] [--report [--truth PATH]]
     python jobs/link.py ...            # same, with the embedded local Spark session (Delta configured)
+
+Every run also writes its fitted model under ``<output>/model`` (jobs/link_new.py and jobs/merge.py
+use it). ``--report`` writes the run's figures as PNG under ``<output>/report``; with ``--truth`` (true
+pairs) they include precision and recall per committed round.
 
 Exit code 0 on success (a run that did not take off is a result, and says so in its log and summary),
 2 on invalid configuration or input (nothing written), 1 on any other failure; the reason is one line on
@@ -18,12 +22,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 # Runnable from a checkout without installing the package (python jobs/link.py, spark-submit).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from veclink_spark import LinkConfig, Linker  # noqa: E402
-from veclink_spark.errors import ConfigError, InputError, VeclinkError  # noqa: E402
+from veclink_spark.cli import run_job  # noqa: E402
+from veclink_spark.errors import InputError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +51,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])")
     p.add_argument("--log-level", default=os.environ.get("VECLINK_LOG_LEVEL", "INFO"))
     p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write the run's figures (scores.png, rounds.png) under <output>/report (local output)",
+    )
+    p.add_argument(
+        "--truth",
+        default=None,
+        help="with --report: a table of true pairs (left_id, right_id), for precision and recall per round",
+    )
+    p.add_argument(
         "--fail-on-stall",
         action="store_true",
         help="exit 3 when the run's verdict is 'stalled' (tables and summary are still written)",
@@ -52,46 +68,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def write_figures(spark: Any, output: str, result: Any, truth: str | None) -> None:
+    """The run's figures as PNG under <output>/report (veclink_spark.plots)."""
+    from veclink_spark.inputs import read_table
+    from veclink_spark.plots import precision_recall_by_round, write_report
+    from veclink_spark.store import RunStore, local_path
+
+    folder = local_path(f"{output.rstrip('/')}/report")
+    if folder is None:
+        raise InputError(f"--report writes PNG files and needs a local --output, not {output!r}")
+    by_round = None
+    if truth:
+        anchors = RunStore(spark, output).read_rounds("anchors", result.run_id).toPandas()
+        by_round = precision_recall_by_round(anchors, read_table(spark, truth, "seeds").toPandas())
+    files = write_report(folder, result.links.toPandas(), result.summary, by_round)
+    logging.getLogger("veclink.job").info("figures: %s", ", ".join(str(f) for f in files))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("py4j", "pyspark"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        cfg = LinkConfig.from_yaml(args.config) if args.config else LinkConfig()
-        from veclink_spark.session import get_or_create_session
 
-        spark = get_or_create_session(master=args.master, app_name="veclink-spark link")
+    def work(spark: Any) -> str | int:
+        cfg = LinkConfig.from_yaml(args.config) if args.config else LinkConfig()
         result = Linker(cfg, spark).link(args.left, args.right, args.seeds, args.output, args.run_id)
-    except (ConfigError, InputError) as exc:
-        sys.stderr.write(f"veclink-spark: {' '.join(str(exc).split())}\n")
-        return 2
-    except VeclinkError as exc:
-        sys.stderr.write(f"veclink-spark: {' '.join(str(exc).split())}\n")
-        return 1
-    except Exception as exc:  # the job's last line of defence: one line, non-zero
-        sys.stderr.write(
-            f"veclink-spark: unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:500]}\n"
+        s = result.summary
+        if args.report:
+            write_figures(spark, args.output, result, args.truth)
+        if args.fail_on_stall and s["verdict"] == "stalled":
+            reasons = "; ".join(s.get("reasons") or []) or "no reason recorded"
+            sys.stderr.write(f"veclink-spark: run {result.run_id} stalled (--fail-on-stall): {reasons}\n")
+            return 3
+        return (
+            f"done: run {result.run_id}, {s['n_links']} links beyond {s['n_seeds']} seeds, verdict "
+            f"{s['verdict']}, summary {os.path.join(args.output, 'summary.json')}, model "
+            f"{os.path.join(args.output, 'model')}"
         )
-        return 1
-    s = result.summary
-    logging.getLogger("veclink.job").info(
-        "done: run %s, %d links beyond %d seeds, verdict %s, summary %s",
-        result.run_id,
-        s["n_links"],
-        s["n_seeds"],
-        s["verdict"],
-        os.path.join(args.output, "summary.json"),
-    )
-    if args.fail_on_stall and s["verdict"] == "stalled":
-        reasons = "; ".join(s.get("reasons") or []) or "no reason recorded"
-        sys.stderr.write(f"veclink-spark: run {result.run_id} stalled (--fail-on-stall): {reasons}\n")
-        return 3
-    return 0
+
+    return run_job(args, "veclink-spark link", work)
 
 
 if __name__ == "__main__":

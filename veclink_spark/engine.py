@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
@@ -145,16 +146,18 @@ class Backend(Protocol):
         self,
         prev_round: int | None,
         n_bags: int,
-        fraction: float,
+        fraction: float | Sequence[float],
         salt: int,
         seed_left: np.ndarray,
         seed_right: np.ndarray,
+        pairs: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """sum of x_left y_right^T over the dictionary pairs in bag b, for every bag: (n_bags, d1, d2).
 
-        The dictionary is the seeds (in every bag) plus, for ``prev_round`` None, the current non-seed
-        anchors, else every eligible pair proposed in round ``prev_round``; bag membership of a non-seed
-        pair is :func:`veclink_spark.kernels.bag_flags` with ``fraction`` and ``salt``.
+        The dictionary is the seeds (in every bag) plus ``pairs`` (left ids, right ids) when given, else
+        for ``prev_round`` None the current non-seed anchors, else every eligible pair proposed in round
+        ``prev_round``; bag membership of a non-seed pair is :func:`veclink_spark.kernels.bag_flags`
+        with ``fraction`` and ``salt``.
         """
         ...
 
@@ -436,6 +439,47 @@ def run_rounds(
             state.done, state.stop_reason = True, "round cap"
         backend.save_round(round_no, anchors, state)
     return RunResult(anchors=anchors, state=state, rounds=round_no)
+
+
+def vote_round(
+    backend: Backend,
+    cfg: LinkConfig,
+    maps: np.ndarray,
+    cells: np.ndarray,
+    exclude_left: np.ndarray,
+    exclude_right: np.ndarray,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Link the backend's tables with fixed, already fitted maps: one polish-style round.
+
+    This is how a fitted model links rows that arrive later (:mod:`veclink_spark.model`): each of the
+    ``maps`` (the bagged maps) proposes the CSLS mutual nearest neighbours in its mapped space, blocked by
+    ``cells``; a pair needs ``refine.min_vote_fraction`` of the maps, pairs touching an excluded id (the
+    pairs ``exclude_left[i], exclude_right[i]``: links already made) are left out, the rest are promoted
+    one-to-one, and a link's probability is the posterior mean of its votes, as in a run's polish round.
+    Returns the link table (the columns of a run's anchors, none a seed) and the round's record.
+    """
+    rf, ev = cfg.refine, cfg.evidence
+    t0 = time.time()
+    votes = backend.refine_votes(1, maps, cells, exclude_left, exclude_right, True)
+    plan = RoundPlan(votes, len(maps), rf.min_vote_fraction, "procrustes/new-rows")
+    state = RunState(phase="refine", stage="polish")
+    empty = _anchor_table([], [], [], [], [], [], [])
+    promo = _promote(backend, cfg, state, plan, 1, empty, exclude_left, exclude_right, len(maps))
+    cand = promo.cand
+    prob = (
+        (ev.prior_alpha + cand.cum_votes) / (ev.prior_alpha + ev.prior_beta + len(maps))
+        if len(cand.cum_votes)
+        else np.array([])
+    )
+    links = _append(empty, cand, promo.promoted, 1, len(maps), prob)
+    record = {
+        "maps": len(maps),
+        "candidates": int(votes.cells[:, 2].sum()) if len(votes.cells) else 0,
+        "links": len(promo.promoted),
+        "seconds": round(time.time() - t0, 3),
+        **votes.stats,
+    }
+    return links, record
 
 
 def _geh_round(
@@ -796,7 +840,7 @@ def _extension_cells(backend: Backend, cfg: LinkConfig) -> np.ndarray:
     n_cells = max(1, min(n_cells, len(sample) // 4))
     t0 = time.time()
     cells = kernels.cell_centroids(sample, n_cells, cfg.run.seed)
-    log.info("extension: %d cells from %d sampled right rows, %.1f s", n_cells, len(sample), time.time() - t0)
+    log.info("blocking cells: %d from %d sampled right rows, %.1f s", n_cells, len(sample), time.time() - t0)
     return cells
 
 

@@ -45,7 +45,7 @@ from .errors import InputError
 log = logging.getLogger(__name__)
 
 #: Roles a table can play; used in every message.
-ROLES = ("left", "right", "seeds")
+ROLES = ("left", "right", "seeds", "new", "existing", "against")
 #: How many example values a message quotes (duplicate ids, unknown seed ids...).
 MAX_EXAMPLES = 5
 #: How many files of a folder are looked at to tell its format.
@@ -135,7 +135,9 @@ def read_table(spark: SparkSession, location: str, role: str) -> DataFrame:
     Args:
         spark: the active session.
         location: path, URI or catalog table name.
-        role: ``"left"``, ``"right"`` or ``"seeds"``; used in messages (and CSV is allowed for seeds only).
+        role: one of :data:`ROLES` (``"new"``, ``"existing"``, ``"against"``: a fitted model's new rows,
+            the table they join, the table they are linked against); used in messages (and CSV is
+            allowed for seeds only).
 
     Returns:
         The table as read, with its own column names; nothing is checked beyond opening it.
@@ -892,6 +894,54 @@ def load_inputs(
         right_id_type=right_df.schema[ID].dataType,
     )
     return LinkerInputs(left=left_df, right=right_df, seeds=seeds_df, summary=summary)
+
+
+def load_tables(
+    spark: SparkSession, tables: dict[str, tuple[str | DataFrame, str, str]]
+) -> dict[str, tuple[DataFrame, int, int]]:
+    """Read, validate (one action for all) and standardise embedding tables without seeds: the inputs
+    of a fitted model's new-rows linking, merging and translation.
+
+    Args:
+        spark: the active session.
+        tables: role -> (location or DataFrame, id column, vector column); the role names the table in
+            messages.
+
+    Returns:
+        role -> (standardised table (id, unit-norm vector), rows, dimension).
+
+    Raises:
+        InputError: a table cannot be read or has problems (every problem of every table listed).
+    """
+    problems: list[str] = []
+    found: dict[str, _EmbeddingTable] = {}
+    for role, (location, id_col, vec_col) in tables.items():
+        df = read_table(spark, location, role) if isinstance(location, str) else location
+        id_field, id_problems = _check_id_field(df, role, id_col, "id")
+        vec_field, vec_problems = _check_vector_field(df, role, vec_col)
+        problems += id_problems + vec_problems
+        found[role] = _EmbeddingTable(df, role, id_field, vec_field)
+    parts = [_one_row_as_pairs(agg, t.name) for t in found.values() for agg in _embedding_aggregates(t)]
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.union(part)
+    stats = {row["key"]: row["value"] for row in union.collect()}
+    dims: dict[str, int | None] = {}
+    for role, table in found.items():
+        table_problems, dims[role] = _embedding_findings(table, stats)
+        problems += table_problems
+    if problems:
+        raise _input_error(problems)
+    out: dict[str, tuple[DataFrame, int, int]] = {}
+    for role, (_, id_col, vec_col) in tables.items():
+        dim = dims[role]
+        assert dim is not None  # a table without problems has one dimension
+        out[role] = (
+            load_embeddings(found[role].df, id_col, vec_col, role),
+            int(stats[f"{role}:rows"] or 0),
+            dim,
+        )
+    return out
 
 
 def _count(n: int, noun: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -75,8 +76,13 @@ def centred_table(x: np.ndarray) -> np.ndarray:
     """A whole table, in memory, centred as the Spark job does it: unit rows, minus the rounded mean of
     the unit rows (:func:`table_mean`), unit rows again."""
     units = normalise_rows(x)
+    return centred_with(units, table_mean(units.sum(axis=0), len(units)))
+
+
+def centred_with(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Rows centred on a given table mean (a fitted model centres new rows on its tables' means)."""
     # float32 between the two steps, as the Spark job keeps the centred tables (stages.centre.centred)
-    return normalise_rows(centre_rows(units, table_mean(units.sum(axis=0), len(units))).astype(np.float32))
+    return normalise_rows(centre_rows(x, mean).astype(np.float32))
 
 
 def pairwise_distances(x: np.ndarray, anchors: np.ndarray) -> np.ndarray:
@@ -748,6 +754,13 @@ def hash_sample(ids: np.ndarray, size: int) -> np.ndarray:
     return np.lexsort((np.asarray(ids), sample_keys(ids)))[: int(size)]
 
 
+def descriptor_sample_size(init_sample: int, n_left: int, n_right: int) -> int:
+    """Rows of each table's descriptor sample: one size for both, so that the two tables' descriptors
+    read the same ranks (a table smaller than ``init_sample`` would otherwise give descriptors of
+    another length, or the same ranks of a shorter list: incomparable)."""
+    return max(2, min(int(init_sample), int(n_left), int(n_right)))
+
+
 def distribution_descriptors(
     x: np.ndarray, ids: np.ndarray, sample: np.ndarray, sample_ids: np.ndarray, quantiles: int
 ) -> np.ndarray:
@@ -800,24 +813,35 @@ def keep_mask(ids_left: np.ndarray, ids_right: np.ndarray, keep: float, salt: in
     return (x >> np.uint64(11)).astype(np.float64) < keep * 2.0**53
 
 
+def bag_limits(n_bags: int, fraction: float | Sequence[float]) -> list[float]:
+    """Each bag's CRC32 limit: ``fraction`` (one for all bags, or one per bag) times 2^32."""
+    if isinstance(fraction, (int, float)):
+        fractions = [float(fraction)] * n_bags
+    else:
+        fractions = [float(f) for f in fraction]
+    if len(fractions) != n_bags:
+        raise ValueError(f"{len(fractions)} bag fractions for {n_bags} bags")
+    return [f * 2**32 for f in fractions]
+
+
 def bag_flags(
-    left_ids: np.ndarray, right_ids: np.ndarray, n_bags: int, fraction: float, salt: int
+    left_ids: np.ndarray, right_ids: np.ndarray, n_bags: int, fraction: float | Sequence[float], salt: int
 ) -> np.ndarray:
     """Deterministic bag membership of pairs: (n, n_bags) booleans.
 
-    A pair is in bag b when crc32("left|right|b|salt") < fraction * 2^32. CRC32 is used because Spark
-    SQL's ``crc32`` computes the very same function, so executors and the reference agree without
-    bringing the pairs to the driver.
+    A pair is in bag b when crc32("left|right|b|salt") < fraction_b * 2^32 (:func:`bag_limits`; a
+    fraction of 1 keeps every pair). CRC32 is used because Spark SQL's ``crc32`` computes the very same
+    function, so executors and the reference agree without bringing the pairs to the driver.
     """
     import zlib
 
-    limit = fraction * 2**32
+    limits = bag_limits(n_bags, fraction)
     out = np.zeros((len(left_ids), n_bags), dtype=bool)
     for i, (a, b) in enumerate(
         zip(np.asarray(left_ids).tolist(), np.asarray(right_ids).tolist(), strict=False)
     ):
         for bag in range(n_bags):
-            out[i, bag] = zlib.crc32(f"{a}|{b}|{bag}|{salt}".encode()) < limit
+            out[i, bag] = zlib.crc32(f"{a}|{b}|{bag}|{salt}".encode()) < limits[bag]
     return out
 
 

@@ -33,6 +33,8 @@ from .diagnostics import consistency_sample, diagnose
 from .errors import ConfigError, InputError
 from .fit import fit_and_extend
 from .inputs import InputColumns, InputSummary, load_inputs
+from .model import LinkModel, fit_model
+from .model_spark import load_model, save_model
 from .session import get_or_create_session
 from .spark_backend import SparkBackend
 from .stages import centre as centre_stage
@@ -48,6 +50,7 @@ class LinkResult:
     run_id: str
     links: DataFrame
     summary: dict[str, Any]
+    model: LinkModel | None = None  # None when a finished run was found (load it: Linker.fit)
 
 
 def _config_digest(cfg: LinkConfig) -> str:
@@ -133,9 +136,10 @@ class Linker:
             if done is not None:
                 return done
         left_df, right_df = inputs.left, inputs.right
+        left_mean = right_mean = None
         if cfg.vectors.centre:
-            left_df = _centred(left_df, s.dim_left, "left")
-            right_df = _centred(right_df, s.dim_right, "right")
+            left_df, left_mean = _centred(left_df, s.dim_left, "left")
+            right_df, right_mean = _centred(right_df, s.dim_right, "right")
         left_df, right_df = left_df.persist(), right_df.persist()
         try:
             backend = SparkBackend(
@@ -156,6 +160,8 @@ class Linker:
             links_pdf = pd.DataFrame({k: v[order] for k, v in anchors.items()})
             sample = consistency_sample(links_pdf)
             lv = backend.anchor_vectors(sample["left_id"].to_numpy(), sample["right_id"].to_numpy())
+            t_model = time.time()
+            model = fit_model(backend, cfg, anchors, left_mean, right_mean, {})
         finally:
             left_df.unpersist()
             right_df.unpersist()
@@ -163,7 +169,11 @@ class Linker:
         summary["run_id"] = run_id
         summary["seconds"] = round(time.time() - t0, 2)
         self._write_outputs(spark, store, run_id, links_pdf, summary, backend)
-        links = store.read_run(TABLE_LINKS, run_id)
+        model.info = model_info(summary, s, backend, left, right)
+        model.links = store.read_run(TABLE_LINKS, run_id)
+        save_model(model, model_location(output), spark, links_location=store.path(TABLE_LINKS))
+        log.info("model fitted and saved in %.1f s", time.time() - t_model)
+        links = model.links
         log.info(
             "run %s: %d links (%d seeds) written to %s in %.1f s; verdict: %s",
             run_id,
@@ -173,7 +183,15 @@ class Linker:
             summary["seconds"],
             summary["verdict"],
         )
-        return LinkResult(run_id=run_id, links=links, summary=summary)
+        return LinkResult(run_id=run_id, links=links, summary=summary, model=model)
+
+    def fit(self, left: str, right: str, seeds: str, output: str, run_id: str | None = None) -> LinkModel:
+        """Spark ML's estimator convention: run :meth:`link` and return the fitted model (its links
+        included), which is also saved under ``<output>/model``."""
+        result = self.link(left, right, seeds, output, run_id)
+        if result.model is None:
+            return load_model(model_location(output))
+        return result.model
 
     @staticmethod
     def _write_outputs(
@@ -293,7 +311,37 @@ def _changes(before: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
     return [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in now.items() if before.get(k) != v]
 
 
-def _centred(df: DataFrame, dim: int, side: str) -> DataFrame:
+def model_location(output: str) -> str:
+    """Where a run writes its fitted model: ``<output>/model``."""
+    return f"{output.rstrip('/')}/model"
+
+
+def model_info(
+    summary: dict[str, Any], s: InputSummary, backend: SparkBackend, left: str, right: str
+) -> dict[str, Any]:
+    """What a model keeps of its run: ids, verdict, counts, tables, sizes and id types."""
+    return {
+        "left_table": _located(left),
+        "right_table": _located(right),
+        "run_id": summary["run_id"],
+        "verdict": summary["verdict"],
+        "n_links": summary["n_links"],
+        "n_seeds": summary["n_seeds"],
+        "n_left": s.n_left,
+        "n_right": s.n_right,
+        "left_id_type": backend._left_type,
+        "right_id_type": backend._right_type,
+    }
+
+
+def _located(location: str) -> str:
+    """A table location a later job can open from anywhere: local paths made absolute (URIs and catalog
+    names as given)."""
+    local = local_path(location)
+    return str(local.resolve()) if local is not None and local.exists() else location
+
+
+def _centred(df: DataFrame, dim: int, side: str) -> tuple[DataFrame, np.ndarray]:
     """The table centred on its mean unit vector (one aggregate pass over it, then a lazy map)."""
     parts: pd.DataFrame = centre_stage.unit_sums(df, dim).toPandas()
     total = np.zeros(dim)
@@ -301,7 +349,7 @@ def _centred(df: DataFrame, dim: int, side: str) -> DataFrame:
         total += np.asarray(part, dtype=np.float64)
     mean = kernels.table_mean(total, int(parts["n"].sum()))
     log.info("%s table centred: mean unit vector has length %.3f", side, float(np.linalg.norm(mean)))
-    return centre_stage.centred(df, mean)
+    return centre_stage.centred(df, mean), mean
 
 
 def link(

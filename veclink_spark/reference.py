@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from .diagnostics import consistency_sample, diagnose
 from .engine import Candidates, RoundVotes, RunState
 from .errors import InputError
 from .fit import fit_and_extend
+from .model import LinkModel, fit_model
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +67,14 @@ class NumpyBackend:
         self.right_ids = np.asarray(right_ids)
         self.left = kernels.normalise_rows(left)
         self.right = kernels.normalise_rows(right)
+        #: The tables' mean unit vectors when this backend centred them (a fitted model keeps them).
+        self.left_mean: np.ndarray | None = None
+        self.right_mean: np.ndarray | None = None
         if cfg.vectors.centre and not centred:
-            self.left, self.right = kernels.centred_table(self.left), kernels.centred_table(self.right)
+            self.left_mean = kernels.table_mean(self.left.sum(axis=0), len(self.left))
+            self.right_mean = kernels.table_mean(self.right.sum(axis=0), len(self.right))
+            self.left = kernels.centred_with(self.left, self.left_mean)
+            self.right = kernels.centred_with(self.right, self.right_mean)
         self.n_left, self.dim_left = self.left.shape
         self.n_right, self.dim_right = self.right.shape
         self.cfg = cfg
@@ -158,8 +166,9 @@ class NumpyBackend:
     ) -> RoundVotes:
         rf = self.cfg.refine
         self._round_no = round_no
-        dl, _ = _descriptors(self.left, self.left_ids, rf.init_sample, rf.init_quantiles)
-        dr, sample_r = _descriptors(self.right, self.right_ids, rf.init_sample, rf.init_quantiles)
+        size = kernels.descriptor_sample_size(rf.init_sample, self.n_left, self.n_right)
+        dl, _ = _descriptors(self.left, self.left_ids, size, rf.init_quantiles)
+        dr, sample_r = _descriptors(self.right, self.right_ids, size, rf.init_quantiles)
         centroids = kernels.cell_centroids(dr[sample_r], n_cells, cells_seed)
         probes = kernels.REFINE_PROBES
         eye = np.eye(dl.shape[1])[None, :, :]
@@ -171,12 +180,15 @@ class NumpyBackend:
         self,
         prev_round: int | None,
         n_bags: int,
-        fraction: float,
+        fraction: float | Sequence[float],
         salt: int,
         seed_left: np.ndarray,
         seed_right: np.ndarray,
+        pairs: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
-        if prev_round is None:
+        if pairs is not None:
+            dl, dr = pairs
+        elif prev_round is None:
             a = self.rounds[-1][1] if self.rounds else None
             if a is None:
                 dl, dr = np.asarray([]), np.asarray([])
@@ -356,6 +368,37 @@ def link_arrays(
         InputError: fewer than two seeds, or seeds naming unknown ids.
     """
     cfg = cfg or LinkConfig()
+    links, summary, _ = _run(left_ids, left, right_ids, right, seed_left, seed_right, cfg, fit=False)
+    return links, summary
+
+
+def fit_arrays(
+    left_ids: np.ndarray,
+    left: np.ndarray,
+    right_ids: np.ndarray,
+    right: np.ndarray,
+    seed_left: np.ndarray,
+    seed_right: np.ndarray,
+    cfg: LinkConfig | None = None,
+) -> LinkModel:
+    """:func:`link_arrays`, returning the fitted :class:`veclink_spark.model.LinkModel` (its ``links``
+    the pandas link table, its ``info`` the run's verdict and counts; the whole summary under
+    ``info["summary"]``)."""
+    _, _, model = _run(left_ids, left, right_ids, right, seed_left, seed_right, cfg or LinkConfig(), fit=True)
+    assert model is not None
+    return model
+
+
+def _run(
+    left_ids: np.ndarray,
+    left: np.ndarray,
+    right_ids: np.ndarray,
+    right: np.ndarray,
+    seed_left: np.ndarray,
+    seed_right: np.ndarray,
+    cfg: LinkConfig,
+    fit: bool,
+) -> tuple[pd.DataFrame, dict[str, Any], LinkModel | None]:
     seed_left, seed_right = np.asarray(seed_left), np.asarray(seed_right)
     if len(seed_left) < 2:
         raise InputError(f"at least two seed pairs are needed, got {len(seed_left)}")
@@ -370,4 +413,16 @@ def link_arrays(
     sample = consistency_sample(links)
     lv = backend.anchor_vectors(sample["left_id"].to_numpy(), sample["right_id"].to_numpy())
     summary = diagnose(result.state, links, backend.n_left, backend.n_right, sl, sr, cfg, lv)
-    return links, summary
+    model = None
+    if fit:
+        model = fit_model(backend, cfg, result.anchors, backend.left_mean, backend.right_mean, {})
+        model.info = {
+            "verdict": summary["verdict"],
+            "n_links": summary["n_links"],
+            "n_seeds": summary["n_seeds"],
+            "n_left": backend.n_left,
+            "n_right": backend.n_right,
+            "summary": summary,
+        }
+        model.links = links
+    return links, summary, model

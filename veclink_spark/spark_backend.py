@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -186,8 +187,9 @@ class SparkBackend:
         phase_start: bool,
     ) -> RoundVotes:
         rf = self.cfg.refine
-        lids, lsample = self._sample(self.left, rf.init_sample)
-        rids, rsample = self._sample(self.right, rf.init_sample)
+        size = kernels.descriptor_sample_size(rf.init_sample, self.n_left, self.n_right)
+        lids, lsample = self._sample(self.left, size)
+        rids, rsample = self._sample(self.right, size)
         dl = distribution.descriptors(self.left, lids, lsample, rf.init_quantiles)
         dr = distribution.descriptors(self.right, rids, rsample, rf.init_quantiles)
         right_desc = kernels.distribution_descriptors(rsample, rids, rsample, rids, rf.init_quantiles)
@@ -301,34 +303,38 @@ class SparkBackend:
         self,
         prev_round: int | None,
         n_bags: int,
-        fraction: float,
+        fraction: float | Sequence[float],
         salt: int,
         seed_left: np.ndarray,
         seed_right: np.ndarray,
+        pairs: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
-        if prev_round is None:
+        if pairs is not None:
+            dl, dr = pairs
+            pairs_df = self._pairs_df(dl, dr).drop("_i")
+        elif prev_round is None:
             a = self._anchors
             if a is None:
                 dl, dr = np.asarray([]), np.asarray([])
             else:
                 dl, dr = a["left_id"][~a["is_seed"]], a["right_id"][~a["is_seed"]]
-            pairs = self._pairs_df(dl, dr).drop("_i")
+            pairs_df = self._pairs_df(dl, dr).drop("_i")
         else:
             stored = self.store.read_round(TABLE_VOTES, self.run_id, prev_round).drop("run_id", "round")
             exclude = self._pairs_df(seed_left, seed_right)
-            pairs = evidence.eligible(stored, exclude).select(LEFT_ID, RIGHT_ID)
-        limit = fraction * 2**32
+            pairs_df = evidence.eligible(stored, exclude).select(LEFT_ID, RIGHT_ID)
+        limits = kernels.bag_limits(n_bags, fraction)
         key = F.concat_ws("|", F.col(LEFT_ID).cast("string"), F.col(RIGHT_ID).cast("string"))
         flags = F.array(
             *[
-                F.crc32(F.concat_ws("|", key, F.lit(str(b)), F.lit(str(salt)))) < F.lit(limit)
+                F.crc32(F.concat_ws("|", key, F.lit(str(b)), F.lit(str(salt)))) < F.lit(limits[b])
                 for b in range(n_bags)
             ]
         )
         seeds = self._pairs_df(seed_left, seed_right).select(
             LEFT_ID, RIGHT_ID, F.array(*[F.lit(True) for _ in range(n_bags)]).alias("bags")
         )
-        dictionary = pairs.select(LEFT_ID, RIGHT_ID, flags.alias("bags")).unionByName(seeds)
+        dictionary = pairs_df.select(LEFT_ID, RIGHT_ID, flags.alias("bags")).unionByName(seeds)
         parts: pd.DataFrame = refine.cross_covariance_parts(
             dictionary, self.left, self.right, n_bags, self.dim_left, self.dim_right, partitions=2
         ).toPandas()

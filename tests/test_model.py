@@ -1,0 +1,168 @@
+"""The fitted model: Spark and in-process fits agree, it saves and loads, translates, links rows that
+arrive later (the same links on Spark as in process), merges two tables into one index, and rejects
+bad input before writing anything."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from veclink_spark import LinkConfig, Linker
+from veclink_spark.errors import InputError
+from veclink_spark.model import LinkModel
+from veclink_spark.model_spark import merge
+from veclink_spark.reference import fit_arrays
+from veclink_spark.synthetic import make_pair
+
+CONFIG = {
+    "scale": {"fit_rows": 150},  # the fit in process, then extension rounds on Spark
+    "advanced": {
+        "views": {"base_views": 16},
+        "bootstrap": {"max_rounds": 2},
+        "refine": {"max_rounds": 5, "takeoff_keep": 0.25, "keep_patience": 1, "keep_max_level_rounds": 2},
+    },
+}
+
+
+def _write(path, ids, x) -> None:
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1).astype(np.float32)), x.shape[1])
+    pq.write_table(pa.table({"id": ids, "vector": vectors.cast(pa.list_(pa.float32()))}), path)
+
+
+@pytest.fixture(scope="module")
+def case(spark, tmp_path_factory):
+    pair = make_pair(n_objects=400, alpha=0.3, n_seeds=15, seed=1)
+    rng = np.random.default_rng(3)
+    new = (rng.random(len(pair.left_ids)) < 0.15) & ~np.isin(pair.left_ids, pair.seed_left)
+    d = tmp_path_factory.mktemp("model")
+    _write(d / "left.parquet", pair.left_ids[~new], pair.left[~new])
+    _write(d / "new.parquet", pair.left_ids[new], pair.left[new])
+    _write(d / "right.parquet", pair.right_ids, pair.right)
+    pq.write_table(pa.table({"left_id": pair.seed_left, "right_id": pair.seed_right}), d / "seeds.parquet")
+    cfg = LinkConfig.from_dict(CONFIG)
+    model = Linker(cfg, spark).fit(
+        str(d / "left.parquet"), str(d / "right.parquet"), str(d / "seeds.parquet"), str(d / "out"), "fit"
+    )
+    # The in-process reference reads the float32 vectors the Spark job reads.
+    left32, right32 = pair.left.astype(np.float32), pair.right.astype(np.float32)
+    ref = fit_arrays(
+        pair.left_ids[~new], left32[~new], pair.right_ids, right32, pair.seed_left, pair.seed_right, cfg
+    )
+    return pair, new, d, model, ref
+
+
+def test_spark_fit_equals_the_in_process_fit(case) -> None:
+    _, _, _, model, ref = case
+    assert model.info["run_id"] == "fit" and model.info["verdict"] == ref.info["verdict"]
+    for name in ("left_mean", "right_mean", "map", "bag_maps", "cells"):
+        assert np.allclose(getattr(model, name), getattr(ref, name), atol=1e-6), name
+    assert model.bag_maps.shape == (8, model.dim_left, model.dim_right)
+    # The maps are orthogonal (Procrustes): W^T W = I on the smaller side.
+    assert np.allclose(model.map.T @ model.map, np.eye(model.dim_right), atol=1e-8)
+
+
+def test_saved_model_loads_back_identical(spark, case) -> None:
+    _, _, d, model, _ = case
+    loaded = LinkModel.load(str(d / "out" / "model"), spark)
+    for name in ("left_mean", "right_mean", "map", "bag_maps", "cells"):
+        assert np.array_equal(getattr(loaded, name), getattr(model, name)), name
+    assert loaded.config.to_dict() == model.config.to_dict()
+    assert loaded.info == model.info
+    assert loaded.links.count() == model.info["n_links"] + model.info["n_seeds"]
+    meta = json.loads((d / "out" / "model" / "model.json").read_text())
+    assert meta["format"] == 1 and meta["links"]["run_id"] == "fit"
+
+
+def test_translate_on_executors_equals_translate_arrays(spark, case) -> None:
+    pair, new, d, model, _ = case
+    df = spark.read.parquet(str(d / "new.parquet"))
+    got = model.translate(df).toPandas().set_index("id")
+    want = model.translate_arrays(pair.left[new].astype(np.float32))
+    got_x = np.stack(got.loc[pair.left_ids[new], "vector"].to_numpy())
+    assert np.allclose(got_x, want, atol=1e-6)
+    assert np.allclose(np.linalg.norm(want, axis=1), 1.0)
+    # Translated rows of true pairs land nearer their partner than a random right row does.
+    truth = dict(zip(pair.truth_left.tolist(), pair.truth_right.tolist(), strict=True))
+    rpos = {r: i for i, r in enumerate(pair.right_ids.tolist())}
+    x = model.translate_arrays(pair.left.astype(np.float32))
+    sims = x @ pair.right.T
+    rows = [(i, rpos[truth[lid]]) for i, lid in enumerate(pair.left_ids.tolist()) if lid in truth]
+    partner = np.array([sims[i, j] for i, j in rows])
+    assert partner.mean() > sims.mean() + 0.2
+
+
+def test_new_rows_link_alike_on_spark_and_in_process(spark, case, tmp_path) -> None:
+    pair, new, d, model, ref = case
+    # The run's own tables are the defaults: the fitted left table competes, the whole right is searched.
+    result = model.link(str(d / "new.parquet"), str(tmp_path / "new"), run_id="n1")
+    got = result.links.toPandas()
+    want, summary = ref.link_arrays(
+        pair.left_ids[new],
+        pair.left[new].astype(np.float32),
+        pair.right_ids,
+        pair.right.astype(np.float32),
+        existing_ids=pair.left_ids[~new],
+        existing=pair.left[~new].astype(np.float32),
+    )
+    assert len(got) > 0
+    assert set(zip(got.left_id, got.right_id, strict=True)) == set(
+        zip(want.left_id, want.right_id, strict=True)
+    )
+    merged = got.merge(want, on=["left_id", "right_id"], suffixes=("", "_ref"))
+    assert np.allclose(merged["probability"], merged["probability_ref"])
+    assert (merged["probability"] >= 0.875 * 8 / 10 - 1e-9).all()  # >= 7 of 8 maps, Beta(1, 1) prior
+    assert not got["is_seed"].any() and got["left_id"].is_unique and got["right_id"].is_unique
+    s = result.summary
+    assert s["new_rows"] == int(new.sum()) and s["searched_rows"] == len(pair.right_ids)
+    assert s["existing_rows"] == int((~new).sum())
+    assert not set(got.right_id) & set(ref.links["right_id"])  # linked rows stay linked
+    assert s["n_links"] == len(got) == summary["n_links"] and s["verdict"] == model.info["verdict"]
+    assert json.loads((tmp_path / "new" / "new_rows" / "n1.json").read_text())["n_links"] == len(got)
+    # New links are about as precise as the fit's own (the truth is only used here; on this small pair
+    # the fit is at P 0.50 and new rows at 0.43, with 7 links).
+    truth = set(zip(pair.truth_left.tolist(), pair.truth_right.tolist(), strict=True))
+
+    def precision(df) -> float:
+        return sum((a, b) in truth for a, b in zip(df.left_id, df.right_id, strict=True)) / len(df)
+
+    fitted = ref.links[~ref.links.is_seed]
+    assert precision(got) >= precision(fitted) - 0.15
+
+
+def test_merged_index(spark, case, tmp_path) -> None:
+    pair, new, d, model, _ = case
+    out = merge(model, str(d / "left.parquet"), str(d / "right.parquet"), str(tmp_path / "m")).toPandas()
+    links = model.links.toPandas()
+    n_left = int((~new).sum())
+    assert len(out) == len(pair.right_ids) + n_left - len(links)
+    right_rows = out[out.source == "right"]
+    assert len(right_rows) == len(pair.right_ids) and right_rows["source_id"].is_unique
+    assert right_rows["linked_id"].notna().sum() == len(links)
+    left_rows = out[out.source == "left"].set_index("source_id")
+    assert not set(left_rows.index) & set(map(str, links["left_id"]))
+    ids = pair.left_ids[~new]
+    keep = ~np.isin(ids, links["left_id"].to_numpy())
+    want = model.translate_arrays(pair.left[~new][keep].astype(np.float32))
+    got = np.stack(left_rows.loc[[str(i) for i in ids[keep]], "vector"].to_numpy())
+    assert np.allclose(got, want, atol=1e-6)
+
+
+def test_bad_new_rows_fail_before_writing(spark, case, tmp_path) -> None:
+    _, _, d, model, _ = case
+    wrong = tmp_path / "wrong.parquet"
+    _write(wrong, np.arange(5, dtype=np.int64), np.ones((5, model.dim_left + 1)))
+    with pytest.raises(InputError, match="dimensions"):
+        model.link(str(wrong), str(tmp_path / "never"))
+    with pytest.raises(InputError, match="reuse ids"):
+        model.link(str(d / "left.parquet"), str(tmp_path / "never"))
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(InputError, match="side"):
+        model.link(str(d / "new.parquet"), str(tmp_path / "never"), side="up")
+    with pytest.raises(InputError, match="no fitted model"):
+        LinkModel.load(str(tmp_path / "nothing"), spark)
+    with pytest.raises(InputError, match="dimensions"):
+        model.translate_arrays(np.ones((2, model.dim_right)))

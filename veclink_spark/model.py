@@ -1,0 +1,365 @@
+"""A fitted link model: what a run learned, kept to translate vectors and link rows that arrive later.
+
+A run's links come with what produced them; the model keeps the part that applies to new rows:
+
+* the tables' mean unit vectors (the run centres each table on its mean; new rows are centred on the
+  *fitted* means, so they land in the same space as the rows the run saw);
+* one orthogonal map W (left -> right, Procrustes on every final link plus the seeds), used to
+  ``translate``;
+* ``refine.views`` bagged maps (each fitted on a hash-chosen ``refine.bag_fraction`` of the links plus
+  the seeds, as in a run's polish round) and the blocking cells of the right space, used to ``link``
+  new rows: a new link needs ``refine.min_vote_fraction`` of the bagged maps to propose it as a CSLS
+  mutual nearest neighbour, and its probability is the posterior mean of those votes, as for a run's
+  polished links (:func:`veclink_spark.engine.vote_round`);
+* the run's summary (verdict, counts) and, when loaded from a saved model, its links.
+
+A model is saved as a folder: ``model.json`` (configuration, dimensions, id types, the run's summary; no
+pickle) and one Delta table ``arrays`` holding the means, the maps and the cells row by row. It is
+written by every run of :class:`veclink_spark.linker.Linker` under ``<output>/model`` and read back by
+:meth:`LinkModel.load`. The numpy methods (``translate_arrays``, ``link_arrays``) need no Spark; the
+DataFrame methods run on executors (:mod:`veclink_spark.model_spark`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import kernels
+from .config import LinkConfig
+from .engine import Backend, _extension_cells, vote_round
+from .errors import InputError
+
+#: Format of a saved model's ``model.json`` (bumped when the saved layout changes).
+MODEL_FORMAT = 1
+#: The salts of the model's map draws, apart from any round's (a run's rounds use seed * 1_000_003 + round).
+_MAP_SALT = 7_919
+
+
+@dataclass
+class LinkModel:
+    """Maps and means fitted by a run (see the module doc).
+
+    Attributes:
+        config: the run's configuration.
+        left_mean, right_mean: the tables' mean unit vectors (None: the run did not centre).
+        map: (dim_left, dim_right) orthogonal map, left -> right, on centred unit vectors.
+        bag_maps: (views, dim_left, dim_right) bagged maps used to link new rows.
+        cells: (cells, dim_right) k-means centroids that block the search in the right space.
+        info: run id, verdict, link and seed counts, table sizes, dimensions, id types.
+        links: the run's links (a Spark DataFrame when loaded, pandas in process), or None.
+    """
+
+    config: LinkConfig
+    left_mean: np.ndarray | None
+    right_mean: np.ndarray | None
+    map: np.ndarray
+    bag_maps: np.ndarray
+    cells: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+    links: Any = None
+
+    @property
+    def dim_left(self) -> int:
+        return int(self.map.shape[0])
+
+    @property
+    def dim_right(self) -> int:
+        return int(self.map.shape[1])
+
+    # -- vectors -----------------------------------------------------------------------------------
+    def centred(self, x: np.ndarray, side: str) -> np.ndarray:
+        """Rows of one side as the run saw them: unit, minus the fitted table mean, unit again."""
+        x = self._checked(x, side)
+        mean = self.left_mean if side == "left" else self.right_mean
+        units = kernels.normalise_rows(x)
+        return units if mean is None else kernels.centred_with(units, mean)
+
+    def translate_arrays(self, x: np.ndarray, side: str = "left") -> np.ndarray:
+        """Unit vectors of ``side``'s model mapped into the other model's space (as raw unit vectors of
+        that model: comparable by cosine with its own embeddings).
+
+        The map works on centred vectors; the result is put back around the other table's mean: a unit
+        vector y of a table with mean mu is mu + (y - mu), and |y - mu| is sqrt(1 - |mu|^2) on average
+        (E|y|^2 = 1, E y = mu), so a mapped centred direction c becomes mu + sqrt(1 - |mu|^2) c.
+        """
+        c = self.centred(x, side)
+        y = c @ self.map if side == "left" else c @ self.map.T
+        y = kernels.normalise_rows(y)
+        mean = self.right_mean if side == "left" else self.left_mean
+        if mean is not None:
+            spread = math.sqrt(max(1.0 - float(mean @ mean), 0.0))
+            y = kernels.normalise_rows(mean[None, :] + spread * y)
+        return y
+
+    def _checked(self, x: np.ndarray, side: str) -> np.ndarray:
+        if side not in ("left", "right"):
+            raise InputError(f"side must be 'left' or 'right', got {side!r}")
+        x = np.asarray(x, dtype=np.float64)
+        dim = self.dim_left if side == "left" else self.dim_right
+        if x.ndim != 2 or x.shape[1] != dim:
+            raise InputError(
+                f"{side} vectors of this model have {dim} dimensions; got an array of shape {x.shape}"
+            )
+        if not np.isfinite(x).all():
+            raise InputError(f"{side} vectors contain NaN or infinite values")
+        if (np.linalg.norm(x, axis=1) == 0).any():
+            raise InputError(f"{side} vectors contain all-zero rows")
+        return x
+
+    # -- new rows, in process ----------------------------------------------------------------------
+    def link_arrays(
+        self,
+        new_ids: np.ndarray,
+        new: np.ndarray,
+        other_ids: np.ndarray,
+        other: np.ndarray,
+        side: str = "left",
+        existing_ids: np.ndarray | None = None,
+        existing: np.ndarray | None = None,
+    ) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """Link rows of ``side`` that arrived after the fit against the other side's table.
+
+        A new row must win its pair as the run's rows do: a mutual best match among *all* rows, so
+        ``existing`` (the rows of ``side`` the model was fitted on) compete too, and ``other`` is the
+        whole other table; pairs touching a link of the model are left out (``self.links``), and only
+        links of new rows are returned. Without ``existing`` the new rows compete only among themselves
+        (many more false links where few new rows have a partner: measured in docs/use.md).
+
+        Returns (links, summary): links as a run's (left_id, right_id, probability, votes, views,
+        round 1, is_seed False), summary with the counts and the fitted run's verdict.
+        """
+        from .reference import NumpyBackend
+
+        ids, x = np.asarray(new_ids), self._checked(new, side)
+        if existing_ids is not None and existing is not None:
+            clash = set(np.asarray(existing_ids).tolist()) & set(ids.tolist())
+            if clash:
+                raise InputError(
+                    f"new {side} ids already in the table the model was fitted on: {sorted(clash)[:5]}"
+                )
+            ids = np.concatenate([np.asarray(existing_ids), ids])
+            x = np.concatenate([self._checked(existing, side), x])
+        x_side, x_other = self.centred(x, side), self.centred(other, _other(side))
+        if side == "left":
+            backend = NumpyBackend(ids, x_side, other_ids, x_other, self.config, centred=True)
+        else:
+            backend = NumpyBackend(other_ids, x_other, ids, x_side, self.config, centred=True)
+        ex_l, ex_r = self._linked()
+        links, record = vote_round(backend, self.config, self.bag_maps, self.cells, ex_l, ex_r)
+        links = _of_new(links, "left_id" if side == "left" else "right_id", set(np.asarray(new_ids).tolist()))
+        summary = self.new_rows_summary(len(new_ids), len(other_ids), side, links, record)
+        return pd.DataFrame(links), summary
+
+    def merge_arrays(
+        self,
+        left_ids: np.ndarray,
+        left: np.ndarray,
+        right_ids: np.ndarray,
+        right: np.ndarray,
+        into: str = "right",
+    ) -> pd.DataFrame:
+        """The merged index in process (what :func:`veclink_spark.model_spark.merge` writes to Delta):
+        rows source, source_id, linked_id, probability, vector; ``into``'s rows as they are (unit), the
+        other side's unlinked rows translated, a linked pair once. Needs ``self.links`` (pandas)."""
+        if into not in ("left", "right"):
+            raise InputError(f"into must be 'left' or 'right', got {into!r}")
+        ll, lr = self._linked()
+        prob = (
+            self.links["probability"].to_numpy(np.float64)
+            if isinstance(self.links, pd.DataFrame)
+            else np.zeros(0)
+        )
+        own_ids, own, other_ids, other = (
+            (right_ids, right, left_ids, left) if into == "right" else (left_ids, left, right_ids, right)
+        )
+        own_linked, other_linked = (lr, ll) if into == "right" else (ll, lr)
+        partner = dict(
+            zip(own_linked.tolist(), zip(other_linked.tolist(), prob.tolist(), strict=True), strict=True)
+        )
+        keep = ~np.isin(np.asarray(other_ids), other_linked)
+        kept = kernels.normalise_rows(self._checked(own, into)).astype(np.float32)
+        moved = self.translate_arrays(np.asarray(other)[keep], _other(into)).astype(np.float32)
+        own_list = np.asarray(own_ids).tolist()
+        return pd.DataFrame(
+            {
+                "source": [into] * len(own_list) + [_other(into)] * int(keep.sum()),
+                "source_id": [str(i) for i in own_list]
+                + [str(i) for i in np.asarray(other_ids)[keep].tolist()],
+                "linked_id": [str(partner[i][0]) if i in partner else None for i in own_list]
+                + [None] * int(keep.sum()),
+                "probability": [partner[i][1] if i in partner else np.nan for i in own_list]
+                + [np.nan] * int(keep.sum()),
+                "vector": list(np.concatenate([kept, moved])),
+            }
+        )
+
+    def _linked(self) -> tuple[np.ndarray, np.ndarray]:
+        """The model's links (seeds included) as id arrays, or empty arrays."""
+        if self.links is None or not isinstance(self.links, pd.DataFrame):
+            e = np.asarray([], dtype=np.int64)
+            return e, e
+        return self.links["left_id"].to_numpy(), self.links["right_id"].to_numpy()
+
+    def new_rows_summary(
+        self, n_new: int, n_other: int, side: str, links: dict[str, np.ndarray], record: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What a new-rows run reports: counts, the share linked, mean probability, and the verdict of
+        the run that fitted the model (new links are as trustworthy as that run's)."""
+        prob = np.asarray(links["probability"], dtype=np.float64)
+        return {
+            "side": side,
+            "new_rows": int(n_new),
+            "searched_rows": int(n_other),
+            "n_links": int(len(prob)),
+            "linked_share": round(len(prob) / max(n_new, 1), 4),
+            "mean_probability": round(float(prob.mean()), 4) if len(prob) else None,
+            "model_run_id": self.info.get("run_id"),
+            "verdict": self.info.get("verdict"),
+            "round": record,
+        }
+
+    # -- persistence -------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """The JSON part of a saved model (the arrays go to the Delta table)."""
+        return {
+            "format": MODEL_FORMAT,
+            "config": self.config.to_dict(),
+            "dim_left": self.dim_left,
+            "dim_right": self.dim_right,
+            "n_bag_maps": int(len(self.bag_maps)),
+            "n_cells": int(len(self.cells)),
+            "centred": self.left_mean is not None,
+            "info": self.info,
+        }
+
+    def array_rows(self) -> pd.DataFrame:
+        """Every array of the model as rows (name, row, values): the saved ``arrays`` table."""
+        names: list[str] = []
+        rows: list[int] = []
+        values: list[list[float]] = []
+
+        def add(name: str, a: np.ndarray) -> None:
+            a2 = np.atleast_2d(np.asarray(a, dtype=np.float64))
+            names.extend([name] * len(a2))
+            rows.extend(range(len(a2)))
+            values.extend(a2.tolist())
+
+        if self.left_mean is not None and self.right_mean is not None:
+            add("left_mean", self.left_mean)
+            add("right_mean", self.right_mean)
+        add("map", self.map)
+        for b, m in enumerate(self.bag_maps):
+            add(f"bag_map_{b}", m)
+        add("cells", self.cells)
+        return pd.DataFrame({"name": names, "row": rows, "values": values})
+
+    @classmethod
+    def from_parts(cls, meta: dict[str, Any], arrays: pd.DataFrame, links: Any = None) -> LinkModel:
+        """Rebuild a model from its JSON and its array rows (see :meth:`to_json`, :meth:`array_rows`).
+
+        Raises:
+            InputError: the JSON is of another format, or an array is missing or misshapen.
+        """
+        if meta.get("format") != MODEL_FORMAT:
+            raise InputError(
+                f"model format {meta.get('format')!r} is not {MODEL_FORMAT} (saved by another version)"
+            )
+        got: dict[str, np.ndarray] = {}
+        for name, part in arrays.sort_values(["name", "row"]).groupby("name", sort=False):
+            got[str(name)] = np.stack([np.asarray(v, dtype=np.float64) for v in part["values"]])
+
+        def need(name: str, shape: tuple[int, ...]) -> np.ndarray:
+            a = got.get(name)
+            if a is None or a.shape != shape:
+                raise InputError(
+                    f"saved model: array {name!r} is {None if a is None else a.shape}, expected {shape}"
+                )
+            return a
+
+        dl, dr = int(meta["dim_left"]), int(meta["dim_right"])
+        means = (None, None)
+        if meta.get("centred"):
+            means = (need("left_mean", (1, dl))[0], need("right_mean", (1, dr))[0])
+        return cls(
+            config=LinkConfig.from_dict(meta["config"]),
+            left_mean=means[0],
+            right_mean=means[1],
+            map=need("map", (dl, dr)),
+            bag_maps=np.stack([need(f"bag_map_{b}", (dl, dr)) for b in range(int(meta["n_bag_maps"]))]),
+            cells=need("cells", (int(meta["n_cells"]), dr)),
+            info=dict(meta.get("info") or {}),
+            links=links,
+        )
+
+    def save(self, path: str, spark: Any = None) -> str:
+        """Write the model to ``path`` (a folder or URI): ``model.json`` and the Delta table ``arrays``.
+        Returns the path. See :func:`veclink_spark.model_spark.save_model`."""
+        from .model_spark import save_model
+
+        return save_model(self, path, spark)
+
+    @classmethod
+    def load(cls, path: str, spark: Any = None) -> LinkModel:
+        """Read a model saved by :meth:`save` (or by a run, under ``<output>/model``).
+
+        Raises:
+            InputError: no model at ``path``, or it is not readable as one.
+        """
+        from .model_spark import load_model
+
+        return load_model(path, spark)
+
+    # -- DataFrames (executors) --------------------------------------------------------------------
+    def translate(self, df: Any, side: str = "left", id_col: str = "id", vector_col: str = "vector") -> Any:
+        """A DataFrame (id, vector) of ``side``'s model translated into the other's space, on executors.
+        See :func:`veclink_spark.model_spark.translate`."""
+        from .model_spark import translate
+
+        return translate(self, df, side, id_col, vector_col)
+
+    def link(self, new: Any, output: str, side: str = "left", **kwargs: Any) -> Any:
+        """Link a table of new rows of ``side`` (a location or a DataFrame) with this model, writing the
+        links to Delta under ``output``. See :func:`veclink_spark.model_spark.link_new`."""
+        from .model_spark import link_new
+
+        return link_new(self, new, output, side, **kwargs)
+
+
+def _of_new(links: dict[str, np.ndarray], column: str, new_ids: set) -> dict[str, np.ndarray]:
+    """The links whose ``column`` id is a new row's (a pair of two existing rows is not this run's)."""
+    keep = np.asarray([v in new_ids for v in links[column].tolist()], dtype=bool)
+    return {k: np.asarray(v)[keep] for k, v in links.items()}
+
+
+def _other(side: str) -> str:
+    return "right" if side == "left" else "left"
+
+
+def fit_model(
+    backend: Backend,
+    cfg: LinkConfig,
+    links: dict[str, np.ndarray],
+    left_mean: np.ndarray | None,
+    right_mean: np.ndarray | None,
+    info: dict[str, Any],
+) -> LinkModel:
+    """The model of a finished run on ``backend`` from its final ``links`` (a run's anchor table, seeds
+    flagged): the cross-covariances come from the backend (executors for Spark: no link's vectors are
+    collected), the SVDs and the k-means of a hash sample of the right table run on the driver."""
+    rf = cfg.refine
+    salt = cfg.run.seed * 1_000_003 + _MAP_SALT
+    seeds = np.asarray(links["is_seed"], dtype=bool)
+    sl, sr = links["left_id"][seeds], links["right_id"][seeds]
+    pairs = (links["left_id"][~seeds], links["right_id"][~seeds])
+    # One pass: "bag" 0 holds every link (fraction 1), the others the bags of the new-rows vote.
+    fractions = [1.0] + [rf.bag_fraction] * rf.views
+    cross = backend.cross_covariance(None, len(fractions), fractions, salt, sl, sr, pairs=pairs)
+    maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
+    w, bag_maps = maps[0], maps[1:]
+    cells = _extension_cells(backend, cfg)
+    return LinkModel(cfg, left_mean, right_mean, w, bag_maps, cells, info)

@@ -1,0 +1,334 @@
+"""A fitted model on Spark: save and load it, translate tables, link new rows, merge two indexes.
+
+Every function here runs on the driver and leaves the vector work to executors (``mapInArrow`` with the
+model's arrays, a few MB, shipped in the function's closure). Inputs are validated before anything is
+written (:func:`veclink_spark.inputs.load_tables`), and each output is one Delta write (a failed run
+leaves the previous version of the table as it was).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from .constants import ID, LEFT_ID, RIGHT_ID, TABLE_LINKS, VECTOR
+from .engine import vote_round
+from .errors import InputError
+from .inputs import load_tables
+from .model import LinkModel, _of_new, _other
+from .session import get_or_create_session
+from .spark_backend import SparkBackend
+from .stages import centre as centre_stage
+from .stages.signatures import map_vectors
+from .store import RunStore, check_run_id, local_path
+
+log = logging.getLogger(__name__)
+
+#: The saved model's files: the JSON written last (its presence marks a complete model), the arrays.
+MODEL_JSON = "model.json"
+TABLE_ARRAYS = "arrays"
+TABLE_MERGED = "merged"
+#: The run id under which a model's arrays are stored (one model per folder).
+_MODEL_ROWS = "model"
+
+
+def save_model(
+    model: LinkModel, path: str, spark: SparkSession | None = None, links_location: str | None = None
+) -> str:
+    """Write ``model`` under ``path``: the Delta table ``arrays``, then ``model.json``.
+
+    The links go with the model: to ``path/links`` when the model holds a links DataFrame, or by
+    reference (``links_location``: a run's ``links`` table, read back filtered on the run id).
+    Returns ``path``.
+    """
+    spark = spark or get_or_create_session()
+    store = RunStore(spark, path)
+    rows = model.array_rows()
+    store.replace_run(
+        TABLE_ARRAYS, spark.createDataFrame(rows, "name string, row int, values array<double>"), _MODEL_ROWS
+    )
+    meta = model.to_json()
+    if links_location is None and isinstance(model.links, DataFrame):
+        store.replace_run(TABLE_LINKS, model.links.drop("run_id"), _MODEL_ROWS)
+        meta["links"] = {"location": store.path(TABLE_LINKS), "run_id": _MODEL_ROWS}
+    elif links_location is not None:
+        meta["links"] = {"location": links_location, "run_id": model.info.get("run_id")}
+    store.write_json(MODEL_JSON, meta)
+    log.info("model of run %s saved to %s", model.info.get("run_id"), path)
+    return path
+
+
+def _read_json(spark: SparkSession, location: str) -> dict[str, Any] | None:
+    local = local_path(location)
+    if local is not None:
+        return json.loads(local.read_text(encoding="utf-8")) if local.is_file() else None
+    try:  # a remote document is a folder with one text part (RunStore.write_json)
+        rows = spark.read.text(location, wholetext=True).collect()
+    except Exception:  # noqa: BLE001 - an unreadable location is "no model here", reported below
+        return None
+    return json.loads(rows[0][0]) if rows else None
+
+
+def load_model(path: str, spark: SparkSession | None = None) -> LinkModel:
+    """Read a model saved by :func:`save_model`.
+
+    Raises:
+        InputError: there is no complete model at ``path``, or it is not readable as one.
+    """
+    spark = spark or get_or_create_session()
+    store = RunStore(spark, path)
+    meta = _read_json(spark, f"{path.rstrip('/')}/{MODEL_JSON}")
+    if meta is None or not store.exists(TABLE_ARRAYS):
+        raise InputError(
+            f"no fitted model at {path!r} (expected {MODEL_JSON} and the Delta table {TABLE_ARRAYS}); "
+            "a link run writes its model under <output>/model"
+        )
+    arrays: pd.DataFrame = (
+        store.read_run(TABLE_ARRAYS, _MODEL_ROWS).select("name", "row", "values").toPandas()
+    )
+    links = None
+    where = meta.get("links")
+    if where:
+        links = (
+            spark.read.format("delta")
+            .load(where["location"])
+            .where(F.col("run_id") == F.lit(where["run_id"]))
+        )
+    return LinkModel.from_parts(meta, arrays, links)
+
+
+def translate(
+    model: LinkModel, df: DataFrame, side: str = "left", id_col: str = "id", vector_col: str = "vector"
+) -> DataFrame:
+    """``df``'s vectors (a table of ``side``'s model) mapped into the other model's space: a DataFrame
+    (id, vector array<float>) computed on executors. The table is validated first (one aggregate)."""
+    spark = df.sparkSession
+    table, _ = _load(spark, model, {side: (df, id_col, vector_col)}, {side: side})[side]
+    return _translated(model, table, side)
+
+
+def _translated(model: LinkModel, table: DataFrame, side: str) -> DataFrame:
+    arrays = replace(model, links=None, info={})  # what the executors need: no DataFrame in the closure
+    return map_vectors(table, lambda ids, x: arrays.translate_arrays(x, side), element="float")
+
+
+def _load(
+    spark: SparkSession,
+    model: LinkModel,
+    tables: dict[str, tuple[str | DataFrame, str, str]],
+    sides: dict[str, str],
+) -> dict[str, tuple[DataFrame, int]]:
+    """Validate and standardise tables (role -> side), checking each against the model's dimension.
+    Returns role -> (table, rows)."""
+    loaded = load_tables(spark, tables)
+    problems = []
+    for role, (_, _, dim) in loaded.items():
+        want = model.dim_left if sides[role] == "left" else model.dim_right
+        if dim != want:
+            problems.append(
+                f"{role}: vectors have {dim} dimensions; the model's {sides[role]} side has {want}"
+            )
+    if problems:
+        raise InputError("; ".join(problems))
+    return {role: (df, n) for role, (df, n, _) in loaded.items()}
+
+
+@dataclass
+class NewLinks:
+    """What :func:`link_new` produced: the new links (read back from Delta) and the summary."""
+
+    run_id: str
+    links: DataFrame
+    summary: dict[str, Any]
+
+
+def link_new(
+    model: LinkModel,
+    new: str | DataFrame,
+    output: str,
+    side: str = "left",
+    against: str | DataFrame | None = None,
+    existing: str | DataFrame | None = None,
+    run_id: str | None = None,
+    id_col: str = "id",
+    vector_col: str = "vector",
+    spark: SparkSession | None = None,
+) -> NewLinks:
+    """Link rows of ``side`` that arrived after the fit (``new``) against the other side's table.
+
+    A new row must win its pair as the run's rows did: a mutual best match (by ``refine.min_vote_fraction``
+    of the model's bagged maps) among all rows, so the table of ``side`` the model was fitted on
+    (``existing``) competes too; pairs touching a link of the model are left out, and only links of new
+    rows are kept. ``against`` and ``existing`` default to the tables of the run that fitted the model.
+    One refinement-sized pass over the tables (each row meets the rows of its nearest cell). Writes
+    ``links`` and ``votes`` under ``output`` (rows tagged with the run id) and ``new_rows/<run_id>.json``.
+
+    Raises:
+        InputError: a table is missing or invalid, its dimension is not the model's side's, new ids are
+            already in the existing table, or no table is known for ``against`` / ``existing``.
+    """
+    if side not in ("left", "right"):
+        raise InputError(f"side must be 'left' or 'right', got {side!r}")
+    spark = spark or get_or_create_session()
+    t0 = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_id = check_run_id(run_id) if run_id else f"new-{stamp}-{uuid.uuid4().hex[:6]}"
+    other = _other(side)
+    against = against if against is not None else model.info.get(f"{other}_table")
+    existing = existing if existing is not None else model.info.get(f"{side}_table")
+    if against is None or existing is None:
+        raise InputError(
+            f"the model does not name its {side} and {other} tables: give the table of the other side "
+            "(against) and the table the new rows join (existing)"
+        )
+    tables = _load(
+        spark,
+        model,
+        {
+            "new": (new, id_col, vector_col),
+            "existing": (existing, id_col, vector_col),
+            "against": (against, id_col, vector_col),
+        },
+        {"new": side, "existing": side, "against": other},
+    )
+    (new_df, n_new), (old_df, n_old), (against_df, n_against) = (
+        tables["new"],
+        tables["existing"],
+        tables["against"],
+    )
+    clash = [r[0] for r in new_df.select(ID).join(old_df.select(ID), ID).limit(5).collect()]
+    if clash:
+        raise InputError(
+            f"new {side} rows reuse ids of the table the model was fitted on (e.g. {clash}); new rows "
+            "need new ids"
+        )
+    new_ids = set(r[0] for r in new_df.select(ID).collect())
+    side_df = old_df.unionByName(new_df)
+    linked: pd.DataFrame = (
+        model.links.select(LEFT_ID, RIGHT_ID).toPandas()
+        if model.links is not None
+        else pd.DataFrame({LEFT_ID: [], RIGHT_ID: []})
+    )
+    new_mean = model.left_mean if side == "left" else model.right_mean
+    against_mean = model.right_mean if side == "left" else model.left_mean
+    if new_mean is not None and against_mean is not None:
+        side_df = centre_stage.centred(side_df, new_mean)
+        against_df = centre_stage.centred(against_df, against_mean)
+    side_df, against_df = side_df.persist(), against_df.persist()
+    store = RunStore(spark, output)
+    try:
+        lt, rt = (side_df, against_df) if side == "left" else (against_df, side_df)
+        n_side = n_old + n_new
+        nl, nr = (n_side, n_against) if side == "left" else (n_against, n_side)
+        backend = SparkBackend(
+            spark, lt, rt, store, run_id, model.config, nl, nr, model.dim_left, model.dim_right
+        )
+        found, record = vote_round(
+            backend,
+            model.config,
+            model.bag_maps,
+            model.cells,
+            linked[LEFT_ID].to_numpy(),
+            linked[RIGHT_ID].to_numpy(),
+        )
+        found = _of_new(found, LEFT_ID if side == "left" else RIGHT_ID, new_ids)
+        schema = (
+            f"{LEFT_ID} {backend._left_type}, {RIGHT_ID} {backend._right_type}, probability double, "
+            "votes long, views long, round int, is_seed boolean"
+        )
+        cols = [LEFT_ID, RIGHT_ID, "probability", "votes", "views", "round", "is_seed"]
+        pdf = pd.DataFrame({c: list(np.asarray(found[c]).tolist()) for c in cols}, columns=cols)
+        store.replace_run(TABLE_LINKS, spark.createDataFrame(pdf, schema), run_id)
+    finally:
+        side_df.unpersist()
+        against_df.unpersist()
+    summary = model.new_rows_summary(n_new, n_against, side, found, record)
+    summary.update(run_id=run_id, existing_rows=n_old, seconds=round(time.time() - t0, 2))
+    store.write_json(f"new_rows/{run_id}.json", summary)
+    log.info(
+        "new rows %s: %d %s rows (beside %d) against %d, %d links (mean probability %s) in %.1f s",
+        run_id,
+        n_new,
+        side,
+        n_old,
+        n_against,
+        summary["n_links"],
+        summary["mean_probability"],
+        summary["seconds"],
+    )
+    return NewLinks(run_id, store.read_run(TABLE_LINKS, run_id), summary)
+
+
+def merge(
+    model: LinkModel,
+    left: str | DataFrame,
+    right: str | DataFrame,
+    output: str,
+    into: str = "right",
+    id_col: str = "id",
+    vector_col: str = "vector",
+    spark: SparkSession | None = None,
+) -> DataFrame:
+    """One index in ``into``'s model space from the two tables and the model's links.
+
+    Rows: every row of ``into``'s table as it is (unit vectors), with ``linked_id`` and ``probability``
+    when the model links it; every row of the other table that has no link, translated
+    (:meth:`LinkModel.translate_arrays`). A linked pair is one row. Columns: ``source`` ('left' or
+    'right'), ``source_id`` and ``linked_id`` (ids as strings: the two tables' id types may differ),
+    ``probability`` (null when unlinked), ``vector`` array<float>. Written as one Delta table at
+    ``output/merged`` (replaced as a whole); returns it read back.
+
+    Raises:
+        InputError: a table is missing or invalid, the model holds no links, or ``into`` is not a side.
+    """
+    if into not in ("left", "right"):
+        raise InputError(f"into must be 'left' or 'right', got {into!r}")
+    if model.links is None:
+        raise InputError("the model holds no links (load it from a run's output or a saved model folder)")
+    spark = spark or get_or_create_session()
+    other = _other(into)
+    tables = _load(
+        spark,
+        model,
+        {"left": (left, id_col, vector_col), "right": (right, id_col, vector_col)},
+        {"left": "left", "right": "right"},
+    )
+    own_key, other_key = (LEFT_ID, RIGHT_ID) if into == "left" else (RIGHT_ID, LEFT_ID)
+    links = model.links.select(
+        F.col(own_key).alias(ID), F.col(other_key).cast("string").alias("linked_id"), "probability"
+    )
+    kept = (
+        tables[into][0]
+        .join(links, ID, "left")
+        .select(
+            F.lit(into).alias("source"),
+            F.col(ID).cast("string").alias("source_id"),
+            "linked_id",
+            F.col("probability").cast("double").alias("probability"),
+            F.col(VECTOR).cast("array<float>").alias(VECTOR),
+        )
+    )
+    linked_other = model.links.select(F.col(other_key).alias(ID))
+    unlinked = tables[other][0].join(linked_other, ID, "left_anti")
+    moved = _translated(model, unlinked, other).select(
+        F.lit(other).alias("source"),
+        F.col(ID).cast("string").alias("source_id"),
+        F.lit(None).cast("string").alias("linked_id"),
+        F.lit(None).cast("double").alias("probability"),
+        F.col(VECTOR),
+    )
+    store = RunStore(spark, output)
+    location = store.path(TABLE_MERGED)
+    merged = kept.unionByName(moved)
+    merged.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(location)
+    log.info("merged index written to %s (%s space)", location, into)
+    return spark.read.format("delta").load(location)
