@@ -58,7 +58,7 @@ def case(spark, tmp_path_factory):
 def test_spark_fit_equals_the_in_process_fit(case) -> None:
     _, _, _, model, ref = case
     assert model.info["run_id"] == "fit" and model.info["verdict"] == ref.info["verdict"]
-    for name in ("left_mean", "right_mean", "map", "bag_maps", "cells"):
+    for name in ("left_mean", "right_mean", "map", "bag_maps", "cells", "translation", "translation_back"):
         assert np.allclose(getattr(model, name), getattr(ref, name), atol=1e-6), name
     assert model.bag_maps.shape == (8, model.dim_left, model.dim_right)
     # The maps are orthogonal (Procrustes): W^T W = I on the smaller side.
@@ -68,7 +68,7 @@ def test_spark_fit_equals_the_in_process_fit(case) -> None:
 def test_saved_model_loads_back_identical(spark, case) -> None:
     _, _, d, model, _ = case
     loaded = LinkModel.load(str(d / "out" / "model"), spark)
-    for name in ("left_mean", "right_mean", "map", "bag_maps", "cells"):
+    for name in ("left_mean", "right_mean", "map", "bag_maps", "cells", "translation", "translation_back"):
         assert np.array_equal(getattr(loaded, name), getattr(model, name)), name
     assert loaded.config.to_dict() == model.config.to_dict()
     assert loaded.info == model.info
