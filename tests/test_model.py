@@ -166,3 +166,19 @@ def test_bad_new_rows_fail_before_writing(spark, case, tmp_path) -> None:
         LinkModel.load(str(tmp_path / "nothing"), spark)
     with pytest.raises(InputError, match="dimensions"):
         model.translate_arrays(np.ones((2, model.dim_right)))
+
+
+def test_rounds_tag_their_jobs_and_the_run_clears_the_tag(spark, case, tmp_path) -> None:
+    from veclink_spark.spark_backend import SparkBackend
+    from veclink_spark.store import RunStore
+
+    _, _, d, model, _ = case
+    df = spark.read.parquet(str(d / "right.parquet"))
+    backend = SparkBackend(spark, df, df, RunStore(spark, str(tmp_path)), "r1", model.config, 1, 1, 2, 2)
+    backend.label_round(3, "refine-takeoff")
+    assert "veclink-r1-round-3-refine-takeoff" in spark.getTags()
+    backend.label_round(4, "extend")
+    tags = [t for t in spark.getTags() if t.startswith("veclink-")]
+    assert tags == ["veclink-r1-round-4-extend"]
+    backend.clear_label()
+    assert not [t for t in spark.getTags() if t.startswith("veclink-")]

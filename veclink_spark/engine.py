@@ -370,6 +370,9 @@ def run_rounds(
         round_no += 1
         t0 = time.time()
         rng = np.random.default_rng([cfg.run.seed, round_no])
+        label = getattr(backend, "label_round", None)
+        if label is not None:  # the Spark job tags its jobs (Spark UI) with the round and phase
+            label(round_no, "extend" if state.extend else f"{state.phase}-{state.stage}")
         n_anchors = len(anchors["left_id"])
         if state.phase == "geh":
             plan = _geh_round(backend, cfg, state, round_no, rng, anchors, n_seeds)

@@ -141,10 +141,10 @@ class Linker:
             left_df, left_mean = _centred(left_df, s.dim_left, "left")
             right_df, right_mean = _centred(right_df, s.dim_right, "right")
         left_df, right_df = left_df.persist(), right_df.persist()
+        backend = SparkBackend(
+            spark, left_df, right_df, store, run_id, cfg, s.n_left, s.n_right, s.dim_left, s.dim_right
+        )
         try:
-            backend = SparkBackend(
-                spark, left_df, right_df, store, run_id, cfg, s.n_left, s.n_right, s.dim_left, s.dim_right
-            )
             result = fit_and_extend(
                 backend,
                 seeds_pdf[LEFT_ID].to_numpy(),
@@ -163,6 +163,7 @@ class Linker:
             t_model = time.time()
             model = fit_model(backend, cfg, anchors, left_mean, right_mean, {})
         finally:
+            backend.clear_label()
             left_df.unpersist()
             right_df.unpersist()
         summary = diagnose(result.state, links_pdf, s.n_left, s.n_right, sl, sr, cfg, lv)

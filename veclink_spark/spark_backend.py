@@ -63,8 +63,24 @@ class SparkBackend:
         self.dim_left, self.dim_right = dim_left, dim_right
         self._eligible: DataFrame | None = None
         self._anchors: dict[str, np.ndarray] | None = None
+        self._tag: str | None = None
         self._left_type = self.left.schema[ID].dataType.simpleString()
         self._right_type = self.right.schema[ID].dataType.simpleString()
+
+    def label_round(self, round_no: int, phase: str) -> None:
+        """Tag the jobs of the round (``SparkSession.addTag``: shown with each job in the Spark UI and
+        usable with ``interruptTag``; a DataFrame-API call, so it also works on Spark Connect)."""
+        tag = f"veclink-{self.run_id}-round-{round_no}-{phase}".replace(",", "_")
+        if self._tag is not None:
+            self.spark.removeTag(self._tag)
+        self.spark.addTag(tag)
+        self._tag = tag
+
+    def clear_label(self) -> None:
+        """Remove the last round's tag (a later job of the caller's thread is not the run's)."""
+        if self._tag is not None:
+            self.spark.removeTag(self._tag)
+            self._tag = None
 
     # -- small DataFrames of ids built on the driver ---------------------------------------------
     def _pairs_df(
