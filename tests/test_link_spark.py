@@ -197,7 +197,9 @@ def _job():
 
 
 def test_job_command_line_runs(spark, data, tmp_path, capsys) -> None:
-    _, d = data
+    pair, d = data
+    truth = tmp_path / "truth.parquet"
+    pq.write_table(pa.table({"left_id": pair.truth_left, "right_id": pair.truth_right}), truth)
     cfg = tmp_path / "fast.yaml"
     cfg.write_text(
         "advanced:\n  views:\n    base_views: 16\n"
@@ -217,11 +219,18 @@ def test_job_command_line_runs(spark, data, tmp_path, capsys) -> None:
             str(cfg),
             "--run-id",
             "cli",
+            "--report",
+            "--truth",
+            str(truth),
         ]
     )
     assert code == 0
     assert (tmp_path / "out" / "links" / "_delta_log").is_dir()
     assert (tmp_path / "out" / "summary.json").is_file()
+    assert (tmp_path / "out" / "model" / "model.json").is_file()
+    for png in ("scores.png", "rounds.png"):  # the figures, as PNG files of some size
+        data_ = (tmp_path / "out" / "report" / png).read_bytes()
+        assert data_[:8] == b"\x89PNG\r\n\x1a\n" and len(data_) > 10_000
 
 
 @pytest.mark.parametrize(

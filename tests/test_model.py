@@ -182,3 +182,43 @@ def test_rounds_tag_their_jobs_and_the_run_clears_the_tag(spark, case, tmp_path)
     assert tags == ["veclink-r1-round-4-extend"]
     backend.clear_label()
     assert not [t for t in spark.getTags() if t.startswith("veclink-")]
+
+
+def _job(name: str):  # type: ignore[no-untyped-def]
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "jobs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"job_{name}", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_jobs_link_new_and_merge_command_lines(spark, case, tmp_path, capsys) -> None:
+    _, new, d, model, _ = case
+    m = str(d / "out" / "model")
+    code = _job("link_new").main(
+        ["--model", m, "--new", str(d / "new.parquet"), "--output", str(tmp_path / "n")]
+    )
+    assert code == 0 and (tmp_path / "n" / "links" / "_delta_log").is_dir()
+    args = ["--model", m, "--left", str(d / "left.parquet"), "--right", str(d / "right.parquet")]
+    assert _job("merge").main([*args, "--output", str(tmp_path / "m")]) == 0
+    assert (tmp_path / "m" / "merged" / "_delta_log").is_dir()
+    capsys.readouterr()
+    code = _job("merge").main([*args, "--output", str(tmp_path / "m2"), "--model", str(tmp_path / "none")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no fitted model" in err[0]
+    assert not (tmp_path / "m2").exists()
+
+
+def test_model_blocks_new_rows_like_the_full_table_rounds() -> None:
+    # The model's cells are the extension's (about scale.block_rows right rows each), so linking new
+    # rows into a large table never searches one table-sized block.
+    pair = make_pair(n_objects=1000, alpha=0.3, n_seeds=15, seed=2)
+    cfg = LinkConfig.from_dict({**CONFIG, "scale": {"fit_rows": 300, "block_rows": 200}})
+    model = fit_arrays(
+        pair.left_ids, pair.left, pair.right_ids, pair.right, pair.seed_left, pair.seed_right, cfg
+    )
+    assert len(model.cells) == -(-len(pair.right_ids) // 200)

@@ -174,6 +174,11 @@ class Linker:
         model.links = store.read_run(TABLE_LINKS, run_id)
         save_model(model, model_location(output), spark, links_location=store.path(TABLE_LINKS))
         log.info("model fitted and saved in %.1f s", time.time() - t_model)
+        # The run's summary last: its presence marks the run finished (a re-run returns the stored
+        # result), so a failure before it re-runs the last steps. One per run (concurrent runs into one
+        # output each keep theirs), and the latest run's.
+        store.write_json(f"summary/{run_id}.json", summary)
+        store.write_json("summary.json", summary)
         links = model.links
         log.info(
             "run %s: %d links (%d seeds) written to %s in %.1f s; verdict: %s",
@@ -251,9 +256,6 @@ class Linker:
             ),
             run_id,
         )
-        # One summary per run (concurrent runs into one output each keep theirs), and the latest run's.
-        store.write_json(f"summary/{run_id}.json", summary)
-        store.write_json("summary.json", summary)
 
     @staticmethod
     def _finished(store: RunStore, run_id: str, last_state: dict[str, Any]) -> LinkResult | None:

@@ -36,6 +36,7 @@ from . import kernels
 from .config import LinkConfig
 from .engine import Backend, _extension_cells, vote_round
 from .errors import InputError
+from .fit import extension_config
 
 #: Format of a saved model's ``model.json`` (bumped when the saved layout changes).
 MODEL_FORMAT = 1
@@ -375,7 +376,8 @@ def fit_model(
     cross = backend.cross_covariance(None, len(fractions), fractions, salt, sl, sr, pairs=pairs)
     maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
     w, bag_maps = maps[0], maps[1:]
-    cells = _extension_cells(backend, cfg)
+    # The cells of the full-table rounds (about scale.block_rows right rows each), not the fit's.
+    cells = _extension_cells(backend, extension_config(cfg))
     ll, lr = np.asarray(links["left_id"]), np.asarray(links["right_id"])
     if len(ll) > TRANSLATION_PAIRS:
         pick = kernels.hash_sample(ll, TRANSLATION_PAIRS)
