@@ -47,7 +47,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
@@ -146,18 +145,16 @@ class Backend(Protocol):
         self,
         prev_round: int | None,
         n_bags: int,
-        fraction: float | Sequence[float],
+        fraction: float,
         salt: int,
         seed_left: np.ndarray,
         seed_right: np.ndarray,
-        pairs: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """sum of x_left y_right^T over the dictionary pairs in bag b, for every bag: (n_bags, d1, d2).
 
-        The dictionary is the seeds (in every bag) plus ``pairs`` (left ids, right ids) when given, else
-        for ``prev_round`` None the current non-seed anchors, else every eligible pair proposed in round
-        ``prev_round``; bag membership of a non-seed pair is :func:`veclink_spark.kernels.bag_flags`
-        with ``fraction`` and ``salt``.
+        The dictionary is the seeds (in every bag) plus, for ``prev_round`` None, the current non-seed
+        anchors, else every eligible pair proposed in round ``prev_round``; bag membership of a non-seed
+        pair is :func:`veclink_spark.kernels.bag_flags` with ``fraction`` and ``salt``.
         """
         ...
 

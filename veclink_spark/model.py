@@ -4,11 +4,12 @@ A run's links come with what produced them; the model keeps the part that applie
 
 * the tables' mean unit vectors (the run centres each table on its mean; new rows are centred on the
   *fitted* means, so they land in the same space as the rows the run saw);
-* translation maps (left -> right and back): ridge least squares on the links' centred vectors (a
-  hash sample of at most :data:`TRANSLATION_PAIRS` links plus the seeds), used to ``translate``; a
+* translation maps (left -> right and back): ridge least squares on the links' centred vectors (the
+  seeds and a hash sample of at most :data:`FIT_PAIRS` links, as for every map here), used to
+  ``translate``; a
   general linear map translates better than the orthogonal one (WordNet MiniLM-L6 -> L3 merged index,
   NDCG@10 0.834 against 0.784, docs/use.md);
-* one orthogonal map W (left -> right, Procrustes on every final link plus the seeds);
+* one orthogonal map W (left -> right, Procrustes on the links);
 * ``refine.views`` bagged maps (each fitted on a hash-chosen ``refine.bag_fraction`` of the links plus
   the seeds, as in a run's polish round) and the blocking cells of the right space, used to ``link``
   new rows: a new link needs ``refine.min_vote_fraction`` of the bagged maps to propose it as a CSLS
@@ -42,9 +43,10 @@ from .fit import extension_config
 MODEL_FORMAT = 1
 #: The salts of the model's map draws, apart from any round's (a run's rounds use seed * 1_000_003 + round).
 _MAP_SALT = 7_919
-#: Links (at most) whose vectors come to the driver to fit the translation maps (10,000 x (768 + 384)
-#: doubles = 92 MB); a ridge map on 2,500 links translates as well as one on all 3,600 true pairs.
-TRANSLATION_PAIRS = 10_000
+#: Links (at most, plus the seeds) whose vectors come to the driver to fit the model's maps (10,000 x
+#: (768 + 384) doubles = 92 MB); a ridge map on 2,500 links translates as well as one on all 3,600 true
+#: pairs (docs/use.md).
+FIT_PAIRS = 10_000
 #: Ridge penalty of the translation maps (0.1 and 1.0 measured alike on WordNet, docs/use.md).
 RIDGE = 1.0
 
@@ -364,27 +366,32 @@ def fit_model(
     info: dict[str, Any],
 ) -> LinkModel:
     """The model of a finished run on ``backend`` from its final ``links`` (a run's anchor table, seeds
-    flagged): the cross-covariances come from the backend (executors for Spark: no link's vectors are
-    collected), the SVDs and the k-means of a hash sample of the right table run on the driver."""
+    flagged). Every map is fitted on the seeds plus a hash sample of at most :data:`FIT_PAIRS` links,
+    whose vectors come to the driver (one lookup on the backend); a map on 10,000 pairs is as good as
+    one on all of them, and a million-row run's 500,000 links would otherwise cost nine (768 x 384)
+    outer products per link on the executors. The k-means cells come from a hash sample of the right
+    table. Both engines fit the same numbers in the same order (driver numpy)."""
     rf = cfg.refine
     salt = cfg.run.seed * 1_000_003 + _MAP_SALT
     seeds = np.asarray(links["is_seed"], dtype=bool)
-    sl, sr = links["left_id"][seeds], links["right_id"][seeds]
-    pairs = (links["left_id"][~seeds], links["right_id"][~seeds])
-    # One pass: "bag" 0 holds every link (fraction 1), the others the bags of the new-rows vote.
-    fractions = [1.0] + [rf.bag_fraction] * rf.views
-    cross = backend.cross_covariance(None, len(fractions), fractions, salt, sl, sr, pairs=pairs)
+    ll, lr = np.asarray(links["left_id"])[~seeds], np.asarray(links["right_id"])[~seeds]
+    if len(ll) > FIT_PAIRS:
+        pick = np.sort(kernels.hash_sample(ll, FIT_PAIRS))
+        ll, lr = ll[pick], lr[pick]
+    sl, sr = np.asarray(links["left_id"])[seeds], np.asarray(links["right_id"])[seeds]
+    xs, ys = backend.anchor_vectors(sl, sr)
+    xl, xr = backend.anchor_vectors(ll, lr) if len(ll) else (xs[:0], ys[:0])
+    # "Bag" 0 holds every sampled link (fraction 1): the orthogonal map; the others the bagged maps of
+    # the new-rows vote (refine.views maps on refine.bag_fraction each). Seeds are in every bag.
+    flags = kernels.bag_flags(ll, lr, 1 + rf.views, [1.0] + [rf.bag_fraction] * rf.views, salt)
+    seed_cross = xs.T @ ys
+    cross = [seed_cross + xl[flags[:, b]].T @ xr[flags[:, b]] for b in range(flags.shape[1])]
     maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
-    w, bag_maps = maps[0], maps[1:]
     # The cells of the full-table rounds (about scale.block_rows right rows each), not the fit's.
     cells = _extension_cells(backend, extension_config(cfg))
-    ll, lr = np.asarray(links["left_id"]), np.asarray(links["right_id"])
-    if len(ll) > TRANSLATION_PAIRS:
-        pick = kernels.hash_sample(ll, TRANSLATION_PAIRS)
-        ll, lr = ll[pick], lr[pick]
-    xl, xr = backend.anchor_vectors(ll, lr)
-    forth, back = ridge_map(xl, xr), ridge_map(xr, xl)
-    return LinkModel(cfg, left_mean, right_mean, w, bag_maps, cells, forth, back, info)
+    x_all, y_all = np.concatenate([xs, xl]), np.concatenate([ys, xr])
+    forth, back = ridge_map(x_all, y_all), ridge_map(y_all, x_all)
+    return LinkModel(cfg, left_mean, right_mean, maps[0], maps[1:], cells, forth, back, info)
 
 
 def ridge_map(x: np.ndarray, y: np.ndarray, penalty: float = RIDGE) -> np.ndarray:

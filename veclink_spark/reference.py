@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -180,15 +179,12 @@ class NumpyBackend:
         self,
         prev_round: int | None,
         n_bags: int,
-        fraction: float | Sequence[float],
+        fraction: float,
         salt: int,
         seed_left: np.ndarray,
         seed_right: np.ndarray,
-        pairs: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
-        if pairs is not None:
-            dl, dr = pairs
-        elif prev_round is None:
+        if prev_round is None:
             a = self.rounds[-1][1] if self.rounds else None
             if a is None:
                 dl, dr = np.asarray([]), np.asarray([])

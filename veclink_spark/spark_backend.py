@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -319,16 +318,12 @@ class SparkBackend:
         self,
         prev_round: int | None,
         n_bags: int,
-        fraction: float | Sequence[float],
+        fraction: float,
         salt: int,
         seed_left: np.ndarray,
         seed_right: np.ndarray,
-        pairs: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
-        if pairs is not None:
-            dl, dr = pairs
-            pairs_df = self._pairs_df(dl, dr).drop("_i")
-        elif prev_round is None:
+        if prev_round is None:
             a = self._anchors
             if a is None:
                 dl, dr = np.asarray([]), np.asarray([])
