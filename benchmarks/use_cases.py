@@ -458,12 +458,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = "python benchmarks/use_cases.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results: dict[str, Any] = {"alpha": args.alpha, "seed": args.seed, "corpora": {}}
-    for corpus in args.corpus:
-        results["corpora"][corpus] = run_corpus(args, corpus)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "REPORT.md").write_text(report(results, command.strip()) + "\n")
+    for corpus in args.corpus:  # the report is rewritten after each corpus (a long run shows progress)
+        results["corpora"][corpus] = run_corpus(args, corpus)
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (out / "REPORT.md").write_text(report(results, command.strip()) + "\n")
     print(report(results, command.strip()))
     return 0
 
