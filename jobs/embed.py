@@ -47,6 +47,7 @@ from pyspark.sql.types import ArrayType, FloatType, StructField, StructType  # n
 from veclink_spark.constants import ID, VECTOR  # noqa: E402
 from veclink_spark.encoders import TEXT, check_encoder, embed_arrow_batches  # noqa: E402
 from veclink_spark.errors import InputError, VeclinkError  # noqa: E402
+from veclink_spark.store import is_delta_table  # noqa: E402
 
 log = logging.getLogger("veclink_spark.jobs.embed")
 
@@ -70,9 +71,7 @@ class EmbedResult:
 
 
 def _is_delta(spark: SparkSession, path: str) -> bool:
-    from delta.tables import DeltaTable
-
-    return bool(DeltaTable.isDeltaTable(spark, path))
+    return is_delta_table(spark, path)  # also on Spark Connect
 
 
 def read_texts(

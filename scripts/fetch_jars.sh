@@ -6,6 +6,9 @@
 #
 # Overridable: VECLINK_JARS_DIR, DELTA_VERSION (4.4.0), DELTA_SPARK_LINE (4.2 = Spark major.minor),
 # SCALA_BINARY (2.13). Keep DELTA_VERSION equal to veclink_spark/session.py's DELTA_VERSION.
+# A Spark Connect server (tests/test_spark_connect.py) needs the same two jars: pyspark ships the server
+# (jars/spark-connect_2.13), and the library does not use Delta's Python DeltaTable on Connect, so Delta's
+# Connect server plugin (io.delta:delta-connect-server, not served for Delta 4.4.0) is not fetched.
 set -euo pipefail
 
 jars_dir="${VECLINK_JARS_DIR:-$HOME/.cache/veclink-spark/jars}"

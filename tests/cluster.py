@@ -1,10 +1,13 @@
-"""Test helpers: a real Spark standalone cluster on 127.0.0.1, and spark-submit against it.
+"""Test helpers: a real Spark standalone cluster on 127.0.0.1, spark-submit against it, and a local
+Spark Connect server.
 
 ``standalone_cluster()`` starts one master and ``n_workers`` workers with pyspark's own
 ``sbin/spark-daemon.sh`` (the pip package ships it under the pyspark folder, which is SPARK_HOME here),
 waits until every worker has registered, yields the master URL and stops every daemon by its PID on
 exit, also when the test failed. ``spark_submit()`` runs pyspark's ``bin/spark-submit`` with the cached
-Delta jars and Delta's session settings.
+Delta jars and Delta's session settings. ``connect_server()`` runs pyspark's Spark Connect server
+(``spark-submit --class ...SparkConnectServer``, the jar ``spark-connect_2.13`` ships in pyspark's
+``jars/``) in local mode with Delta configured, and stops it by its PID.
 
 Everything listens on 127.0.0.1 only, on free ports chosen at random; logs, PID files and worker
 folders live under one temporary folder.
@@ -12,6 +15,7 @@ folders live under one temporary folder.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -412,3 +416,160 @@ def spark_submit(
         stdout, stderr = proc.communicate()
         stderr += f"\n[spark_submit] killed after {timeout:.0f} s timeout"
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+# ------------------------------------------------------------------------------- Spark Connect server
+
+CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+
+
+class ConnectServerError(ClusterError):
+    """The Spark Connect server is not available: ``missing`` tells a machine without what it needs
+    (no Connect jar or client libraries, no Delta jars) from a server that failed to start."""
+
+    def __init__(self, message: str, missing: bool = False):
+        super().__init__(message)
+        self.missing = missing
+
+
+class ConnectURL(str):
+    """The server's ``sc://127.0.0.1:<port>``, with ``pid`` (the server JVM) and ``log`` (its output)."""
+
+    pid: int
+    log: Path
+
+
+def connect_prerequisites() -> list[str]:
+    """The Delta jars for the server (fetched into the jar cache when missing).
+
+    Raises:
+        ConnectServerError: (``missing``) without pyspark's Connect server jar, the Connect client's Python
+            libraries (grpcio...: the ``connect`` extra of pyspark) or the Delta jars.
+    """
+    jars = glob.glob(str(spark_home() / "jars" / "spark-connect_*.jar"))
+    if not jars:
+        raise ConnectServerError(f"no spark-connect_*.jar in {spark_home() / 'jars'}", missing=True)
+    try:
+        from pyspark.sql.connect.utils import check_dependencies
+
+        check_dependencies()
+    except ImportError as exc:
+        raise ConnectServerError(
+            f"the Spark Connect client libraries are missing ({exc}): pip install 'pyspark[connect]'",
+            missing=True,
+        ) from exc
+    from veclink_spark.errors import VeclinkError
+    from veclink_spark.session import delta_jars
+
+    try:
+        return delta_jars()
+    except VeclinkError as exc:
+        raise ConnectServerError(f"the Delta jars are not available: {exc}", missing=True) from exc
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def connect_server(
+    base_dir: Path, memory: str = "2g", conf: Mapping[str, str] | None = None, start_timeout: float = 180.0
+) -> Iterator[ConnectURL]:
+    """Run a Spark Connect server (local[2], Delta configured) on 127.0.0.1 for the ``with`` block.
+
+    The server's Python workers run this interpreter with the checkout on PYTHONPATH (the library's
+    functions reach them pickled by reference). Ready once its port accepts connections; stopped by its
+    PID (SIGTERM, then SIGKILL, also for what is left in its process group) on exit.
+
+    Args:
+        base_dir: folder for the server's log and settings.
+        memory: the server's driver memory (local mode: it runs the executors too).
+        conf: extra ``--conf`` settings (they win over the defaults here).
+        start_timeout: seconds to wait for the port.
+
+    Yields:
+        The server's URL (a :class:`ConnectURL`).
+
+    Raises:
+        ConnectServerError: see :func:`connect_prerequisites`; or the server exited or did not listen
+            in time (the message holds its log tail).
+    """
+    jars = connect_prerequisites()
+    base_dir.mkdir(parents=True, exist_ok=True)
+    conf_dir = base_dir / "conf"
+    conf_dir.mkdir(exist_ok=True)
+    (conf_dir / "log4j2.properties").write_text(QUIET_LOG4J2)
+    port = free_port()
+    settings = {
+        **DELTA_CONF,
+        "spark.connect.grpc.binding.address": LOOPBACK,
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.driver.host": LOOPBACK,
+        "spark.driver.bindAddress": LOOPBACK,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+        # The test session's settings for tiny tables on 2 cores (tests/conftest.py).
+        "spark.sql.shuffle.partitions": "4",
+        "spark.default.parallelism": "4",
+        "spark.databricks.delta.snapshotPartitions": "2",
+    }
+    settings.update(conf or {})
+    cmd = [
+        str(spark_home() / "bin" / "spark-submit"),
+        "--class",
+        CONNECT_SERVER_CLASS,
+        "--name",
+        "veclink-connect-test",
+        "--master",
+        "local[2]",
+        "--driver-memory",
+        memory,
+        "--jars",
+        ",".join(jars),
+    ]
+    for key, value in settings.items():
+        cmd += ["--conf", f"{key}={value}"]
+    env = dict(os.environ)
+    env.update(
+        {
+            "SPARK_HOME": str(spark_home()),
+            "SPARK_CONF_DIR": str(conf_dir),
+            "SPARK_LOCAL_IP": LOOPBACK,
+            "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+            "PYTHONPATH": _python_path(),
+        }
+    )
+    for key in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "PYSPARK_GATEWAY_PORT", "SPARK_SUBMIT"):
+        env.pop(key, None)
+    log = base_dir / "connect-server.log"
+    with log.open("w") as out:
+        # spark-submit execs the JVM, so the PID is the server's; a new session makes it a group leader.
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=str(base_dir), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = ConnectURL(f"sc://{LOOPBACK}:{port}")
+    url.pid = proc.pid
+    url.log = log
+    try:
+        deadline = time.monotonic() + start_timeout
+        while not _accepts(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                why = f"exited with {proc.returncode}" if proc.poll() is not None else "did not listen"
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+                raise ConnectServerError(
+                    f"the Spark Connect server {why} (port {port}, {start_timeout:.0f} s):\n{tail}"
+                )
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop_pids([proc.pid])
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # Python workers it left behind, if any
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait(timeout=30)

@@ -218,3 +218,20 @@ def test_concurrent_conflicts_are_told_apart_from_other_failures() -> None:
     lost = RuntimeError("[DELTA_PROTOCOL_CHANGED] ProtocolChangedException: The protocol version ...")
     assert store_module.is_concurrent_conflict(lost)
     assert not store_module.is_concurrent_conflict(RuntimeError("[DELTA_FAILED_TO_MERGE_FIELDS] types"))
+
+
+@pytest.mark.parametrize("connect", [False, True], ids=["DeltaTable", "schema-probe"])
+def test_exists_tells_delta_tables_from_other_locations(spark, tmp_path: Path, monkeypatch, connect) -> None:
+    # On Spark Connect (no Delta Connect plugin on the server) the check asks for the table's schema
+    # instead of calling DeltaTable.isDeltaTable: both ways must give the same answers. The probe is
+    # exercised here on the classic session; tests/test_spark_connect.py runs it through Connect.
+    if connect:
+        monkeypatch.setattr(store_module, "is_connect", lambda session: True)
+    store = RunStore(spark, str(tmp_path / "out"))
+    store.write_round("anchors", frame(spark, [(1, 1, 1.0)]), "r", 1)
+    spark.range(3).write.parquet(store.path("plain"))
+    (tmp_path / "out" / "empty").mkdir()
+    assert store.exists("anchors")
+    assert not store.exists("missing") and not store.exists("plain") and not store.exists("empty")
+    with pytest.raises(StoreError, match="cannot check"):
+        RunStore(spark, "nosuchscheme://bucket/out").exists("anchors")

@@ -253,6 +253,7 @@ def _read_remote(spark: SparkSession, location: str, role: str) -> DataFrame:
         return _load(spark, "parquet", location, role)
     try:
         df = spark.read.format("delta").load(location)
+        df.schema  # noqa: B018 - analysed here also on Spark Connect, where load() is lazy
     except AnalysisException as exc:
         condition = _condition(exc)
         if condition == "PATH_NOT_FOUND":
@@ -282,11 +283,13 @@ def _load(spark: SparkSession, fmt: str, location: str, role: str) -> DataFrame:
     if fmt == "csv":
         reader = reader.option("header", "true").option("inferSchema", "true")
     try:
-        return reader.load(location)
+        df = reader.load(location)
+        df.schema  # noqa: B018 - analysed here also on Spark Connect, where load() is lazy
     except AnalysisException as exc:
         if _condition(exc) == "PATH_NOT_FOUND":
             raise InputError(f"{role} table not found: {location!r} does not exist; check the path") from exc
         raise InputError(f"{role} table {location!r}: Spark could not read it as {fmt}: {exc}") from exc
+    return df
 
 
 # --------------------------------------------------------------------------------------------------

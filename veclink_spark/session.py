@@ -1,9 +1,11 @@
 """SparkSession with Delta Lake configured: the embedded default of veclink-spark.
 
-Runs on the driver only. Three situations are handled:
+Runs on the driver only. These situations are handled:
 
 * An active session exists (a Databricks notebook or job, Spark Connect): it is returned unchanged;
   there Delta is configured by the platform.
+* No session, no master given and ``SPARK_REMOTE`` set (``sc://host:port``): a Spark Connect session
+  to that server, whose own settings must configure Delta (pyspark's own convention for that variable).
 * Under ``spark-submit`` (the driver JVM already exists and holds the submitted settings): the session
   is built with ``SparkSession.builder.getOrCreate()`` without touching master, jars or the Delta
   settings, which ``spark-submit --master --jars --conf`` gave; only ``conf`` is applied.
@@ -95,6 +97,13 @@ def delta_jars(spark_version: str | None = None) -> list[str]:
     return sorted(paths)
 
 
+def is_connect(spark: SparkSession) -> bool:
+    """Whether ``spark`` is a Spark Connect session (``SparkSession.builder.remote(...)``, Databricks
+    serverless) rather than a classic one with a JVM in this process. Looks at the session's class only,
+    so it imports nothing (the Connect client's modules need grpc)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect.")
+
+
 def running_under_spark_submit() -> bool:
     """Whether this Python process is the driver of an application launched by ``spark-submit``.
 
@@ -129,7 +138,8 @@ def get_or_create_session(
     """Return the active SparkSession, or build one with Delta configured.
 
     Args:
-        master: Spark master URL; ``None`` means the active session if any, else ``local[*]``.
+        master: Spark master URL; ``None`` means the active session if any, else a Spark Connect
+            session when ``SPARK_REMOTE`` is set, else ``local[*]``.
             Ignored (with a warning) under ``spark-submit``, whose ``--master`` wins.
         app_name: application name of a newly built session (not under ``spark-submit``).
         conf: extra Spark settings for a newly built session.
@@ -144,6 +154,12 @@ def get_or_create_session(
     active = SparkSession.getActiveSession()
     if active is not None and master is None:
         return active
+    remote = os.environ.get("SPARK_REMOTE", "").strip()
+    if remote and master is None:
+        builder = SparkSession.builder.remote(remote)
+        for key, value in (conf or {}).items():
+            builder = builder.config(key, value)
+        return builder.getOrCreate()
     if running_under_spark_submit():
         if master is not None:
             log.warning(

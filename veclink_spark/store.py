@@ -24,8 +24,10 @@ to resume::
     store.write_round("anchors", anchors_df, run_id, start)
     store.commit_round(run_id, start, {"promoted": 42})
 
-Runs on the driver; uses only the DataFrame API and Delta's ``DeltaTable`` (so it also works on Spark
-Connect). Reads are lazy: a failure while reading data files surfaces at the caller's action, not here.
+Runs on the driver; uses only the DataFrame API and Spark SQL (so it also works on Spark Connect, where
+Delta's Python ``DeltaTable`` needs Delta's Connect server plugin; only a classic session's existence
+check uses ``DeltaTable``). Reads are lazy: a failure while reading data files surfaces at the caller's
+action, not here.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from pyspark.sql import functions as F
 
 from .constants import ROUND, RUN_ID
 from .errors import StoreError
+from .session import is_connect
 
 try:  # py4j is absent from Spark-Connect-only installs (pyspark-client).
     from py4j.protocol import Py4JError
@@ -89,6 +92,43 @@ _CONCURRENT_MARKERS = (
     "ConcurrentDeleteReadException",
     "ConcurrentDeleteDeleteException",
 )
+
+
+#: Spark's and Delta's error conditions for "no Delta table at this path" when reading one.
+_NO_DELTA_TABLE = (
+    "PATH_NOT_FOUND",
+    "DELTA_PATH_DOES_NOT_EXIST",
+    "DELTA_TABLE_NOT_FOUND",
+    "DELTA_MISSING_DELTA_TABLE",
+)
+
+
+def is_delta_table(spark: SparkSession, path: str) -> bool:
+    """Whether ``path`` holds a Delta table.
+
+    On a classic session: ``DeltaTable.isDeltaTable`` (a look for the table's log, no Spark job). On
+    Spark Connect that call needs Delta's Connect server plugin, which a plain Connect server lacks, so
+    the table's schema is asked for instead (Spark analyses a read, no query runs): a missing path or
+    one without a Delta log is False, any other failure (unknown URI scheme, no access) is raised.
+
+    Raises:
+        PySparkException (or an I/O error): when the location cannot be checked.
+    """
+    if not is_connect(spark):
+        return bool(DeltaTable.isDeltaTable(spark, path))
+    try:
+        spark.read.format("delta").load(path).schema  # noqa: B018 - the analysis is the check
+    except PySparkException as exc:
+        condition = exc.getCondition() or ""
+        if condition in _NO_DELTA_TABLE or any(f"[{c}]" in str(exc) for c in _NO_DELTA_TABLE):
+            return False
+        raise
+    return True
+
+
+def sql_path(path: str) -> str:
+    """``path`` as the SQL identifier of a path-based Delta table: ``delta.`<path>```."""
+    return "delta.`" + path.replace("`", "``") + "`"
 
 
 def is_concurrent_conflict(exc: BaseException) -> bool:
@@ -183,14 +223,14 @@ class RunStore:
             table: table name.
 
         Returns:
-            True when the location holds a Delta table (``DeltaTable.isDeltaTable``).
+            True when the location holds a Delta table (:func:`is_delta_table`).
 
         Raises:
             StoreError: when the location cannot be checked (bad URI scheme, no access).
         """
         path = self.path(table)
         try:
-            return bool(DeltaTable.isDeltaTable(self.spark, path))
+            return is_delta_table(self.spark, path)
         except _IO_ERRORS as exc:
             raise StoreError(f"cannot check for a Delta table at {path}: {_brief(exc)}") from exc
 
@@ -425,14 +465,14 @@ class RunStore:
                 log.debug("discard_uncommitted: no table at %s, nothing to discard", path)
                 continue
             try:
-                delta_table = DeltaTable.forPath(self.spark, path)
-                columns = delta_table.toDF().columns
+                # SQL rather than DeltaTable.forPath(...).delete: the same Delta DELETE, also on Connect.
+                columns = self.spark.read.format("delta").load(path).columns
                 if ROUND not in columns:
                     raise StoreError(
                         f"table {table!r} at {path} has no {ROUND!r} column (columns: {columns}): "
                         "only per-round tables written with write_round can be cleaned"
                     )
-                delta_table.delete(predicate)
+                self.spark.sql(f"DELETE FROM {sql_path(path)} WHERE {predicate}")
             except _IO_ERRORS as exc:
                 raise StoreError(
                     f"deleting uncommitted rounds of run {run_id} from {table!r} at {path} failed: "
