@@ -424,7 +424,7 @@ class ScaleConfig:
     """How much of the tables the method learns on, and how the rest is linked."""
 
     fit_rows: int = _f(
-        4000,
+        8000,
         "rows of each table the method learns on: the rows nearest the seeds (each seed's nearest "
         "fit_rows / seeds rows); tables with more rows are then linked in full by refinement rounds "
         "that keep the learned links (driver memory: fit_rows x dimension floats a side)",
