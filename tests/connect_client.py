@@ -128,6 +128,14 @@ def main(argv: list[str]) -> dict[str, Any]:
         found = _fit_save_load_link(spark, config, Path(data), Path(output))
         out["summary"] = found.summary
         out["rows"] = _links(found.links, links)
+        # The merged index through the remote session, from the loaded model (model_spark.merge).
+        from veclink_spark.model import LinkModel
+        from veclink_spark.model_spark import merge
+
+        model = LinkModel.load(str(Path(output) / "model"), spark)
+        d = Path(data)
+        merged = merge(model, str(d / "left.parquet"), str(d / "right.parquet"), str(Path(output) / "m"))
+        out["merged_rows"] = _links(merged, links.replace(".parquet", "-merged.parquet"))
     elif task == "notebook":
         notebook, links = args
         ns = runpy.run_path(notebook, run_name="__main__")

@@ -193,6 +193,15 @@ def test_model_links_new_rows_through_connect_as_in_process(server, case, tmp_pa
     assert s["n_links"] == summary["n_links"] == len(got)
     assert (tmp_path / "out" / "model" / "arrays" / "_delta_log").is_dir()
     assert (tmp_path / "out" / "new" / "links" / "_delta_log").is_dir()
+    # merge() on the server writes the index merge_arrays builds in process (same rows and vectors).
+    remote = pd.read_parquet(tmp_path / "new-merged.parquet").sort_values(["source", "source_id"])
+    local = ref.merge_arrays(
+        pair.left_ids[~new], pair.left[~new].astype(np.float32), pair.right_ids, pair.right.astype(np.float32)
+    ).sort_values(["source", "source_id"])
+    assert result["merged_rows"] == len(local) == len(remote)
+    assert list(remote["source_id"]) == list(local["source_id"])
+    assert list(remote["linked_id"].fillna("")) == list(local["linked_id"].fillna(""))
+    assert np.allclose(np.stack(remote["vector"].to_numpy()), np.stack(local["vector"].to_numpy()), atol=1e-6)
 
 
 @pytest.fixture(scope="module")
