@@ -380,12 +380,7 @@ def run_rounds(
         n_views_phase = state.phase_views + plan.views
         promo = _promote(backend, cfg, state, plan, round_no, anchors, seed_left, seed_right, n_views_phase)
         cand = promo.cand
-        ev = cfg.evidence
-        prob = (
-            (ev.prior_alpha + cand.cum_votes) / (ev.prior_alpha + ev.prior_beta + n_views_phase)
-            if len(cand.cum_votes)
-            else np.array([])
-        )
+        prob = _posterior_mean(cfg, cand, n_views_phase)
         before = anchors
         seeds_only = {k: v[anchors["is_seed"]] for k, v in anchors.items()}
         if state.phase == "geh" or plan.union:
@@ -458,7 +453,7 @@ def vote_round(
     one-to-one, and a link's probability is the posterior mean of its votes, as in a run's polish round.
     Returns the link table (the columns of a run's anchors, none a seed) and the round's record.
     """
-    rf, ev = cfg.refine, cfg.evidence
+    rf = cfg.refine
     t0 = time.time()
     votes = backend.refine_votes(1, maps, cells, exclude_left, exclude_right, True)
     plan = RoundPlan(votes, len(maps), rf.min_vote_fraction, "procrustes/new-rows")
@@ -466,12 +461,7 @@ def vote_round(
     empty = _anchor_table([], [], [], [], [], [], [])
     promo = _promote(backend, cfg, state, plan, 1, empty, exclude_left, exclude_right, len(maps))
     cand = promo.cand
-    prob = (
-        (ev.prior_alpha + cand.cum_votes) / (ev.prior_alpha + ev.prior_beta + len(maps))
-        if len(cand.cum_votes)
-        else np.array([])
-    )
-    links = _append(empty, cand, promo.promoted, 1, len(maps), prob)
+    links = _append(empty, cand, promo.promoted, 1, len(maps), _posterior_mean(cfg, cand, len(maps)))
     record = {
         "maps": len(maps),
         "candidates": int(votes.cells[:, 2].sum()) if len(votes.cells) else 0,
@@ -480,6 +470,15 @@ def vote_round(
         **votes.stats,
     }
     return links, record
+
+
+def _posterior_mean(cfg: LinkConfig, cand: Candidates, n_views: int) -> np.ndarray:
+    """Each candidate's link probability: the posterior mean of its votes over ``n_views`` views under
+    the Beta(evidence.prior_alpha, evidence.prior_beta) prior."""
+    ev = cfg.evidence
+    if not len(cand.cum_votes):
+        return np.array([])
+    return (ev.prior_alpha + cand.cum_votes) / (ev.prior_alpha + ev.prior_beta + n_views)
 
 
 def _geh_round(

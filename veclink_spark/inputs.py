@@ -570,6 +570,30 @@ def _one_row_as_pairs(df: DataFrame, prefix: str) -> DataFrame:
     return df.select(F.explode(F.create_map(*pairs)))
 
 
+def _embedding_tables(
+    tables: dict[str, tuple[DataFrame, str, str]],
+) -> tuple[dict[str, _EmbeddingTable], list[str]]:
+    """Each table (name -> (table, id column, vector column)) with its checked id and vector fields, and
+    the schema problems found (no Spark action)."""
+    problems: list[str] = []
+    out: dict[str, _EmbeddingTable] = {}
+    for name, (df, id_col, vec_col) in tables.items():
+        id_field, id_problems = _check_id_field(df, name, id_col, "id")
+        vec_field, vec_problems = _check_vector_field(df, name, vec_col)
+        problems += id_problems + vec_problems
+        out[name] = _EmbeddingTable(df, name, id_field, vec_field)
+    return out, problems
+
+
+def _aggregate_stats(tables: dict[str, _EmbeddingTable], extra: list[DataFrame]) -> dict[str, int | None]:
+    """Every table's aggregates (and the ``extra`` (key, value) parts) fetched by one action."""
+    parts = [_one_row_as_pairs(agg, t.name) for t in tables.values() for agg in _embedding_aggregates(t)]
+    union = parts[0]
+    for part in parts[1:] + extra:
+        union = union.union(part)
+    return {row["key"]: row["value"] for row in union.collect()}
+
+
 def _embedding_aggregates(table: _EmbeddingTable) -> list[DataFrame]:
     """The one-row aggregates over an embedding table: counts and distinct ids (SQL), and the vectors'
     null/NaN/zero rows and dims (from :func:`_vector_flags`)."""
@@ -807,16 +831,9 @@ def validate(
             two seeds, seed id types that cannot match the table's.
     """
     cols = columns or InputColumns()
-    problems: list[str] = []
-    tables: dict[str, _EmbeddingTable] = {}
-    for name, df, id_col, vec_col in (
-        ("left", left, cols.left_id, cols.left_vector),
-        ("right", right, cols.right_id, cols.right_vector),
-    ):
-        id_field, id_problems = _check_id_field(df, name, id_col, "id")
-        vec_field, vec_problems = _check_vector_field(df, name, vec_col)
-        problems += id_problems + vec_problems
-        tables[name] = _EmbeddingTable(df, name, id_field, vec_field)
+    tables, problems = _embedding_tables(
+        {"left": (left, cols.left_id, cols.left_vector), "right": (right, cols.right_id, cols.right_vector)}
+    )
     seed_fields: dict[str, T.StructField] = {}
     for side, col in (("left", cols.seeds_left), ("right", cols.seeds_right)):
         field, side_problems = _check_id_field(seeds, "seeds", col, f"{side} id")
@@ -824,12 +841,8 @@ def validate(
         if field is not None:
             seed_fields[side] = field
 
-    parts = [_one_row_as_pairs(agg, t.name) for t in tables.values() for agg in _embedding_aggregates(t)]
     seed_parts, sides, seed_type_problems = _seed_aggregates(seeds, seed_fields, tables)
-    union = parts[0]
-    for part in parts[1:] + seed_parts:
-        union = union.union(part)
-    stats = {row["key"]: row["value"] for row in union.collect()}
+    stats = _aggregate_stats(tables, seed_parts)
 
     left_problems, dim_left = _embedding_findings(tables["left"], stats)
     right_problems, dim_right = _embedding_findings(tables["right"], stats)
@@ -916,19 +929,13 @@ def load_tables(
     Raises:
         InputError: a table cannot be read or has problems (every problem of every table listed).
     """
-    problems: list[str] = []
-    found: dict[str, _EmbeddingTable] = {}
-    for role, (location, id_col, vec_col) in tables.items():
-        df = read_table(spark, location, role) if isinstance(location, str) else location
-        id_field, id_problems = _check_id_field(df, role, id_col, "id")
-        vec_field, vec_problems = _check_vector_field(df, role, vec_col)
-        problems += id_problems + vec_problems
-        found[role] = _EmbeddingTable(df, role, id_field, vec_field)
-    parts = [_one_row_as_pairs(agg, t.name) for t in found.values() for agg in _embedding_aggregates(t)]
-    union = parts[0]
-    for part in parts[1:]:
-        union = union.union(part)
-    stats = {row["key"]: row["value"] for row in union.collect()}
+    found, problems = _embedding_tables(
+        {
+            role: (read_table(spark, location, role) if isinstance(location, str) else location, i, v)
+            for role, (location, i, v) in tables.items()
+        }
+    )
+    stats = _aggregate_stats(found, [])
     dims: dict[str, int | None] = {}
     for role, table in found.items():
         table_problems, dims[role] = _embedding_findings(table, stats)

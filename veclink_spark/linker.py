@@ -208,15 +208,7 @@ class Linker:
         summary: dict[str, Any],
         backend: SparkBackend,
     ) -> None:
-        schema = (
-            f"{LEFT_ID} {backend._left_type}, {RIGHT_ID} {backend._right_type}, probability double, "
-            "votes long, views long, round int, is_seed boolean"
-        )
-        cols = [LEFT_ID, RIGHT_ID, "probability", "votes", "views", "round", "is_seed"]
-        pdf = links[cols].copy()
-        pdf[LEFT_ID] = list(pdf[LEFT_ID].tolist())
-        pdf[RIGHT_ID] = list(pdf[RIGHT_ID].tolist())
-        store.replace_run(TABLE_LINKS, spark.createDataFrame(pdf, schema), run_id)
+        store.replace_run(TABLE_LINKS, backend.links_frame(links), run_id)
         rows = [
             {
                 "round": int(h["round"]),

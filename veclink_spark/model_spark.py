@@ -15,7 +15,6 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -241,13 +240,7 @@ def link_new(
             linked[RIGHT_ID].to_numpy(),
         )
         found = _of_new(found, LEFT_ID if side == "left" else RIGHT_ID, new_ids)
-        schema = (
-            f"{LEFT_ID} {backend._left_type}, {RIGHT_ID} {backend._right_type}, probability double, "
-            "votes long, views long, round int, is_seed boolean"
-        )
-        cols = [LEFT_ID, RIGHT_ID, "probability", "votes", "views", "round", "is_seed"]
-        pdf = pd.DataFrame({c: list(np.asarray(found[c]).tolist()) for c in cols}, columns=cols)
-        store.replace_run(TABLE_LINKS, spark.createDataFrame(pdf, schema), run_id)
+        store.replace_run(TABLE_LINKS, backend.links_frame(found), run_id)
     finally:
         side_df.unpersist()
         against_df.unpersist()

@@ -81,6 +81,17 @@ class SparkBackend:
             self.spark.removeTag(self._tag)
             self._tag = None
 
+    def links_frame(self, links: dict[str, np.ndarray] | pd.DataFrame) -> DataFrame:
+        """A link table built on the driver (a run's anchors, a new-rows run's links) as the DataFrame of
+        the ``links`` output table, ids typed like the tables' ids."""
+        schema = (
+            f"{LEFT_ID} {self._left_type}, {RIGHT_ID} {self._right_type}, probability double, "
+            "votes long, views long, round int, is_seed boolean"
+        )
+        cols = [LEFT_ID, RIGHT_ID, "probability", "votes", "views", "round", "is_seed"]
+        pdf = pd.DataFrame({c: list(np.asarray(links[c]).tolist()) for c in cols}, columns=cols)
+        return self.spark.createDataFrame(pdf, schema)
+
     # -- small DataFrames of ids built on the driver ---------------------------------------------
     def _pairs_df(
         self, left_ids: np.ndarray, right_ids: np.ndarray, extra: dict[str, Any] | None = None
@@ -329,11 +340,11 @@ class SparkBackend:
                 dl, dr = np.asarray([]), np.asarray([])
             else:
                 dl, dr = a["left_id"][~a["is_seed"]], a["right_id"][~a["is_seed"]]
-            pairs_df = self._pairs_df(dl, dr).drop("_i")
+            pairs = self._pairs_df(dl, dr).drop("_i")
         else:
             stored = self.store.read_round(TABLE_VOTES, self.run_id, prev_round).drop("run_id", "round")
             exclude = self._pairs_df(seed_left, seed_right)
-            pairs_df = evidence.eligible(stored, exclude).select(LEFT_ID, RIGHT_ID)
+            pairs = evidence.eligible(stored, exclude).select(LEFT_ID, RIGHT_ID)
         limits = kernels.bag_limits(n_bags, fraction)
         key = F.concat_ws("|", F.col(LEFT_ID).cast("string"), F.col(RIGHT_ID).cast("string"))
         flags = F.array(
@@ -345,7 +356,7 @@ class SparkBackend:
         seeds = self._pairs_df(seed_left, seed_right).select(
             LEFT_ID, RIGHT_ID, F.array(*[F.lit(True) for _ in range(n_bags)]).alias("bags")
         )
-        dictionary = pairs_df.select(LEFT_ID, RIGHT_ID, flags.alias("bags")).unionByName(seeds)
+        dictionary = pairs.select(LEFT_ID, RIGHT_ID, flags.alias("bags")).unionByName(seeds)
         parts: pd.DataFrame = refine.cross_covariance_parts(
             dictionary, self.left, self.right, n_bags, self.dim_left, self.dim_right, partitions=2
         ).toPandas()
