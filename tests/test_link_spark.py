@@ -22,8 +22,9 @@ from veclink_spark.synthetic import make_pair
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {
     # fit_rows 150 < 280 rows a side: the fit runs in process on the rows nearest the seeds, then the
-    # extension's refinement rounds run on Spark (the path both engines must agree on).
-    "scale": {"fit_rows": 150},
+    # extension's refinement rounds run on Spark (the path both engines must agree on); block_rows 60:
+    # five cells, each row searched in its three nearest (scale.probes), keeping its best match.
+    "scale": {"fit_rows": 150, "block_rows": 60},
     "advanced": {
         "views": {"base_views": 16},
         "bootstrap": {"max_rounds": 2},

@@ -527,14 +527,6 @@ def geh_signature_rows(
     return _pack(views_out, keys_out, rows_out, dist_out, sigs)
 
 
-#: Cells each row of a refine round is searched in: its nearest only. CSLS neighbourhoods are measured
-#: per block (:func:`csls_block`), and a row in several blocks would compare scores taken against
-#: different neighbourhoods. Measured on the 10,000-row scale pair (in process, 5 cells), F1 for run
-#: seeds 0 / 1: one cell 0.807 / 0.814, two cells - / 0.807; per-table neighbourhoods with two cells
-#: (three passes per round) 0.815 / -.
-REFINE_PROBES = 1
-
-
 def refine_signature_rows(
     x: np.ndarray,
     maps: np.ndarray | None,
@@ -786,13 +778,14 @@ def distribution_descriptors(
     return normalise_rows(d)
 
 
-def cell_centroids(vectors: np.ndarray, n_cells: int, seed: int) -> np.ndarray:
-    """Blocking cells of a mapped nearest-neighbour search: k-means centroids (unit length) of vectors."""
+def cell_centroids(vectors: np.ndarray, n_cells: int, seed: int, max_iter: int = 300) -> np.ndarray:
+    """Blocking cells of a mapped nearest-neighbour search: k-means centroids (unit length) of vectors
+    (at most ``max_iter`` Lloyd iterations; scikit-learn's default 300)."""
     if n_cells <= 1:
         return normalise_rows(np.asarray(vectors, dtype=np.float64).mean(axis=0, keepdims=True))
     from sklearn.cluster import KMeans
 
-    km = KMeans(n_clusters=n_cells, n_init=1, random_state=int(seed)).fit(vectors)
+    km = KMeans(n_clusters=n_cells, n_init=1, max_iter=int(max_iter), random_state=int(seed)).fit(vectors)
     return normalise_rows(km.cluster_centers_)
 
 

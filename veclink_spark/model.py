@@ -158,12 +158,13 @@ class LinkModel:
             ids = np.concatenate([np.asarray(existing_ids), ids])
             x = np.concatenate([self._checked(existing, side), x])
         x_side, x_other = self.centred(x, side), self.centred(other, _other(side))
+        cfg = self.search_config()
         if side == "left":
-            backend = NumpyBackend(ids, x_side, other_ids, x_other, self.config, centred=True)
+            backend = NumpyBackend(ids, x_side, other_ids, x_other, cfg, centred=True)
         else:
-            backend = NumpyBackend(other_ids, x_other, ids, x_side, self.config, centred=True)
+            backend = NumpyBackend(other_ids, x_other, ids, x_side, cfg, centred=True)
         ex_l, ex_r = self._linked()
-        links, record = vote_round(backend, self.config, self.bag_maps, self.cells, ex_l, ex_r)
+        links, record = vote_round(backend, cfg, self.bag_maps, self.cells, ex_l, ex_r)
         links = _of_new(links, "left_id" if side == "left" else "right_id", set(np.asarray(new_ids).tolist()))
         summary = self.new_rows_summary(len(new_ids), len(other_ids), side, links, record)
         return pd.DataFrame(links), summary
@@ -210,6 +211,11 @@ class LinkModel:
                 "vector": list(np.concatenate([kept, moved])),
             }
         )
+
+    def search_config(self) -> LinkConfig:
+        """The configuration new rows are searched with: the full-table rounds' (``self.cells`` are
+        theirs, so each row meets the rows of its ``scale.probes`` nearest cells, as in those rounds)."""
+        return extension_config(self.config)
 
     def _linked(self) -> tuple[np.ndarray, np.ndarray]:
         """The model's links (seeds included) as id arrays, or empty arrays."""

@@ -168,8 +168,9 @@ def link_new(
     of the model's bagged maps) among all rows, so the table of ``side`` the model was fitted on
     (``existing``) competes too; pairs touching a link of the model are left out, and only links of new
     rows are kept. ``against`` and ``existing`` default to the tables of the run that fitted the model.
-    One refinement-sized pass over the tables (each row meets the rows of its nearest cell). Writes
-    ``links`` and ``votes`` under ``output`` (rows tagged with the run id) and ``new_rows/<run_id>.json``.
+    One refinement-sized pass over the tables (each row meets the rows of its ``scale.probes`` nearest
+    cells). Writes ``links`` and ``votes`` under ``output`` (rows tagged with the run id) and
+    ``new_rows/<run_id>.json``.
 
     Raises:
         InputError: a table is missing or invalid, its dimension is not the model's side's, new ids are
@@ -228,12 +229,11 @@ def link_new(
         lt, rt = (side_df, against_df) if side == "left" else (against_df, side_df)
         n_side = n_old + n_new
         nl, nr = (n_side, n_against) if side == "left" else (n_against, n_side)
-        backend = SparkBackend(
-            spark, lt, rt, store, run_id, model.config, nl, nr, model.dim_left, model.dim_right
-        )
+        cfg = model.search_config()
+        backend = SparkBackend(spark, lt, rt, store, run_id, cfg, nl, nr, model.dim_left, model.dim_right)
         found, record = vote_round(
             backend,
-            model.config,
+            cfg,
             model.bag_maps,
             model.cells,
             linked[LEFT_ID].to_numpy(),

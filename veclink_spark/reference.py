@@ -135,8 +135,8 @@ class NumpyBackend:
         phase_start: bool,
         keep: float = 1.0,
         salt: int = 0,
+        probes: int = 1,
     ) -> RoundVotes:
-        probes = kernels.REFINE_PROBES
         self._round_no = round_no
         rl = kernels.refine_signature_rows(
             self.left, maps, centroids, probes=probes, renormalise=self.cfg.refine.renormalise
@@ -169,7 +169,7 @@ class NumpyBackend:
         dl, _ = _descriptors(self.left, self.left_ids, size, rf.init_quantiles)
         dr, sample_r = _descriptors(self.right, self.right_ids, size, rf.init_quantiles)
         centroids = kernels.cell_centroids(dr[sample_r], n_cells, cells_seed)
-        probes = kernels.REFINE_PROBES
+        probes = rf.cell_probes
         eye = np.eye(dl.shape[1])[None, :, :]
         rl = kernels.refine_signature_rows(dl, eye, centroids, probes=probes, renormalise=True)
         rr = kernels.refine_right_rows(dr, 1, centroids, probes=probes)

@@ -196,6 +196,10 @@ def get_or_create_session(
         settings["spark.driver.memory"] = os.environ.get("VECLINK_DRIVER_MEMORY", "8g")
         # One machine: a few shuffle partitions per core beat Spark's cluster-sized default of 200.
         settings["spark.sql.shuffle.partitions"] = str(4 * (os.cpu_count() or 2))
+        # Delta rebuilds a table's snapshot (its log replayed) at every write, in 50 tasks by default:
+        # 3-4 s of task overhead per commit on two cores (event log of the 100k scale run), for logs of
+        # a few kilobytes. One task per core.
+        settings["spark.databricks.delta.snapshotPartitions"] = str(os.cpu_count() or 2)
     settings["spark.driver.maxResultSize"] = "2g"
     settings.update(conf or {})
     for key, value in settings.items():

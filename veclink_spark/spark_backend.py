@@ -188,6 +188,7 @@ class SparkBackend:
         phase_start: bool,
         keep: float = 1.0,
         salt: int = 0,
+        probes: int = 1,
     ) -> RoundVotes:
         return self._mapped_votes(
             self.left,
@@ -201,6 +202,7 @@ class SparkBackend:
             phase_start,
             keep,
             salt,
+            probes,
         )
 
     def distribution_votes(
@@ -222,7 +224,18 @@ class SparkBackend:
         centroids = kernels.cell_centroids(right_desc, n_cells, cells_seed)
         eye = np.eye(right_desc.shape[1])[None, :, :]
         return self._mapped_votes(
-            dl, dr, eye, centroids, True, round_no, exclude_left, exclude_right, phase_start, 1.0, 0
+            dl,
+            dr,
+            eye,
+            centroids,
+            True,
+            round_no,
+            exclude_left,
+            exclude_right,
+            phase_start,
+            1.0,
+            0,
+            rf.cell_probes,
         )
 
     def _sample(self, df: DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -246,14 +259,15 @@ class SparkBackend:
         phase_start: bool,
         keep: float,
         salt: int,
+        probes: int,
     ) -> RoundVotes:
         """CSLS mutual nearest neighbours of ``left`` mapped by each of ``maps`` and ``right``, blocked:
         one co-group of the two sides' rows per round (:func:`stages.candidates.csls_best`)."""
         rf, cap = self.cfg.refine, self.cfg.hashing.max_block_size
         ls = signatures.refine_signatures(
-            left, "left", maps, centroids, probes=kernels.REFINE_PROBES, renormalise=renormalise
+            left, "left", maps, centroids, probes=probes, renormalise=renormalise
         )
-        rs = signatures.refine_signatures(right, "right", maps, centroids, probes=kernels.REFINE_PROBES)
+        rs = signatures.refine_signatures(right, "right", maps, centroids, probes=probes)
         best = cand_stage.csls_best(ls, rs, rf.csls_k, cap, keep, salt).persist()
         out = self._finish(
             round_no,
