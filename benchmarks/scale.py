@@ -254,6 +254,11 @@ def report(results: list[dict]) -> None:
                 f"- {engine}: time exponent {exps[engine]:.2f} (least squares over {len(pts)} sizes), "
                 f"{local:.2f} between {big[0][0]:,} and {big[1][0]:,} rows"
             )
+            codes = sorted({str(r.get("code")) for r in rows if r["engine"] == engine and r["exit"] == 0})
+            if len(codes) > 1:
+                lines.append(
+                    f"  (sizes measured on different code: {', '.join(codes)}; not one design's exponent)"
+                )
     both = {r["rows"] for r in rows if r["engine"] == "spark" and r["exit"] == 0} & {
         r["rows"] for r in rows if r["engine"] == "inprocess" and r["exit"] == 0
     }

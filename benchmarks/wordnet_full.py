@@ -99,6 +99,9 @@ def report(rows: list[dict]) -> None:
         r["right"]: r.get("embed_right_s") for r in rows
     }
     lines.append("")
+    for r in rows:
+        if r.get("note"):  # how a run's time was taken, when not on a quiet machine
+            lines.append(f"- {r['name']} at {r.get('code', '-')}: {r['note']}")
     for enc, s in embeds.items():
         if s:
             lines.append(f"- embedding all 117,659 glosses with `{enc}`: {s} s")
