@@ -235,3 +235,15 @@ def test_exists_tells_delta_tables_from_other_locations(spark, tmp_path: Path, m
     assert not store.exists("missing") and not store.exists("plain") and not store.exists("empty")
     with pytest.raises(StoreError, match="cannot check"):
         RunStore(spark, "nosuchscheme://bucket/out").exists("anchors")
+
+
+def test_discard_uncommitted_under_a_relative_output(spark, tmp_path: Path, monkeypatch) -> None:
+    # A second run into the same relative output (the demo run twice) deletes through SQL on
+    # delta.`<path>`, which Delta accepts only for absolute paths.
+    monkeypatch.chdir(tmp_path)
+    store = RunStore(spark, "out")
+    store.write_round("votes", frame(spark, [(1, 10, 1.0)]), "first", 1)
+    store.commit_round("first", 1, {})
+    store.write_round("votes", frame(spark, [(2, 20, 2.0)]), "first", 2)  # uncommitted
+    store.discard_uncommitted("first", ["votes"])
+    assert rows_of(store.read_rounds("votes", "first"), "round") == [(1,)]

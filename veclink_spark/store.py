@@ -465,14 +465,19 @@ class RunStore:
                 log.debug("discard_uncommitted: no table at %s, nothing to discard", path)
                 continue
             try:
-                # SQL rather than DeltaTable.forPath(...).delete: the same Delta DELETE, also on Connect.
                 columns = self.spark.read.format("delta").load(path).columns
                 if ROUND not in columns:
                     raise StoreError(
                         f"table {table!r} at {path} has no {ROUND!r} column (columns: {columns}): "
                         "only per-round tables written with write_round can be cleaned"
                     )
-                self.spark.sql(f"DELETE FROM {sql_path(path)} WHERE {predicate}")
+                if is_connect(self.spark):
+                    # Delta's Python DeltaTable needs its Connect plugin: SQL, the same Delta DELETE
+                    # (delta.`<path>` is a table only for an absolute path: give one on Connect).
+                    self.spark.sql(f"DELETE FROM {sql_path(path)} WHERE {predicate}")
+                else:
+                    # Resolves a relative path as every read and write here does (SQL would not).
+                    DeltaTable.forPath(self.spark, path).delete(predicate)
             except _IO_ERRORS as exc:
                 raise StoreError(
                     f"deleting uncommitted rounds of run {run_id} from {table!r} at {path} failed: "
