@@ -98,8 +98,8 @@ def extension_config(cfg: LinkConfig) -> LinkConfig:
     they weigh as much as any induced pair (the seed weight exists for 15 seeds against a mostly wrong
     first dictionary); the blocked search has bounded work per row (each row meets the rows of its
     ``scale.probes`` nearest cells of about ``scale.block_rows`` rows each), so a round costs about
-    linear time in the rows; at most
-    ``scale.max_rounds`` of them before the mixture cut, which ends the extension. No bagged polish: on
+    linear time in the rows; at most ``scale.max_rounds`` of them before the mixture cut, which ends the
+    extension. No bagged polish: on
     WordNet mpnet / MiniLM-L6 at alpha 0.3 with a 3,000-row fit the union polish took precision from
     0.941 to 0.786 (F1 0.918 -> 0.868), and its 8 maps over the full tables ran the local[*] job out of
     its 4 GiB heap at 10,000 rows a side."""
