@@ -67,6 +67,21 @@ def first_run(spark, data, tmp_path_factory):
     return result, out
 
 
+def _reference(d, seed_left: np.ndarray, seed_right: np.ndarray):
+    """The in-process engine on the test tables: (links, summary)."""
+    left = pq.read_table(d / "left.parquet").to_pandas()
+    right = pq.read_table(d / "right.parquet").to_pandas()
+    return link_arrays(
+        left["id"].to_numpy(),
+        np.stack(left["vector"]),
+        right["id"].to_numpy(),
+        np.stack(right["vector"]),
+        seed_left,
+        seed_right,
+        LinkConfig.from_dict(FAST),
+    )
+
+
 def _pairs(df) -> set:
     return set(zip(df["left_id"].tolist(), df["right_id"].tolist(), strict=False))
 
@@ -74,17 +89,7 @@ def _pairs(df) -> set:
 def test_spark_links_equal_the_reference(spark, data, first_run) -> None:
     pair, d = data
     result, _ = first_run
-    left = pq.read_table(d / "left.parquet").to_pandas()
-    right = pq.read_table(d / "right.parquet").to_pandas()
-    ref, ref_summary = link_arrays(
-        left["id"].to_numpy(),
-        np.stack(left["vector"]),
-        right["id"].to_numpy(),
-        np.stack(right["vector"]),
-        pair.seed_left,
-        pair.seed_right,
-        LinkConfig.from_dict(FAST),
-    )
+    ref, ref_summary = _reference(d, pair.seed_left, pair.seed_right)
     got = result.links.toPandas()
     assert len(got) > 15
     assert _pairs(got) == _pairs(ref)
@@ -103,6 +108,30 @@ def test_spark_links_equal_the_reference(spark, data, first_run) -> None:
     # The mixture cut ran, and on the same scores in both engines.
     cuts = [h["mixture"] for h in result.summary["history"] if h.get("mixture")]
     assert cuts and cuts == [h["mixture"] for h in ref_summary["history"] if h.get("mixture")]
+
+
+def test_wrong_seeds_are_dropped_alike_in_both_engines(spark, data, tmp_path) -> None:
+    pair, d = data
+    partners = set(pair.truth_right.tolist())
+    others = sorted(set(pair.right_ids.tolist()) - set(pair.seed_right.tolist()) - partners)
+    seed_right = pair.seed_right.copy()
+    seed_right[[0, 5, 10]] = others[:3]  # right rows with no partner at all: certainly wrong pairs
+    pq.write_table(pa.table({"left_id": pair.seed_left, "right_id": seed_right}), tmp_path / "seeds.parquet")
+    result = Linker(LinkConfig.from_dict(FAST), spark).link(
+        str(d / "left.parquet"),
+        str(d / "right.parquet"),
+        str(tmp_path / "seeds.parquet"),
+        str(tmp_path / "out"),
+    )
+    ref, ref_summary = _reference(d, pair.seed_left, seed_right)
+    wrong = set(zip(pair.seed_left[[0, 5, 10]].tolist(), seed_right[[0, 5, 10]].tolist(), strict=True))
+    named = {(s["left_id"], s["right_id"]) for s in result.summary["suspect_seeds"] if s["dropped"]}
+    assert named == wrong
+    assert result.summary["suspect_seeds"] == ref_summary["suspect_seeds"]
+    got = result.links.toPandas()
+    assert _pairs(got) == _pairs(ref)
+    assert not (_pairs(got) & wrong)  # the dropped seeds are not in the links
+    assert int(got["is_seed"].sum()) == 12
 
 
 def test_output_tables_and_summary(spark, first_run) -> None:

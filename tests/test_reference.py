@@ -164,3 +164,41 @@ def test_union_polish_keeps_every_cut_link_and_adds_pairs_the_bagged_maps_agree_
     assert separation < LinkConfig().refine.union_max_separation  # the union above ran by default
     clean, clean_summary = run_with(union_max_separation=separation)
     assert pairs(clean) == pairs(cut) and clean_summary["rounds"] == cut_summary["rounds"]
+
+
+def test_seed_ranks_put_right_seeds_first_and_wrong_ones_anywhere() -> None:
+    from veclink_spark.diagnostics import seed_ranks
+    from veclink_spark.kernels import normalise_rows
+
+    rng = np.random.default_rng(11)
+    q, _ = np.linalg.qr(rng.normal(size=(32, 32)))
+    left = normalise_rows(rng.normal(size=(400, 32)))
+    right = normalise_rows(left @ q + 0.05 * rng.normal(size=(400, 32)))
+    links = (left[:380], right[:380])
+    seed_l, seed_r = left[380:], right[380:].copy()
+    seed_r[:5] = seed_r[[1, 2, 3, 4, 0]]  # the first five seeds wrong (a partner of another seed)
+    ranks = seed_ranks((seed_l, seed_r), links)
+    assert (ranks[:5] > 5).all()
+    assert (ranks[5:] == 1).all()
+
+
+def test_a_run_names_its_wrong_seeds(pair, run) -> None:
+    rng = np.random.default_rng(2)
+    wrong = rng.choice(len(pair.seed_right), size=4, replace=False)
+    partners = set(pair.truth_right.tolist())
+    others = np.array(sorted(set(pair.right_ids.tolist()) - set(pair.seed_right.tolist()) - partners))
+    seed_right = pair.seed_right.copy()
+    seed_right[wrong] = others[:4]  # right rows with no partner at all: certainly wrong pairs
+    links, summary = link_arrays(
+        pair.left_ids,
+        pair.left,
+        pair.right_ids,
+        pair.right,
+        pair.seed_left,
+        seed_right,
+        LinkConfig.from_dict(FAST),
+    )
+    assert summary["verdict"] == "took off"
+    named = {(s["left_id"], s["right_id"]) for s in summary["suspect_seeds"]}
+    assert named == set(zip(pair.seed_left[wrong].tolist(), seed_right[wrong].tolist(), strict=True))
+    assert run[1]["suspect_seeds"] == []  # the same pair with its right seeds: none named

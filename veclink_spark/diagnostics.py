@@ -29,6 +29,35 @@ def consistency_sample(links: pd.DataFrame) -> pd.DataFrame:
     return got.sort_values(["left_id", "right_id"]).head(CONSISTENCY_SAMPLE)
 
 
+#: Fewest sampled links the seed check fits its map on (fewer: the check is not made).
+SEED_CHECK_MIN_LINKS = 20
+
+
+def _plain(v: Any) -> Any:
+    """A numpy scalar id as the Python int or str JSON writes."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def seed_ranks(
+    seed_vectors: tuple[np.ndarray, np.ndarray], link_vectors: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """Each seed's rank under a map that never saw it: the orthogonal map fitted on the links' vectors
+    (no seed among them) sends the seed's left vector among the links' right vectors plus the seeds'
+    right vectors, and the seed's right vector back among the left ones; the rank (1 = best) of the
+    seed's own partner, the worse of the two directions. A right seed ranks 1 or close under a map that
+    took off; a wrong one (two unrelated rows) lands anywhere."""
+    sl, sr = (np.asarray(v, dtype=np.float64) for v in seed_vectors)
+    ll, lr = (np.asarray(v, dtype=np.float64) for v in link_vectors)
+    w = kernels.procrustes_map(ll.T @ lr)
+    fwd = kernels.normalise_rows(sl @ w) @ np.vstack([lr, sr]).T
+    back = kernels.normalise_rows(sr @ w.T) @ np.vstack([ll, sl]).T
+    own = np.arange(len(sl)) + len(lr)
+    rows = np.arange(len(sl))
+    rank_f = (fwd > fwd[rows, own][:, None]).sum(axis=1) + 1
+    rank_b = (back > back[rows, own][:, None]).sum(axis=1) + 1
+    return np.maximum(rank_f, rank_b)
+
+
 def diagnose(
     state: RunState,
     links: pd.DataFrame,
@@ -38,6 +67,7 @@ def diagnose(
     seed_right: np.ndarray,
     cfg: LinkConfig,
     link_vectors: tuple[np.ndarray, np.ndarray] | None = None,
+    seed_ids: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Build the run summary from the run's final state: history, link counts, seed consistency and
     the take-off verdict.
@@ -50,6 +80,11 @@ def diagnose(
     ``diagnostics.min_link_consistency`` the run is stalled too (a chance matching can settle). The
     summary then says so with the evidence (seed-to-seed distance consistency across the spaces, vote
     margins, links per round) and what the user can do. Logged at WARNING.
+
+    ``suspect_seeds`` lists the seeds the fit dropped as probably wrong (``dropped``: true; they are not
+    in the links) and, for a run that took off, the seeds it kept whose partner still ranks below
+    ``diagnostics.seed_max_rank`` under the map of the final links (:func:`seed_ranks`; ``seed_ids``
+    are the ids of ``seed_left`` / ``seed_right``, row for row; ``dropped``: false).
     """
     history = state.history
     n_links = int((~links["is_seed"].astype(bool)).sum()) if len(links) else 0
@@ -146,6 +181,36 @@ def diagnose(
             "keep advanced.refine.mode: procrustes (it can take off where the published loop stalls)",
         ]
     verdict = "stalled" if stalled else "took off"
+    # The seeds the fit dropped (veclink_spark.fit), then the ones the final links doubt.
+    suspects: list[dict[str, Any]] = [dict(d, dropped=True) for d in state.dropped_seeds]
+    if (
+        not stalled
+        and cfg.diagnostics.seed_max_rank > 0
+        and seed_ids is not None
+        and link_vectors is not None
+        and len(link_vectors[0]) >= SEED_CHECK_MIN_LINKS
+    ):
+        ranks = seed_ranks((seed_left, seed_right), link_vectors)
+        bad = np.nonzero(ranks > cfg.diagnostics.seed_max_rank)[0]
+        doubted = [
+            {
+                "left_id": _plain(seed_ids[0][i]),
+                "right_id": _plain(seed_ids[1][i]),
+                "rank": int(ranks[i]),
+                "dropped": False,
+            }
+            for i in bad
+        ]
+        if doubted:
+            log.warning(
+                "%d of %d seeds the run kept may be wrong (their partner ranks below %d under the map "
+                "fitted on the links): %s",
+                len(doubted),
+                len(ranks),
+                cfg.diagnostics.seed_max_rank,
+                ", ".join(f"({s['left_id']}, {s['right_id']})" for s in doubted[:10]),
+            )
+        suspects += doubted
     summary = {
         "verdict": verdict,
         "took_off": not stalled,
@@ -161,6 +226,7 @@ def diagnose(
         "link_consistency_spearman": None
         if not np.isfinite(link_consistency)
         else round(float(link_consistency), 4),
+        "suspect_seeds": suspects,
         "links_per_round": per_round,
         "vote_margins": margins,
         "rounds": len(history),

@@ -185,6 +185,11 @@ class Backend(Protocol):
         is the whole of both tables), rows sorted by id."""
         ...
 
+    def label_round(self, round_no: int, phase: str) -> None:
+        """Name the work of the round that starts (the Spark job tags its jobs for the Spark UI; the
+        in-process engine has nothing to label)."""
+        ...
+
 
 def _score(kind: str, rv: np.ndarray, cv: np.ndarray, m: int, n_views: int, a: float, b: float) -> np.ndarray:
     if kind == "round_fraction":
@@ -243,6 +248,8 @@ class RunState:
     extend: bool = False
     rounds_before: int = 0
     fit: dict[str, Any] | None = None
+    # Seeds the fit's check dropped as probably wrong (veclink_spark.fit): left_id, right_id, rank.
+    dropped_seeds: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -369,9 +376,7 @@ def run_rounds(
         round_no += 1
         t0 = time.time()
         rng = np.random.default_rng([cfg.run.seed, round_no])
-        label = getattr(backend, "label_round", None)
-        if label is not None:  # the Spark job tags its jobs (Spark UI) with the round and phase
-            label(round_no, "extend" if state.extend else f"{state.phase}-{state.stage}")
+        backend.label_round(round_no, "extend" if state.extend else f"{state.phase}-{state.stage}")
         n_anchors = len(anchors["left_id"])
         if state.phase == "geh":
             plan = _geh_round(backend, cfg, state, round_no, rng, anchors, n_seeds)

@@ -41,22 +41,30 @@ def fit_and_extend(
     """Run (or resume) a whole run on ``backend``'s tables. Returns what
     :func:`veclink_spark.engine.run_rounds` returns, with the original seeds flagged and the fit's
     history first."""
-    from .reference import NumpyBackend  # the fit always runs in process
-
     order = np.lexsort((np.asarray(seed_right), np.asarray(seed_left)))
     seed_left, seed_right = np.asarray(seed_left)[order], np.asarray(seed_right)[order]
     last = backend.load_last_round()
     if last is None:
-        lids, lx, rids, rx, whole = backend.fit_tables(seed_left, seed_right, cfg.scale.fit_rows)
-        log.info(
-            "fit: %d left and %d right rows (%s)",
-            len(lids),
-            len(rids),
-            "the whole tables" if whole else "the rows nearest the seeds",
-        )
-        fit = run_rounds(
-            NumpyBackend(lids, lx, rids, rx, cfg, centred=True), seed_left, seed_right, cfg, state_extra
-        )
+        fit, whole, fitted_on = _fit(backend, seed_left, seed_right, cfg, state_extra)
+        suspect = _suspect_seeds(fit, fitted_on, seed_left, seed_right, cfg)
+        if suspect is not None:
+            dropped = [
+                {"left_id": _plain(seed_left[i]), "right_id": _plain(seed_right[i]), "rank": int(rank)}
+                for i, rank in suspect
+            ]
+            keep = np.ones(len(seed_left), dtype=bool)
+            keep[[i for i, _ in suspect]] = False
+            log.warning(
+                "%d of %d seeds are probably wrong (their partner ranks below %d under the map fitted on "
+                "the fit's links): fitting again without them: %s",
+                len(dropped),
+                len(seed_left),
+                cfg.diagnostics.seed_max_rank,
+                ", ".join(f"({d['left_id']}, {d['right_id']})" for d in dropped[:10]),
+            )
+            seed_left, seed_right = seed_left[keep], seed_right[keep]
+            fit, whole, _ = _fit(backend, seed_left, seed_right, cfg, state_extra)
+            fit.state.dropped_seeds = dropped
         if whole:
             backend.save_round(fit.rounds, fit.anchors, fit.state)
             return fit
@@ -69,6 +77,7 @@ def fit_and_extend(
             keep_level=64,  # the kept share is 1: the fitted links make a good first dictionary
             extend=True,
             rounds_before=fit.rounds,
+            dropped_seeds=fit.state.dropped_seeds,
             fit={
                 "rounds": fit.rounds,
                 "history": fit.state.history,
@@ -85,12 +94,75 @@ def fit_and_extend(
         backend.save_round(fit.rounds, fixed, start)
         last = (fit.rounds, fixed, start)
     state = last[2]
+    if state.dropped_seeds:  # a resumed run goes on without the seeds its fit dropped
+        drop = {(d["left_id"], d["right_id"]) for d in state.dropped_seeds}
+        keep = np.array(
+            [(a, b) not in drop for a, b in zip(seed_left.tolist(), seed_right.tolist(), strict=True)]
+        )
+        seed_left, seed_right = seed_left[keep], seed_right[keep]
     if not state.extend:
         return run_rounds(backend, seed_left, seed_right, cfg, state_extra, resumed=last)
     anchors = last[1]
     fixed_l, fixed_r = anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]]
     result = run_rounds(backend, fixed_l, fixed_r, extension_config(cfg), state_extra, resumed=last)
     return _merge_fit(result, seed_left, seed_right)
+
+
+def _fit(
+    backend: Backend,
+    seed_left: np.ndarray,
+    seed_right: np.ndarray,
+    cfg: LinkConfig,
+    state_extra: dict[str, Any] | None,
+) -> tuple[RunResult, bool, Backend]:
+    """The fit on the sample around the seeds, in process: (its result, whether the sample is the whole
+    of both tables, the in-process backend it ran on)."""
+    from .reference import NumpyBackend  # the fit always runs in process
+
+    lids, lx, rids, rx, whole = backend.fit_tables(seed_left, seed_right, cfg.scale.fit_rows)
+    log.info(
+        "fit: %d left and %d right rows (%s)",
+        len(lids),
+        len(rids),
+        "the whole tables" if whole else "the rows nearest the seeds",
+    )
+    fit_backend = NumpyBackend(lids, lx, rids, rx, cfg, centred=True)
+    return run_rounds(fit_backend, seed_left, seed_right, cfg, state_extra), whole, fit_backend
+
+
+def _suspect_seeds(
+    fit: RunResult, backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, cfg: LinkConfig
+) -> list[tuple[int, int]] | None:
+    """The seeds the fit's links say are wrong, as (index, rank) (:func:`veclink_spark.diagnostics.seed_ranks`
+    with the fit's links as the map's pairs), or None when none is, or the check cannot be made or
+    trusted: ``diagnostics.seed_max_rank`` 0, fewer than ``SEED_CHECK_MIN_LINKS`` links, or more than
+    half the seeds named (then the links, not the seeds, are the likelier fault), or fewer than two
+    seeds would be left."""
+    from .diagnostics import SEED_CHECK_MIN_LINKS, seed_ranks
+
+    max_rank = cfg.diagnostics.seed_max_rank
+    links = ~fit.anchors["is_seed"]
+    if max_rank == 0 or int(links.sum()) < SEED_CHECK_MIN_LINKS:
+        return None
+    seeds = backend.anchor_vectors(seed_left, seed_right)
+    pairs = backend.anchor_vectors(fit.anchors["left_id"][links], fit.anchors["right_id"][links])
+    ranks = seed_ranks(seeds, pairs)
+    bad = np.nonzero(ranks > max_rank)[0]
+    if not len(bad) or 2 * len(bad) > len(ranks) or len(ranks) - len(bad) < 2:
+        if len(bad):
+            log.warning(
+                "seed check inconclusive: %d of %d seeds rank below %d under the fit's map; all kept",
+                len(bad),
+                len(ranks),
+                max_rank,
+            )
+        return None
+    return [(int(i), int(ranks[i])) for i in bad]
+
+
+def _plain(v: Any) -> Any:
+    """A numpy scalar id as the Python int or str JSON writes."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def extension_config(cfg: LinkConfig) -> LinkConfig:

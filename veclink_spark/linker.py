@@ -154,9 +154,8 @@ class Linker:
             )
             anchors = result.anchors
             order = np.lexsort((anchors["right_id"], anchors["left_id"]))
-            sl, sr = backend.anchor_vectors(
-                anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]]
-            )
+            seed_ids = (anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]])
+            sl, sr = backend.anchor_vectors(*seed_ids)
             links_pdf = pd.DataFrame({k: v[order] for k, v in anchors.items()})
             sample = consistency_sample(links_pdf)
             lv = backend.anchor_vectors(sample["left_id"].to_numpy(), sample["right_id"].to_numpy())
@@ -166,7 +165,7 @@ class Linker:
             backend.clear_label()
             left_df.unpersist()
             right_df.unpersist()
-        summary = diagnose(result.state, links_pdf, s.n_left, s.n_right, sl, sr, cfg, lv)
+        summary = diagnose(result.state, links_pdf, s.n_left, s.n_right, sl, sr, cfg, lv, seed_ids)
         summary["run_id"] = run_id
         summary["seconds"] = round(time.time() - t0, 2)
         self._write_outputs(spark, store, run_id, links_pdf, summary, backend)

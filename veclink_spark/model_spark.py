@@ -8,7 +8,6 @@ leaves the previous version of the table as it was).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -28,7 +27,7 @@ from .session import get_or_create_session
 from .spark_backend import SparkBackend
 from .stages import centre as centre_stage
 from .stages.signatures import map_vectors
-from .store import RunStore, check_run_id, local_path
+from .store import RunStore, check_run_id
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +65,6 @@ def save_model(
     return path
 
 
-def _read_json(spark: SparkSession, location: str) -> dict[str, Any] | None:
-    local = local_path(location)
-    if local is not None:
-        return json.loads(local.read_text(encoding="utf-8")) if local.is_file() else None
-    try:  # a remote document is a folder with one text part (RunStore.write_json)
-        rows = spark.read.text(location, wholetext=True).collect()
-    except Exception:  # noqa: BLE001 - an unreadable location is "no model here", reported below
-        return None
-    return json.loads(rows[0][0]) if rows else None
-
-
 def load_model(path: str, spark: SparkSession | None = None) -> LinkModel:
     """Read a model saved by :func:`save_model`.
 
@@ -85,7 +73,7 @@ def load_model(path: str, spark: SparkSession | None = None) -> LinkModel:
     """
     spark = spark or get_or_create_session()
     store = RunStore(spark, path)
-    meta = _read_json(spark, f"{path.rstrip('/')}/{MODEL_JSON}")
+    meta = store.read_json(MODEL_JSON)
     if meta is None or not store.exists(TABLE_ARRAYS):
         raise InputError(
             f"no fitted model at {path!r} (expected {MODEL_JSON} and the Delta table {TABLE_ARRAYS}); "

@@ -227,6 +227,9 @@ class NumpyBackend:
     def right_sample(self, size: int) -> np.ndarray:
         return self.right[kernels.hash_sample(self.right_ids, size)]
 
+    def label_round(self, round_no: int, phase: str) -> None:
+        """Nothing to label in process (the Spark backend tags the round's jobs)."""
+
     def fit_tables(
         self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -405,10 +408,12 @@ def _run(
     backend = NumpyBackend(left_ids, left, right_ids, right, cfg)
     result = fit_and_extend(backend, seed_left, seed_right, cfg)
     links = pd.DataFrame(result.anchors)
-    sl, sr = backend.anchor_vectors(np.sort(seed_left), seed_right[np.argsort(seed_left)])
+    anchors = result.anchors
+    seed_ids = (anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]])
+    sl, sr = backend.anchor_vectors(*seed_ids)
     sample = consistency_sample(links)
     lv = backend.anchor_vectors(sample["left_id"].to_numpy(), sample["right_id"].to_numpy())
-    summary = diagnose(result.state, links, backend.n_left, backend.n_right, sl, sr, cfg, lv)
+    summary = diagnose(result.state, links, backend.n_left, backend.n_right, sl, sr, cfg, lv, seed_ids)
     model = None
     if fit:
         model = fit_model(backend, cfg, result.anchors, backend.left_mean, backend.right_mean, {})

@@ -489,11 +489,16 @@ class RunStore:
 
     def read_json(self, name: str) -> Any | None:
         """The JSON document ``<output>/<name>`` written by :meth:`write_json`, or None when it does not
-        exist or the output is not a local path (remote documents are read back only by Spark)."""
-        local = local_path(self._join(name))
-        if local is None or not local.is_file():
+        exist (or a remote location cannot be read)."""
+        location = self._join(name)
+        local = local_path(location)
+        if local is not None:
+            return json.loads(local.read_text(encoding="utf-8")) if local.is_file() else None
+        try:  # a remote document is a folder with one text part (write_json)
+            rows = self.spark.read.text(location, wholetext=True).collect()
+        except Exception:  # noqa: BLE001 - an unreadable location is "no document here"
             return None
-        return json.loads(local.read_text(encoding="utf-8"))
+        return json.loads(rows[0][0]) if rows else None
 
     def write_json(self, name: str, obj: Any) -> str:
         """Write ``obj`` as a JSON document under the output location.

@@ -1,0 +1,196 @@
+#!/usr/bin/env python
+"""Wrong seeds: link a benchmark split whose seeds are partly wrong, and check the run names them.
+
+For each cell (corpus, encoder pair) the split is built by the benchmark protocol
+(``benchmarks/harness/splits.make_split``: alpha, 15 in-domain seeds, fresh ids); then a share of the
+seeds (``--wrong``, 0.3 = 5 of 15) gets the right id of another right row (never a seed's, never the
+left row's partner). The in-process engine links the split twice, with the right seeds and with the
+corrupted ones. The linker sees only the tables and the seeds; the evaluation knows which seeds are
+wrong. Each run records P/R/F1 (seeds excluded, benchmarks/harness/evaluate.py) and the seeds the
+run names as probably wrong (``suspect_seeds`` of its summary): how many of the wrong ones, and how
+many right ones by mistake.
+
+    python benchmarks/wrong_seeds.py                 # default cells -> benchmarks/wrong_seeds/
+    python benchmarks/wrong_seeds.py --report-only   # re-render REPORT.md from results.jsonl
+
+Exit codes: 0 done, 2 bad input (no shared data: nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness.evaluate import score_links  # noqa: E402
+from benchmarks.harness.runner import pair_label  # noqa: E402
+from benchmarks.harness.splits import load_corpus, make_split  # noqa: E402
+from veclink_spark.config import LinkConfig  # noqa: E402
+from veclink_spark.constants import IS_SEED, LEFT_ID, RIGHT_ID  # noqa: E402
+from veclink_spark.errors import VeclinkError  # noqa: E402
+from veclink_spark.reference import link_arrays  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "wrong_seeds"
+CELLS = [
+    "debian:all-mpnet-base-v2:all-MiniLM-L6-v2",
+    "debian:all-MiniLM-L6-v2:all-MiniLM-L3-v2-paraphrase",
+    "debian:all-mpnet-base-v2:multilingual-e5-small",
+    "wordnet:all-mpnet-base-v2:all-MiniLM-L6-v2",
+    "debian:all-mpnet-base-v2:all-MiniLM-L6-v2:ood",
+]
+OOD_SOURCE = {"wordnet": "debian", "debian": "wordnet"}
+
+
+def corrupt_seeds(seeds: np.ndarray, right_ids: np.ndarray, truth: np.ndarray, share: float, seed: int):
+    """(seeds with ``round(share * n)`` right ids replaced, bool mask of the replaced ones). A new right
+    id is drawn from the right rows that are no seed's right id and not the left row's true partner."""
+    rng = np.random.default_rng([seed, 7])
+    n = len(seeds)
+    k = int(round(share * n))
+    wrong = np.zeros(n, dtype=bool)
+    wrong[rng.choice(n, size=k, replace=False)] = True
+    partner = dict(zip(truth[:, 0].tolist(), truth[:, 1].tolist(), strict=True))
+    taken = set(seeds[:, 1].tolist())
+    out = seeds.copy()
+    for i in np.nonzero(wrong)[0]:
+        while True:
+            r = int(right_ids[rng.integers(len(right_ids))])
+            if r not in taken and r != partner.get(int(seeds[i, 0])):
+                break
+        taken.add(r)
+        out[i, 1] = r
+    return out, wrong
+
+
+def run_cell(
+    data_dir: str, cell: str, alpha: float, n_seeds: int, share: float, split_seed: int
+) -> list[dict]:
+    corpus, left, right, *kind = cell.split(":")
+    ood = None
+    if kind == ["ood"]:  # seeds drawn from the other corpus, as the grid's out-of-domain cells
+        other = OOD_SOURCE[corpus]
+        ood = (load_corpus(data_dir, other, left), load_corpus(data_dir, other, right))
+    split = make_split(
+        load_corpus(data_dir, corpus, left),
+        load_corpus(data_dir, corpus, right),
+        alpha,
+        n_seeds,
+        split_seed,
+        ood_seed_vectors=ood,
+    )
+    bad, wrong = corrupt_seeds(split.seeds, split.right.ids, split.truth, share, split_seed)
+    rows = []
+    for kind, seeds in (("right seeds", split.seeds), (f"{share:.0%} wrong", bad)):
+        # Truth: every true pair; seed pairs (excluded from scoring) are the seeds given to the run.
+        truth = {
+            LEFT_ID: split.truth[:, 0],
+            RIGHT_ID: split.truth[:, 1],
+            IS_SEED: np.zeros(len(split.truth), bool),
+        }
+        t0 = time.perf_counter()
+        links, summary = link_arrays(
+            split.left.ids,
+            split.left.vectors,
+            split.right.ids,
+            split.right.vectors,
+            seeds[:, 0],
+            seeds[:, 1],
+            LinkConfig(),
+        )
+        wall = time.perf_counter() - t0
+        scores = score_links(links, truth, {LEFT_ID: seeds[:, 0], RIGHT_ID: seeds[:, 1]})
+        named = {(s["left_id"], s["right_id"]) for s in summary.get("suspect_seeds") or []}
+        given = list(zip(seeds[:, 0].tolist(), seeds[:, 1].tolist(), strict=True))
+        is_wrong = wrong if kind != "right seeds" else np.zeros(len(seeds), bool)
+        rows.append(
+            {
+                "corpus": corpus,
+                "pair": pair_label(left, right),
+                "seed_kind": "out_of_domain" if ood else "in_domain",
+                "alpha": alpha,
+                "n_seeds": n_seeds,
+                "seeds": kind,
+                "wrong_seeds": int(is_wrong.sum()),
+                "named_wrong": int(sum(p in named for p, w in zip(given, is_wrong, strict=True) if w)),
+                "named_right": int(sum(p in named for p, w in zip(given, is_wrong, strict=True) if not w)),
+                "verdict": summary.get("verdict"),
+                "seconds": round(wall, 1),
+                **{k: scores[k] for k in ("precision", "recall", "f1", "n_links", "n_correct", "n_true")},
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def report(rows: list[dict[str, Any]], path: Path) -> None:
+    lines = [
+        "# Wrong seeds",
+        "",
+        "Generated by `python benchmarks/wrong_seeds.py` (in-process engine, default configuration). Each",
+        "cell is linked with its right seeds and with a share of them replaced by wrong pairs; P/R/F1 with",
+        "the given seeds excluded; *named* counts the seeds the run lists in `suspect_seeds` (the check of",
+        "docs/method.md, 'Seed check').",
+        "",
+        "| corpus | pair | seed objects | alpha | seeds | P | R | F1 | wrong named | right named | verdict "
+        "| s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['corpus']} | {r['pair']} | {r['seed_kind'].replace('_', '-')} | {r['alpha']} | "
+            f"{r['seeds']} | {r['precision']:.3f} | "
+            f"{r['recall']:.3f} | {r['f1']:.3f} | {r['named_wrong']} of {r['wrong_seeds']} | "
+            f"{r['named_right']} of {r['n_seeds'] - r['wrong_seeds']} | {r['verdict']} | {r['seconds']:.0f} |"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument(
+        "--cells",
+        nargs="+",
+        default=CELLS,
+        help="corpus:left-encoder:right-encoder[:ood] (ood: seeds from the other corpus)",
+    )
+    ap.add_argument("--alpha", type=float, default=0.3)
+    ap.add_argument("--n-seeds", type=int, default=15)
+    ap.add_argument("--wrong", type=float, default=0.3, help="share of the seeds made wrong")
+    ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    results = out / "results.jsonl"
+    if not args.report_only:
+        if not Path(args.data_dir).is_dir():
+            print(f"error: {args.data_dir} not found; pass --data-dir", file=sys.stderr)
+            return 2
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            for cell in args.cells:
+                for row in run_cell(
+                    args.data_dir, cell, args.alpha, args.n_seeds, args.wrong, args.split_seed
+                ):
+                    with results.open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(row) + "\n")
+        except VeclinkError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
+    report(rows, out / "REPORT.md")
+    print(f"report: {out / 'REPORT.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
