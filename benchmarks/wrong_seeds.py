@@ -73,9 +73,9 @@ def corrupt_seeds(seeds: np.ndarray, right_ids: np.ndarray, truth: np.ndarray, s
 def run_cell(
     data_dir: str, cell: str, alpha: float, n_seeds: int, share: float, split_seed: int
 ) -> list[dict]:
-    corpus, left, right, *kind = cell.split(":")
+    corpus, left, right, *suffix = cell.split(":")
     ood = None
-    if kind == ["ood"]:  # seeds drawn from the other corpus, as the grid's out-of-domain cells
+    if suffix == ["ood"]:  # seeds drawn from the other corpus, as the grid's out-of-domain cells
         other = OOD_SOURCE[corpus]
         ood = (load_corpus(data_dir, other, left), load_corpus(data_dir, other, right))
     split = make_split(
