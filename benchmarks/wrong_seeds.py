@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -50,11 +51,12 @@ OOD_SOURCE = {"wordnet": "debian", "debian": "wordnet"}
 
 
 def corrupt_seeds(seeds: np.ndarray, right_ids: np.ndarray, truth: np.ndarray, share: float, seed: int):
-    """(seeds with ``round(share * n)`` right ids replaced, bool mask of the replaced ones). A new right
-    id is drawn from the right rows that are no seed's right id and not the left row's true partner."""
+    """(seeds with ``ceil(share * n)`` right ids replaced, bool mask of the replaced ones: at least that
+    share). A new right id is drawn from the right rows that are no seed's right id and not the left
+    row's true partner."""
     rng = np.random.default_rng([seed, 7])
     n = len(seeds)
-    k = int(round(share * n))
+    k = math.ceil(share * n - 1e-9)
     wrong = np.zeros(n, dtype=bool)
     wrong[rng.choice(n, size=k, replace=False)] = True
     partner = dict(zip(truth[:, 0].tolist(), truth[:, 1].tolist(), strict=True))
