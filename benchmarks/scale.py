@@ -279,7 +279,7 @@ def report(results: list[dict]) -> None:
                 f"({r['killed_after_s']} s), "
                 f"resumed in {r['resume_seconds']} s, exit {r['resume_exit']}, "
                 f"{r.get('links_resumed', '-')} links against {r.get('links_undisturbed', '-')} undisturbed, "
-                f"identical: {r.get('identical', '-')}"
+                f"identical: {r.get('identical', '-')} (code {r.get('commit', '-')})"
             )
     lines.append("")
     lines.append("![time against rows](scale.png)")
@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume_check:
         cache = Path(args.cache)
         rec = resume_check(_data(cache, args.resume_check, args.seed), args.resume_check, cache / "runs")
+        rec["commit"] = code_version()
         print(json.dumps(rec), flush=True)
         with open(OUT / "resume.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
