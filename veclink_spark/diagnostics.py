@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import kernels
 from .config import LinkConfig
-from .engine import RunState
+from .engine import Backend, RunState
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,17 @@ def consistency_sample(links: pd.DataFrame) -> pd.DataFrame:
     return got.sort_values(["left_id", "right_id"]).head(CONSISTENCY_SAMPLE)
 
 
+def evidence_vectors(
+    backend: Backend, anchors: dict[str, np.ndarray], links: pd.DataFrame
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """What :func:`diagnose` reads from the vectors, small: (the seeds' ids, the seeds' vectors, the
+    vectors of the :func:`consistency_sample` of ``links``), each as a (left, right) pair."""
+    seed_ids = (anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]])
+    sample = consistency_sample(links)
+    link_vectors = backend.anchor_vectors(sample["left_id"].to_numpy(), sample["right_id"].to_numpy())
+    return seed_ids, backend.anchor_vectors(*seed_ids), link_vectors
+
+
 #: Fewest sampled links the seed check fits its map on (fewer: the check is not made).
 SEED_CHECK_MIN_LINKS = 20
 
@@ -36,6 +47,22 @@ SEED_CHECK_MIN_LINKS = 20
 def _plain(v: Any) -> Any:
     """A numpy scalar id as the Python int or str JSON writes."""
     return v.item() if isinstance(v, np.generic) else v
+
+
+def named_seeds(
+    seed_left: np.ndarray, seed_right: np.ndarray, ranks: np.ndarray, max_rank: int
+) -> list[dict[str, Any]]:
+    """The seeds ranked below ``max_rank`` (:func:`seed_ranks`), as the summary lists them: left_id,
+    right_id, rank."""
+    return [
+        {"left_id": _plain(seed_left[i]), "right_id": _plain(seed_right[i]), "rank": int(ranks[i])}
+        for i in np.nonzero(ranks > max_rank)[0]
+    ]
+
+
+def seed_list(seeds: list[dict[str, Any]]) -> str:
+    """The first ten of ``seeds`` as '(left, right), ...' for a log line."""
+    return ", ".join(f"({d['left_id']}, {d['right_id']})" for d in seeds[:10])
 
 
 def seed_ranks(
@@ -191,16 +218,8 @@ def diagnose(
         and len(link_vectors[0]) >= SEED_CHECK_MIN_LINKS
     ):
         ranks = seed_ranks((seed_left, seed_right), link_vectors)
-        bad = np.nonzero(ranks > cfg.diagnostics.seed_max_rank)[0]
-        doubted = [
-            {
-                "left_id": _plain(seed_ids[0][i]),
-                "right_id": _plain(seed_ids[1][i]),
-                "rank": int(ranks[i]),
-                "dropped": False,
-            }
-            for i in bad
-        ]
+        named = named_seeds(seed_ids[0], seed_ids[1], ranks, cfg.diagnostics.seed_max_rank)
+        doubted = [dict(d, dropped=False) for d in named]
         if doubted:
             log.warning(
                 "%d of %d seeds the run kept may be wrong (their partner ranks below %d under the map "
@@ -208,7 +227,7 @@ def diagnose(
                 len(doubted),
                 len(ranks),
                 cfg.diagnostics.seed_max_rank,
-                ", ".join(f"({s['left_id']}, {s['right_id']})" for s in doubted[:10]),
+                seed_list(doubted),
             )
         suspects += doubted
     summary = {

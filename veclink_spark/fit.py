@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .config import LinkConfig
+from .diagnostics import SEED_CHECK_MIN_LINKS, named_seeds, seed_list, seed_ranks
 from .engine import Backend, RunResult, RunState, run_rounds
 
 log = logging.getLogger(__name__)
@@ -46,21 +47,18 @@ def fit_and_extend(
     last = backend.load_last_round()
     if last is None:
         fit, whole, fitted_on = _fit(backend, seed_left, seed_right, cfg, state_extra)
-        suspect = _suspect_seeds(fit, fitted_on, seed_left, seed_right, cfg)
-        if suspect is not None:
-            dropped = [
-                {"left_id": _plain(seed_left[i]), "right_id": _plain(seed_right[i]), "rank": int(rank)}
-                for i, rank in suspect
-            ]
-            keep = np.ones(len(seed_left), dtype=bool)
-            keep[[i for i, _ in suspect]] = False
+        ranks = _seed_check(fit, fitted_on, seed_left, seed_right, cfg)
+        if ranks is not None:
+            max_rank = cfg.diagnostics.seed_max_rank
+            dropped = named_seeds(seed_left, seed_right, ranks, max_rank)
+            keep = ranks <= max_rank
             log.warning(
                 "%d of %d seeds are probably wrong (their partner ranks below %d under the map fitted on "
                 "the fit's links): fitting again without them: %s",
                 len(dropped),
                 len(seed_left),
-                cfg.diagnostics.seed_max_rank,
-                ", ".join(f"({d['left_id']}, {d['right_id']})" for d in dropped[:10]),
+                max_rank,
+                seed_list(dropped),
             )
             seed_left, seed_right = seed_left[keep], seed_right[keep]
             fit, whole, _ = _fit(backend, seed_left, seed_right, cfg, state_extra)
@@ -130,16 +128,14 @@ def _fit(
     return run_rounds(fit_backend, seed_left, seed_right, cfg, state_extra), whole, fit_backend
 
 
-def _suspect_seeds(
+def _seed_check(
     fit: RunResult, backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, cfg: LinkConfig
-) -> list[tuple[int, int]] | None:
-    """The seeds the fit's links say are wrong, as (index, rank) (:func:`veclink_spark.diagnostics.seed_ranks`
-    with the fit's links as the map's pairs), or None when none is, or the check cannot be made or
-    trusted: ``diagnostics.seed_max_rank`` 0, fewer than ``SEED_CHECK_MIN_LINKS`` links, or more than
-    half the seeds named (then the links, not the seeds, are the likelier fault), or fewer than two
-    seeds would be left."""
-    from .diagnostics import SEED_CHECK_MIN_LINKS, seed_ranks
-
+) -> np.ndarray | None:
+    """Each seed's rank under the map of the fit's links (:func:`veclink_spark.diagnostics.seed_ranks`)
+    when some seeds rank below ``diagnostics.seed_max_rank`` and should be dropped; None when none
+    does, or the check cannot be made or trusted: ``diagnostics.seed_max_rank`` 0, fewer than
+    ``SEED_CHECK_MIN_LINKS`` links, or more than half the seeds named (then the links, not the seeds,
+    are the likelier fault), or fewer than two seeds would be left."""
     max_rank = cfg.diagnostics.seed_max_rank
     links = ~fit.anchors["is_seed"]
     if max_rank == 0 or int(links.sum()) < SEED_CHECK_MIN_LINKS:
@@ -157,12 +153,7 @@ def _suspect_seeds(
                 max_rank,
             )
         return None
-    return [(int(i), int(ranks[i])) for i in bad]
-
-
-def _plain(v: Any) -> Any:
-    """A numpy scalar id as the Python int or str JSON writes."""
-    return v.item() if isinstance(v, np.generic) else v
+    return ranks
 
 
 def extension_config(cfg: LinkConfig) -> LinkConfig:

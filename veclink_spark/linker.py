@@ -29,7 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 from . import kernels
 from .config import LinkConfig
 from .constants import LEFT_ID, RIGHT_ID, TABLE_LINKS, TABLE_SUMMARY
-from .diagnostics import consistency_sample, diagnose
+from .diagnostics import diagnose, evidence_vectors
 from .errors import ConfigError, InputError
 from .fit import fit_and_extend
 from .inputs import InputColumns, InputSummary, load_inputs
@@ -154,11 +154,8 @@ class Linker:
             )
             anchors = result.anchors
             order = np.lexsort((anchors["right_id"], anchors["left_id"]))
-            seed_ids = (anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]])
-            sl, sr = backend.anchor_vectors(*seed_ids)
             links_pdf = pd.DataFrame({k: v[order] for k, v in anchors.items()})
-            sample = consistency_sample(links_pdf)
-            lv = backend.anchor_vectors(sample["left_id"].to_numpy(), sample["right_id"].to_numpy())
+            seed_ids, (sl, sr), lv = evidence_vectors(backend, anchors, links_pdf)
             t_model = time.time()
             model = fit_model(backend, cfg, anchors, left_mean, right_mean, {})
         finally:

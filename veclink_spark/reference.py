@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import kernels
 from .config import LinkConfig
-from .diagnostics import consistency_sample, diagnose
+from .diagnostics import diagnose, evidence_vectors
 from .engine import Candidates, RoundVotes, RunState
 from .errors import InputError
 from .fit import fit_and_extend
@@ -408,11 +408,7 @@ def _run(
     backend = NumpyBackend(left_ids, left, right_ids, right, cfg)
     result = fit_and_extend(backend, seed_left, seed_right, cfg)
     links = pd.DataFrame(result.anchors)
-    anchors = result.anchors
-    seed_ids = (anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]])
-    sl, sr = backend.anchor_vectors(*seed_ids)
-    sample = consistency_sample(links)
-    lv = backend.anchor_vectors(sample["left_id"].to_numpy(), sample["right_id"].to_numpy())
+    seed_ids, (sl, sr), lv = evidence_vectors(backend, result.anchors, links)
     summary = diagnose(result.state, links, backend.n_left, backend.n_right, sl, sr, cfg, lv, seed_ids)
     model = None
     if fit:
