@@ -21,7 +21,14 @@ import yaml
 
 from benchmarks.harness import runner
 from benchmarks.harness.report import write_report
-from benchmarks.harness.runner import grid_from_dict, load_grid, plan_runs, read_results, run_grid
+from benchmarks.harness.runner import (
+    grid_from_dict,
+    load_grid,
+    method_config,
+    plan_runs,
+    read_results,
+    run_grid,
+)
 from benchmarks.harness.splits import vectors_to_arrow
 from veclink_spark.errors import ConfigError, InputError
 from veclink_spark.synthetic import make_pair
@@ -104,6 +111,13 @@ def test_grid_files_parse_with_the_protocol_shape() -> None:
     smoke = load_grid(ROOT / "benchmarks" / "grids" / "smoke.yaml")
     assert len(smoke.corpora) == 1 and len(smoke.pairs) == 1 and len(plan_runs(smoke)) == len(smoke.methods)
     assert smoke.veclink_config.bootstrap.max_rounds == 2 and smoke.veclink_config.refine.max_rounds == 2
+    targets = load_grid(ROOT / "benchmarks" / "grids" / "targets.yaml")
+    runs = plan_runs(targets)
+    digests = {m: {r.config_digest for r in runs if r.method == m} for m in ("veclink", "veclink_loop")}
+    assert len(runs) == 48 * 8 and all(len(d) == 1 for d in digests.values())
+    assert digests["veclink"] != digests["veclink_loop"]  # the loop alone: its own config and row
+    assert method_config(targets.veclink_config, "veclink_loop").refine.mode == "none"
+    assert method_config(targets.veclink_config, "veclink") == targets.veclink_config
     negative = load_grid(ROOT / "benchmarks" / "grids" / "negative-control.yaml")
     assert all(left == "glove-6b-50d-mean" for left, _ in negative.pairs) and len(plan_runs(negative)) == 28
     for name in ("seeds-debian", "overlap-debian"):  # slices of the paper grid: same run keys
@@ -166,7 +180,7 @@ def test_runner_writes_resumes_and_reports(data_dir: Path, tmp_path: Path) -> No
     veclink = [r for r in rows if r["method"] == "veclink"]
     for r in veclink:
         assert r["engine"] == "reference" and len(r["config_digest"]) == 12
-        assert r["rounds"] == len(r["links_per_round"]) and r["verdict"] in ("took off", "stalled")
+        assert r["rounds"] == len(r["links_per_round"]) and r["verdict"] in ("took off", "partial", "stalled")
         last = r["by_round"][-1]  # the cumulative by-round scores end at the run's own totals
         assert last["n_links"] == r["n_links"] and last["n_correct"] == r["n_correct"]
     sl = next(r for r in rows if r["method"] == "self_learning" and r["seed_kind"] == "in_domain")

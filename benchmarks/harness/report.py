@@ -177,6 +177,7 @@ def aggregate(ok: pd.DataFrame) -> pd.DataFrame:
     agg["runs"] = g.size()
     if "verdict" in ok:
         agg["took_off"] = g["verdict"].agg(lambda v: int((v == "took off").sum()))
+        agg["partial"] = g["verdict"].agg(lambda v: int((v == "partial").sum()))
     return agg.reset_index()
 
 
@@ -235,6 +236,8 @@ def _targets(agg: pd.DataFrame) -> list[str]:
                 if "took_off" in r and pd.notna(r["took_off"])
                 else "—"
             )
+            if "partial" in r and pd.notna(r["partial"]) and r["partial"]:
+                took += f" ({int(r['partial'])} partial)"
             rows.append(
                 [
                     r["corpus"],
@@ -253,7 +256,8 @@ def _targets(agg: pd.DataFrame) -> list[str]:
         counts = _hits(merged, merged["f1_mean"] >= merged["f1_mean_b"])
         lines += [
             f"veclink's mean F1 is at least the best baseline's in {counts} cells "
-            "(Δ in F1 points; `took off` = runs whose own diagnosis said it took off).",
+            "(Δ in F1 points; `took off` = runs whose own diagnosis said it took off; `partial` = runs it "
+            "called a partial take-off: few links, vouched for by the seeds).",
             "",
         ]
         lines += _table(

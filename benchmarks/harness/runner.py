@@ -71,12 +71,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VECLINK = "veclink"
+#: The published hash-join loop alone (veclink with ``advanced.refine.mode: none``), its own method so
+#: that it gets its own row beside the full method.
+VECLINK_LOOP = "veclink_loop"
+VECLINK_METHODS: tuple[str, ...] = (VECLINK, VECLINK_LOOP)
 ORACLES: dict[str, str] = {
     "oracle_procrustes": "procrustes",
     "oracle_procrustes_centred": "procrustes_centred",
     "oracle_least_squares": "least_squares",
 }
-METHODS: tuple[str, ...] = (VECLINK, *BASELINES, *ORACLES)
+METHODS: tuple[str, ...] = (*VECLINK_METHODS, *BASELINES, *ORACLES)
 SEED_KINDS: tuple[str, ...] = ("in_domain", "out_of_domain")
 ENGINES: tuple[str, ...] = ("reference", "spark")
 #: Engine recorded for the baselines and oracles: they always run in this process (numpy / faiss).
@@ -124,6 +128,16 @@ def short_encoder(name: str) -> str:
 def pair_label(left: str, right: str) -> str:
     """Label of an encoder pair, e.g. ``mpnet/L6``."""
     return f"{short_encoder(left)}/{short_encoder(right)}"
+
+
+def method_config(cfg: LinkConfig, method: str) -> LinkConfig:
+    """The veclink configuration a method runs with: the grid's, or for :data:`VECLINK_LOOP` the same
+    with the refinement off (the published loop alone)."""
+    if method != VECLINK_LOOP:
+        return cfg
+    data = cfg.to_dict()
+    data["advanced"]["refine"]["mode"] = "none"
+    return LinkConfig.from_dict(data)
 
 
 def config_digest(cfg: LinkConfig) -> str:
@@ -423,7 +437,7 @@ class RunSpec:
             f"seed={self.split_seed}",
             f"method={self.method}",
         ]
-        if self.method == VECLINK:
+        if self.method in VECLINK_METHODS:
             parts += [f"engine={self.engine}", f"config={self.config_digest}"]
         return "|".join(parts)
 
@@ -451,13 +465,13 @@ def plan_runs(grid: Grid, engine: str = "reference") -> list[RunSpec]:
     """
     if engine not in ENGINES:
         raise ConfigError([f"engine must be one of {', '.join(ENGINES)}, got {engine!r}"])
-    digest = config_digest(grid.veclink_config)
+    digests = {m: config_digest(method_config(grid.veclink_config, m)) for m in VECLINK_METHODS}
     runs = []
     for corpus, (left, right), kind, alpha, n, s in itertools.product(
         grid.corpora, grid.pairs, grid.seed_kinds, grid.alphas, grid.n_seeds, grid.split_seeds
     ):
         for m in grid.methods:
-            is_vl = m == VECLINK
+            is_vl = m in VECLINK_METHODS
             runs.append(
                 RunSpec(
                     corpus,
@@ -469,7 +483,7 @@ def plan_runs(grid: Grid, engine: str = "reference") -> list[RunSpec]:
                     s,
                     m,
                     engine if is_vl else IN_PROCESS,
-                    digest if is_vl else None,
+                    digests[m] if is_vl else None,
                 )
             )
     return runs
@@ -633,8 +647,8 @@ def run_one(
         wall_seconds, plus ``by_round`` / ``verdict`` / ``stop_reason`` (veclink) or ``info`` (baselines).
     """
     truth = _truth(split)
-    if run.method == VECLINK:
-        links, summary, wall = _run_veclink(split, run, cfg, spark_ctx)
+    if run.method in VECLINK_METHODS:
+        links, summary, wall = _run_veclink(split, run, method_config(cfg, run.method), spark_ctx)
         scores = score_links(links, truth, split.seeds)
         by_round = score_by_round(links, truth, split.seeds) if len(links) else []
         extra: dict[str, Any] = {
@@ -731,7 +745,7 @@ def run_grid(
     """
     out = Path(out_dir)
     runs = plan_runs(grid, engine)
-    if engine == "spark" and spark is None and any(r.method == VECLINK for r in runs):
+    if engine == "spark" and spark is None and any(r.method in VECLINK_METHODS for r in runs):
         raise ConfigError(["engine 'spark' needs a SparkSession: pass spark= to run_grid"])
     results_path = out / RESULTS_FILE
     done = {r["key"] for r in read_results(results_path, repair=True) if r.get("status") == "ok"}
@@ -751,9 +765,13 @@ def run_grid(
             indent=1,
         )
     )
-    if VECLINK in grid.methods:
-        (out / CONFIGS_DIR).mkdir(exist_ok=True)
-        (out / CONFIGS_DIR / f"{digest}.json").write_text(json.dumps(grid.veclink_config.to_dict(), indent=1))
+    for m in VECLINK_METHODS:
+        if m in grid.methods:
+            cfg_m = method_config(grid.veclink_config, m)
+            (out / CONFIGS_DIR).mkdir(exist_ok=True)
+            (out / CONFIGS_DIR / f"{config_digest(cfg_m)}.json").write_text(
+                json.dumps(cfg_m.to_dict(), indent=1)
+            )
     log.info(
         "grid %s: %d runs planned, %d already in %s, %d to run (engine %s, veclink config %s)",
         grid.name,
@@ -824,7 +842,7 @@ def run_grid(
                 fh.write(json.dumps(row, default=_json_default) + "\n")
             if row["status"] == "ok":
                 outcome.finished += 1
-                extra = f" verdict={row['verdict']}" if run.method == VECLINK else ""
+                extra = f" verdict={row['verdict']}" if run.method in VECLINK_METHODS else ""
                 log.info(
                     "%s %s: P=%.1f R=%.1f F1=%.1f links=%d rounds=%s wall=%.1fs%s",
                     progress.tick(),
