@@ -19,10 +19,10 @@ Exit codes: 0 done, 2 bad input (no shared data: nothing written).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.harness.evaluate import score_links  # noqa: E402
 from benchmarks.harness.runner import pair_label  # noqa: E402
 from benchmarks.harness.splits import load_corpus, make_split  # noqa: E402
+from benchmarks.harness.study import study_main  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
 from veclink_spark.constants import IS_SEED, LEFT_ID, RIGHT_ID  # noqa: E402
-from veclink_spark.errors import VeclinkError  # noqa: E402
 from veclink_spark.reference import link_arrays  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "wrong_seeds"
@@ -128,7 +128,6 @@ def run_cell(
                 **{k: scores[k] for k in ("precision", "recall", "f1", "n_links", "n_correct", "n_true")},
             }
         )
-        print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -158,42 +157,17 @@ def report(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument(
-        "--cells",
-        nargs="+",
-        default=CELLS,
-        help="corpus:left-encoder:right-encoder[:ood] (ood: seeds from the other corpus)",
-    )
-    ap.add_argument("--alpha", type=float, default=0.3)
-    ap.add_argument("--n-seeds", type=int, default=15)
-    ap.add_argument("--wrong", type=float, default=0.3, help="share of the seeds made wrong")
-    ap.add_argument("--split-seed", type=int, default=0)
-    ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--report-only", action="store_true")
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    results = out / "results.jsonl"
-    if not args.report_only:
-        if not Path(args.data_dir).is_dir():
-            print(f"error: {args.data_dir} not found; pass --data-dir", file=sys.stderr)
-            return 2
-        out.mkdir(parents=True, exist_ok=True)
-        try:
-            for cell in args.cells:
-                for row in run_cell(
-                    args.data_dir, cell, args.alpha, args.n_seeds, args.wrong, args.split_seed
-                ):
-                    with results.open("a", encoding="utf-8") as fh:
-                        fh.write(json.dumps(row) + "\n")
-        except VeclinkError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
-    report(rows, out / "REPORT.md")
-    print(f"report: {out / 'REPORT.md'}")
-    return 0
+    def options(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--alpha", type=float, default=0.3)
+        ap.add_argument("--n-seeds", type=int, default=15)
+        ap.add_argument("--wrong", type=float, default=0.3, help="share of the seeds made wrong")
+
+    def measure(args: argparse.Namespace) -> Iterator[dict]:
+        # cells: corpus:left:right[:ood] (ood: seeds from the other corpus)
+        for cell in args.cells:
+            yield from run_cell(args.data_dir, cell, args.alpha, args.n_seeds, args.wrong, args.split_seed)
+
+    return study_main(argv, __doc__.split("\n\n")[0], OUT, CELLS, options, measure, report)
 
 
 if __name__ == "__main__":
