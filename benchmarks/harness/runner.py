@@ -772,15 +772,20 @@ def run_grid(
             (out / CONFIGS_DIR / f"{config_digest(cfg_m)}.json").write_text(
                 json.dumps(cfg_m.to_dict(), indent=1)
             )
+    configs = ", ".join(
+        f"{m} {config_digest(method_config(grid.veclink_config, m))}"
+        for m in VECLINK_METHODS
+        if m in grid.methods
+    )
     log.info(
-        "grid %s: %d runs planned, %d already in %s, %d to run (engine %s, veclink config %s)",
+        "grid %s: %d runs planned, %d already in %s, %d to run (engine %s; config of %s)",
         grid.name,
         len(runs),
         len(runs) - len(pending),
         results_path,
         len(pending),
         engine,
-        digest,
+        configs or "no veclink run",
     )
     t_start = time.perf_counter()
     outcome = GridOutcome(results_path, len(runs), len(runs) - len(pending), 0, 0, 0.0)
