@@ -25,6 +25,18 @@ def test_default_yaml_matches_the_dataclasses() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_precision_preset_changes_only_the_cut() -> None:
+    preset = LinkConfig.from_yaml(ROOT / "conf" / "precision.yaml")
+    assert not preset.refine.polish_after_cut and preset.refine.mixture_posterior == 0.9
+    default = LinkConfig().to_dict()
+    changed = preset.to_dict()
+    assert {k for k in default if default[k] != changed[k]} == {"advanced"}
+    assert (
+        default["advanced"]["refine"] | {"polish_after_cut": False, "mixture_posterior": 0.9}
+        == (changed["advanced"]["refine"])
+    )
+
+
 def test_every_field_is_documented_in_default_yaml() -> None:
     text = (ROOT / "conf" / "default.yaml").read_text()
     for name, _default, doc in describe_fields():

@@ -149,6 +149,14 @@ def test_union_polish_keeps_every_cut_link_and_adds_pairs_the_bagged_maps_agree_
     cut, cut_summary = run_with(polish_after_cut=False)
     union, union_summary = run_with()  # defaults: polish_source links, polish_merge union
     assert cut_summary["history"][-1]["mixture"]["applies"]
+    # A higher mixture posterior cuts the same take-off higher: fewer links, each one a cut link.
+    surer, surer_summary = run_with(polish_after_cut=False, mixture_posterior=0.95)
+    assert surer_summary["rounds"] == cut_summary["rounds"]
+    assert (
+        surer_summary["history"][-1]["mixture"]["threshold"]
+        > cut_summary["history"][-1]["mixture"]["threshold"]
+    )
+    assert pairs(surer) < pairs(cut)
     # The same take-off, then one polish round whose agreed pairs join the cut links.
     assert union_summary["rounds"] == cut_summary["rounds"] + 1
     assert pairs(cut) < pairs(union)

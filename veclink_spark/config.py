@@ -263,6 +263,14 @@ class RefineConfig:
         lo=0.0,
         hi=100.0,
     )
+    mixture_posterior: float = _f(
+        0.5,
+        "a refined link is in the mixture's upper component when that component's posterior at its "
+        "score is at least this: higher keeps fewer, surer links (a precision-first run: 0.9 with "
+        "polish_after_cut false, docs/method.md 'Precision')",
+        lo=0.01,
+        hi=0.999,
+    )
     stable_fraction: float = _f(
         0.01, "refinement stops when fewer than this fraction of the links changed in a round", lo=0.0, hi=1.0
     )

@@ -649,7 +649,9 @@ def _promote(
     ):
         # Computed every take-off round (cheap, on the driver), applied only to the links the take-off
         # ends with (_advance): the cut must not change the churn that decides settling.
-        cut = kernels.mixture_cut(cand.sim[out.promoted], min_separation=rf.mixture_separation)
+        cut = kernels.mixture_cut(
+            cand.sim[out.promoted], min_separation=rf.mixture_separation, posterior=rf.mixture_posterior
+        )
         if cut is not None:
             out.mixture = {
                 "threshold": cut.threshold,
