@@ -180,7 +180,7 @@ def test_runner_writes_resumes_and_reports(data_dir: Path, tmp_path: Path) -> No
     veclink = [r for r in rows if r["method"] == "veclink"]
     for r in veclink:
         assert r["engine"] == "reference" and len(r["config_digest"]) == 12
-        assert r["rounds"] == len(r["links_per_round"]) and r["verdict"] in ("took off", "partial", "stalled")
+        assert r["rounds"] == len(r["links_per_round"]) and r["verdict"] in ("took off", "stalled")
         last = r["by_round"][-1]  # the cumulative by-round scores end at the run's own totals
         assert last["n_links"] == r["n_links"] and last["n_correct"] == r["n_correct"]
     sl = next(r for r in rows if r["method"] == "self_learning" and r["seed_kind"] == "in_domain")

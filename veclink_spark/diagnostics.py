@@ -43,12 +43,6 @@ def evidence_vectors(
 #: Fewest sampled links the seed check fits its map on (fewer: the check is not made).
 SEED_CHECK_MIN_LINKS = 20
 
-#: A run that stalled (too few links, or a polish that kept few) is a *partial take-off* when at least
-#: this share of its seeds rank within ``diagnostics.seed_max_rank`` under the map fitted on its links
-#: alone (:func:`seed_ranks`): the seeds are independent evidence, and a chance matching's map sends
-#: them anywhere (the negative control's agree at chance level, a few per cent).
-PARTIAL_MIN_SEED_AGREEMENT = 0.5
-
 
 def _plain(v: Any) -> Any:
     """A numpy scalar id as the Python int or str JSON writes."""
@@ -105,20 +99,14 @@ def diagnose(
     """Build the run summary from the run's final state: history, link counts, seed consistency and
     the take-off verdict.
 
-    A run *took off* unless it linked fewer than ``diagnostics.min_link_fraction`` of the smaller table
-    beyond the seeds, or its link set did not settle: more than ``diagnostics.max_final_churn`` of
+    A run is *stalled* when it linked fewer than ``diagnostics.min_link_fraction`` of the smaller table
+    beyond the seeds, or when its link set did not settle: more than ``diagnostics.max_final_churn`` of
     the links changed in the last take-off refinement round (self-learning can always produce *some* matching,
     even between unrelated tables; such a matching keeps churning, a real one converges).
     ``link_vectors`` (a sample of the links' vectors) gives the link-to-link distance consistency; below
-    ``diagnostics.min_link_consistency`` the run is stalled too (a chance matching can settle). A run
-    that fell short only by its count (too few links, or a polish that kept few of them) is a *partial
-    take-off* when its links are right by independent evidence: the map fitted on the links alone ranks
-    at least :data:`PARTIAL_MIN_SEED_AGREEMENT` of the seeds' partners within
-    ``diagnostics.seed_max_rank`` (its links are few but trusted); otherwise it *stalled*. A run that
-    did not take off says so in the summary with the evidence (seed-to-seed distance consistency across
-    the spaces, vote margins, links per round) and what the user can do. Logged at WARNING.
-    ``trusted_links`` counts the links the verdict vouches for: all of them after a take-off or a
-    partial take-off, none after a stall.
+    ``diagnostics.min_link_consistency`` the run is stalled too (a chance matching can settle). The
+    summary then says so with the evidence (seed-to-seed distance consistency across the spaces, vote
+    margins, links per round) and what the user can do. Logged at WARNING.
 
     ``suspect_seeds`` lists the seeds the fit dropped as probably wrong (``dropped``: true; they are not
     in the links) and, for a run that took off, the seeds it kept whose partner still ranks below
@@ -219,36 +207,17 @@ def diagnose(
             "independent views)",
             "keep advanced.refine.mode: procrustes (it can take off where the published loop stalls)",
         ]
-    # The seeds' ranks under the map of the links alone: which seeds the links doubt (after a take-off),
-    # and whether a run that stalled by its count alone found right links (a partial take-off).
-    ranks = None
-    if (
-        cfg.diagnostics.seed_max_rank > 0
-        and link_vectors is not None
-        and len(link_vectors[0]) >= SEED_CHECK_MIN_LINKS
-        and len(seed_left) > 0
-    ):
-        ranks = seed_ranks((seed_left, seed_right), link_vectors)
-    agreement = (
-        float(np.mean(ranks <= cfg.diagnostics.seed_max_rank)) if ranks is not None else float("nan")
-    )
-    partial = (
-        stalled
-        and not unsettled
-        and not incoherent
-        and np.isfinite(agreement)
-        and agreement >= PARTIAL_MIN_SEED_AGREEMENT
-    )
-    if partial:
-        reasons.append(
-            f"yet {agreement:.0%} of the seeds rank within {cfg.diagnostics.seed_max_rank} under the map "
-            "fitted on the links alone: the links found are right by independent evidence (a partial "
-            "take-off: trust the links, expect more of the overlap to be missing)"
-        )
-    verdict = "took off" if not stalled else ("partial" if partial else "stalled")
+    verdict = "stalled" if stalled else "took off"
     # The seeds the fit dropped (veclink_spark.fit), then the ones the final links doubt.
     suspects: list[dict[str, Any]] = [dict(d, dropped=True) for d in state.dropped_seeds]
-    if not stalled and ranks is not None and seed_ids is not None:
+    if (
+        not stalled
+        and cfg.diagnostics.seed_max_rank > 0
+        and seed_ids is not None
+        and link_vectors is not None
+        and len(link_vectors[0]) >= SEED_CHECK_MIN_LINKS
+    ):
+        ranks = seed_ranks((seed_left, seed_right), link_vectors)
         named = named_seeds(seed_ids[0], seed_ids[1], ranks, cfg.diagnostics.seed_max_rank)
         doubted = [dict(d, dropped=False) for d in named]
         if doubted:
@@ -264,8 +233,8 @@ def diagnose(
     summary = {
         "verdict": verdict,
         "took_off": not stalled,
-        "trusted_links": n_links if verdict != "stalled" else 0,
-        "seed_agreement": None if not np.isfinite(agreement) else round(agreement, 4),
+        # The links the verdict stands behind: all of them after a take-off, none after a stall.
+        "trusted_links": 0 if stalled else n_links,
         "reasons": reasons,
         "advice": advice,
         "n_links": n_links,
@@ -287,12 +256,7 @@ def diagnose(
         "config": cfg.to_dict(),
     }
     if stalled:
-        log.warning(
-            "the run %s: %s. What to do: %s",
-            "took off partially" if partial else "did not take off",
-            "; ".join(reasons),
-            "; ".join(advice),
-        )
+        log.warning("the run did not take off: %s. What to do: %s", "; ".join(reasons), "; ".join(advice))
     else:
         log.info(
             "the run took off: %d links beyond %d seeds in %d rounds (seed consistency %.2f)",

@@ -256,8 +256,8 @@ def _targets(agg: pd.DataFrame) -> list[str]:
         counts = _hits(merged, merged["f1_mean"] >= merged["f1_mean_b"])
         lines += [
             f"veclink's mean F1 is at least the best baseline's in {counts} cells "
-            "(Δ in F1 points; `took off` = runs whose own diagnosis said it took off; `partial` = runs it "
-            "called a partial take-off: few links, vouched for by the seeds).",
+            "(Δ in F1 points; `took off` = runs whose own diagnosis said it took off; `partial` = runs "
+            "of code that briefly had that verdict, since withdrawn: docs/method.md, 'The verdict').",
             "",
         ]
         lines += _table(
