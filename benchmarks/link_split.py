@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"P {sc['precision']:.3f} R {sc['recall']:.3f} F1 {sc['f1']:.3f} ({sc['n_links']} links), "
         f"{summary['verdict']}, link consistency {summary['link_consistency_spearman']}, "
-        f"seed consistency {summary['seed_consistency_spearman']}, seed agreement "
-        f"{summary['seed_agreement']}, polish retention {summary['polish_retention']}, "
+        f"seed consistency {summary['seed_consistency_spearman']}, "
+        f"polish retention {summary['polish_retention']}, "
         f"{summary['rounds']} rounds, "
         f"{time.time() - t0:.0f} s, last mixture cut {cuts[0] if cuts else None}"
     )
