@@ -7,6 +7,7 @@ overlap) and the seed vectors.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -85,38 +86,38 @@ def seed_ranks(
     return np.maximum(rank_f, rank_b)
 
 
-def diagnose(
-    state: RunState,
-    links: pd.DataFrame,
+@dataclass(frozen=True)
+class StallChecks:
+    """The checks behind the verdict (:func:`stall_checks`)."""
+
+    smaller: int
+    needed: float
+    link_consistency: float
+    churn: float
+    retention: float
+    last: dict[str, Any] | None
+    unsettled: bool
+    unstable: bool
+    incoherent: bool
+    few: bool
+
+    @property
+    def stalled(self) -> bool:
+        return self.few or self.unsettled or self.unstable or self.incoherent
+
+
+def stall_checks(
+    history: list[dict[str, Any]],
+    n_links: int,
+    n_seeds: int,
     n_left: int,
     n_right: int,
-    seed_left: np.ndarray,
-    seed_right: np.ndarray,
     cfg: LinkConfig,
-    link_vectors: tuple[np.ndarray, np.ndarray] | None = None,
-    seed_ids: tuple[np.ndarray, np.ndarray] | None = None,
-) -> dict[str, Any]:
-    """Build the run summary from the run's final state: history, link counts, seed consistency and
-    the take-off verdict.
-
-    A run is *stalled* when it linked fewer than ``diagnostics.min_link_fraction`` of the smaller table
-    beyond the seeds, or when its link set did not settle: more than ``diagnostics.max_final_churn`` of
-    the links changed in the last take-off refinement round (self-learning can always produce *some* matching,
-    even between unrelated tables; such a matching keeps churning, a real one converges).
-    ``link_vectors`` (a sample of the links' vectors) gives the link-to-link distance consistency; below
-    ``diagnostics.min_link_consistency`` the run is stalled too (a chance matching can settle). The
-    summary then says so with the evidence (seed-to-seed distance consistency across the spaces, vote
-    margins, links per round) and what the user can do. Logged at WARNING.
-
-    ``suspect_seeds`` lists the seeds the fit dropped as probably wrong (``dropped``: true; they are not
-    in the links) and, for a run that took off, the seeds it kept whose partner still ranks below
-    ``diagnostics.seed_max_rank`` under the map of the final links (:func:`seed_ranks`; ``seed_ids``
-    are the ids of ``seed_left`` / ``seed_right``, row for row; ``dropped``: false).
-    """
-    history = state.history
-    n_links = int((~links["is_seed"].astype(bool)).sum()) if len(links) else 0
-    n_seeds = int(links["is_seed"].astype(bool).sum()) if len(links) else 0
-    consistency = kernels.seed_consistency(seed_left, seed_right)
+    link_vectors: tuple[np.ndarray, np.ndarray] | None,
+) -> StallChecks:
+    """Whether a run stalled, and why (see :func:`diagnose`): too few links, an unsettled link set,
+    a polish that kept few links, or links that do not keep distances. Also used by the fit's seed
+    check, which trusts a fit's links only when the fit took off."""
     smaller = min(n_left, n_right)
     needed = cfg.diagnostics.min_link_fraction * smaller
     link_consistency = float("nan")
@@ -152,7 +153,56 @@ def diagnose(
         and np.isfinite(link_consistency)
         and link_consistency < cfg.diagnostics.min_link_consistency
     )
-    stalled = n_links < needed or bool(unsettled) or bool(unstable) or bool(incoherent)
+    return StallChecks(
+        smaller,
+        needed,
+        link_consistency,
+        churn,
+        retention,
+        last,
+        bool(unsettled),
+        bool(unstable),
+        bool(incoherent),
+        n_links < needed,
+    )
+
+
+def diagnose(
+    state: RunState,
+    links: pd.DataFrame,
+    n_left: int,
+    n_right: int,
+    seed_left: np.ndarray,
+    seed_right: np.ndarray,
+    cfg: LinkConfig,
+    link_vectors: tuple[np.ndarray, np.ndarray] | None = None,
+    seed_ids: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Build the run summary from the run's final state: history, link counts, seed consistency and
+    the take-off verdict.
+
+    A run is *stalled* when it linked fewer than ``diagnostics.min_link_fraction`` of the smaller table
+    beyond the seeds, or when its link set did not settle: more than ``diagnostics.max_final_churn`` of
+    the links changed in the last take-off refinement round (self-learning can always produce *some* matching,
+    even between unrelated tables; such a matching keeps churning, a real one converges).
+    ``link_vectors`` (a sample of the links' vectors) gives the link-to-link distance consistency; below
+    ``diagnostics.min_link_consistency`` the run is stalled too (a chance matching can settle). The
+    summary then says so with the evidence (seed-to-seed distance consistency across the spaces, vote
+    margins, links per round) and what the user can do. Logged at WARNING.
+
+    ``suspect_seeds`` lists the seeds the fit dropped as probably wrong (``dropped``: true; they are not
+    in the links) and, for a run that took off, the seeds it kept whose partner still ranks below
+    ``diagnostics.seed_max_rank`` under the map of the final links (:func:`seed_ranks`; ``seed_ids``
+    are the ids of ``seed_left`` / ``seed_right``, row for row; ``dropped``: false).
+    """
+    history = state.history
+    n_links = int((~links["is_seed"].astype(bool)).sum()) if len(links) else 0
+    n_seeds = int(links["is_seed"].astype(bool).sum()) if len(links) else 0
+    consistency = kernels.seed_consistency(seed_left, seed_right)
+    checks = stall_checks(history, n_links, n_seeds, n_left, n_right, cfg, link_vectors)
+    smaller, needed, stalled = checks.smaller, checks.needed, checks.stalled
+    link_consistency, churn, retention = checks.link_consistency, checks.churn, checks.retention
+    unsettled, unstable, incoherent, last = checks.unsettled, checks.unstable, checks.incoherent, checks.last
     per_round = [int(h.get("added", 0)) for h in history]
     margins = [
         {
