@@ -233,10 +233,12 @@ def report(results: list[dict]) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        done = r["exit"] == 0  # a failed run has no rate and no scores
+        rate = f"{r['rows_per_second']:,}" if done else "-"
+        p, rec, f1 = (f"{r[k]:.3f}" if done and k in r else "-" for k in ("precision", "recall", "f1"))
         lines.append(
-            f"| {r['engine']} | {r['rows']:,} | {r['exit']} | {r['seconds']:,} | {r['rows_per_second']:,} | "
-            f"{r['peak_gib']} | {r.get('rounds', '-')} | {r.get('precision', float('nan')):.3f} | "
-            f"{r.get('recall', float('nan')):.3f} | {r.get('f1', float('nan')):.3f} | "
+            f"| {r['engine']} | {r['rows']:,} | {r['exit']} | {r['seconds']:,} | {rate} | "
+            f"{r['peak_gib']} | {r.get('rounds', '-')} | {p} | {rec} | {f1} | "
             f"{r.get('verdict', '-')} | {r.get('code') or '-'} |"
         )
     lines.append("")
@@ -265,6 +267,13 @@ def report(results: list[dict]) -> None:
     for n in sorted(both):
         s = latest[("spark", n)]["seconds"] / latest[("inprocess", n)]["seconds"]
         lines.append(f"- Spark job / in-process time at {n:,} rows: {s:.2f}")
+    for (engine, n), r in sorted(latest.items()):
+        if r["exit"] != 0:
+            why = " (SIGKILL: on this machine, the kernel's out-of-memory killer)" if r["exit"] == -9 else ""
+            lines.append(
+                f"- {engine} at {n:,} rows failed: exit {r['exit']}{why} after {r['seconds']:,} s, "
+                f"peak {r['peak_gib']} GiB"
+            )
     resumes = OUT / "resume.jsonl"
     if resumes.exists():
         lines += [
