@@ -765,18 +765,17 @@ def run_grid(
             indent=1,
         )
     )
-    for m in VECLINK_METHODS:
-        if m in grid.methods:
-            cfg_m = method_config(grid.veclink_config, m)
-            (out / CONFIGS_DIR).mkdir(exist_ok=True)
-            (out / CONFIGS_DIR / f"{config_digest(cfg_m)}.json").write_text(
-                json.dumps(cfg_m.to_dict(), indent=1)
-            )
-    configs = ", ".join(
-        f"{m} {config_digest(method_config(grid.veclink_config, m))}"
+    # The configuration of each veclink method the grid runs, by its digest (what plan_runs keys on).
+    vl_configs = {
+        m: (config_digest(c), c)
         for m in VECLINK_METHODS
         if m in grid.methods
-    )
+        for c in [method_config(grid.veclink_config, m)]
+    }
+    for dg, cfg_m in vl_configs.values():
+        (out / CONFIGS_DIR).mkdir(exist_ok=True)
+        (out / CONFIGS_DIR / f"{dg}.json").write_text(json.dumps(cfg_m.to_dict(), indent=1))
+    configs = ", ".join(f"{m} {dg}" for m, (dg, _) in vl_configs.items())
     log.info(
         "grid %s: %d runs planned, %d already in %s, %d to run (engine %s; config of %s)",
         grid.name,

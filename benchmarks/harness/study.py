@@ -1,5 +1,5 @@
-"""The command line of a small study (wrong_seeds.py, anchor_information.py): measure rows, one JSON
-line each in ``OUT/results.jsonl``, then render ``OUT/REPORT.md`` from that file.
+"""The command line of a small study (wrong_seeds.py, anchor_information.py, precision.py): measure
+rows, one JSON line each in ``OUT/results.jsonl``, then render ``OUT/REPORT.md`` from that file.
 
 Every study takes ``--data-dir`` (the shared corpora), ``--cells`` (corpus:left:right), ``--split-seed``,
 ``--out`` and ``--report-only``; its own options come from ``add_arguments``.
