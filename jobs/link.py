@@ -70,17 +70,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def write_figures(spark: Any, output: str, result: Any, truth: str | None) -> None:
     """The run's figures as PNG under <output>/report (veclink_spark.plots)."""
-    from veclink_spark.inputs import read_table
-    from veclink_spark.plots import precision_recall_by_round, write_report
-    from veclink_spark.store import RunStore, local_path
+    from veclink_spark.linker import precision_recall_by_round
+    from veclink_spark.plots import write_report
+    from veclink_spark.store import local_path
 
     folder = local_path(f"{output.rstrip('/')}/report")
     if folder is None:
         raise InputError(f"--report writes PNG files and needs a local --output, not {output!r}")
-    by_round = None
-    if truth:
-        anchors = RunStore(spark, output).read_rounds("anchors", result.run_id).toPandas()
-        by_round = precision_recall_by_round(anchors, read_table(spark, truth, "seeds").toPandas())
+    by_round = precision_recall_by_round(spark, output, result.run_id, truth) if truth else None
     files = write_report(folder, result.links.toPandas(), result.summary, by_round)
     logging.getLogger("veclink.job").info("figures: %s", ", ".join(str(f) for f in files))
 

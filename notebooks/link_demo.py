@@ -16,14 +16,18 @@ try:  # Databricks: widgets; elsewhere (tests, local runs): environment variable
     dbutils.widgets.text("right", "data/demo/right.parquet")  # type: ignore[name-defined]  # noqa: F821
     dbutils.widgets.text("seeds", "data/demo/seeds.parquet")  # type: ignore[name-defined]  # noqa: F821
     dbutils.widgets.text("output", "/tmp/veclink-demo-out")  # type: ignore[name-defined]  # noqa: F821
-    params = {k: dbutils.widgets.get(k) for k in ("left", "right", "seeds", "output")}  # type: ignore[name-defined]  # noqa: F821,E501
+    dbutils.widgets.text("truth", "data/demo/truth.parquet")  # type: ignore[name-defined]  # noqa: F821
+    params = {k: dbutils.widgets.get(k) for k in ("left", "right", "seeds", "output", "truth")}  # type: ignore[name-defined]  # noqa: F821,E501
 except NameError:
     params = {
         "left": os.environ.get("VECLINK_LEFT", "data/demo/left.parquet"),
         "right": os.environ.get("VECLINK_RIGHT", "data/demo/right.parquet"),
         "seeds": os.environ.get("VECLINK_SEEDS", "data/demo/seeds.parquet"),
         "output": os.environ.get("VECLINK_OUTPUT", "/tmp/veclink-demo-out"),
+        "truth": os.environ.get("VECLINK_TRUTH", "data/demo/truth.parquet"),
     }
+# truth: an optional table of true pairs (left_id, right_id), only for the precision / recall figure;
+# empty for your own tables.
 config_overrides = {}  # e.g. {"scale": {"max_rounds": 2}}; see conf/default.yaml
 if os.environ.get("VECLINK_NOTEBOOK_FAST"):
     config_overrides = {
@@ -58,4 +62,28 @@ logging.getLogger("notebook").info(verdict)
 for reason in summary["reasons"]:
     logging.getLogger("notebook").warning("why: %s", reason)
 links = result.links.orderBy("probability", ascending=False)
-links.limit(20).toPandas()
+try:
+    display(links)  # type: ignore[name-defined]  # noqa: F821
+except NameError:
+    links.show(20)
+
+# COMMAND ----------
+
+# MAGIC %md ## The run in figures
+# MAGIC Link scores with the cut (left); links after each round, and with a truth table precision and
+# MAGIC recall of each committed round (right). `python jobs/link.py ... --report [--truth T]` writes the
+# MAGIC same figures as PNG under `<output>/report`.
+
+# COMMAND ----------
+
+from veclink_spark.linker import precision_recall_by_round
+from veclink_spark.plots import rounds_figure, score_figure
+
+score_figure(result.links.toPandas(), summary)
+
+# COMMAND ----------
+
+by_round = None
+if params["truth"]:
+    by_round = precision_recall_by_round(spark, params["output"], result.run_id, params["truth"])
+rounds_figure(summary, by_round)

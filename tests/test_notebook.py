@@ -1,4 +1,5 @@
-"""The Databricks notebook runs as a plain script against a local session (fast settings, demo data)."""
+"""The Databricks notebooks run as plain scripts against a local session (fast settings, demo data): the
+link notebook once, then the merged-index and new-rows notebooks on its output."""
 
 from __future__ import annotations
 
@@ -6,38 +7,65 @@ import os
 import runpy
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_notebook_runs_on_the_demo(spark, tmp_path, monkeypatch) -> None:
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("VECLINK_OUTPUT", str(tmp_path / "out"))
-    monkeypatch.setenv("VECLINK_NOTEBOOK_FAST", "1")
-    ns = runpy.run_path(str(ROOT / "notebooks" / "link_demo.py"), run_name="__main__")
+@pytest.fixture(scope="module")
+def linked(spark, tmp_path_factory) -> tuple[Path, dict]:
+    """notebooks/link_demo.py on the demo; its output folder and its namespace."""
+    out = tmp_path_factory.mktemp("notebook") / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        mp.setenv("VECLINK_OUTPUT", str(out))
+        mp.setenv("VECLINK_NOTEBOOK_FAST", "1")
+        ns = runpy.run_path(str(ROOT / "notebooks" / "link_demo.py"), run_name="__main__")
+    return out, ns
+
+
+def test_link_notebook_runs_on_the_demo(linked) -> None:
+    out, ns = linked
     assert ns["summary"]["rounds"] >= 1
-    assert (tmp_path / "out" / "links" / "_delta_log").is_dir()
-    assert os.path.isfile(tmp_path / "out" / "summary.json")
+    assert (out / "links" / "_delta_log").is_dir()
+    assert os.path.isfile(out / "summary.json")
     assert ns["links"].count() >= 15
+    # The demo's truth table gives precision and recall for each committed round (rounds are committed
+    # when their links change materially, so some rounds of the history have no row).
+    by_round = ns["by_round"]
+    assert 1 <= len(by_round) and set(by_round["round"]) <= {h["round"] for h in ns["summary"]["history"]}
+    assert by_round["precision"].between(0, 1).all() and by_round["recall"].iloc[-1] > 0
 
 
-def test_model_notebook_merges_and_links_new_rows(spark, tmp_path, monkeypatch) -> None:
+def test_merge_notebook_writes_one_index(linked, monkeypatch) -> None:
+    out, ns = linked
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("VECLINK_OUTPUT", str(out))
+    merged = runpy.run_path(str(ROOT / "notebooks" / "merge_index.py"), run_name="__main__")
+    counts = {(r["source"], r["linked"]): r["count"] for r in merged["by_source"].collect()}
+    n_links = ns["links"].count()  # seeds included: each linked pair is one right row
+    assert counts[("right", True)] == n_links
+    assert counts[("right", True)] + counts[("right", False)] == 975
+    assert ("left", True) not in counts and 0 < counts[("left", False)] == 975 - n_links
+    assert (out / "merged" / "_delta_log").is_dir()
+
+
+def test_new_rows_notebook_links_rows_that_arrived_later(linked, tmp_path, monkeypatch) -> None:
     import numpy as np
     import pyarrow.parquet as pq
 
+    out, _ = linked
     monkeypatch.chdir(ROOT)
-    out = tmp_path / "out"
-    monkeypatch.setenv("VECLINK_OUTPUT", str(out))
-    monkeypatch.setenv("VECLINK_NOTEBOOK_FAST", "1")
-    runpy.run_path(str(ROOT / "notebooks" / "link_demo.py"), run_name="__main__")
     # New left rows: 20 demo rows under fresh ids (copies of fitted objects: they compete with them).
     rows = pq.read_table(ROOT / "data" / "demo" / "left.parquet").slice(0, 20).to_pandas()
     rows["id"] = rows["id"] + 10**15
     rows["vector"] = [np.asarray(v, dtype=np.float32) for v in rows["vector"]]
     rows.to_parquet(tmp_path / "new.parquet")
+    monkeypatch.setenv("VECLINK_OUTPUT", str(out))
     monkeypatch.setenv("VECLINK_NEW", str(tmp_path / "new.parquet"))
-    ns = runpy.run_path(str(ROOT / "notebooks" / "use_model.py"), run_name="__main__")
-    counts = {r["source"]: r["count"] for r in ns["by_source"].collect()}
-    assert counts["right"] == 975 and 0 < counts["left"] < 975
-    assert (out / "merged" / "_delta_log").is_dir()
-    assert ns["new_links"] is not None
+    ns = runpy.run_path(str(ROOT / "notebooks" / "new_rows.py"), run_name="__main__")
+    assert ns["summary"]["new_rows"] == 20
+    # Only new rows are linked (the fast run stalls, so copies of fitted rows may win none).
+    ids = [r["left_id"] for r in ns["new_links"].select("left_id").collect()]
+    assert len(ids) == ns["summary"]["n_links"] and set(ids) <= set(rows["id"].tolist())
     assert (out / "new_rows_out" / "links" / "_delta_log").is_dir()

@@ -302,6 +302,16 @@ def _changes(before: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
     return [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in now.items() if before.get(k) != v]
 
 
+def precision_recall_by_round(spark: SparkSession, output: str, run_id: str, truth: str) -> pd.DataFrame:
+    """Precision and recall of a run's links after each committed round against a truth table (left_id,
+    right_id; Delta, Parquet or CSV), for the rounds figure (``plots.rounds_figure``)."""
+    from .inputs import read_table
+    from .plots import precision_recall_by_round as by_round
+
+    anchors = RunStore(spark, output).read_rounds("anchors", run_id).toPandas()
+    return by_round(anchors, read_table(spark, truth, "seeds").toPandas())
+
+
 def model_location(output: str) -> str:
     """Where a run writes its fitted model: ``<output>/model``."""
     return f"{output.rstrip('/')}/model"

@@ -51,6 +51,18 @@ def score_figure(links: pd.DataFrame, summary: dict[str, Any]) -> Any:
     return fig
 
 
+def probability_figure(probability: np.ndarray, title: str) -> Any:
+    """Histogram of link probabilities (a merged index's links, new rows' links) on [0, 1]."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.hist(np.asarray(probability, np.float64), bins=np.linspace(0, 1, 41), color="#4477aa")
+    ax.set_xlabel("link probability")
+    ax.set_ylabel("links")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def rounds_figure(summary: dict[str, Any], truth_by_round: pd.DataFrame | None = None) -> Any:
     """Links after each round (and promoted per round); with ``truth_by_round`` (columns round,
     precision, recall) a second panel with precision and recall per round."""
