@@ -47,6 +47,7 @@ from benchmarks.harness.splits import load_corpus, make_split  # noqa: E402
 from veclink_spark import kernels  # noqa: E402
 from veclink_spark.encoders import get_encoder  # noqa: E402
 from veclink_spark.model import LinkModel  # noqa: E402
+from veclink_spark.multi import confirm_arrays  # noqa: E402
 from veclink_spark.reference import fit_arrays  # noqa: E402
 
 log = logging.getLogger("veclink.use_cases")
@@ -336,7 +337,7 @@ def triangles(args: argparse.Namespace, corpus: str) -> dict[str, Any]:
         m = dict(zip(tables[t][2].tolist(), tables[t][0].tolist(), strict=True))
         return np.asarray([m[o] for o in objs.tolist()])
 
-    links: dict[tuple[int, int], set] = {}
+    links: dict[tuple[str, str], pd.DataFrame] = {}
     seconds = {}
     for a, b in ((0, 1), (1, 2), (0, 2)):
         t0 = time.time()
@@ -344,17 +345,15 @@ def triangles(args: argparse.Namespace, corpus: str) -> dict[str, Any]:
             tables[a][0], tables[a][1], tables[b][0], tables[b][1], id_of(a, seed_objs), id_of(b, seed_objs)
         )
         seconds[f"{a}-{b}"] = round(time.time() - t0, 1)
-        lk = m.links[~m.links["is_seed"]]
-        links[(a, b)] = set(zip(lk.left_id.tolist(), lk.right_id.tolist(), strict=True))
+        links[(str(a), str(b))] = m.links
+    # The library's triangle check (veclink_spark.multi, as jobs/link_many.py runs it on Spark).
+    checked = confirm_arrays(links)
+    ab = checked[(checked.left_table == "0") & (checked.right_table == "1") & ~checked.is_seed]
+    keys = list(zip(ab.left_id.astype(np.int64).tolist(), ab.right_id.astype(np.int64).tolist(), strict=True))
+    pairs_ab = set(keys)
+    confirmed = {k for k, ok in zip(keys, ab.confirmed.tolist(), strict=True) if ok}
     truth = set(zip(id_of(0, shared).tolist(), id_of(1, shared).tolist(), strict=True))
     truth -= set(zip(id_of(0, seed_objs).tolist(), id_of(1, seed_objs).tolist(), strict=True))
-    bc: dict[Any, set] = {}
-    for b_id, c_id in links[(1, 2)]:
-        bc.setdefault(b_id, set()).add(c_id)
-    ac: dict[Any, set] = {}
-    for a_id, c_id in links[(0, 2)]:
-        ac.setdefault(a_id, set()).add(c_id)
-    confirmed = {(x, y) for x, y in links[(0, 1)] if bc.get(y, set()) & ac.get(x, set())}
 
     def prf(got: set) -> dict[str, float | int]:
         ok = len(got & truth)
@@ -370,7 +369,7 @@ def triangles(args: argparse.Namespace, corpus: str) -> dict[str, Any]:
         "encoders": list(THREE),
         "rows": [len(t[0]) for t in tables],
         "seconds": seconds,
-        "pair A-B alone": prf(links[(0, 1)]),
+        "pair A-B alone": prf(pairs_ab),
         "pair A-B confirmed by C": prf(confirmed),
     }
     log.info("%s: triangles %s", corpus, out)

@@ -70,6 +70,43 @@ def make_pair(
     return SyntheticPair(lid, x[objs_l], rid, y[objs_r], tl[pick], tr[pick], tl, tr)
 
 
+@dataclass
+class SyntheticTables:
+    """Several tables of one set of latent objects, one per encoder, with fresh independent ids."""
+
+    ids: list[np.ndarray]
+    vectors: list[np.ndarray]
+    objects: list[np.ndarray]  # the latent object of each row (truth: for scoring only)
+    seed_objects: np.ndarray  # known objects, present in every table
+
+
+def make_tables(
+    n_objects: int = 2000,
+    alpha: float = 0.3,
+    n_seeds: int = 15,
+    dims: tuple[int, ...] = (48, 32, 40),
+    latent_dim: int = 8,
+    seed: int = 0,
+) -> SyntheticTables:
+    """One table per entry of ``dims`` over ``n_objects`` latent objects: ``alpha`` of them in every
+    table, the rest split evenly, one table each (the three-model protocol of benchmarks/use_cases);
+    rows shuffled, ids fresh; ``n_seeds`` seeds drawn from the shared objects."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n_objects, latent_dim))
+    perm = rng.permutation(n_objects)
+    n_shared = int(round(alpha * n_objects))
+    shared, rest = perm[:n_shared], perm[n_shared:]
+    part = len(rest) // len(dims)
+    ids = rng.choice(10**12, size=n_objects * len(dims), replace=False).astype(np.int64)
+    out = SyntheticTables([], [], [], rng.choice(shared, size=n_seeds, replace=False))
+    for t, dim in enumerate(dims):
+        objs = rng.permutation(np.concatenate([shared, rest[t * part : (t + 1) * part]]))
+        out.vectors.append(_encoder(latent_dim, dim, 4 * dim, 1.0, rng)(z[objs]))
+        out.ids.append(ids[t * n_objects : t * n_objects + len(objs)])
+        out.objects.append(objs)
+    return out
+
+
 def write_scale_pair(
     folder: str,
     rows: int,
