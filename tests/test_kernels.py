@@ -27,6 +27,22 @@ def test_block_best_matches_breaks_ties_by_smaller_id() -> None:
     assert list(ir) == [4, 9] and list(best_l) == [3, 3]
 
 
+def test_block_best_matches_in_slices_equals_the_whole_matrix() -> None:
+    # Coarse signatures (many tied similarities) and slices of 1-7 left rows: the same best matches,
+    # ties included, as one slice holding the whole block.
+    rng = np.random.default_rng(4)
+    sig_l = rng.integers(0, 3, size=(40, 3)).astype(float)
+    sig_r = rng.integers(0, 3, size=(25, 3)).astype(float)
+    ids_l = rng.permutation(1000)[:40]
+    ids_r = rng.permutation(1000)[:25]
+    whole = kernels.block_best_matches(sig_l, ids_l, sig_r, ids_r, max_entries=40 * 25)
+    for rows in (1, 3, 7):
+        part = kernels.block_best_matches(sig_l, ids_l, sig_r, ids_r, max_entries=rows * 25)
+        for a, b in zip(whole, part, strict=True):
+            assert np.array_equal(a, b)
+    assert len(np.unique(whole[4])) < 25  # the case has ties to break
+
+
 def test_otsu_splits_two_modes() -> None:
     values = np.array([1, 2, 3, 20, 21, 22], dtype=float)
     counts = np.array([50, 40, 30, 5, 6, 4])

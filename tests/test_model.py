@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from veclink_spark import LinkConfig, Linker
@@ -17,6 +15,11 @@ from veclink_spark.model import LinkModel
 from veclink_spark.model_spark import merge
 from veclink_spark.reference import fit_arrays
 from veclink_spark.synthetic import make_pair
+
+try:
+    from model_case import write_model_case, write_vectors
+except ImportError:  # tests/ became a package
+    from tests.model_case import write_model_case, write_vectors
 
 CONFIG = {
     "scale": {"fit_rows": 150},  # the fit in process, then extension rounds on Spark
@@ -28,21 +31,10 @@ CONFIG = {
 }
 
 
-def _write(path, ids, x) -> None:
-    vectors = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1).astype(np.float32)), x.shape[1])
-    pq.write_table(pa.table({"id": ids, "vector": vectors.cast(pa.list_(pa.float32()))}), path)
-
-
 @pytest.fixture(scope="module")
 def case(spark, tmp_path_factory):
-    pair = make_pair(n_objects=400, alpha=0.3, n_seeds=15, seed=1)
-    rng = np.random.default_rng(3)
-    new = (rng.random(len(pair.left_ids)) < 0.15) & ~np.isin(pair.left_ids, pair.seed_left)
     d = tmp_path_factory.mktemp("model")
-    _write(d / "left.parquet", pair.left_ids[~new], pair.left[~new])
-    _write(d / "new.parquet", pair.left_ids[new], pair.left[new])
-    _write(d / "right.parquet", pair.right_ids, pair.right)
-    pq.write_table(pa.table({"left_id": pair.seed_left, "right_id": pair.seed_right}), d / "seeds.parquet")
+    pair, new = write_model_case(d)
     cfg = LinkConfig.from_dict(CONFIG)
     model = Linker(cfg, spark).fit(
         str(d / "left.parquet"), str(d / "right.parquet"), str(d / "seeds.parquet"), str(d / "out"), "fit"
@@ -154,7 +146,7 @@ def test_merged_index(spark, case, tmp_path) -> None:
 def test_bad_new_rows_fail_before_writing(spark, case, tmp_path) -> None:
     _, _, d, model, _ = case
     wrong = tmp_path / "wrong.parquet"
-    _write(wrong, np.arange(5, dtype=np.int64), np.ones((5, model.dim_left + 1)))
+    write_vectors(wrong, np.arange(5, dtype=np.int64), np.ones((5, model.dim_left + 1)))
     with pytest.raises(InputError, match="dimensions"):
         model.link(str(wrong), str(tmp_path / "never"))
     with pytest.raises(InputError, match="reuse ids"):

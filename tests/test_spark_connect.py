@@ -29,20 +29,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from veclink_spark import LinkConfig
 from veclink_spark.reference import fit_arrays
-from veclink_spark.synthetic import make_pair
 
 try:
     from cluster import ClusterError, connect_server, pid_alive
-    from test_link_spark import FAST, _vectors
+    from model_case import write_model_case
+    from test_link_spark import FAST
 except ImportError:  # tests/ became a package
     from tests.cluster import ClusterError, connect_server, pid_alive
-    from tests.test_link_spark import FAST, _vectors
+    from tests.model_case import write_model_case
+    from tests.test_link_spark import FAST
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = Path(__file__).resolve().parent / "connect_client.py"
@@ -88,10 +87,6 @@ def run_client(server: str, *args: str, env: dict[str, str] | None = None) -> di
     result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
     assert result["session"] == "pyspark.sql.connect.session.SparkSession"
     return result
-
-
-def _write(path: Path, ids: np.ndarray, x: np.ndarray) -> None:
-    pq.write_table(pa.table({"id": ids, "vector": _vectors(x)}), path)
 
 
 def _same_links(got: pd.DataFrame, want: pd.DataFrame) -> pd.DataFrame:
@@ -150,14 +145,8 @@ def test_notebook_through_connect(notebook_run) -> None:
 def case(tmp_path_factory):
     """tests/test_model.py's case: the synthetic pair, 15% of the left rows held back as new rows, and
     the in-process fit on the rest (float32 vectors, as the Spark job reads them)."""
-    pair = make_pair(n_objects=400, alpha=0.3, n_seeds=15, seed=1)
-    rng = np.random.default_rng(3)
-    new = (rng.random(len(pair.left_ids)) < 0.15) & ~np.isin(pair.left_ids, pair.seed_left)
     d = tmp_path_factory.mktemp("connect_data")
-    _write(d / "left.parquet", pair.left_ids[~new], pair.left[~new])
-    _write(d / "new.parquet", pair.left_ids[new], pair.left[new])
-    _write(d / "right.parquet", pair.right_ids, pair.right)
-    pq.write_table(pa.table({"left_id": pair.seed_left, "right_id": pair.seed_right}), d / "seeds.parquet")
+    pair, new = write_model_case(d)
     left32, right32 = pair.left.astype(np.float32), pair.right.astype(np.float32)
     ref = fit_arrays(
         pair.left_ids[~new],

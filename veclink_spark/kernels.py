@@ -194,13 +194,25 @@ def nearest_keys(dist: np.ndarray, probes: int) -> np.ndarray:
     return np.argsort(dist, axis=1, kind="stable")[:, :p]
 
 
+#: Entries of a block's similarity matrix held at once (2^24 doubles, 128 MiB): a block is searched in
+#: slices of left rows, so a block of 50,000 rows a side (hashing.max_block_size) needs 128 MiB, not the
+#: 20 GB of its whole matrix (which crashed the loop's Spark stage at 100,000 rows a side).
+BLOCK_ENTRIES = 1 << 24
+
+
 def block_best_matches(
-    sig_left: np.ndarray, ids_left: np.ndarray, sig_right: np.ndarray, ids_right: np.ndarray
+    sig_left: np.ndarray,
+    ids_left: np.ndarray,
+    sig_right: np.ndarray,
+    ids_right: np.ndarray,
+    max_entries: int = BLOCK_ENTRIES,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Within one block: each left row's best right row and each right row's best left row.
 
     Similarity is the inner product of signatures, rounded to ``SIM_DECIMALS``; ties go to the
     smaller id. Returns (left_ids, their best right ids, sims, right_ids, their best left ids, sims).
+    The matrix is computed in slices of left rows of at most ``max_entries`` entries (bounded memory);
+    a right row keeps the first slice's maximum on ties, so the result is the whole matrix's.
     """
     if len(ids_left) == 0 or len(ids_right) == 0:
         e = np.array([], dtype=np.float64)
@@ -209,11 +221,25 @@ def block_best_matches(
     orr = np.argsort(ids_right, kind="stable")
     sl, il = sig_left[ol], ids_left[ol]
     sr, ir = sig_right[orr], ids_right[orr]
-    g = _rounded(sl @ sr.T, SIM_DECIMALS)
-    # argmax returns the first maximum: with ids sorted ascending that is the smaller id.
-    bl = g.argmax(axis=1)
-    br = _column_argmax(g)
-    return il, ir[bl], g[np.arange(len(il)), bl], ir, il[br], g[br, np.arange(len(ir))]
+    n_l, n_r = len(il), len(ir)
+    step = max(1, int(max_entries) // n_r)
+    bl = np.empty(n_l, dtype=np.int64)
+    sim_l = np.empty(n_l, dtype=np.float64)
+    br = np.zeros(n_r, dtype=np.int64)
+    sim_r = np.full(n_r, -np.inf)
+    cols = np.arange(n_r)
+    for start in range(0, n_l, step):
+        g = _rounded(sl[start : start + step] @ sr.T, SIM_DECIMALS)
+        # argmax returns the first maximum: with ids sorted ascending that is the smaller id.
+        a = g.argmax(axis=1)
+        bl[start : start + len(a)] = a
+        sim_l[start : start + len(a)] = g[np.arange(len(a)), a]
+        c = _column_argmax(g)
+        cm = g[c, cols]
+        better = cm > sim_r  # strictly: an earlier slice (smaller ids) keeps a tie
+        sim_r[better] = cm[better]
+        br[better] = c[better] + start
+    return il, ir[bl], sim_l, ir, il[br], sim_r
 
 
 def otsu_threshold(values: np.ndarray, counts: np.ndarray) -> float:
