@@ -7,7 +7,11 @@ anchors: each round computes the views' anchor-distance signatures and hash keys
 (Arrow UDFs), equi-joins the two tables on the keys, finds the mutual best matches in each block,
 reduces the Beta-Bernoulli votes per pair and commits the round (Delta).
 
-    python benchmarks/hash_join.py --rows 100000 1000000 [--rounds 2] [--cache DIR]
+    python benchmarks/hash_join.py --rows 100000 1000000 [--rounds 2] [--views 48] [--cache DIR]
+
+``--views`` sets the first round's views (``views.base_views``, default 48 as in a run): a round's
+block searches are independent per view, so a round of fewer views measures the cost per view at a
+size where a whole round would take hours.
 
 Same synthetic pairs and cache as benchmarks/scale.py (generated once per size, outside the
 repository). Each size runs in a subprocess; peak memory is its process tree's largest resident set.
@@ -32,7 +36,7 @@ from benchmarks.grid import code_version  # noqa: E402
 from benchmarks.scale import _data, _run  # noqa: E402
 
 
-def _child(folder: Path, work: Path, rounds: int, result: Path) -> None:
+def _child(folder: Path, work: Path, rounds: int, views: int, result: Path) -> None:
     """One size: read and centre the tables, then ``rounds`` rounds of the loop on the Spark backend."""
     import logging
 
@@ -104,7 +108,7 @@ def _child(folder: Path, work: Path, rounds: int, result: Path) -> None:
     result.write_text(json.dumps(out) + "\n")
 
 
-def run_size(folder: Path, rows: int, rounds: int, work: Path) -> dict:
+def run_size(folder: Path, rows: int, rounds: int, views: int, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     result = work / "result.json"
     cmd = [
@@ -161,26 +165,28 @@ def report(results: list[dict]) -> str:
         by_code.setdefault(r["code"], []).append(r)
     lines.append("")
     for code, rs in by_code.items():
-        rs = sorted(rs, key=lambda r: r["rows"])
-        for a, b in zip(rs, rs[1:], strict=False):
-            ta = sum(x["seconds"] for x in a["rounds"]) / len(a["rounds"])
-            tb = sum(x["seconds"] for x in b["rounds"]) / len(b["rounds"])
-            k = math.log(tb / ta) / math.log(b["rows"] / a["rows"])
-            lines.append(
-                f"- {code}: mean round {ta:.1f} s at {a['rows']:,} rows, {tb:.1f} s at {b['rows']:,}: "
-                f"time exponent {k:.2f}"
-            )
+        # Per view of the first round (the seeds as anchors): views are searched independently.
+        per_view = {r["rows"]: r["rounds"][0]["seconds"] / max(r["rounds"][0]["views"], 1) for r in rs}
+        sizes = sorted(per_view)
+        lines.append(
+            f"- {code}: first round, seconds per view: "
+            + ", ".join(f"{per_view[n]:.2f} at {n:,} rows" for n in sizes)
+        )
+        for a, b in zip(sizes, sizes[1:], strict=False):
+            k = math.log(per_view[b] / per_view[a]) / math.log(b / a)
+            lines.append(f"  - time exponent {a:,} -> {b:,} rows: {k:.2f}")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
-        _child(Path(argv[1]), Path(argv[2]), int(argv[3]), Path(argv[4]))
+        _child(Path(argv[1]), Path(argv[2]), int(argv[3]), int(argv[4]), Path(argv[5]))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--views", type=int, default=48, help="the first round's views (views.base_views)")
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "veclink-spark" / "scale"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-only", action="store_true")
@@ -190,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         cache = Path(args.cache)
         for rows in args.rows:
             data = _data(cache, rows, args.seed)
-            row = run_size(data, rows, args.rounds, cache / "runs" / f"hash-join-{rows}-{int(time.time())}")
+            row = run_size(
+                data, rows, args.rounds, args.views, cache / "runs" / f"hash-join-{rows}-{int(time.time())}"
+            )
             with open(results_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
     results = (
