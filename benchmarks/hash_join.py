@@ -118,6 +118,7 @@ def run_size(folder: Path, rows: int, rounds: int, views: int, work: Path) -> di
         str(folder),
         str(work),
         str(rounds),
+        str(views),
         str(result),
     ]
     code, seconds, peak = _run(cmd, work / "log.txt")
