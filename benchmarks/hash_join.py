@@ -52,9 +52,12 @@ def _child(folder: Path, work: Path, rounds: int, views: int, result: Path) -> N
     from veclink_spark.store import RunStore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cfg = LinkConfig.from_dict(
-        {"advanced": {"refine": {"mode": "none"}, "bootstrap": {"max_rounds": rounds}}}
-    )
+    advanced = {
+        "refine": {"mode": "none"},
+        "bootstrap": {"max_rounds": rounds},
+        "views": {"base_views": views},
+    }
+    cfg = LinkConfig.from_dict({"advanced": advanced})
     spark = get_or_create_session()
     t0 = time.time()
     cols = InputColumns("id", "vector", "id", "vector", "left_id", "right_id")
