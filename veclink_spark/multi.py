@@ -5,7 +5,7 @@ triangles as evidence.
 ``<output>/<a>__<b>``; re-running with the same run id resumes or finds each pair), then checks every link of
 every pair against the other tables: a link a-b is *confirmed* by a third table c when some row of c
 is linked to both its ends (links a-c and b-c). A link that another model confirms is far more often
-right (benchmarks/use_cases: precision 0.94 -> 0.997 on WordNet); a user who needs precision keeps the
+right (benchmarks/use_cases: precision 0.973 -> 0.999 on WordNet); a user who needs precision keeps the
 confirmed links, one who needs recall keeps them all.
 
 Written: the pairs' runs as by :class:`~veclink_spark.linker.Linker`, and one Delta table
