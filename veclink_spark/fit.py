@@ -150,7 +150,10 @@ def _seed_check(
         return None
     # A fit that did not take off has mostly wrong links: a map fitted on them says nothing about the
     # seeds (measured: it dropped a right seed of a stalled Debian mpnet / MiniLM-L3 fit at alpha 0.15).
+    # The links' vectors are read once: the stall checks use the consistency sample's rows of them.
+    pairs = backend.anchor_vectors(fit.anchors["left_id"][links], fit.anchors["right_id"][links])
     sample = consistency_sample(pd.DataFrame(fit.anchors))
+    rows = np.searchsorted(np.nonzero(links)[0], sample.index.to_numpy())
     checks = stall_checks(
         fit.state.history,
         int(links.sum()),
@@ -158,14 +161,12 @@ def _seed_check(
         backend.n_left,
         backend.n_right,
         cfg,
-        backend.anchor_vectors(sample["left_id"].to_numpy(), sample["right_id"].to_numpy()),
+        (pairs[0][rows], pairs[1][rows]),
     )
     if checks.stalled:
         log.info("seed check skipped: the fit did not take off, so its links cannot judge the seeds")
         return None
-    seeds = backend.anchor_vectors(seed_left, seed_right)
-    pairs = backend.anchor_vectors(fit.anchors["left_id"][links], fit.anchors["right_id"][links])
-    ranks = seed_ranks(seeds, pairs)
+    ranks = seed_ranks(backend.anchor_vectors(seed_left, seed_right), pairs)
     bad = np.nonzero(ranks > max_rank)[0]
     if not len(bad) or 2 * len(bad) > len(ranks) or len(ranks) - len(bad) < 2:
         if len(bad):
