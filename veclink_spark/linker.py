@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +37,7 @@ from .model_spark import load_model, save_model
 from .session import get_or_create_session
 from .spark_backend import SparkBackend
 from .stages import centre as centre_stage
-from .store import RunStore, check_run_id, local_path
+from .store import RunStore, local_path, run_id_or_new
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +86,7 @@ class Linker:
         """
         cfg = self.config
         spark = self._spark or get_or_create_session()
-        run_id = (
-            check_run_id(run_id) if run_id else f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        )
+        run_id = run_id_or_new(run_id, "run")
         io = cfg.io
         columns = InputColumns(
             left_id=io.left_id,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,7 +26,7 @@ from .session import get_or_create_session
 from .spark_backend import SparkBackend
 from .stages import centre as centre_stage
 from .stages.signatures import map_vectors
-from .store import RunStore, check_run_id
+from .store import RunStore, run_id_or_new
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +167,7 @@ def link_new(
         raise InputError(f"side must be 'left' or 'right', got {side!r}")
     spark = spark or get_or_create_session()
     t0 = time.time()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_id = check_run_id(run_id) if run_id else f"new-{stamp}-{uuid.uuid4().hex[:6]}"
+    run_id = run_id_or_new(run_id, "new")
     other = _other(side)
     against = against if against is not None else model.info.get(f"{other}_table")
     existing = existing if existing is not None else model.info.get(f"{side}_table")

@@ -24,7 +24,6 @@ import itertools
 import logging
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +36,7 @@ from .errors import InputError
 from .inputs import read_table
 from .linker import Linker, LinkResult
 from .session import get_or_create_session
-from .store import RunStore, check_run_id
+from .store import RunStore, run_id_or_new
 
 log = logging.getLogger(__name__)
 
@@ -116,23 +115,24 @@ def link_many(
         raise InputError(
             f"the seeds table {seeds!r} has no column for the tables {missing} (it has {seed_df.columns})"
         )
-    run_id = (
-        check_run_id(run_id) if run_id else f"many-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    )
+    run_id = run_id_or_new(run_id, "many")
     base = output.rstrip("/")
     results: dict[tuple[str, str], LinkResult] = {}
     t0 = time.time()
-    for i, (a, b) in enumerate(table_pairs(names), 1):
+    pairs = table_pairs(names)
+    for i, (a, b) in enumerate(pairs, 1):
         view = f"veclink_seeds_{a}__{b}"
         pair_seeds = seed_df.select(
             F.col(a).alias(cfg.io.seeds_left), F.col(b).alias(cfg.io.seeds_right)
         ).dropna()
         pair_seeds.createOrReplaceTempView(view)  # the session's own view: nothing is written for it
-        log.info("pair %d of %d: %s - %s", i, len(names) * (len(names) - 1) // 2, a, b)
-        results[(a, b)] = Linker(cfg, spark).link(
-            tables[a], tables[b], view, f"{base}/{a}__{b}", f"{run_id}-{a}__{b}"
-        )
-        spark.catalog.dropTempView(view)
+        log.info("pair %d of %d: %s - %s", i, len(pairs), a, b)
+        try:
+            results[(a, b)] = Linker(cfg, spark).link(
+                tables[a], tables[b], view, f"{base}/{a}__{b}", f"{run_id}-{a}__{b}"
+            )
+        finally:
+            spark.catalog.dropTempView(view)
     store = RunStore(spark, base)
     store.replace_run("confirmed", confirm({pair: r.links for pair, r in results.items()}), run_id)
     confirmed = store.read_run("confirmed", run_id)

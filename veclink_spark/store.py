@@ -37,6 +37,7 @@ import logging
 import numbers
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -155,6 +156,14 @@ def check_run_id(run_id: str) -> str:
             "(for example 'wordnet-2024.06.01_a')"
         )
     return run_id
+
+
+def run_id_or_new(run_id: str | None, prefix: str) -> str:
+    """``run_id`` checked (:func:`check_run_id`), or a new id ``<prefix>-<date>-<time>-<6 hex>`` when it
+    is empty (a link run, a new-rows run, a several-models run)."""
+    if run_id:
+        return check_run_id(run_id)
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
 def _check_round(round_no: int) -> int:
