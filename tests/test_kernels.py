@@ -177,6 +177,21 @@ def test_csls_block_with_dropout_picks_the_best_kept_pair() -> None:
     assert np.array_equal(ab, ir[scores[a].argmax(axis=1)])
 
 
+def test_csls_score_gives_the_block_score_back_with_the_block_r() -> None:
+    rng = np.random.default_rng(2)
+    sl = kernels.normalise_rows(rng.normal(size=(50, 6)))
+    sr = kernels.normalise_rows(rng.normal(size=(40, 6)))
+    best = kernels.csls_block(np.arange(50), sl, np.arange(40), sr, k=4)
+    r_right = dict(zip(best.right.tolist(), best.right_r.tolist(), strict=True))
+    rr = np.array([r_right[b] for b in best.left_best.tolist()])
+    again = kernels.csls_score(best.left_cos, best.left_r, rr)
+    assert np.array_equal(again, best.left_score)  # bit for bit
+    assert np.array_equal(best.left_cos, np.round(sl @ sr.T, kernels.SIM_DECIMALS)[best.left, best.left_best])
+    # A larger r (a more crowded neighbourhood elsewhere) lowers the score by as much.
+    lower = kernels.csls_score(best.left_cos, best.left_r + 0.1, rr)
+    np.testing.assert_allclose(lower, best.left_score - 0.1)
+
+
 def test_procrustes_on_few_rounded_pairs_keeps_only_their_directions() -> None:
     # 15 pairs in 384 dimensions determine 15 directions; the rounding the engine applies (so both
     # backends fit the same map) must not turn its noise into 369 arbitrary extra directions.

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from veclink_spark import kernels
-from veclink_spark.reference import mutual_nearest
+from veclink_spark.reference import mutual_nearest, rescored
 from veclink_spark.stages import candidates, evidence, mutual_nn
 
 
@@ -41,13 +41,12 @@ def test_csls_best_gives_the_kernels_block_matches(spark) -> None:
         b = kernels.csls_block(
             np.asarray(lids[lo_l:hi_l]), left[lo_l:hi_l], np.asarray(rids[lo_r:hi_r]), right[lo_r:hi_r], 2
         )
-        for a, ab, sc, r in zip(b.left, b.left_best, b.left_score, b.left_r, strict=True):
-            want.append((cell, int(a), int(ab), float(sc), "L", float(r)))
-        for a, ab, sc, r in zip(b.right, b.right_best, b.right_score, b.right_r, strict=True):
-            want.append((cell, int(ab), int(a), float(sc), "R", float(r)))
-    rows = sorted(
-        zip(got["key"], got["left_id"], got["right_id"], got["sim"], got["dir"], got["r"], strict=True)
-    )
+        for a, ab, sc, r, c in zip(b.left, b.left_best, b.left_score, b.left_r, b.left_cos, strict=True):
+            want.append((cell, int(a), int(ab), float(sc), "L", float(r), float(c)))
+        for a, ab, sc, r, c in zip(b.right, b.right_best, b.right_score, b.right_r, b.right_cos, strict=True):
+            want.append((cell, int(ab), int(a), float(sc), "R", float(r), float(c)))
+    cols = [got[c] for c in ("key", "left_id", "right_id", "sim", "dir", "r", "cos")]
+    rows = sorted(zip(*cols, strict=True))
     assert [tuple(x) for x in rows] == sorted(want)
     assert set(got["block_size"]) == {5, 4}  # each block's larger side
     sizes = candidates.best_block_sizes(candidates.csls_best(ls, rs, 2, 100)).first()
@@ -85,6 +84,31 @@ def test_mutual_nearest_pairs_equal_the_reference_with_ties(spark) -> None:
     key = ["view", "left_id", "right_id"]
     assert got.sort_values(key)[key].values.tolist() == want.sort_values(key)[key].values.tolist()
     assert want.sort_values(key)[key].values.tolist() == [[0, 1, 10], [1, 1, 10]]
+
+
+def test_rescored_mutual_pairs_equal_the_reference(spark) -> None:
+    # Rows of a refine round whose rows sit in two overlapping cells each (probes 2): a mutual pair is
+    # scored with each row's largest r over its blocks, the same bits in SQL as in numpy.
+    rng = np.random.default_rng(8)
+    left = kernels.normalise_rows(rng.normal(size=(30, 5))).astype(np.float32)
+    right = kernels.normalise_rows(rng.normal(size=(25, 5))).astype(np.float32)
+    lkey = [i % 3 for i in range(30)] + [(i + 1) % 3 for i in range(30)]
+    rkey = [i % 3 for i in range(25)] + [(i + 2) % 3 for i in range(25)]
+    lids, rids = [2**60 + i for i in range(30)], [7 * i for i in range(25)]
+    ls = _sig_rows(spark, [0] * 60, lkey, lids * 2, np.vstack([left, left]))
+    rs = _sig_rows(spark, [0] * 50, rkey, rids * 2, np.vstack([right, right]))
+    best_sdf = candidates.csls_best(ls, rs, k=3, max_block_size=100)
+    got = mutual_nn.mutual_nearest_pairs(best_sdf, rescore=True).toPandas()
+    best = best_sdf.toPandas()
+    want = rescored(best, mutual_nearest(best))
+    key = ["view", "left_id", "right_id"]
+    assert len(want) >= 5
+    g, w = got.sort_values(key).reset_index(drop=True), want.sort_values(key).reset_index(drop=True)
+    assert g[key].values.tolist() == w[key].values.tolist()
+    assert g["sim"].tolist() == w["sim"].tolist()  # bit for bit
+    # Where a row's largest r is another block's, the pair scores lower than in its own block.
+    plain = mutual_nearest(best)[key + ["sim"]].merge(w, on=key, suffixes=("_block", ""))
+    assert (plain["sim"] <= plain["sim_block"]).all() and (plain["sim"] < plain["sim_block"]).any()
 
 
 def test_votes_accumulate_and_eligibility(spark) -> None:

