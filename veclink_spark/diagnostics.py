@@ -200,9 +200,7 @@ def diagnose(
     n_seeds = int(links["is_seed"].astype(bool).sum()) if len(links) else 0
     consistency = kernels.seed_consistency(seed_left, seed_right)
     checks = stall_checks(history, n_links, n_seeds, n_left, n_right, cfg, link_vectors)
-    smaller, needed, stalled = checks.smaller, checks.needed, checks.stalled
-    link_consistency, churn, retention = checks.link_consistency, checks.churn, checks.retention
-    unsettled, unstable, incoherent, last = checks.unsettled, checks.unstable, checks.incoherent, checks.last
+    stalled, last = checks.stalled, checks.last
     per_round = [int(h.get("added", 0)) for h in history]
     margins = [
         {
@@ -216,30 +214,30 @@ def diagnose(
     ]
     advice: list[str] = []
     reasons: list[str] = []
-    if stalled and n_links < needed:
+    if stalled and n_links < checks.needed:
         reasons.append(
             f"only {n_links} links beyond the {n_seeds} seeds, fewer than "
-            f"{cfg.diagnostics.min_link_fraction:.0%} of the smaller table ({smaller} rows)"
+            f"{cfg.diagnostics.min_link_fraction:.0%} of the smaller table ({checks.smaller} rows)"
         )
     if stalled:
-        if unstable:
+        if checks.unstable:
             reasons.append(
-                f"only {retention:.0%} of the take-off links survived the bagged-map check (needed "
+                f"only {checks.retention:.0%} of the take-off links survived the bagged-map check (needed "
                 f"{cfg.diagnostics.min_polish_retention:.0%}): the self-learned matching is not stable; "
                 "the links kept are the ones every map agrees on (often right, but few), so most of the "
                 "overlap was not found"
             )
-        if incoherent:
+        if checks.incoherent:
             reasons.append(
                 f"the links do not keep distances: link-to-link distances agree poorly across the two "
-                f"spaces (Spearman {link_consistency:.2f} < {cfg.diagnostics.min_link_consistency}), "
+                f"spaces (Spearman {checks.link_consistency:.2f} < {cfg.diagnostics.min_link_consistency}), "
                 "as in a chance matching; treat these links as chance matches"
             )
-        if unsettled and last is not None:
+        if checks.unsettled and last is not None:
             reasons.append(
                 f"the link set did not settle: the last refinement round added {last.get('added', 0)} and "
                 f"removed {last.get('removed', 0)} of its {last.get('links', 0)} links (a churn of "
-                f"{churn:.0%}, more than {cfg.diagnostics.max_final_churn:.0%}), as happens when "
+                f"{checks.churn:.0%}, more than {cfg.diagnostics.max_final_churn:.0%}), as happens when "
                 "self-learning matches unrelated tables; treat these links as chance matches"
             )
         if np.isfinite(consistency) and consistency < cfg.diagnostics.min_seed_consistency:
@@ -292,11 +290,11 @@ def diagnose(
         "n_left": int(n_left),
         "n_right": int(n_right),
         "seed_consistency_spearman": None if not np.isfinite(consistency) else round(float(consistency), 4),
-        "polish_retention": None if not np.isfinite(retention) else round(float(retention), 4),
-        "final_churn": None if not np.isfinite(churn) else round(float(churn), 4),
+        "polish_retention": None if not np.isfinite(checks.retention) else round(float(checks.retention), 4),
+        "final_churn": None if not np.isfinite(checks.churn) else round(float(checks.churn), 4),
         "link_consistency_spearman": None
-        if not np.isfinite(link_consistency)
-        else round(float(link_consistency), 4),
+        if not np.isfinite(checks.link_consistency)
+        else round(float(checks.link_consistency), 4),
         "suspect_seeds": suspects,
         "links_per_round": per_round,
         "vote_margins": margins,
