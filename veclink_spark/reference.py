@@ -51,7 +51,8 @@ def mutual_nearest(best: pd.DataFrame) -> pd.DataFrame:
 def rescored(best: pd.DataFrame, mnn: pd.DataFrame) -> pd.DataFrame:
     """The mutual pairs of a refine round (``mnn`` with its pairs' cos) scored with each row's largest
     r over its blocks of the view (:func:`veclink_spark.kernels.csls_score`); ``best`` holds every
-    block's best-match rows with their r. As :func:`veclink_spark.stages.mutual_nn.csls_mutual_pairs`.
+    block's best-match rows with their r. As
+    :func:`veclink_spark.stages.mutual_nn.mutual_nearest_pairs` with ``rescore``.
     """
     if mnn.empty:
         return mnn[["view", "left_id", "right_id", "sim"]]
