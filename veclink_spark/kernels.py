@@ -721,10 +721,7 @@ def csls_block(
     sr = np.asarray(sig_right[orr], dtype=np.float64)
     g = _rounded(sl @ sr.T, SIM_DECIMALS)
     r_left, r_right = _top_mean(g, k), _top_mean(g.T, k)
-    c = 2.0 * g
-    c -= r_left[:, None]
-    c -= r_right[None, :]
-    c = _rounded(c, SIM_DECIMALS)
+    c = csls_score(g, r_left[:, None], r_right[None, :])
     il, ir = ids_left[ol], ids_right[orr]
     if keep < 1.0:
         c = np.where(keep_mask(il, ir, keep, salt), c, -np.inf)
@@ -747,8 +744,9 @@ def csls_block(
 
 
 def csls_score(cos: np.ndarray, r_left: np.ndarray, r_right: np.ndarray) -> np.ndarray:
-    """CSLS = 2 cos - r_left - r_right, computed and rounded as :func:`csls_block` does (so a pair
-    re-scored with its own block's r gets its block score back bit for bit).
+    """CSLS = 2 cos - r_left - r_right, rounded to ``SIM_DECIMALS``: :func:`csls_block`'s score
+    (there on the block matrix, r broadcast), so a pair re-scored with its own block's r gets its block
+    score back bit for bit.
 
     A row of a blocked round meets several blocks, each with its own r (the mean of its k best
     similarities there). The round picks each row's best match per block, by that block's CSLS; a
