@@ -5,8 +5,11 @@ structure of real encoders (768-d left, 384-d right; :func:`veclink_spark.synthe
     python benchmarks/scale.py --rows 10000 100000 [--engines spark inprocess] [--cache DIR]
 
 Data is generated once per size into ``--cache`` (default ``~/.cache/veclink-spark/scale``, outside the
-repository). Each run is a subprocess; its peak memory is the largest sum of the resident set sizes of
-its process tree (driver Python, JVM, Python workers), sampled every 0.5 s from /proc. Results are
+repository). Each run is a subprocess; its process tree (driver Python, JVM, Python workers) is sampled
+every 0.5 s from /proc, and two peaks are kept: the largest sum of resident set sizes (RSS, which counts
+a page that forked workers share once per process) and the largest sum of proportional set sizes (PSS,
+each shared page split between the processes that map it: the memory the run really holds), each with
+its split into JVM, workers and driver. Results are
 appended to ``benchmarks/scale/results.jsonl``; the report (``benchmarks/scale/REPORT.md``) and the
 log-log plot of time against rows with the fitted exponent per engine are rewritten from all results.
 """
@@ -30,8 +33,34 @@ sys.path.insert(0, str(ROOT))  # the harness (benchmarks.harness) is imported fr
 from benchmarks.grid import code_version  # noqa: E402
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (from /proc)."""
+def _kind(pid: int) -> str:
+    """Which part of a run a process is: the JVM, a Spark Python worker (or its daemon), or the driver."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return "driver"
+    if argv and argv[0].endswith(b"java"):
+        return "jvm"
+    return "workers" if any(b"pyspark.daemon" in a or b"pyspark.worker" in a for a in argv) else "driver"
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size of one process: its resident pages, each shared page divided by the number
+    of processes mapping it (from /proc/PID/smaps_rollup), so forked Python workers that share their
+    parent's pages are not counted once per process as in the resident set."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(pid: int) -> list[tuple[int, int]]:
+    """(pid, resident bytes) of a process and all its descendants (from /proc)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -44,31 +73,64 @@ def _tree_rss(pid: int) -> int:
             rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, IndexError, ValueError):
             continue
-    total, stack = 0, [pid]
+    out, stack = [], [pid]
     while stack:
         p = stack.pop()
-        total += rss.get(p, 0)
+        out.append((p, rss.get(p, 0)))
         stack.extend(children.get(p, []))
-    return total
+    return out
 
 
-def _run(cmd: list[str], log_path: Path) -> tuple[int, float, int]:
-    """Run ``cmd``; return (exit code, seconds, peak tree RSS bytes)."""
-    peak = [0]
+class _Peaks:
+    """Peak memory of a process tree, two ways: the sum of resident set sizes (RSS; counts a page shared
+    by forked workers once per process, so it overstates) and the sum of proportional set sizes (PSS;
+    each shared page split between its processes, so the tree's sum is the memory it really holds).
+    Each peak keeps its split by part (JVM, Python workers, driver) at the moment it was reached."""
+
+    def __init__(self) -> None:
+        self.rss, self.pss = 0, 0
+        self.rss_parts: dict[str, int] = {}
+        self.pss_parts: dict[str, int] = {}
+
+    def sample(self, root: int) -> None:
+        rss_parts: dict[str, int] = {}
+        pss_parts: dict[str, int] = {}
+        for pid, rss in _tree(root):
+            kind = _kind(pid)
+            rss_parts[kind] = rss_parts.get(kind, 0) + rss
+            pss_parts[kind] = pss_parts.get(kind, 0) + _pss(pid)
+        if sum(rss_parts.values()) > self.rss:
+            self.rss, self.rss_parts = sum(rss_parts.values()), rss_parts
+        if sum(pss_parts.values()) > self.pss:
+            self.pss, self.pss_parts = sum(pss_parts.values()), pss_parts
+
+    def record(self) -> dict:
+        gib = lambda b: round(b / 2**30, 2)  # noqa: E731
+        return {
+            "peak_gib": gib(self.rss),
+            "peak_pss_gib": gib(self.pss),
+            "peak_rss_parts_gib": {k: gib(v) for k, v in sorted(self.rss_parts.items())},
+            "peak_pss_parts_gib": {k: gib(v) for k, v in sorted(self.pss_parts.items())},
+        }
+
+
+def _run(cmd: list[str], log_path: Path) -> tuple[int, float, _Peaks]:
+    """Run ``cmd``; return (exit code, seconds, its process tree's peak memory)."""
+    peaks = _Peaks()
     t0 = time.time()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
         def sample() -> None:
             while proc.poll() is None:
-                peak[0] = max(peak[0], _tree_rss(proc.pid))
+                peaks.sample(proc.pid)
                 time.sleep(0.5)
 
         th = threading.Thread(target=sample, daemon=True)
         th.start()
         code = proc.wait()
         th.join()
-    return code, time.time() - t0, peak[0]
+    return code, time.time() - t0, peaks
 
 
 def _data(cache: Path, rows: int, seed: int) -> Path:
@@ -149,14 +211,8 @@ def run_one(folder: Path, rows: int, engine: str, work: Path, config: str | None
         cmd = [sys.executable, "benchmarks/scale.py", "--_inprocess", str(folder), str(out)]
     if config:
         cmd += ["--config", config]
-    code, seconds, peak = _run(cmd, log)
-    rec = {
-        "rows": rows,
-        "engine": engine,
-        "exit": code,
-        "seconds": round(seconds, 1),
-        "peak_gib": round(peak / 2**30, 2),
-    }
+    code, seconds, peaks = _run(cmd, log)
+    rec = {"rows": rows, "engine": engine, "exit": code, "seconds": round(seconds, 1), **peaks.record()}
     rec["code"] = code_version()  # the commit measured
     if code == 0:
         if engine == "spark":
@@ -225,12 +281,14 @@ def report(results: list[dict]) -> None:
         "",
         "Command: `python benchmarks/scale.py --rows ...` (see the script's doc). Synthetic pairs of about",
         "`rows` rows a side (768-d left, 384-d right, alpha 0.3 of the objects shared, 15 seeds), default",
-        "configuration, 2-core machine; times are wall time of the whole job, memory the peak resident set",
-        "of its process tree. Rows per second counts both tables.",
+        "configuration, 2-core machine; times are wall time of the whole job. Memory: the peak over the",
+        "job's process tree of the summed resident sets (RSS, counts pages shared by forked Python workers",
+        "once per process) and of the summed proportional sets (PSS, each shared page split between its",
+        "processes; '-' where a run predates this measure). Rows per second counts both tables.",
         "",
-        "| engine | rows a side | exit | seconds | rows/s | peak GiB | rounds | precision | recall | F1 "
-        "| verdict | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| engine | rows a side | exit | seconds | rows/s | peak RSS GiB | peak PSS GiB | rounds | precision "
+        "| recall | F1 | verdict | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         done = r["exit"] == 0  # a failed run has no rate and no scores
@@ -238,7 +296,7 @@ def report(results: list[dict]) -> None:
         p, rec, f1 = (f"{r[k]:.3f}" if done and k in r else "-" for k in ("precision", "recall", "f1"))
         lines.append(
             f"| {r['engine']} | {r['rows']:,} | {r['exit']} | {r['seconds']:,} | {rate} | "
-            f"{r['peak_gib']} | {r.get('rounds', '-')} | {p} | {rec} | {f1} | "
+            f"{r['peak_gib']} | {r.get('peak_pss_gib', '-')} | {r.get('rounds', '-')} | {p} | {rec} | {f1} | "
             f"{r.get('verdict', '-')} | {r.get('code') or '-'} |"
         )
     lines.append("")
@@ -274,6 +332,11 @@ def report(results: list[dict]) -> None:
                 f"- {engine} at {n:,} rows failed: exit {r['exit']}{why} after {r['seconds']:,} s, "
                 f"peak {r['peak_gib']} GiB"
             )
+    for (engine, n), r in sorted(latest.items()):
+        if "peak_pss_parts_gib" in r:
+            parts = ", ".join(f"{k} {v}" for k, v in r["peak_pss_parts_gib"].items())
+            rparts = ", ".join(f"{k} {v}" for k, v in r["peak_rss_parts_gib"].items())
+            lines.append(f"- {engine} at {n:,} rows, GiB at the PSS peak: {parts}; at the RSS peak: {rparts}")
     resumes = OUT / "resume.jsonl"
     if resumes.exists():
         lines += [
@@ -293,7 +356,10 @@ def report(results: list[dict]) -> None:
     lines.append("")
     lines.append("![time against rows](scale.png)")
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "REPORT.md").write_text("\n".join(lines) + "\n")
+    # Hand-written notes on the measurements (a section headed "## Notes") survive the rewrite.
+    old = (OUT / "REPORT.md").read_text() if (OUT / "REPORT.md").exists() else ""
+    notes = old[old.index("\n## Notes\n") :] if "\n## Notes\n" in old else ""
+    (OUT / "REPORT.md").write_text("\n".join(lines) + "\n" + notes)
     try:
         import matplotlib
 
