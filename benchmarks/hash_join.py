@@ -14,7 +14,8 @@ block searches are independent per view, so a round of fewer views measures the 
 size where a whole round would take hours.
 
 Same synthetic pairs and cache as benchmarks/scale.py (generated once per size, outside the
-repository). Each size runs in a subprocess; peak memory is its process tree's largest resident set.
+repository). Each size runs in a subprocess; peak memory is its process tree's largest summed resident set
+(and, beside it, proportional set: ``benchmarks/scale.py``).
 Results are appended to ``benchmarks/scale/hash_join.jsonl``; ``benchmarks/scale/HASH_JOIN.md`` is
 rewritten from all of them.
 """
@@ -124,12 +125,12 @@ def run_size(folder: Path, rows: int, rounds: int, views: int, work: Path) -> di
         str(views),
         str(result),
     ]
-    code, seconds, peak = _run(cmd, work / "log.txt")
+    code, seconds, peaks = _run(cmd, work / "log.txt")
     row = {
         "rows": rows,
         "exit": code,
         "seconds": round(seconds, 1),
-        "peak_gib": round(peak / 2**30, 2),
+        **peaks.record(),
         "code": code_version(),
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
