@@ -48,7 +48,8 @@ def _kind(pid: int) -> str:
 def _pss(pid: int) -> int:
     """Proportional set size of one process: its resident pages, each shared page divided by the number
     of processes mapping it (from /proc/PID/smaps_rollup), so forked Python workers that share their
-    parent's pages are not counted once per process as in the resident set."""
+    parent's pages are not counted once per process as in the resident set. Read from /proc directly,
+    as the resident sets are: psutil, which wraps the same files, is not a dependency of the project."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
