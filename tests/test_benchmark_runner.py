@@ -30,6 +30,7 @@ from benchmarks.harness.runner import (
     run_grid,
 )
 from benchmarks.harness.splits import vectors_to_arrow
+from benchmarks.harness.study import study_main
 from veclink_spark.errors import ConfigError, InputError
 from veclink_spark.synthetic import make_pair
 
@@ -378,3 +379,28 @@ def test_report_headline_is_the_planned_config_and_earlier_ones_compare_on_share
     cells = [c.strip() for c in table[0].strip("|").split("|")]
     # one cell, one split both ran; old 60.0 < new 80.0; two runs only the old config has
     assert cells[3:] == ["1", "1", "60.0", "80.0", "0", "1", "2"]
+
+
+def test_a_study_replaces_its_rows_unless_told_to_append(tmp_path) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    reported: list[int] = []
+
+    def run(*extra: str) -> int:
+        return study_main(
+            ["--data-dir", str(data), "--out", str(out), *extra],
+            "a study",
+            out,
+            ["c:l:r"],
+            lambda ap: None,
+            lambda args: iter([{"cell": args.cells[0], "split": args.split_seed}]),
+            lambda rows, path: reported.append(len(rows)),
+            append=False,
+        )
+
+    assert run() == 0
+    assert run("--split-seed", "2") == 0
+    assert reported[-1] == 1  # the second run replaced the first one's row
+    assert run("--append", "--split-seed", "3") == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["split"] for r in rows] == [2, 3] and reported[-1] == 2

@@ -2,7 +2,8 @@
 rows, one JSON line each in ``OUT/results.jsonl``, then render ``OUT/REPORT.md`` from that file.
 
 Every study takes ``--data-dir`` (the shared corpora), ``--cells`` (corpus:left:right), ``--split-seed``,
-``--out`` and ``--report-only``; its own options come from ``add_arguments``.
+``--out`` and ``--report-only`` (and ``--append`` where a run replaces the earlier rows by default); its
+own options come from ``add_arguments``.
 """
 
 from __future__ import annotations
@@ -30,16 +31,19 @@ def study_main(
     append: bool = True,
 ) -> int:
     """Parse ``argv``, run ``measure`` (unless --report-only), render the report. ``append``: keep the
-    rows of earlier runs (False: a run replaces them). Exit codes: 0 done, 2 bad input (no shared
-    data, or a VeclinkError: nothing more written)."""
+    rows of earlier runs (False: a run replaces them, unless it is given ``--append``). Exit codes: 0
+    done, 2 bad input (no shared data, or a VeclinkError: nothing more written)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--cells", nargs="+", default=cells, help="corpus:left-encoder:right-encoder")
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--out", default=str(out_default))
     ap.add_argument("--report-only", action="store_true")
+    if not append:
+        ap.add_argument("--append", action="store_true", help="keep the rows of earlier runs in OUT")
     add_arguments(ap)
     args = ap.parse_args(argv)
+    append = append or args.append
     out = Path(args.out)
     results = out / "results.jsonl"
     if not args.report_only:
