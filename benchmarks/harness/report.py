@@ -254,10 +254,17 @@ def _targets(agg: pd.DataFrame) -> list[str]:
                 ]
             )
         counts = _hits(merged, merged["f1_mean"] >= merged["f1_mean_b"])
+        partial = "partial" in merged and bool(merged["partial"].fillna(0).astype(bool).any())
         lines += [
             f"veclink's mean F1 is at least the best baseline's in {counts} cells "
-            "(Δ in F1 points; `took off` = runs whose own diagnosis said it took off; `partial` = runs "
-            "of code that briefly had that verdict, since withdrawn: docs/method.md, 'The verdict').",
+            "(Δ in F1 points; `took off` = runs whose own diagnosis said it took off"
+            + (
+                "; `partial` = runs of code that briefly had that verdict, since withdrawn: "
+                "docs/method.md, 'The verdict'"
+                if partial
+                else ""
+            )
+            + ").",
             "",
         ]
         lines += _table(
@@ -654,6 +661,15 @@ def _provenance(ok: pd.DataFrame, err: pd.DataFrame, out_dir: Path, report_dir: 
         lines.append(
             f"- veclink config `{dg}` ({_rel(cfg_path, report_dir)}): {_config_changes(dg, out_dir)}."
         )
+    # Rows whose config equals a later digest's but was written before a field existed (the field's
+    # default reproduces the earlier code) carry the digest they ran with in config_digest_as_run.
+    if "config_digest_as_run" in both:
+        folded = both.dropna(subset=["config_digest_as_run"])
+        for (was, now), runs in folded.groupby(["config_digest_as_run", "config_digest"]):
+            lines.append(
+                f"- {len(runs)} runs made under config `{was}` are counted as `{now}`: the same settings, "
+                "written before a field was added whose default is the earlier behaviour."
+            )
     return lines
 
 
