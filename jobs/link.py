@@ -2,8 +2,13 @@
 """spark-submit entry point: link two embedding tables and write the links to Delta.
 
     spark-submit jobs/link.py --left PATH --right PATH --seeds PATH --output PATH \
-        [--config conf/FILE.yaml] [--run-id ID] [--report [--truth PATH]]
+        [--config conf/FILE.yaml] [--run-id ID] [--min-precision X] [--answers PATH] [--ask] \
+        [--report [--truth PATH]]
     python jobs/link.py ...            # same, with the embedded local Spark session (Delta configured)
+
+Each link gets ``precision_estimate`` (the estimated precision of all links at least as confident);
+``--min-precision X`` keeps the links whose estimate is at least X. A run that is not sure of its links
+writes ``questions`` (``--ask``: always); their answers come back with ``--answers``.
 
 Every run also writes its fitted model under ``<output>/model`` (jobs/link_new.py and jobs/merge.py
 use it). ``--report`` writes the run's figures as PNG under ``<output>/report``; with ``--truth`` (true
@@ -48,6 +53,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--config", default=None, help="YAML config (default: built-in defaults = conf/default.yaml)"
     )
     p.add_argument("--run-id", default=None, help="run id; re-using one resumes that run")
+    p.add_argument(
+        "--min-precision",
+        type=float,
+        default=None,
+        help="keep the links whose precision_estimate is at least this (links.min_precision; seeds kept)",
+    )
+    p.add_argument(
+        "--answers",
+        default=None,
+        help="answers to an earlier run's questions (left_id, right_id, match): Delta, Parquet or CSV",
+    )
+    p.add_argument("--ask", action="store_true", help="always write the questions table (links.ask: always)")
     p.add_argument("--master", default=None, help="Spark master URL (default: spark-submit's, else local[*])")
     p.add_argument("--log-level", default=os.environ.get("VECLINK_LOG_LEVEL", "INFO"))
     p.add_argument(
@@ -87,7 +104,16 @@ def main(argv: list[str] | None = None) -> int:
 
     def work(spark: Any) -> str | int:
         cfg = LinkConfig.from_yaml(args.config) if args.config else LinkConfig()
-        result = Linker(cfg, spark).link(args.left, args.right, args.seeds, args.output, args.run_id)
+        if args.min_precision is not None or args.ask:
+            conf = cfg.to_dict()
+            if args.min_precision is not None:
+                conf["links"]["min_precision"] = args.min_precision
+            if args.ask:
+                conf["links"]["ask"] = "always"
+            cfg = LinkConfig.from_dict(conf)
+        result = Linker(cfg, spark).link(
+            args.left, args.right, args.seeds, args.output, args.run_id, answers=args.answers
+        )
         s = result.summary
         if args.report:
             write_figures(spark, args.output, result, args.truth)
@@ -95,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
             reasons = "; ".join(s.get("reasons") or []) or "no reason recorded"
             sys.stderr.write(f"veclink-spark: run {result.run_id} stalled (--fail-on-stall): {reasons}\n")
             return 3
+        est = s.get("estimated_precision")
         return (
-            f"done: run {result.run_id}, {s['n_links']} links beyond {s['n_seeds']} seeds, verdict "
-            f"{s['verdict']}, summary {os.path.join(args.output, 'summary.json')}, model "
+            f"done: run {result.run_id}, {s['n_links']} links beyond {s['n_seeds']} seeds, estimated "
+            f"precision {'n/a' if est is None else f'{est:.3f}'}, verdict {s['verdict']}"
+            f"{', questions written' if s.get('questions_written') else ''}, "
+            f"summary {os.path.join(args.output, 'summary.json')}, model "
             f"{os.path.join(args.output, 'model')}"
         )
 

@@ -10,13 +10,10 @@ from veclink_spark import LinkConfig, link_arrays
 from veclink_spark.errors import InputError
 from veclink_spark.synthetic import make_pair
 
-# The adaptive kept-share schedule, shortened: a share lasts one round without an objective gain, two at most.
-FAST = {
-    "advanced": {
-        "bootstrap": {"max_rounds": 4},
-        "refine": {"max_rounds": 10, "keep_patience": 1, "keep_max_level_rounds": 2},
-    }
-}
+try:
+    from synthetic_runs import FAST, link_pair
+except ImportError:  # tests/ became a package
+    from tests.synthetic_runs import FAST, link_pair
 
 
 def _score(links, pair) -> tuple[float, float]:
@@ -34,28 +31,16 @@ def pair():
     return make_pair(n_objects=600, alpha=0.3, n_seeds=15, seed=3)
 
 
-def _link(pair, conf: dict):
-    return link_arrays(
-        pair.left_ids,
-        pair.left,
-        pair.right_ids,
-        pair.right,
-        pair.seed_left,
-        pair.seed_right,
-        LinkConfig.from_dict(conf),
-    )
-
-
 @pytest.fixture(scope="module")
 def run(pair):
-    return _link(pair, FAST)
+    return link_pair(pair, FAST)
 
 
 def test_recovers_most_of_the_generated_overlap(pair, run) -> None:
     links, summary = run
     precision, recall = _score(links, pair)
     assert summary["took_off"], summary["reasons"]
-    assert summary["trusted_links"] == summary["n_links"] > 0
+    assert 0 < summary["trusted_links"] <= summary["n_links"]
     # Known answer: the synthetic pair has local isometry by construction.
     assert recall >= 0.5, (precision, recall)
     assert precision >= 0.5, (precision, recall)
@@ -63,7 +48,16 @@ def test_recovers_most_of_the_generated_overlap(pair, run) -> None:
 
 def test_output_shape_and_one_to_one(run) -> None:
     links, summary = run
-    assert list(links.columns) == ["left_id", "right_id", "round", "is_seed", "votes", "views", "probability"]
+    assert list(links.columns) == [
+        "left_id",
+        "right_id",
+        "round",
+        "is_seed",
+        "votes",
+        "views",
+        "probability",
+        "precision_estimate",
+    ]
     assert links["left_id"].is_unique and links["right_id"].is_unique
     assert links["is_seed"].sum() == 15
     assert ((links["probability"] > 0) & (links["probability"] <= 1)).all()
@@ -97,6 +91,7 @@ def test_unrelated_tables_are_reported_as_stalled() -> None:
     links, summary = link_arrays(ids, left, ids + 1000, right, ids[:15], ids[:15] + 1000, LinkConfig())
     assert not summary["took_off"]
     assert summary["verdict"] == "stalled" and summary["trusted_links"] == 0
+    assert summary["estimated_precision"] is not None and summary["estimated_precision"] <= 0.1
     assert summary["reasons"] and summary["advice"]
     assert summary["seed_consistency_spearman"] is not None and summary["seed_consistency_spearman"] < 0.3
 
@@ -139,8 +134,13 @@ def test_adaptive_keep_schedule_doubles_on_a_plateau_or_at_the_level_cap() -> No
 def test_union_polish_keeps_every_cut_link_and_adds_pairs_the_bagged_maps_agree_on(pair) -> None:
     def run_with(**refine):
         fast = FAST["advanced"]
-        return _link(
-            pair, {"advanced": {**fast, "refine": {**fast["refine"], "mixture_separation": 0.0, **refine}}}
+        # the rounds' own links: no final matching after them
+        return link_pair(
+            pair,
+            {
+                "links": {"final_match": False},
+                "advanced": {**fast, "refine": {**fast["refine"], "mixture_separation": 0.0, **refine}},
+            },
         )
 
     def pairs(links):

@@ -488,6 +488,41 @@ class ScaleConfig:
 
 
 @dataclass(frozen=True)
+class LinksConfig:
+    """Which links the run keeps, and what it asks its user."""
+
+    min_precision: float = _f(
+        0.0,
+        "keep the links whose precision_estimate (the estimated precision of all links at least as "
+        "confident, docs/method.md 'Estimated precision') is at least this; 0 keeps every link. Seeds "
+        "are always kept",
+        lo=0.0,
+        hi=1.0,
+    )
+    final_match: bool = _f(
+        True,
+        "after the rounds, match the tables once more under one map fitted on the run's links and keep "
+        "the pairs up to where the estimated F1 peaks (tables that fit in scale.fit_rows; docs/method.md "
+        "'Final matching'); false: the rounds' links as they are",
+        kind=bool,
+    )
+    questions: int = _f(
+        15,
+        "pairs in the 'questions' table: the pairs whose yes / no answer should help the next run most "
+        "(answers come back with --answers)",
+        lo=1,
+        hi=10000,
+        kind=int,
+    )
+    ask: str = _f(
+        "auto",
+        "when the run writes the 'questions' table: auto (when it is not sure of its links: a stall, or "
+        "an estimated precision under 0.9), always, never",
+        choices=("auto", "always", "never"),
+    )
+
+
+@dataclass(frozen=True)
 class LinkConfig:
     """The whole configuration. Build with :meth:`from_dict`, :meth:`from_yaml` or ``LinkConfig()``."""
 
@@ -502,6 +537,7 @@ class LinkConfig:
     refine: RefineConfig = field(default_factory=RefineConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
+    links: LinksConfig = field(default_factory=LinksConfig)
 
     def refine_cells(self, n_right: int) -> int:
         """Cells of the refinement's blocked search for a right table of ``n_right`` rows."""
@@ -638,8 +674,8 @@ class LinkConfig:
         return out
 
 
-#: Sections a user sets: input columns, the random seed, how the run scales.
-PUBLIC_SECTIONS = ("io", "vectors", "run", "scale")
+#: Sections a user sets: input columns, the random seed, how the run scales, which links it keeps.
+PUBLIC_SECTIONS = ("io", "vectors", "run", "scale", "links")
 #: The method's research settings, kept under ``advanced`` in files: the defaults are measured
 #: (docs/method.md); change them to study the method, not to run it.
 ADVANCED = "advanced"

@@ -177,6 +177,7 @@ def diagnose(
     cfg: LinkConfig,
     link_vectors: tuple[np.ndarray, np.ndarray] | None = None,
     seed_ids: tuple[np.ndarray, np.ndarray] | None = None,
+    precision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the run summary from the run's final state: history, link counts, seed consistency and
     the take-off verdict.
@@ -281,7 +282,8 @@ def diagnose(
     summary = {
         "verdict": verdict,
         "took_off": not stalled,
-        # The links the verdict stands behind: all of them after a take-off, none after a stall.
+        # The links whose estimated precision is at least TRUST_PRECISION (assess_links); without an
+        # estimate, the links the verdict stands behind: all of them after a take-off, none after a stall.
         "trusted_links": 0 if stalled else n_links,
         "reasons": reasons,
         "advice": advice,
@@ -303,6 +305,8 @@ def diagnose(
         "history": history,
         "config": cfg.to_dict(),
     }
+    if precision is not None:
+        summary.update(precision)
     if stalled:
         log.warning("the run did not take off: %s. What to do: %s", "; ".join(reasons), "; ".join(advice))
     else:

@@ -36,6 +36,7 @@ from .diagnostics import (
     stall_checks,
 )
 from .engine import Backend, RunResult, RunState, run_rounds
+from .trust import fit_rows
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +47,19 @@ def fit_and_extend(
     seed_right: np.ndarray,
     cfg: LinkConfig,
     state_extra: dict[str, Any] | None = None,
+    confirmed: np.ndarray | None = None,
 ) -> RunResult:
     """Run (or resume) a whole run on ``backend``'s tables. Returns what
     :func:`veclink_spark.engine.run_rounds` returns, with the original seeds flagged and the fit's
-    history first."""
+    history first. ``confirmed``: True for the seeds a user confirmed (answers to the run's questions),
+    which the seed check never drops."""
     order = np.lexsort((np.asarray(seed_right), np.asarray(seed_left)))
     seed_left, seed_right = np.asarray(seed_left)[order], np.asarray(seed_right)[order]
+    protected = np.zeros(len(order), bool) if confirmed is None else np.asarray(confirmed, bool)[order]
     last = backend.load_last_round()
     if last is None:
         fit, whole, fitted_on = _fit(backend, seed_left, seed_right, cfg, state_extra)
-        ranks = _seed_check(fit, fitted_on, seed_left, seed_right, cfg)
+        ranks = _seed_check(fit, fitted_on, seed_left, seed_right, cfg, protected)
         if ranks is not None:
             max_rank = cfg.diagnostics.seed_max_rank
             dropped = named_seeds(seed_left, seed_right, ranks, max_rank)
@@ -125,19 +129,26 @@ def _fit(
     of both tables, the in-process backend it ran on)."""
     from .reference import NumpyBackend  # the fit always runs in process
 
-    lids, lx, rids, rx, whole = backend.fit_tables(seed_left, seed_right, cfg.scale.fit_rows)
+    rows = fit_rows(backend, seed_left, seed_right, cfg.scale.fit_rows)
     log.info(
-        "fit: %d left and %d right rows (%s)",
-        len(lids),
-        len(rids),
-        "the whole tables" if whole else "the rows nearest the seeds",
+        "fit: %d left and %d right rows (%s; duplicates left out: %d left, %d right)",
+        len(rows.left_ids),
+        len(rows.right_ids),
+        "the whole tables" if rows.whole else "the rows nearest the seeds",
+        rows.left_duplicates.dropped,
+        rows.right_duplicates.dropped,
     )
-    fit_backend = NumpyBackend(lids, lx, rids, rx, cfg, centred=True)
-    return run_rounds(fit_backend, seed_left, seed_right, cfg, state_extra), whole, fit_backend
+    fit_backend = NumpyBackend(rows.left_ids, rows.left, rows.right_ids, rows.right, cfg, centred=True)
+    return run_rounds(fit_backend, seed_left, seed_right, cfg, state_extra), rows.whole, fit_backend
 
 
 def _seed_check(
-    fit: RunResult, backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, cfg: LinkConfig
+    fit: RunResult,
+    backend: Backend,
+    seed_left: np.ndarray,
+    seed_right: np.ndarray,
+    cfg: LinkConfig,
+    protected: np.ndarray,
 ) -> np.ndarray | None:
     """Each seed's rank under the map of the fit's links (:func:`veclink_spark.diagnostics.seed_ranks`)
     when some seeds rank below ``diagnostics.seed_max_rank`` and should be dropped; None when none
@@ -167,6 +178,7 @@ def _seed_check(
         log.info("seed check skipped: the fit did not take off, so its links cannot judge the seeds")
         return None
     ranks = seed_ranks(backend.anchor_vectors(seed_left, seed_right), pairs)
+    ranks[protected] = np.minimum(ranks[protected], 1)  # a pair the user confirmed is never dropped
     bad = np.nonzero(ranks > max_rank)[0]
     if not len(bad) or 2 * len(bad) > len(ranks) or len(ranks) - len(bad) < 2:
         if len(bad):

@@ -24,20 +24,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from . import kernels
 from .config import LinkConfig
-from .constants import LEFT_ID, RIGHT_ID, TABLE_LINKS, TABLE_SUMMARY
+from .constants import ID, LEFT_ID, RIGHT_ID, TABLE_DUPLICATES, TABLE_LINKS, TABLE_QUESTIONS, TABLE_SUMMARY
 from .diagnostics import diagnose, evidence_vectors
 from .errors import ConfigError, InputError
 from .fit import fit_and_extend
-from .inputs import InputColumns, InputSummary, load_inputs
+from .inputs import InputColumns, InputSummary, LinkerInputs, load_inputs, read_table
 from .model import LinkModel, fit_model
 from .model_spark import load_model, save_model
+from .questions import Answers, apply_answers, read_answers
 from .session import get_or_create_session
 from .spark_backend import SparkBackend
 from .stages import centre as centre_stage
 from .store import RunStore, local_path, run_id_or_new
+from .trust import asks, assess_links
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,15 @@ class Linker:
         self.config = config or LinkConfig()
         self._spark = spark
 
-    def link(self, left: str, right: str, seeds: str, output: str, run_id: str | None = None) -> LinkResult:
+    def link(
+        self,
+        left: str,
+        right: str,
+        seeds: str,
+        output: str,
+        run_id: str | None = None,
+        answers: str | None = None,
+    ) -> LinkResult:
         """Run (or resume) a linking run. See the module doc for the tables written.
 
         Args:
@@ -78,6 +89,9 @@ class Linker:
             seeds: seed pairs (Delta, Parquet or CSV) with the columns of ``config.io``.
             output: folder (or URI) of the run's Delta tables.
             run_id: re-using a run id resumes it after its last committed round; default: a new id.
+            answers: answers to an earlier run's questions (Delta, Parquet or CSV: left_id, right_id,
+                match): confirmed pairs become seeds the seed check never drops, rejected pairs are
+                never linked.
 
         Raises:
             InputError: the inputs are missing or invalid (nothing is written).
@@ -112,7 +126,13 @@ class Linker:
         store = RunStore(spark, output)
         digest = _config_digest(cfg)
         seeds_pdf: pd.DataFrame = inputs.seeds.toPandas()
+        given = Answers.empty() if answers is None else _read_answers(spark, answers, seeds_pdf, inputs)
         fingerprint = input_fingerprint(left, right, s, seeds_pdf)
+        if answers is not None:
+            fingerprint["answers"] = given.fingerprint()
+        seed_left, seed_right, confirmed = apply_answers(
+            seeds_pdf[LEFT_ID].to_numpy(), seeds_pdf[RIGHT_ID].to_numpy(), given
+        )
         committed = store.committed_rounds(run_id) if store.exists("rounds") else []
         if committed:
             first = json.loads(committed[0]["state"])
@@ -144,12 +164,13 @@ class Linker:
         try:
             result = fit_and_extend(
                 backend,
-                seeds_pdf[LEFT_ID].to_numpy(),
-                seeds_pdf[RIGHT_ID].to_numpy(),
+                seed_left,
+                seed_right,
                 cfg,
                 state_extra={"config_digest": digest, "inputs": fingerprint},
+                confirmed=confirmed,
             )
-            anchors = result.anchors
+            anchors, precision, duplicates, questions = assess_links(backend, result.anchors, cfg, given)
             order = np.lexsort((anchors["right_id"], anchors["left_id"]))
             links_pdf = pd.DataFrame({k: v[order] for k, v in anchors.items()})
             seed_ids, (sl, sr), lv = evidence_vectors(backend, anchors, links_pdf)
@@ -159,10 +180,20 @@ class Linker:
             backend.clear_label()
             left_df.unpersist()
             right_df.unpersist()
-        summary = diagnose(result.state, links_pdf, s.n_left, s.n_right, sl, sr, cfg, lv, seed_ids)
+        summary = diagnose(result.state, links_pdf, s.n_left, s.n_right, sl, sr, cfg, lv, seed_ids, precision)
         summary["run_id"] = run_id
         summary["seconds"] = round(time.time() - t0, 2)
         self._write_outputs(spark, store, run_id, links_pdf, summary, backend)
+        store.replace_run(TABLE_DUPLICATES, backend.duplicates_frame(duplicates), run_id)
+        summary["questions_written"] = asks(summary, cfg)
+        if summary["questions_written"]:
+            store.replace_run(TABLE_QUESTIONS, backend.questions_frame(questions), run_id)
+            log.info(
+                "%d questions written to %s: answer them (notebooks/answer_questions.py) and run again "
+                "with --answers",
+                len(questions),
+                store.path(TABLE_QUESTIONS),
+            )
         model.info = model_info(summary, s, backend, left, right)
         model.links = store.read_run(TABLE_LINKS, run_id)
         save_model(model, model_location(output), spark, links_location=store.path(TABLE_LINKS))
@@ -184,10 +215,18 @@ class Linker:
         )
         return LinkResult(run_id=run_id, links=links, summary=summary, model=model)
 
-    def fit(self, left: str, right: str, seeds: str, output: str, run_id: str | None = None) -> LinkModel:
+    def fit(
+        self,
+        left: str,
+        right: str,
+        seeds: str,
+        output: str,
+        run_id: str | None = None,
+        answers: str | None = None,
+    ) -> LinkModel:
         """Spark ML's estimator convention: run :meth:`link` and return the fitted model (its links
         included), which is also saved under ``<output>/model``."""
-        result = self.link(left, right, seeds, output, run_id)
+        result = self.link(left, right, seeds, output, run_id, answers=answers)
         if result.model is None:
             return load_model(model_location(output))
         return result.model
@@ -292,6 +331,36 @@ def input_fingerprint(left: str, right: str, s: InputSummary, seeds: pd.DataFram
     }
 
 
+def _read_answers(spark: SparkSession, location: str, seeds: pd.DataFrame, inputs: LinkerInputs) -> Answers:
+    """Read and check an answers table (small: brought to the driver). Ids take the seeds' type; the
+    confirmed pairs' ids must exist in the tables (one action per side).
+
+    Raises:
+        InputError: unreadable or invalid answers, or confirmed ids absent from the tables.
+    """
+    pdf: pd.DataFrame = read_table(spark, location, "answers").toPandas()
+    for col in (LEFT_ID, RIGHT_ID):
+        if col in pdf.columns:
+            numeric = pd.api.types.is_integer_dtype(seeds[col].dtype)
+            try:
+                pdf[col] = pd.to_numeric(pdf[col]).astype("int64") if numeric else pdf[col].astype(str)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"answers {location}: {col} must hold ids like the tables' ({exc})") from exc
+    given = read_answers(pdf, location)
+    for side, col, table in ((0, LEFT_ID, inputs.left), (1, RIGHT_ID, inputs.right)):
+        ids = given.confirmed[:, side].tolist()
+        if not ids:
+            continue
+        found = {r[0] for r in table.where(F.col(ID).isin(ids)).select(ID).collect()}
+        absent = [v for v in ids if v not in found]
+        if absent:
+            raise InputError(
+                f"answers {location}: {len(absent)} confirmed {col}(s) are not in the table, "
+                f"e.g. {absent[0]!r}"
+            )
+    return given
+
+
 def _changes(before: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
     """What differs between two fingerprints, as 'field: old -> new' (nothing when the run predates them)."""
     if not before:
@@ -358,10 +427,11 @@ def link(
     config: LinkConfig | dict | None = None,
     run_id: str | None = None,
     spark: SparkSession | None = None,
+    answers: str | None = None,
 ) -> LinkResult:
     """Link two embedding tables; a shortcut for ``Linker(config, spark).link(...)``.
 
     ``config`` may be a :class:`LinkConfig` or a nested dict (validated, every problem reported).
     """
     cfg = config if isinstance(config, LinkConfig) else LinkConfig.from_dict(config)
-    return Linker(cfg, spark).link(left, right, seeds, output, run_id)
+    return Linker(cfg, spark).link(left, right, seeds, output, run_id, answers=answers)

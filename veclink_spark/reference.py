@@ -26,6 +26,8 @@ from .engine import Candidates, RoundVotes, RunState
 from .errors import InputError
 from .fit import fit_and_extend
 from .model import LinkModel, fit_model
+from .questions import Answers, apply_answers, read_answers
+from .trust import asks, assess_links
 
 log = logging.getLogger(__name__)
 
@@ -369,17 +371,21 @@ def link_arrays(
     seed_left: np.ndarray,
     seed_right: np.ndarray,
     cfg: LinkConfig | None = None,
+    answers: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Link two in-memory embedding tables. Returns (links, summary).
 
     ``links`` has columns left_id, right_id, probability, votes, views, round, is_seed (seeds
-    included, flagged); ``summary`` holds the per-round history and the take-off diagnosis.
+    included, flagged), precision_estimate (null for seeds); ``summary`` holds the per-round history,
+    the take-off diagnosis, the precision estimate and, when the run asks (``links.ask``), its
+    ``questions`` (records of question, left_id, right_id, chance_right, precision_estimate, why).
+    ``answers``: left_id, right_id, match (yes / no), answers to an earlier run's questions.
 
     Raises:
-        InputError: fewer than two seeds, or seeds naming unknown ids.
+        InputError: fewer than two seeds, seeds naming unknown ids, or invalid answers.
     """
     cfg = cfg or LinkConfig()
-    links, summary, _ = _run(left_ids, left, right_ids, right, seed_left, seed_right, cfg, fit=False)
+    links, summary, _ = _run(left_ids, left, right_ids, right, seed_left, seed_right, cfg, False, answers)
     return links, summary
 
 
@@ -409,22 +415,30 @@ def _run(
     seed_right: np.ndarray,
     cfg: LinkConfig,
     fit: bool,
+    answers_table: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any], LinkModel | None]:
     seed_left, seed_right = np.asarray(seed_left), np.asarray(seed_right)
+    answers = Answers.empty() if answers_table is None else read_answers(answers_table, "(answers table)")
+    seed_left, seed_right, confirmed = apply_answers(seed_left, seed_right, answers)
     if len(seed_left) < 2:
         raise InputError(f"at least two seed pairs are needed, got {len(seed_left)}")
     missing = set(seed_left.tolist()) - set(np.asarray(left_ids).tolist())
     missing |= set(seed_right.tolist()) - set(np.asarray(right_ids).tolist())
     if missing:
-        raise InputError(f"seeds name ids absent from the tables: {sorted(missing)[:5]}")
+        raise InputError(f"seeds or confirmed answers name ids absent from the tables: {sorted(missing)[:5]}")
     backend = NumpyBackend(left_ids, left, right_ids, right, cfg)
-    result = fit_and_extend(backend, seed_left, seed_right, cfg)
-    links = pd.DataFrame(result.anchors)
-    seed_ids, (sl, sr), lv = evidence_vectors(backend, result.anchors, links)
-    summary = diagnose(result.state, links, backend.n_left, backend.n_right, sl, sr, cfg, lv, seed_ids)
+    result = fit_and_extend(backend, seed_left, seed_right, cfg, confirmed=confirmed)
+    anchors, precision, _, questions = assess_links(backend, result.anchors, cfg, answers)
+    links = pd.DataFrame(anchors)
+    seed_ids, (sl, sr), lv = evidence_vectors(backend, anchors, links)
+    summary = diagnose(
+        result.state, links, backend.n_left, backend.n_right, sl, sr, cfg, lv, seed_ids, precision
+    )
+    if asks(summary, cfg):
+        summary["questions"] = questions.to_dict("records")
     model = None
     if fit:
-        model = fit_model(backend, cfg, result.anchors, backend.left_mean, backend.right_mean, {})
+        model = fit_model(backend, cfg, anchors, backend.left_mean, backend.right_mean, {})
         model.info = {
             "verdict": summary["verdict"],
             "n_links": summary["n_links"],

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from . import kernels
 from .config import LinkConfig
-from .constants import ID, IS_SEED, LEFT_ID, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
+from .constants import ID, IS_SEED, LEFT_ID, PRECISION_ESTIMATE, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
 from .engine import Candidates, RoundVotes, RunState
 from .stages import candidates as cand_stage
 from .stages import distribution, evidence, mutual_nn, refine, sample, signatures
@@ -86,10 +86,38 @@ class SparkBackend:
         the ``links`` output table, ids typed like the tables' ids."""
         schema = (
             f"{LEFT_ID} {self._left_type}, {RIGHT_ID} {self._right_type}, probability double, "
-            "votes long, views long, round int, is_seed boolean"
+            "votes long, views long, round int, is_seed boolean, precision_estimate double"
         )
-        cols = [LEFT_ID, RIGHT_ID, "probability", "votes", "views", "round", "is_seed"]
-        pdf = pd.DataFrame({c: list(np.asarray(links[c]).tolist()) for c in cols}, columns=cols)
+        cols = [LEFT_ID, RIGHT_ID, "probability", "votes", "views", "round", "is_seed", PRECISION_ESTIMATE]
+        n = len(links[LEFT_ID])
+        data = {c: list(np.asarray(links[c]).tolist()) for c in cols[:-1]}
+        # null where nothing was estimated: seeds, and the links of a new-rows run
+        est = np.full(n, np.nan)
+        if PRECISION_ESTIMATE in links:
+            est = np.asarray(links[PRECISION_ESTIMATE], float)
+        data[PRECISION_ESTIMATE] = [None if not np.isfinite(v) else float(v) for v in est]
+        pdf = pd.DataFrame(data, columns=cols)
+        return self.spark.createDataFrame(pdf, schema)
+
+    def duplicates_frame(self, rows: pd.DataFrame) -> DataFrame:
+        """The ``duplicates`` output table from :meth:`FitRows.duplicate_rows` (side, id, kept_id): ids
+        typed like the tables' ids when both tables' ids have one type, else as strings."""
+        kind = self._left_type if self._left_type == self._right_type else "string"
+        cols = ["side", ID, "kept_id"]
+        pdf = pd.DataFrame({c: list(rows[c].tolist()) for c in cols}, columns=cols)
+        if kind == "string":
+            pdf[[ID, "kept_id"]] = pdf[[ID, "kept_id"]].astype(str)
+        return self.spark.createDataFrame(pdf, f"side string, {ID} {kind}, kept_id {kind}")
+
+    def questions_frame(self, questions: pd.DataFrame) -> DataFrame:
+        """The ``questions`` output table (question, left_id, right_id, chance_right,
+        precision_estimate, why), ids typed like the tables' ids."""
+        cols = ["question", LEFT_ID, RIGHT_ID, "chance_right", PRECISION_ESTIMATE, "why"]
+        pdf = pd.DataFrame({c: list(questions[c].tolist()) for c in cols}, columns=cols)
+        schema = (
+            f"question long, {LEFT_ID} {self._left_type}, {RIGHT_ID} {self._right_type}, "
+            f"chance_right double, {PRECISION_ESTIMATE} double, why string"
+        )
         return self.spark.createDataFrame(pdf, schema)
 
     # -- small DataFrames of ids built on the driver ---------------------------------------------

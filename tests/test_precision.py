@@ -1,0 +1,92 @@
+"""The label-free precision estimate (veclink_spark.precision): a known answer on a synthetic run, a
+chance matching estimated near zero, the per-link estimate ordered by score, and the min_precision cut
+of a run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from veclink_spark.kernels import centred_table
+from veclink_spark.precision import estimate_precision
+from veclink_spark.synthetic import make_pair
+
+try:
+    from synthetic_runs import FAST, link_pair
+except ImportError:  # tests/ became a package
+    from tests.synthetic_runs import FAST, link_pair
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return make_pair(n_objects=2000, alpha=0.3, n_seeds=15, seed=4)
+
+
+@pytest.fixture(scope="module")
+def run(pair):
+    return link_pair(pair, FAST)
+
+
+def _pairs(df) -> set[tuple[int, int]]:
+    return set(zip(df["left_id"].tolist(), df["right_id"].tolist(), strict=True))
+
+
+def test_known_answer_on_a_syntheticlink_pair(pair, run) -> None:
+    links, summary = run
+    truth = set(zip(pair.truth_left.tolist(), pair.truth_right.tolist(), strict=True))
+    got = links[~links["is_seed"]]
+    right = np.array([p in truth for p in zip(got["left_id"], got["right_id"], strict=True)])
+    measured = right.mean()
+    assert summary["estimated_precision"] is not None
+    assert abs(summary["estimated_precision"] - measured) <= 0.05, (summary["estimated_precision"], measured)
+    # the 700 rows a side without a partner, estimated from the matches alone
+    partnerless = len(pair.left_ids) - len(pair.truth_left)
+    assert abs(summary["estimated_partnerless_rows"]["left"] - partnerless) <= 0.15 * partnerless
+    # one number cuts the table: the better half by the estimate is right more often than the whole
+    order = np.argsort(-got["precision_estimate"].to_numpy(), kind="stable")
+    assert right[order][: len(order) // 2].mean() > measured
+
+
+def test_the_estimate_never_rises_as_the_score_falls(pair) -> None:
+    x, y = centred_table(pair.left), centred_table(pair.right)
+    pos_l = {k: i for i, k in enumerate(pair.left_ids.tolist())}
+    pos_r = {k: i for i, k in enumerate(pair.right_ids.tolist())}
+    tl = np.array([pos_l[k] for k in pair.truth_left.tolist()])
+    tr = np.array([pos_r[k] for k in pair.truth_right.tolist()])
+    seed = np.zeros(len(tl), bool)
+    seed[:15] = True
+    est = estimate_precision(x, y, tl, tr, seed)
+    assert np.isnan(est.precision[seed]).all() and np.isfinite(est.precision[~seed]).all()
+    order = np.argsort(-est.score[~seed], kind="stable")
+    assert (np.diff(est.precision[~seed][order]) <= 1e-12).all()
+
+
+def test_a_chance_matching_is_estimated_near_zero() -> None:
+    rng = np.random.default_rng(5)
+    x = centred_table(rng.normal(size=(600, 64)))
+    y = centred_table(rng.normal(size=(600, 48)))
+    ll, lr = rng.permutation(600)[:150], rng.permutation(600)[:150]
+    seed = np.zeros(150, bool)
+    seed[:15] = True
+    est = estimate_precision(x, y, ll, lr, seed)
+    assert est.estimated_precision is not None and est.estimated_precision <= 0.2
+
+
+def test_min_precision_keeps_the_links_it_promises(pair, run) -> None:
+    links, summary = run
+    cut, cut_summary = link_pair(pair, {**FAST, "links": {"min_precision": 0.95}})
+    got = links[~links["is_seed"]]
+    assert got["precision_estimate"].between(0, 1).all()
+    assert links.loc[links["is_seed"], "precision_estimate"].isna().all()
+    kept = cut[~cut["is_seed"]]
+    assert len(kept) > 0 and (kept["precision_estimate"] >= 0.95).all()
+    assert cut["is_seed"].sum() == links["is_seed"].sum()
+    # the same run, cut: exactly the links of the full run whose estimate reaches 0.95
+    assert _pairs(kept) == _pairs(got[got["precision_estimate"] >= 0.95])
+    assert cut_summary["min_precision"] == {
+        "value": 0.95,
+        "links_before": len(got),
+        "links_dropped": len(got) - len(kept),
+    }
+    assert summary["estimated_true_links"] <= summary["n_links"]
+    assert summary["trusted_links"] == int((got["precision_estimate"] >= 0.9).sum())
