@@ -31,7 +31,8 @@ except NameError:
 config_overrides = {}  # e.g. {"scale": {"max_rounds": 2}}; see conf/default.yaml
 if os.environ.get("VECLINK_NOTEBOOK_FAST"):
     config_overrides = {
-        "advanced": {"views": {"base_views": 8}, "bootstrap": {"max_rounds": 1}, "refine": {"max_rounds": 1}}
+        "links": {"ask": "always"},
+        "advanced": {"views": {"base_views": 8}, "bootstrap": {"max_rounds": 1}, "refine": {"max_rounds": 1}},
     }
 
 # COMMAND ----------
@@ -56,12 +57,15 @@ result = Linker(LinkConfig.from_dict(config_overrides), spark).link(
 summary = result.summary
 verdict = (
     f"{summary['verdict']}: {summary['n_links']} links beyond {summary['n_seeds']} seeds "
-    f"in {summary['rounds']} rounds"
+    f"in {summary['rounds']} rounds; estimated precision {summary['estimated_precision']}, "
+    f"{summary['trusted_links']} links estimated at 0.9 or more"
+    + ("; questions written (notebooks/answer_questions.py)" if summary.get("questions_written") else "")
 )
 logging.getLogger("notebook").info(verdict)
 for reason in summary["reasons"]:
     logging.getLogger("notebook").warning("why: %s", reason)
-links = result.links.orderBy("probability", ascending=False)
+# precision_estimate: the estimated precision of every link at least as confident (seeds: null, first)
+links = result.links.orderBy(result.links["precision_estimate"].desc_nulls_first())
 try:
     display(links)  # type: ignore[name-defined]  # noqa: F821
 except NameError:

@@ -69,3 +69,55 @@ def test_new_rows_notebook_links_rows_that_arrived_later(linked, tmp_path, monke
     ids = [r["left_id"] for r in ns["new_links"].select("left_id").collect()]
     assert len(ids) == ns["summary"]["n_links"] and set(ids) <= set(rows["id"].tolist())
     assert (out / "new_rows_out" / "links" / "_delta_log").is_dir()
+
+
+def test_questions_notebook_writes_answers_a_run_takes(linked, tmp_path, monkeypatch) -> None:
+    import pandas as pd
+
+    from veclink_spark import LinkConfig, Linker
+
+    out, ns = linked
+    monkeypatch.chdir(ROOT)
+    truth = pd.read_parquet(ROOT / "data" / "demo" / "truth.parquet")
+    partner = dict(zip(truth["left_id"], truth["right_id"], strict=True))
+    monkeypatch.setenv("VECLINK_OUTPUT", str(out))
+    monkeypatch.setenv("VECLINK_TEXTS_LEFT", "data/demo/texts.parquet")
+    monkeypatch.setenv("VECLINK_TEXTS_RIGHT", "data/demo/texts.parquet")
+    first = runpy.run_path(str(ROOT / "notebooks" / "answer_questions.py"), run_name="__main__")
+    rows = first["rows"]
+    assert rows and first["shown"].where("left_text is null or right_text is null").count() == 0
+    # A simulated user answers from the truth, and says no to the last question whatever it is.
+    answers = [partner.get(r["left_id"]) == r["right_id"] for r in rows]
+    answers[-1] = False
+    monkeypatch.setenv("VECLINK_ANSWERS", ",".join("y" if a else "n" for a in answers))
+    runpy.run_path(str(ROOT / "notebooks" / "answer_questions.py"), run_name="__main__")
+    spark = first["spark"]
+    written = spark.read.format("delta").load(str(out / "answers")).toPandas()
+    got = dict(zip(zip(written["left_id"], written["right_id"], strict=True), written["match"], strict=True))
+    assert got == {(r["left_id"], r["right_id"]): a for r, a in zip(rows, answers, strict=True)}
+    cfg = LinkConfig.from_dict(
+        {
+            "advanced": {
+                "views": {"base_views": 8},
+                "bootstrap": {"max_rounds": 1},
+                "refine": {"max_rounds": 1},
+            }
+        }
+    )
+    again = Linker(cfg, spark).link(
+        "data/demo/left.parquet",
+        "data/demo/right.parquet",
+        "data/demo/seeds.parquet",
+        str(tmp_path / "again"),
+        answers=str(out / "answers"),
+    )
+    yes = sum(answers)
+    assert again.summary["answers"] == {
+        "confirmed": yes,
+        "rejected": len(answers) - yes,
+        "rejected_links_dropped": again.summary["answers"]["rejected_links_dropped"],
+    }
+    assert again.summary["n_seeds"] == 30 + yes
+    linked_pairs = {(r["left_id"], r["right_id"]) for r in again.links.collect()}
+    rejected = {(r["left_id"], r["right_id"]) for r, a in zip(rows, answers, strict=True) if not a}
+    assert not linked_pairs & rejected

@@ -41,10 +41,13 @@ def test_questions_are_likely_right_and_spread_out() -> None:
     links /= np.linalg.norm(links, axis=1, keepdims=True)
     chance = np.full(40, 0.8)
     chance[25] = 0.99
-    picked, why = choose_questions(links, links[:3], chance, 3)
+    picked, why = choose_questions(links, links[:3], chance, np.zeros(40), 3)
     assert picked[0] == 25 and len(set(picked.tolist())) == 3 and len(why) == 3
     assert {int(p) >= 20 for p in picked[:1]} == {True} and "chance 0.99" in why[0]
-    assert choose_questions(links, links[:3], chance, 0)[0].size == 0
+    assert choose_questions(links, links[:3], chance, np.zeros(40), 0)[0].size == 0
+    # no chance anywhere (a stall): the best scored link is asked first
+    first, _ = choose_questions(links, links[:3], np.zeros(40), np.arange(40.0), 1)
+    assert first.tolist() == [39]
 
 
 def test_answers_are_read_strictly_and_confirmed_pairs_become_seeds() -> None:

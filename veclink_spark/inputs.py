@@ -45,7 +45,7 @@ from .errors import InputError
 log = logging.getLogger(__name__)
 
 #: Roles a table can play; used in every message.
-ROLES = ("left", "right", "seeds", "new", "existing", "against")
+ROLES = ("left", "right", "seeds", "new", "existing", "against", "answers", "texts_left", "texts_right")
 #: How many example values a message quotes (duplicate ids, unknown seed ids...).
 MAX_EXAMPLES = 5
 #: How many files of a folder are looked at to tell its format.

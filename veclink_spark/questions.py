@@ -34,7 +34,7 @@ NO = {"false", "no", "n", "0", "no match"}
 
 
 def choose_questions(
-    link_vectors: np.ndarray, known_vectors: np.ndarray, chance: np.ndarray, k: int
+    link_vectors: np.ndarray, known_vectors: np.ndarray, chance: np.ndarray, score: np.ndarray, k: int
 ) -> tuple[np.ndarray, list[str]]:
     """Pick ``k`` links to ask about.
 
@@ -42,6 +42,8 @@ def choose_questions(
         link_vectors: the left vectors of the candidate links (unit), (n, d).
         known_vectors: the left vectors of the seeds (unit), (m, d).
         chance: each candidate's estimated chance of being right (NaN: unknown, counted as 0).
+        score: each candidate's score (CSLS): where every chance is near 0 (a stall), the better
+            scored links are asked first.
         k: how many to pick (fewer when there are fewer candidates).
 
     Returns:
@@ -60,9 +62,10 @@ def choose_questions(
     scale = float(np.median(near)) or 1.0
     picked: list[int] = []
     reasons: list[str] = []
+    # the score's rank (0, 1] weighs a little: it decides where every chance is about 0
+    rank = (np.argsort(np.argsort(np.nan_to_num(score, nan=-np.inf), kind="stable"), kind="stable") + 1) / n
     for _ in range(k):
-        # a small floor on the chance so that a run whose links are all doubtful still spreads its questions
-        value = np.maximum(p, 0.01) * near
+        value = (p + 0.05 * rank) * near
         value[picked] = -np.inf
         i = int(np.argmax(value))
         picked.append(i)

@@ -178,7 +178,11 @@ def assess_links(
     links = dict(anchors, precision_estimate=est.precision)
     cand = np.nonzero(~seeds & (pos >= 0) & np.isfinite(est.lfdr))[0]
     picked, why = choose_questions(
-        rows.left[pos[cand]], rows.left[pos[seeds & (pos >= 0)]], 1.0 - est.lfdr[cand], cfg.links.questions
+        rows.left[pos[cand]],
+        rows.left[pos[seeds & (pos >= 0)]],
+        1.0 - est.lfdr[cand],
+        est.score[cand],
+        cfg.links.questions,
     )
     at = cand[picked]
     questions = pd.DataFrame(

@@ -1,0 +1,334 @@
+#!/usr/bin/env python
+"""How far a run's precision estimate can be trusted, and how fast questions close the gap to the
+ceiling (issue 28). Three steps; each writes under ``--out-dir`` (default benchmarks/trust):
+
+    python benchmarks/trust.py run [--part I --parts N]   # link every cell, cache the runs (slow)
+    python benchmarks/trust.py report                     # score the cached runs: results + REPORT.md
+    python benchmarks/trust.py questions --cells C ...    # a simulated user answers 1-4 x 15 questions
+
+Cells: the targets grid (2 corpora x 6 encoder pairs x alpha 0.15 / 0.3 x in- / out-of-domain seeds,
+15 seeds, split seed 0) and the negative control (GloVe mean against MiniLM-L6 and mpnet, alpha 0.3;
+``python benchmarks/negative_control_data.py`` builds its data). A cached run (a pickle under
+``--cache``, outside the repository) holds the rounds' links, the final links and the summary figures
+of :func:`veclink_spark.trust.assess_links`, exactly as ``link_arrays`` makes them.
+
+The report gives, per cell: measured P / R / F1 of the final links, the estimated precision, the links
+kept at ``--min-precision`` 0.9 and 0.95 (their measured precision beside the estimate), the rounds'
+links before the final matching, and the ceiling (:mod:`benchmarks.harness.ceiling`). Needs
+``../shared/data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness.ceiling import ceiling  # noqa: E402
+from benchmarks.harness.splits import Split, load_corpus, make_split  # noqa: E402
+from veclink_spark.config import LinkConfig  # noqa: E402
+from veclink_spark.fit import fit_and_extend  # noqa: E402
+from veclink_spark.reference import NumpyBackend, link_arrays  # noqa: E402
+from veclink_spark.trust import assess_links  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+NEGATIVE = ROOT / "benchmarks" / "negative" / "data"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "veclink-spark" / "trust" / "v2"
+ENCODERS = ["all-mpnet-base-v2", "all-MiniLM-L6-v2", "multilingual-e5-small", "all-MiniLM-L3-v2-paraphrase"]
+OTHER = {"wordnet": "debian", "debian": "wordnet"}
+SHORT = {
+    "all-mpnet-base-v2": "mpnet",
+    "all-MiniLM-L6-v2": "L6",
+    "multilingual-e5-small": "e5",
+    "all-MiniLM-L3-v2-paraphrase": "L3",
+    "glove-6b-50d-mean": "glove",
+}
+SAME_FAMILY = {frozenset({"mpnet", "L6"}), frozenset({"L6", "L3"}), frozenset({"mpnet", "L3"})}
+
+Cell = tuple[str, str, str, float, str]
+
+
+def cells() -> list[Cell]:
+    """Every cell: the negative control first, then the targets grid."""
+    out: list[Cell] = []
+    for corpus in ("debian", "wordnet"):
+        for r in ("all-MiniLM-L6-v2", "all-mpnet-base-v2"):
+            out.append((f"neg-{corpus}", "glove-6b-50d-mean", r, 0.3, "in_domain"))
+    for kind, alpha, corpus in itertools.product(
+        ("in_domain", "out_of_domain"), (0.3, 0.15), ("debian", "wordnet")
+    ):
+        for left, right in itertools.combinations(ENCODERS, 2):
+            out.append((corpus, left, right, alpha, kind))
+    return out
+
+
+def key(cell: Cell) -> str:
+    return "__".join(map(str, cell))
+
+
+def split_of(cell: Cell, data: Path, n_seeds: int = 15) -> Split:
+    corpus, left, right, alpha, kind = cell
+    if corpus.startswith("neg-"):
+        c = corpus[4:]
+        return make_split(load_corpus(NEGATIVE, c, left), load_corpus(NEGATIVE, c, right), alpha, n_seeds, 0)
+    ood = None
+    if kind == "out_of_domain":
+        o = OTHER[corpus]
+        ood = (load_corpus(data, o, left), load_corpus(data, o, right))
+    return make_split(
+        load_corpus(data, corpus, left),
+        load_corpus(data, corpus, right),
+        alpha,
+        n_seeds,
+        0,
+        ood_seed_vectors=ood,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    args.cache.mkdir(parents=True, exist_ok=True)
+    for cell in cells()[args.part :: args.parts]:
+        path = args.cache / f"{key(cell)}.pkl"
+        if path.exists():
+            continue
+        sp = split_of(cell, args.data_dir)
+        cfg = LinkConfig()
+        t0 = time.time()
+        backend = NumpyBackend(sp.left.ids, sp.left.vectors, sp.right.ids, sp.right.vectors, cfg)
+        result = fit_and_extend(backend, sp.seeds[:, 0], sp.seeds[:, 1], cfg)
+        t1 = time.time()
+        links, facts, _, questions = assess_links(backend, result.anchors, cfg)
+        out = {
+            "rounds_anchors": result.anchors,
+            "state": result.state.to_dict(),
+            "links": links,
+            "facts": facts,
+            "questions": questions,
+            "t_rounds": t1 - t0,
+            "t_assess": time.time() - t1,
+        }
+        with open(path, "wb") as f:
+            pickle.dump(out, f)
+        print(key(cell), round(t1 - t0), round(time.time() - t1), facts["estimated_precision"], flush=True)
+    return 0
+
+
+def _truth_set(sp: Split) -> tuple[set[tuple[int, int]], int]:
+    truth = {(int(a), int(b)) for (a, b), s in zip(sp.truth.tolist(), sp.truth_is_seed, strict=True) if not s}
+    return truth, len(truth)
+
+
+def _prf(left: np.ndarray, right: np.ndarray, truth: set[tuple[int, int]], n_true: int) -> dict[str, float]:
+    ok = np.array([(int(a), int(b)) in truth for a, b in zip(left, right, strict=True)], dtype=bool)
+    p = float(ok.mean()) if len(ok) else 0.0
+    r = float(ok.sum() / max(n_true, 1))
+    return {"links": int(len(ok)), "precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def score_cell(cell: Cell, cached: dict[str, Any], data: Path) -> dict[str, Any]:
+    sp = split_of(cell, data)
+    truth, n_true = _truth_set(sp)
+    links = cached["links"]
+    found = ~np.asarray(links["is_seed"], bool)
+    ll, lr = np.asarray(links["left_id"])[found], np.asarray(links["right_id"])[found]
+    prec = np.asarray(links["precision_estimate"])[found]
+    row: dict[str, Any] = {"cell": key(cell), "corpus": cell[0], "pair": f"{SHORT[cell[1]]}/{SHORT[cell[2]]}"}
+    row.update(alpha=cell[3], seeds=cell[4], verdict=cached["state"].get("stop_reason"))
+    row["final"] = _prf(ll, lr, truth, n_true)
+    row["estimated_precision"] = cached["facts"]["estimated_precision"]
+    for floor in (0.9, 0.95):
+        keep = np.nan_to_num(prec, nan=-1.0) >= floor
+        got = _prf(ll[keep], lr[keep], truth, n_true)
+        est = float(np.min(prec[keep])) if keep.any() else None
+        # the estimate of the kept set: the precision_estimate of its last (least confident) link
+        row[f"at_{floor}"] = {**got, "estimated": est}
+    ra = cached["rounds_anchors"]
+    rf = ~np.asarray(ra["is_seed"], bool)
+    row["rounds"] = _prf(np.asarray(ra["left_id"])[rf], np.asarray(ra["right_id"])[rf], truth, n_true)
+    lpos = {k: i for i, k in enumerate(sp.left.ids.tolist())}
+    rpos = {k: i for i, k in enumerate(sp.right.ids.tolist())}
+    tl = np.array([lpos[a] for a, _ in sp.truth.tolist()])
+    tr = np.array([rpos[b] for _, b in sp.truth.tolist()])
+    row["ceiling"] = ceiling(sp.left.vectors, sp.right.vectors, tl, tr)
+    row["final_matching"] = cached["facts"].get("final_matching")
+    row["seconds"] = round(cached["t_rounds"] + cached["t_assess"], 1)
+    return row
+
+
+def report(args: argparse.Namespace) -> int:
+    rows = []
+    for cell in cells():
+        path = args.cache / f"{key(cell)}.pkl"
+        if not path.exists():
+            continue
+        with open(path, "rb") as f:
+            rows.append(score_cell(cell, pickle.load(f), args.data_dir))
+        print(json.dumps(rows[-1]), flush=True)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    with open(args.out_dir / "results.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    write_report(rows, args.out_dir)
+    return 0
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def write_report(rows: list[dict[str, Any]], out: Path) -> None:
+    """REPORT.md and REPORT-estimate.png from the scored cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, pick, marker in (
+        ("all links", lambda r: (r["estimated_precision"], r["final"]["precision"]), "o"),
+        ("kept at 0.9", lambda r: (r["at_0.9"]["estimated"], r["at_0.9"]["precision"]), "^"),
+    ):
+        pts = [pick(r) for r in rows if pick(r)[0] is not None and r["final"]["links"]]
+        if pts:
+            ax.scatter(*zip(*pts, strict=True), marker=marker, label=name, alpha=0.7)
+    ax.plot([0, 1], [0, 1], "k-", lw=0.8)
+    ax.fill_between([0, 1], [-0.05, 0.95], [0.05, 1.05], color="grey", alpha=0.15, label="within 0.05")
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="estimated precision", ylabel="measured precision")
+    ax.set_title("Estimated against measured precision, one point per cell")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out / "REPORT-estimate.png", dpi=110)
+    plt.close(fig)
+    lines = [
+        "# Estimated precision, final matching and the ceiling",
+        "",
+        "Made by `python benchmarks/trust.py run` then `python benchmarks/trust.py report` (defaults,",
+        "in process, 15 seeds, split seed 0). P / R / F1 of the final links, seeds excluded; `est` the",
+        "run's `estimated_precision`; `0.9` / `0.95`: the links kept at `--min-precision` 0.9 / 0.95",
+        "(their count, measured precision, and the estimate of the kept set); `rounds` the F1 of the",
+        "rounds' links before the final matching; `ceiling` the F1 of an orthogonal map fitted on half",
+        "of the true pairs with the best cut (benchmarks/harness/ceiling.py), and its largest recall at",
+        "precision 0.95.",
+        "",
+        "![estimated against measured](REPORT-estimate.png)",
+        "",
+        "| cell | P | R | F1 | est | abs err | 0.9: n / P / est | 0.95: n / P | rounds F1 "
+        "| ceiling F1 / R@P.95 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        fin, a9, a95, c = r["final"], r["at_0.9"], r["at_0.95"], r["ceiling"]
+        err = None if r["estimated_precision"] is None else abs(r["estimated_precision"] - fin["precision"])
+        name = f"{r['corpus']} {r['pair']} a{r['alpha']} {'ood' if r['seeds'] == 'out_of_domain' else 'in'}"
+        lines.append(
+            f"| {name} | {_f(fin['precision'])} | {_f(fin['recall'])} | {_f(fin['f1'])} | "
+            f"{_f(r['estimated_precision'])} | {_f(err)} | {a9['links']} / {_f(a9['precision'])} / "
+            f"{_f(a9['estimated'])} | {a95['links']} / {_f(a95['precision'])} | {_f(r['rounds']['f1'])} | "
+            f"{_f(c['f1'])} / {_f(c['recall_at_p95'])} |"
+        )
+    scored = [r for r in rows if r["estimated_precision"] is not None and r["final"]["links"]]
+    errs = [abs(r["estimated_precision"] - r["final"]["precision"]) for r in scored]
+    e9 = [
+        abs(r["at_0.9"]["estimated"] - r["at_0.9"]["precision"])
+        for r in scored
+        if r["at_0.9"]["estimated"] is not None
+    ]
+    need = [r for r in rows if r["ceiling"]["recall_at_p95"] >= 0.2 and r["at_0.95"]["links"]]
+    lines += [
+        "",
+        f"Cells: {len(rows)}. |estimated - measured| over all links: within 0.05 on "
+        f"{sum(e <= 0.05 for e in errs)} of {len(errs)} (largest {max(errs, default=0):.3f}); over the "
+        f"links kept at 0.9: {sum(e <= 0.05 for e in e9)} of {len(e9)} (largest {max(e9, default=0):.3f}).",
+        f"Kept at 0.95 where the ceiling reaches P 0.95 at recall >= 0.2: measured P >= 0.92 on "
+        f"{sum(r['at_0.95']['precision'] >= 0.92 for r in need)} of {len(need)}.",
+    ]
+    (out / "REPORT.md").write_text("\n".join(lines) + "\n")
+
+
+def questions(args: argparse.Namespace) -> int:
+    """A simulated user: the run's questions answered from the truth, 1 to ``--rounds`` times, against
+    the same number of random true pairs added as seeds."""
+    out = args.out_dir / "questions.jsonl"
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for name in args.cells:
+        cell = next(c for c in cells() if key(c) == name)
+        sp = split_of(cell, args.data_dir)
+        truth, n_true = _truth_set(sp)
+        partner = dict(sp.truth.tolist())
+        lpos = {k: i for i, k in enumerate(sp.left.ids.tolist())}
+        rpos = {k: i for i, k in enumerate(sp.right.ids.tolist())}
+        tl = np.array([lpos[a] for a, _ in sp.truth.tolist()])
+        tr = np.array([rpos[b] for _, b in sp.truth.tolist()])
+        ceil = ceiling(sp.left.vectors, sp.right.vectors, tl, tr)["f1"]
+        cfg = LinkConfig.from_dict({"links": {"ask": "always"}})
+        answers = pd.DataFrame(columns=["left_id", "right_id", "match"])
+        rng = np.random.default_rng(0)
+        pool = [p for p in truth if p not in set(map(tuple, sp.seeds.tolist()))]
+        order = rng.permutation(len(pool))
+        for step in range(args.rounds + 1):
+            links, summary = link_arrays(
+                sp.left.ids, sp.left.vectors, sp.right.ids, sp.right.vectors,
+                sp.seeds[:, 0], sp.seeds[:, 1], cfg, answers=answers if len(answers) else None,
+            )  # fmt: skip
+            f = ~links["is_seed"].to_numpy()
+            got = _prf(links["left_id"].to_numpy()[f], links["right_id"].to_numpy()[f], truth, n_true)
+            extra = [pool[i] for i in order[: len(answers)]]
+            seeds = np.vstack([sp.seeds, np.array(extra, dtype=np.int64).reshape(-1, 2)])
+            rl, rs = link_arrays(
+                sp.left.ids, sp.left.vectors, sp.right.ids, sp.right.vectors, seeds[:, 0], seeds[:, 1]
+            )
+            rf = ~rl["is_seed"].to_numpy()
+            # random true pairs added as seeds are excluded from the score like the answered ones
+            rand = _prf(
+                rl["left_id"].to_numpy()[rf], rl["right_id"].to_numpy()[rf], truth - set(extra), n_true
+            )
+            row = {
+                "cell": name,
+                "answers": len(answers),
+                "questions": got,
+                "random_seeds": rand,
+                "ceiling": ceil,
+            }
+            print(json.dumps(row), flush=True)
+            with open(out, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            asked = pd.DataFrame(summary.get("questions") or [])
+            if step == args.rounds or not len(asked):
+                break
+            asked["match"] = [
+                partner.get(a) == b for a, b in zip(asked["left_id"], asked["right_id"], strict=True)
+            ]
+            answers = pd.concat([answers, asked[["left_id", "right_id", "match"]]], ignore_index=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("step", choices=["run", "report", "questions"])
+    ap.add_argument("--data-dir", type=Path, default=DATA)
+    ap.add_argument("--cache", type=Path, default=CACHE)
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "trust")
+    ap.add_argument("--part", type=int, default=0)
+    ap.add_argument("--parts", type=int, default=1)
+    ap.add_argument("--cells", nargs="*", default=[])
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args(argv)
+    if not args.data_dir.is_dir():
+        ap.error(f"no data folder {args.data_dir}: this benchmark needs ../shared/data")
+    return {"run": run, "report": report, "questions": questions}[args.step](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
