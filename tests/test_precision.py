@@ -55,7 +55,7 @@ def test_the_estimate_never_rises_as_the_score_falls(pair) -> None:
     tr = np.array([pos_r[k] for k in pair.truth_right.tolist()])
     seed = np.zeros(len(tl), bool)
     seed[:15] = True
-    est = estimate_precision(x, y, tl, tr, seed)
+    est, _ = estimate_precision(x, y, tl, tr, seed)
     assert np.isnan(est.precision[seed]).all() and np.isfinite(est.precision[~seed]).all()
     order = np.argsort(-est.score[~seed], kind="stable")
     assert (np.diff(est.precision[~seed][order]) <= 1e-12).all()
@@ -68,7 +68,7 @@ def test_a_chance_matching_is_estimated_near_zero() -> None:
     ll, lr = rng.permutation(600)[:150], rng.permutation(600)[:150]
     seed = np.zeros(150, bool)
     seed[:15] = True
-    est = estimate_precision(x, y, ll, lr, seed)
+    est, _ = estimate_precision(x, y, ll, lr, seed)
     assert est.estimated_precision is not None and est.estimated_precision <= 0.2
 
 
@@ -90,3 +90,12 @@ def test_min_precision_keeps_the_links_it_promises(pair, run) -> None:
     }
     assert summary["estimated_true_links"] <= summary["n_links"]
     assert summary["trusted_links"] == int((got["precision_estimate"] >= 0.9).sum())
+
+
+def test_links_outside_the_fit_sample_are_scored_against_it(pair) -> None:
+    links, summary = link_pair(pair, {**FAST, "scale": {"fit_rows": 500}})
+    got = links[~links["is_seed"]]
+    basis = summary["precision_basis"]
+    assert basis["rows"] == "fit sample" and basis["links_scored_against_sample"] > 0
+    assert got["precision_estimate"].notna().all() and got["precision_estimate"].between(0, 1).all()
+    assert summary["final_matching"] is None  # the final matching needs the whole tables

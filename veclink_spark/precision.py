@@ -138,15 +138,16 @@ def _side(
 
 
 def _lfdr(
-    match: np.ndarray, weight: np.ndarray, knocked: np.ndarray, scores: np.ndarray
-) -> tuple[np.ndarray, float, float]:
-    """Isotonic local false-discovery rate at ``scores``; (lfdr, partnerless rows, knock-out match
-    rate). ``match`` / ``weight``: every row's match score (-inf: none) and how much it counts."""
+    match: np.ndarray, weight: np.ndarray, knocked: np.ndarray
+) -> tuple[IsotonicRegression | None, float, float]:
+    """The isotonic fit of P(knock-out | score) (see :func:`_predict` for the lfdr it gives); the
+    partnerless rows; the knock-out match rate. ``match`` / ``weight``: every row's match score (-inf:
+    none) and how much it counts. None when no row has a match (every link is then wrong)."""
     n = float(weight.sum())
     ok = np.isfinite(match) & (weight > 0)
     found, fw = match[ok], weight[ok]
     if len(found) == 0:
-        return np.ones(len(scores)), n, 0.0
+        return None, n, 0.0
     # One pseudo knock-out that found a match, at the best score of all (Laplace's rule): with few
     # knock-outs (a run of a few dozen links) "none of them found another match" is weak evidence, and
     # the estimate then errs on the side of caution; with thousands it weighs nothing.
@@ -160,24 +161,58 @@ def _lfdr(
     w = np.concatenate([np.full(len(null), partnerless / (len(knocked) + 2.0)), fw])
     iso = IsotonicRegression(increasing=False, out_of_bounds="clip", y_min=0.0, y_max=1.0)
     iso.fit(x, y, sample_weight=w)
-    p = iso.predict(np.where(np.isfinite(scores), scores, x.min()))
-    return np.minimum(1.0, p / np.maximum(1.0 - p, 1e-12)), partnerless, rate
+    return iso, partnerless, rate
 
 
-def _outside_scores(
-    x: np.ndarray, y: np.ndarray, w: np.ndarray, outside: tuple[np.ndarray, np.ndarray]
-) -> np.ndarray:
-    """CSLS of links whose rows are not in the tables, with each row's neighbourhood measured in the
-    other table (in batches: KNOCKOUT_BATCH x table rows at a time)."""
-    out = []
-    ym = (x @ w).T  # (d2, n_left): the left table mapped, for the right rows' neighbourhoods
-    for lo in range(0, len(outside[0]), KNOCKOUT_BATCH):
-        xl = np.asarray(outside[0][lo : lo + KNOCKOUT_BATCH], np.float64) @ w
-        yr = np.asarray(outside[1][lo : lo + KNOCKOUT_BATCH], np.float64)
-        r_l = _top_mean(xl @ y.T, CSLS_K)
-        r_r = _top_mean(yr @ ym, CSLS_K)
-        out.append(csls_score(np.einsum("ij,ij->i", xl, yr), r_l, r_r))
-    return np.concatenate(out)
+def prefix_precision(score: np.ndarray, lfdr: np.ndarray) -> np.ndarray:
+    """Each link's ``precision_estimate``: one minus the mean ``lfdr`` of the links scored at least as
+    high (ties in the order given). NaN entries (seeds) stay NaN and take no part."""
+    out = np.full(len(score), np.nan)
+    ok = np.isfinite(lfdr)
+    s, lf = np.nan_to_num(score[ok], nan=-np.inf), lfdr[ok]
+    order = np.argsort(-s, kind="stable")
+    prec = np.empty(len(s))
+    prec[order] = 1.0 - np.cumsum(lf[order]) / np.arange(1, len(s) + 1)
+    out[ok] = prec
+    return out
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """What scores and estimates further links against the tables an estimate was made on (the links of
+    a run larger than its fit sample, whose rows are not in the sample): the map fitted on all the
+    estimate's links, the tables, and each side's isotonic lfdr of the score."""
+
+    w: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    lfdr_left: IsotonicRegression | None
+    lfdr_right: IsotonicRegression | None
+
+    def __call__(self, xl: np.ndarray, yr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(score, lfdr) of links given by their vectors (rows (n, d1) and (n, d2)): CSLS with each
+        row's neighbourhood measured in the other table, in batches of KNOCKOUT_BATCH."""
+        scores = []
+        for lo in range(0, len(xl), KNOCKOUT_BATCH):
+            a = np.asarray(xl[lo : lo + KNOCKOUT_BATCH], np.float64) @ self.w
+            b = np.asarray(yr[lo : lo + KNOCKOUT_BATCH], np.float64)
+            r_l = _top_mean(a @ self.right.T, CSLS_K)
+            r_r = _top_mean(b @ (self.left @ self.w).T, CSLS_K)
+            scores.append(csls_score(np.einsum("ij,ij->i", a, b), r_l, r_r))
+        score = np.concatenate(scores) if scores else np.zeros(0)
+        return score, _combine(_predict(self.lfdr_left, score), _predict(self.lfdr_right, score))
+
+
+def _predict(iso: IsotonicRegression | None, score: np.ndarray) -> np.ndarray:
+    if iso is None:
+        return np.ones(len(score))
+    p = iso.predict(np.where(np.isfinite(score), score, iso.X_min_))
+    return np.minimum(1.0, p / np.maximum(1.0 - p, 1e-12))
+
+
+def _combine(lf_left: np.ndarray, lf_right: np.ndarray) -> np.ndarray:
+    """A link's lfdr from its two sides' values."""
+    return np.maximum(lf_left, lf_right) if COMBINE == "max" else (lf_left + lf_right) / 2.0
 
 
 def estimate_precision(
@@ -186,55 +221,52 @@ def estimate_precision(
     link_left: np.ndarray,
     link_right: np.ndarray,
     is_seed: np.ndarray,
-    outside: tuple[np.ndarray, np.ndarray] | None = None,
-) -> PrecisionEstimate:
+) -> tuple[PrecisionEstimate, Scorer]:
     """Estimate the precision of links between two in-memory tables (see the module doc).
 
     Args:
         left, right: the run's (centred, unit) vectors, (n_left, d1) and (n_right, d2).
         link_left, link_right: row positions of each link in ``left`` and ``right``.
         is_seed: True for the seeds among the links (they enter the map, not the estimate).
-        outside: the vectors (left rows, right rows) of further links whose rows are not in ``left``
-            / ``right`` (a run larger than its fit sample): they are scored against these tables (CSLS
-            neighbourhoods measured in them) and estimated with the same function of the score. They
-            follow the given links in the result.
 
     Returns:
-        A :class:`PrecisionEstimate`, per link in the order given (then the ``outside`` ones).
+        A :class:`PrecisionEstimate`, per link in the order given, and the :class:`Scorer` that
+        estimates further links against the same tables.
     """
     link_left, link_right = np.asarray(link_left, np.int64), np.asarray(link_right, np.int64)
-    n_out = 0 if outside is None else len(outside[0])
-    is_seed = np.concatenate([np.asarray(is_seed, bool), np.zeros(n_out, bool)])
+    is_seed = np.asarray(is_seed, bool)
     nan = np.full(len(is_seed), np.nan)
     found = ~is_seed
-    if not found.any() or len(left) < 2 or len(right) < 2:
-        return PrecisionEstimate(nan, nan, nan, None, 0.0, float(len(left)), float(len(right)), (0.0, 0.0))
     x = np.asarray(left, np.float64)
     y = np.asarray(right, np.float64)
-    n_in = len(link_left)
-    ox = np.asarray(outside[0], np.float64) if outside is not None else np.zeros((0, x.shape[1]))
-    oy = np.asarray(outside[1], np.float64) if outside is not None else np.zeros((0, y.shape[1]))
+    w_all = (
+        procrustes_map(x[link_left].T @ y[link_right])
+        if len(link_left)
+        else np.zeros((x.shape[1], y.shape[1]))
+    )
+    if not found.any() or len(left) < 2 or len(right) < 2:
+        empty = PrecisionEstimate(nan, nan, nan, None, 0.0, float(len(left)), float(len(right)), (0.0, 0.0))
+        return empty, Scorer(w_all, x, y, None, None)
     # Cross-fitting: each link is scored, and knocked out, under a map fitted without it (the seeds are
     # in every map). A map fitted on its own links scores them too well, most where they are few
     # against the dimension: fitted on 44 chance pairs in 64 dimensions, it called them all right.
+    folds = FOLDS if int(found.sum()) >= FOLDS else 1
     fold = np.full(len(is_seed), -1)
-    fold[found] = np.arange(int(found.sum())) % FOLDS
-    parts = [(x[link_left[k]].T @ y[link_right[k]]) for k in (fold[:n_in] == f for f in range(-1, FOLDS))]
-    parts_out = [(ox[k].T @ oy[k]) for k in (fold[n_in:] == f for f in range(-1, FOLDS))]
-    total = sum(parts) + sum(parts_out)
+    fold[found] = np.arange(int(found.sum())) % folds
+    parts = [x[link_left[fold == f]].T @ y[link_right[fold == f]] for f in range(-1, folds)]
+    total = sum(parts)
     score = np.full(len(is_seed), np.nan)
     sides: list[list[np.ndarray]] = [[], [], [], [], [], []]  # match, weight, knocked; left then right
     link_rows_l = np.zeros(len(x), bool)
     link_rows_r = np.zeros(len(y), bool)
-    link_rows_l[link_left[found[:n_in]]] = True
-    link_rows_r[link_right[found[:n_in]]] = True
-    for f in range(FOLDS if int(found.sum()) >= FOLDS else 1):
-        held = fold == f if int(found.sum()) >= FOLDS else found
-        w = procrustes_map(total - parts[f + 1] - parts_out[f + 1] if int(found.sum()) >= FOLDS else total)
+    link_rows_l[link_left[found]] = True
+    link_rows_r[link_right[found]] = True
+    for f in range(folds):
+        held = fold == f
+        w = procrustes_map(total - parts[f + 1] if folds > 1 else total)
         g = ((x @ w) @ y.T).astype(np.float32)
         r_left, r_right = _top_mean(g, CSLS_K), _top_mean(g.T, CSLS_K)
-        hin = held[:n_in]
-        li, lj = link_left[hin], link_right[hin]
+        li, lj = link_left[held], link_right[held]
         for k, (gg, ro, rt, rows, partners, linked) in enumerate(
             ((g, r_left, r_right, li, lj, link_rows_l), (None, r_right, r_left, lj, li, link_rows_r))
         ):
@@ -242,32 +274,25 @@ def estimate_precision(
             match, knocked = _side(gg, ro, rt, rows, partners)
             # rows scored under a map that did not see them: the held-out links' rows (weight 1) and
             # the rows of no link (each fold's map: weight 1 / folds)
-            weight = np.where(linked, 0.0, 1.0 / FOLDS if int(found.sum()) >= FOLDS else 1.0)
+            weight = np.where(linked, 0.0, 1.0 / folds)
             weight[rows] = 1.0
             sides[3 * k].append(match)
             sides[3 * k + 1].append(weight)
             sides[3 * k + 2].append(knocked)
             del gg
-        score[:n_in][hin] = csls_score(np.einsum("ij,ij->i", (x[li] @ w), y[lj]), r_left[li], r_right[lj])
-        hout = held[n_in:]
-        if hout.any():
-            score[n_in:][hout] = _outside_scores(x, y, w, (ox[hout], oy[hout]))
+        score[held] = csls_score(np.einsum("ij,ij->i", (x[li] @ w), y[lj]), r_left[li], r_right[lj])
         del g
     s = score[found]
     match_l, weight_l, knocked_l = (np.concatenate(v) for v in sides[:3])
     match_r, weight_r, knocked_r = (np.concatenate(v) for v in sides[3:])
-    lf_l, none_l, rate_l = _lfdr(match_l, weight_l, knocked_l, s)
-    lf_r, none_r, rate_r = _lfdr(match_r, weight_r, knocked_r, s)
-    lf = np.maximum(lf_l, lf_r) if COMBINE == "max" else (lf_l + lf_r) / 2
-    order = np.argsort(-s, kind="stable")
-    prec_sorted = 1.0 - np.cumsum(lf[order]) / np.arange(1, len(s) + 1)
-    prec = np.empty(len(s))
-    prec[order] = prec_sorted
-    lfdr_all, prec_all = nan.copy(), nan.copy()
-    lfdr_all[found], prec_all[found] = lf, prec
+    iso_l, none_l, rate_l = _lfdr(match_l, weight_l, knocked_l)
+    iso_r, none_r, rate_r = _lfdr(match_r, weight_r, knocked_r)
+    lf = _combine(_predict(iso_l, s), _predict(iso_r, s))
+    lfdr_all = nan.copy()
+    lfdr_all[found] = lf
     est = PrecisionEstimate(
         lfdr=lfdr_all,
-        precision=prec_all,
+        precision=prefix_precision(score, lfdr_all),
         score=score,
         estimated_precision=float(1.0 - lf.mean()),
         estimated_true_links=float((1.0 - lf).sum()),
@@ -283,7 +308,7 @@ def estimate_precision(
         none_l,
         none_r,
     )
-    return est
+    return est, Scorer(w_all, x, y, iso_l, iso_r)
 
 
 @dataclass(frozen=True)
@@ -334,7 +359,7 @@ def final_matching(
     rows, cols = rows[free], cols[free]
     al, ar = np.concatenate([sl, rows]), np.concatenate([sr, cols])
     aseed = np.concatenate([np.ones(len(sl), bool), np.zeros(len(rows), bool)])
-    est = estimate_precision(x, y, al, ar, aseed)
+    est, _ = estimate_precision(x, y, al, ar, aseed)
     if not len(rows) or est.estimated_precision is None:
         return FinalMatching(sl, sr, np.ones(len(sl), bool), _take(est, np.arange(len(sl))), len(rows), None)
     lfdr, score = est.lfdr[~aseed], est.score[~aseed]

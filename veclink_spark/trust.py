@@ -27,7 +27,7 @@ import pandas as pd
 from .config import LinkConfig
 from .duplicates import Duplicates, find_duplicates
 from .engine import Backend
-from .precision import PrecisionEstimate, estimate_precision, final_matching
+from .precision import PrecisionEstimate, estimate_precision, final_matching, prefix_precision
 from .questions import ASK_BELOW_PRECISION, Answers, choose_questions, drop_rejected
 
 log = logging.getLogger(__name__)
@@ -87,33 +87,39 @@ def fit_rows(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, si
     return FitRows(lids[dl.keep], lx[dl.keep], rids[dr.keep], rx[dr.keep], whole, dl, dr, lids, rids)
 
 
-def _aligned(est: PrecisionEstimate, back: np.ndarray) -> PrecisionEstimate:
-    """``est`` re-ordered: entry i is ``est``'s entry ``back[i]`` (NaN where ``back[i]`` is -1)."""
-    pick = np.where(back >= 0, back, 0)
-
-    def take(v: np.ndarray) -> np.ndarray:
-        return np.where(back >= 0, v[pick], np.nan)
-
-    return replace(est, lfdr=take(est.lfdr), precision=take(est.precision), score=take(est.score))
+#: Links outside the fit sample whose vectors come to the driver at a time (bounds driver memory).
+OUTSIDE_CHUNK = 50_000
 
 
 def link_precision(
     backend: Backend, anchors: dict[str, np.ndarray], rows: FitRows
 ) -> tuple[PrecisionEstimate, np.ndarray]:
     """Estimated precision of a run's links (:mod:`veclink_spark.precision`), per link in the order of
-    ``anchors``, on the fit rows; the links whose rows lie outside them are scored against them. Also
-    returns each link's left row in ``rows`` (-1: outside)."""
+    ``anchors``, on the fit rows; the links whose rows lie outside them (a run larger than its sample)
+    are scored against them, ``OUTSIDE_CHUNK`` at a time. Also returns each link's left row in
+    ``rows`` (-1: outside)."""
     seeds = np.asarray(anchors["is_seed"], bool)
     ll, lr = np.asarray(anchors["left_id"]), np.asarray(anchors["right_id"])
     pl, pr = rows.positions(ll, lr)
     inside = (pl >= 0) & (pr >= 0)
+    est, scorer = estimate_precision(rows.left, rows.right, pl[inside], pr[inside], seeds[inside])
+    lfdr = np.full(len(ll), np.nan)
+    score = np.full(len(ll), np.nan)
+    lfdr[inside], score[inside] = est.lfdr, est.score
     out = np.nonzero(~inside & ~seeds)[0]
-    vectors = backend.anchor_vectors(ll[out], lr[out]) if len(out) else None
-    est = estimate_precision(rows.left, rows.right, pl[inside], pr[inside], seeds[inside], outside=vectors)
-    order = np.concatenate([np.nonzero(inside)[0], out])
-    back = np.full(len(ll), -1, dtype=np.int64)
-    back[order] = np.arange(len(order))
-    return _aligned(est, back), np.where(inside, pl, -1)
+    for lo in range(0, len(out), OUTSIDE_CHUNK):
+        at = out[lo : lo + OUTSIDE_CHUNK]
+        score[at], lfdr[at] = scorer(*backend.anchor_vectors(ll[at], lr[at]))
+    if len(out):
+        known = lfdr[np.isfinite(lfdr)]
+        est = replace(
+            est,
+            estimated_precision=float(1.0 - known.mean()),
+            estimated_true_links=float((1.0 - known).sum()),
+        )
+    return replace(est, lfdr=lfdr, score=score, precision=prefix_precision(score, lfdr)), np.where(
+        inside, pl, -1
+    )
 
 
 def _final_links(
