@@ -247,3 +247,16 @@ def test_discard_uncommitted_under_a_relative_output(spark, tmp_path: Path, monk
     store.write_round("votes", frame(spark, [(2, 20, 2.0)]), "first", 2)  # uncommitted
     store.discard_uncommitted("first", ["votes"])
     assert rows_of(store.read_rounds("votes", "first"), "round") == [(1,)]
+
+
+def test_a_table_of_an_earlier_version_gains_the_new_columns(spark, store: RunStore) -> None:
+    # links tables written before precision_estimate existed keep their runs; a new run adds the column
+    store.replace_run("links", spark.createDataFrame([(1, 2)], "left_id long, right_id long"), "old")
+    new = spark.createDataFrame([(3, 4, 0.9)], "left_id long, right_id long, precision_estimate double")
+    store.replace_run("links", new, "new")
+    rows = {
+        r["run_id"]: r["precision_estimate"]
+        for run in ("old", "new")
+        for r in store.read_run("links", run).collect()
+    }
+    assert rows == {"old": None, "new": 0.9}

@@ -259,6 +259,8 @@ class RunStore:
                     df.write.format("delta")
                     .mode("overwrite")
                     .option("replaceWhere", predicate)
+                    # an output folder written by an earlier version gains the new columns (its rows: null)
+                    .option("mergeSchema", "true")
                     .partitionBy(RUN_ID)
                     .save(path)
                 )
