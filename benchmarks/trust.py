@@ -254,7 +254,54 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> None:
         f"Kept at 0.95 where the ceiling reaches P 0.95 at recall >= 0.2: measured P >= 0.92 on "
         f"{sum(r['at_0.95']['precision'] >= 0.92 for r in need)} of {len(need)}.",
     ]
+    lines += questions_section(out)
     (out / "REPORT.md").write_text("\n".join(lines) + "\n")
+
+
+def questions_section(out: Path) -> list[str]:
+    """The simulated user's runs (questions.jsonl of ``questions``): a table, and F1 against the number
+    of answers (REPORT-questions.png), questions beside random true pairs, with the ceiling."""
+    path = out / "questions.jsonl"
+    if not path.exists():
+        return []
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [
+        "",
+        "## Questions: a simulated user",
+        "",
+        "`python benchmarks/trust.py questions --cells CELL --rounds 3`: the run's 15 questions answered",
+        "from the truth, the answers given to the next run (`--answers`), three times; beside it, the",
+        "same number of random true pairs added as seeds (both scored without the pairs they were given).",
+        "",
+        "![F1 against answers](REPORT-questions.png)",
+        "",
+        "| cell | answers | questions: links / P / R / F1 | random true seeds: links / P / R / F1 "
+        "| ceiling F1 |",
+        "|---|---|---|---|---|",
+    ]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for cell in sorted({r["cell"] for r in rows}):
+        mine = [r for r in rows if r["cell"] == cell]
+        for r in mine:
+            q, rnd = r["questions"], r["random_seeds"]
+            lines.append(
+                f"| {cell} | {r['answers']} | {q['links']} / {_f(q['precision'])} / {_f(q['recall'])} / "
+                f"{_f(q['f1'])} | {rnd['links']} / {_f(rnd['precision'])} / {_f(rnd['recall'])} / "
+                f"{_f(rnd['f1'])} | {_f(r['ceiling'])} |"
+            )
+        n = [r["answers"] for r in mine]
+        ax.plot(n, [r["questions"]["f1"] for r in mine], "o-", label=f"questions ({cell[:30]})")
+        ax.plot(n, [r["random_seeds"]["f1"] for r in mine], "s--", label="random true seeds")
+        ax.axhline(mine[0]["ceiling"], color="grey", lw=0.8, label="ceiling")
+    ax.set(xlabel="answers (pairs added)", ylabel="F1", ylim=(0, 1))
+    ax.set_title("F1 against the number of answers")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "REPORT-questions.png", dpi=110)
+    plt.close(fig)
+    return lines
 
 
 def questions(args: argparse.Namespace) -> int:
