@@ -53,7 +53,6 @@ CSLS_K = 10
 
 #: Folds of the cross-fitting: each link is scored under a map fitted on the other folds' links.
 FOLDS = 5
-COMBINE = "max"
 
 #: Rows whose knock-out takes part in one matrix product (bounds memory to about 8,000 x n_right).
 KNOCKOUT_BATCH = 2048
@@ -211,8 +210,11 @@ def _predict(iso: IsotonicRegression | None, score: np.ndarray) -> np.ndarray:
 
 
 def _combine(lf_left: np.ndarray, lf_right: np.ndarray) -> np.ndarray:
-    """A link's lfdr from its two sides' values."""
-    return np.maximum(lf_left, lf_right) if COMBINE == "max" else (lf_left + lf_right) / 2.0
+    """A link's lfdr from its two sides' values: the larger (a wrong link is wrong from either end).
+    The mean was measured too (scratch, the rounds' links): closer to the measured precision by
+    0.012-0.019 on three Debian alpha 0.3 cells, but it put the negative control's Debian GloVe /
+    MiniLM-L6 cell at 0.084 (measured 0.003) where the larger says 0.011."""
+    return np.maximum(lf_left, lf_right)
 
 
 def estimate_precision(
