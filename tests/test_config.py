@@ -30,7 +30,8 @@ def test_precision_preset_changes_only_the_cut() -> None:
     assert not preset.refine.polish_after_cut and preset.refine.mixture_posterior == 0.9
     default = LinkConfig().to_dict()
     changed = preset.to_dict()
-    assert {k for k in default if default[k] != changed[k]} == {"advanced"}
+    assert {k for k in default if default[k] != changed[k]} == {"advanced", "links"}
+    assert default["links"] | {"final_match": False} == changed["links"]
     assert (
         default["advanced"]["refine"] | {"polish_after_cut": False, "mixture_posterior": 0.9}
         == (changed["advanced"]["refine"])
