@@ -104,6 +104,15 @@ def _top_mean(g: np.ndarray, k: int) -> np.ndarray:
     return np.partition(g, g.shape[1] - k, axis=1)[:, g.shape[1] - k :].mean(axis=1)
 
 
+def csls_mutual(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The CSLS mutual nearest neighbours of a (left x right) similarity matrix: (left rows, their
+    right rows, their CSLS scores). The final matching and the benchmarks' ceiling oracle match so."""
+    c = csls_score(g, _top_mean(g, CSLS_K)[:, None], _top_mean(g.T, CSLS_K)[None, :])
+    best, back = c.argmax(axis=1), c.argmax(axis=0)
+    rows = np.nonzero(back[best] == np.arange(len(best)))[0]
+    return rows, best[rows], c[rows, best[rows]]
+
+
 def _side(
     g: np.ndarray, r_own: np.ndarray, r_other: np.ndarray, rows: np.ndarray, partners: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -192,11 +201,12 @@ class Scorer:
         """(score, lfdr) of links given by their vectors (rows (n, d1) and (n, d2)): CSLS with each
         row's neighbourhood measured in the other table, in batches of KNOCKOUT_BATCH."""
         scores = []
+        mapped_left = (self.left @ self.w).T  # once, not per batch
         for lo in range(0, len(xl), KNOCKOUT_BATCH):
             a = np.asarray(xl[lo : lo + KNOCKOUT_BATCH], np.float64) @ self.w
             b = np.asarray(yr[lo : lo + KNOCKOUT_BATCH], np.float64)
             r_l = _top_mean(a @ self.right.T, CSLS_K)
-            r_r = _top_mean(b @ (self.left @ self.w).T, CSLS_K)
+            r_r = _top_mean(b @ mapped_left, CSLS_K)
             scores.append(csls_score(np.einsum("ij,ij->i", a, b), r_l, r_r))
         score = np.concatenate(scores) if scores else np.zeros(0)
         return score, _combine(_predict(self.lfdr_left, score), _predict(self.lfdr_right, score))
@@ -348,14 +358,7 @@ def final_matching(
     link_left, link_right = np.asarray(link_left, np.int64), np.asarray(link_right, np.int64)
     seeds = np.asarray(is_seed, bool)
     w = procrustes_map(x[link_left].T @ y[link_right])
-    g = ((x @ w) @ y.T).astype(np.float32)
-    c = csls_score(g, _top_mean(g, CSLS_K)[:, None], _top_mean(g.T, CSLS_K)[None, :])
-    del g
-    best = c.argmax(axis=1)
-    back = c.argmax(axis=0)
-    del c
-    rows = np.nonzero(back[best] == np.arange(len(x)))[0]
-    cols = best[rows]
+    rows, cols, _ = csls_mutual(((x @ w) @ y.T).astype(np.float32))
     sl, sr = link_left[seeds], link_right[seeds]
     free = ~np.isin(rows, sl) & ~np.isin(cols, sr)
     rows, cols = rows[free], cols[free]

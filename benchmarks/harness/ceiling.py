@@ -13,14 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from veclink_spark.kernels import centred_table, csls_score, procrustes_map
-
-#: CSLS neighbourhood size, as the linker's refinement.
-CSLS_K = 10
-
-
-def _top_mean(g: np.ndarray, k: int) -> np.ndarray:
-    return np.partition(g, g.shape[1] - k, axis=1)[:, g.shape[1] - k :].mean(axis=1)
+from veclink_spark.kernels import centred_table, procrustes_map
+from veclink_spark.precision import csls_mutual
 
 
 def ceiling(
@@ -44,12 +38,8 @@ def ceiling(
     w = procrustes_map(x[truth_left[fit]].T @ y[truth_right[fit]])
     keep_l = np.setdiff1d(np.arange(len(x)), truth_left[fit])
     keep_r = np.setdiff1d(np.arange(len(y)), truth_right[fit])
-    g = (x[keep_l] @ w) @ y[keep_r].T
-    c = csls_score(g, _top_mean(g, CSLS_K)[:, None], _top_mean(g.T, CSLS_K)[None, :])
-    best, back = c.argmax(axis=1), c.argmax(axis=0)
-    rows = np.nonzero(back[best] == np.arange(len(keep_l)))[0]
-    ml, mr = keep_l[rows], keep_r[best[rows]]
-    score = c[rows, best[rows]]
+    rows, cols, score = csls_mutual((x[keep_l] @ w) @ y[keep_r].T)
+    ml, mr = keep_l[rows], keep_r[cols]
     partner = dict(zip(truth_left[held].tolist(), truth_right[held].tolist(), strict=True))
     right_pair = np.array([partner.get(a) == b for a, b in zip(ml.tolist(), mr.tolist(), strict=True)])
     ranked = right_pair[np.argsort(-score, kind="stable")]
