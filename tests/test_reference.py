@@ -187,8 +187,13 @@ def test_seed_ranks_put_right_seeds_first_and_wrong_ones_anywhere() -> None:
     seed_l, seed_r = left[380:], right[380:].copy()
     seed_r[:5] = seed_r[[1, 2, 3, 4, 0]]  # the first five seeds wrong (a partner of another seed)
     ranks = seed_ranks((seed_l, seed_r), links)
-    assert (ranks[:5] > 5).all()
-    assert (ranks[5:] == 1).all()
+    assert (ranks.rank[:5] > 5).all() and (ranks.gap[:5] > 0.15).all()
+    assert (ranks.rank[5:] == 1).all() and (ranks.gap[5:] <= 0).all()
+    assert ranks.doubted(5).tolist() == [True] * 5 + [False] * 15
+    # a partner second behind a near-equal row (a dense part of a table) is not doubted at any rank
+    close = type(ranks)(np.array([40, 40]), np.array([0.05, 0.3]))
+    assert close.doubted(5).tolist() == [False, True]
+    assert close.trusting(np.array([False, True])).doubted(5).tolist() == [False, False]
 
 
 def test_a_run_names_its_wrong_seeds(pair, run) -> None:

@@ -439,8 +439,9 @@ class DiagnosticsConfig:
         5,
         "seed check: each seed's right vector is ranked among the right vectors of the fit's links by the "
         "map fitted on those links (no seed in it), and the other way; seeds ranked below this on either "
-        "side are dropped and the fit runs again without them (when at most half the seeds are), and "
-        "the summary names them (suspect_seeds); 0: no check",
+        "side, with another row closer by a cosine of more than 0.15, are dropped and the fit runs again "
+        "without them (when at most half the seeds are), and the summary names them (suspect_seeds); "
+        "0: no check",
         lo=0,
         hi=1000,
         kind=int,

@@ -50,14 +50,50 @@ def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
+#: A seed is named "probably wrong" only when, under the map fitted on the links, some other row is
+#: closer to it than its own partner by more than this cosine (the worse of the two directions), as
+#: well as its partner ranking below ``diagnostics.seed_max_rank``. A rank alone names right seeds in
+#: dense parts of a table (a right WordNet seed ranked 36 among near-identical glosses). Measured over
+#: the maps of 13 grid cells' links (benchmarks/wrong_seeds/SEED_CHECK.md): right seeds have gaps up
+#: to 0.117, wrong pairs from 0.158; rank > 5 alone named 3 of 195 right seeds, this rule none, and
+#: both missed no wrong pair of 3,640.
+SEED_MIN_GAP = 0.15
+
+
+@dataclass(frozen=True)
+class SeedRanks:
+    """Each seed's partner under a map that never saw it (:func:`seed_ranks`): ``rank`` (1 = best) and
+    ``gap`` (the best other cosine minus the partner's, <= 0 when the partner is first), each the worse
+    of the two directions."""
+
+    rank: np.ndarray
+    gap: np.ndarray
+
+    def doubted(self, max_rank: int) -> np.ndarray:
+        """The seeds named probably wrong: partner ranked below ``max_rank`` and ``SEED_MIN_GAP`` away."""
+        return (self.rank > max_rank) & (self.gap > SEED_MIN_GAP)
+
+    def trusting(self, protected: np.ndarray) -> SeedRanks:
+        """These ranks with the ``protected`` seeds (a user confirmed them) put first."""
+        rank, gap = self.rank.copy(), self.gap.copy()
+        rank[protected] = np.minimum(rank[protected], 1)
+        gap[protected] = np.minimum(gap[protected], 0.0)
+        return SeedRanks(rank, gap)
+
+
 def named_seeds(
-    seed_left: np.ndarray, seed_right: np.ndarray, ranks: np.ndarray, max_rank: int
+    seed_left: np.ndarray, seed_right: np.ndarray, ranks: SeedRanks, max_rank: int
 ) -> list[dict[str, Any]]:
-    """The seeds ranked below ``max_rank`` (:func:`seed_ranks`), as the summary lists them: left_id,
-    right_id, rank."""
+    """The seeds :meth:`SeedRanks.doubted` names, as the summary lists them: left_id, right_id, rank,
+    gap."""
     return [
-        {"left_id": _plain(seed_left[i]), "right_id": _plain(seed_right[i]), "rank": int(ranks[i])}
-        for i in np.nonzero(ranks > max_rank)[0]
+        {
+            "left_id": _plain(seed_left[i]),
+            "right_id": _plain(seed_right[i]),
+            "rank": int(ranks.rank[i]),
+            "gap": round(float(ranks.gap[i]), 4),
+        }
+        for i in np.nonzero(ranks.doubted(max_rank))[0]
     ]
 
 
@@ -68,12 +104,13 @@ def seed_list(seeds: list[dict[str, Any]]) -> str:
 
 def seed_ranks(
     seed_vectors: tuple[np.ndarray, np.ndarray], link_vectors: tuple[np.ndarray, np.ndarray]
-) -> np.ndarray:
-    """Each seed's rank under a map that never saw it: the orthogonal map fitted on the links' vectors
-    (no seed among them) sends the seed's left vector among the links' right vectors plus the seeds'
-    right vectors, and the seed's right vector back among the left ones; the rank (1 = best) of the
-    seed's own partner, the worse of the two directions. A right seed ranks 1 or close under a map that
-    took off; a wrong one (two unrelated rows) lands anywhere."""
+) -> SeedRanks:
+    """Each seed's rank and gap under a map that never saw it: the orthogonal map fitted on the links'
+    vectors (no seed among them) sends the seed's left vector among the links' right vectors plus the
+    seeds' right vectors, and the seed's right vector back among the left ones; the rank (1 = best) of
+    the seed's own partner and how much closer the best other row is, the worse of the two directions.
+    A right seed ranks 1 or close under a map that took off, or has near-equal neighbours; a wrong one
+    (two unrelated rows) lands anywhere, far from the best."""
     sl, sr = (np.asarray(v, dtype=np.float64) for v in seed_vectors)
     ll, lr = (np.asarray(v, dtype=np.float64) for v in link_vectors)
     w = kernels.procrustes_map(ll.T @ lr)
@@ -81,9 +118,14 @@ def seed_ranks(
     back = kernels.normalise_rows(sr @ w.T) @ np.vstack([ll, sl]).T
     own = np.arange(len(sl)) + len(lr)
     rows = np.arange(len(sl))
-    rank_f = (fwd > fwd[rows, own][:, None]).sum(axis=1) + 1
-    rank_b = (back > back[rows, own][:, None]).sum(axis=1) + 1
-    return np.maximum(rank_f, rank_b)
+    ranks, gaps = [], []
+    for sims in (fwd, back):
+        mine = sims[rows, own]
+        ranks.append((sims > mine[:, None]).sum(axis=1) + 1)
+        others = sims.copy()
+        others[rows, own] = -np.inf
+        gaps.append(others.max(axis=1) - mine if others.shape[1] > 1 else np.zeros(len(sl)))
+    return SeedRanks(np.maximum(*ranks), np.maximum(*gaps))
 
 
 @dataclass(frozen=True)
@@ -192,8 +234,8 @@ def diagnose(
     margins, links per round) and what the user can do. Logged at WARNING.
 
     ``suspect_seeds`` lists the seeds the fit dropped as probably wrong (``dropped``: true; they are not
-    in the links) and, for a run that took off, the seeds it kept whose partner still ranks below
-    ``diagnostics.seed_max_rank`` under the map of the final links (:func:`seed_ranks`; ``seed_ids``
+    in the links) and, for a run that took off, the seeds it kept that :meth:`SeedRanks.doubted` still
+    names under the map of the final links (:func:`seed_ranks`; ``seed_ids``
     are the ids of ``seed_left`` / ``seed_right``, row for row; ``dropped``: false).
     """
     history = state.history

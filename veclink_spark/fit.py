@@ -29,6 +29,8 @@ import pandas as pd
 from .config import LinkConfig
 from .diagnostics import (
     SEED_CHECK_MIN_LINKS,
+    SEED_MIN_GAP,
+    SeedRanks,
     consistency_sample,
     named_seeds,
     seed_list,
@@ -63,13 +65,15 @@ def fit_and_extend(
         if ranks is not None:
             max_rank = cfg.diagnostics.seed_max_rank
             dropped = named_seeds(seed_left, seed_right, ranks, max_rank)
-            keep = ranks <= max_rank
+            keep = ~ranks.doubted(max_rank)
             log.warning(
-                "%d of %d seeds are probably wrong (their partner ranks below %d under the map fitted on "
-                "the fit's links): fitting again without them: %s",
+                "%d of %d seeds are probably wrong (their partner ranks below %d, and another row is "
+                "closer by a cosine of more than %.2f, under the map fitted on the fit's links): fitting "
+                "again without them: %s",
                 len(dropped),
                 len(seed_left),
                 max_rank,
+                SEED_MIN_GAP,
                 seed_list(dropped),
             )
             seed_left, seed_right = seed_left[keep], seed_right[keep]
@@ -149,10 +153,11 @@ def _seed_check(
     seed_right: np.ndarray,
     cfg: LinkConfig,
     protected: np.ndarray,
-) -> np.ndarray | None:
-    """Each seed's rank under the map of the fit's links (:func:`veclink_spark.diagnostics.seed_ranks`)
-    when some seeds rank below ``diagnostics.seed_max_rank`` and should be dropped; None when none
-    does, or the check cannot be made or trusted: ``diagnostics.seed_max_rank`` 0, fewer than
+) -> SeedRanks | None:
+    """Each seed's rank and gap under the map of the fit's links
+    (:func:`veclink_spark.diagnostics.seed_ranks`) when some seeds are doubted
+    (:meth:`~veclink_spark.diagnostics.SeedRanks.doubted`) and should be dropped; None when none is,
+    or the check cannot be made or trusted: ``diagnostics.seed_max_rank`` 0, fewer than
     ``SEED_CHECK_MIN_LINKS`` links, or more than half the seeds named (then the links, not the seeds,
     are the likelier fault), or fewer than two seeds would be left."""
     max_rank = cfg.diagnostics.seed_max_rank
@@ -177,15 +182,15 @@ def _seed_check(
     if checks.stalled:
         log.info("seed check skipped: the fit did not take off, so its links cannot judge the seeds")
         return None
-    ranks = seed_ranks(backend.anchor_vectors(seed_left, seed_right), pairs)
-    ranks[protected] = np.minimum(ranks[protected], 1)  # a pair the user confirmed is never dropped
-    bad = np.nonzero(ranks > max_rank)[0]
-    if not len(bad) or 2 * len(bad) > len(ranks) or len(ranks) - len(bad) < 2:
+    # a pair the user confirmed is never dropped
+    ranks = seed_ranks(backend.anchor_vectors(seed_left, seed_right), pairs).trusting(protected)
+    bad = np.nonzero(ranks.doubted(max_rank))[0]
+    if not len(bad) or 2 * len(bad) > len(seed_left) or len(seed_left) - len(bad) < 2:
         if len(bad):
             log.warning(
                 "seed check inconclusive: %d of %d seeds rank below %d under the fit's map; all kept",
                 len(bad),
-                len(ranks),
+                len(seed_left),
                 max_rank,
             )
         return None
