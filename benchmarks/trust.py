@@ -100,6 +100,8 @@ def split_of(cell: Cell, data: Path, n_seeds: int = 15) -> Split:
 def run(args: argparse.Namespace) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
     for cell in cells()[args.part :: args.parts]:
+        if args.cells and key(cell) not in args.cells:
+            continue
         path = args.cache / f"{key(cell)}.pkl"
         if path.exists():
             continue

@@ -158,6 +158,15 @@ def test_output_tables_and_summary(spark, first_run) -> None:
         assert store.read_round("anchors", "full", r).count() >= 15
     assert len(store.committed_rounds("full")) == summary["rounds"] - fit_rounds + 1
     assert store.last_committed_round("full") == summary["rounds"]
+    # Where the time went: every phase of a run that extends beyond its fit sample, in order.
+    phases = [p["phase"] for p in summary["phases"]]
+    assert phases == [
+        "inputs", "centre", "sample", "fit", "seed_check", "full_table_rounds", "assess", "model", "write"
+    ]  # fmt: skip
+    assert all(p["seconds"] >= 0 for p in summary["phases"])
+    assert abs(sum(p["share"] for p in summary["phases"]) - 1.0) < 0.01
+    assert sum(p["seconds"] for p in summary["phases"]) <= summary["seconds"]
+    assert all(h["commit_seconds"] >= 0 for h in summary["history"][fit_rounds:])
 
 
 def test_rerun_of_a_finished_run_changes_nothing(spark, data, first_run) -> None:

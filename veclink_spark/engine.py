@@ -439,7 +439,10 @@ def run_rounds(
         cap = cfg.bootstrap.max_rounds + rf.max_rounds + rf.polish_rounds + state.rounds_before
         if round_no >= cap and not state.done:
             state.done, state.stop_reason = True, "round cap"
+        t_commit = time.time()
         backend.save_round(round_no, anchors, state)
+        # the commit's seconds reach the stored state with the next round's (the summary has them all)
+        state.history[-1]["commit_seconds"] = round(time.time() - t_commit, 3)
     return RunResult(anchors=anchors, state=state, rounds=round_no)
 
 

@@ -38,6 +38,7 @@ from .diagnostics import (
     stall_checks,
 )
 from .engine import Backend, RunResult, RunState, run_rounds
+from .timing import Phases
 from .trust import fit_rows
 
 log = logging.getLogger(__name__)
@@ -50,18 +51,22 @@ def fit_and_extend(
     cfg: LinkConfig,
     state_extra: dict[str, Any] | None = None,
     confirmed: np.ndarray | None = None,
+    phases: Phases | None = None,
 ) -> RunResult:
     """Run (or resume) a whole run on ``backend``'s tables. Returns what
     :func:`veclink_spark.engine.run_rounds` returns, with the original seeds flagged and the fit's
     history first. ``confirmed``: True for the seeds a user confirmed (answers to the run's questions),
-    which the seed check never drops."""
+    which the seed check never drops. ``phases`` times sample, fit, seed check and the full-table
+    rounds (:mod:`veclink_spark.timing`)."""
+    phases = phases or Phases()
     order = np.lexsort((np.asarray(seed_right), np.asarray(seed_left)))
     seed_left, seed_right = np.asarray(seed_left)[order], np.asarray(seed_right)[order]
     protected = np.zeros(len(order), bool) if confirmed is None else np.asarray(confirmed, bool)[order]
     last = backend.load_last_round()
     if last is None:
-        fit, whole, fitted_on = _fit(backend, seed_left, seed_right, cfg, state_extra)
-        ranks = _seed_check(fit, fitted_on, seed_left, seed_right, cfg, protected)
+        fit, whole, fitted_on = _fit(backend, seed_left, seed_right, cfg, state_extra, phases)
+        with phases("seed_check"):
+            ranks = _seed_check(fit, fitted_on, seed_left, seed_right, cfg, protected)
         if ranks is not None:
             max_rank = cfg.diagnostics.seed_max_rank
             dropped = named_seeds(seed_left, seed_right, ranks, max_rank)
@@ -77,7 +82,8 @@ def fit_and_extend(
                 seed_list(dropped),
             )
             seed_left, seed_right = seed_left[keep], seed_right[keep]
-            fit, whole, _ = _fit(backend, seed_left, seed_right, cfg, state_extra)
+            with phases("seed_check"):
+                fit, whole, _ = _fit(backend, seed_left, seed_right, cfg, state_extra, Phases())
             fit.state.dropped_seeds = dropped
         if whole:
             backend.save_round(fit.rounds, fit.anchors, fit.state)
@@ -115,10 +121,12 @@ def fit_and_extend(
         )
         seed_left, seed_right = seed_left[keep], seed_right[keep]
     if not state.extend:
-        return run_rounds(backend, seed_left, seed_right, cfg, state_extra, resumed=last)
+        with phases("fit"):
+            return run_rounds(backend, seed_left, seed_right, cfg, state_extra, resumed=last)
     anchors = last[1]
     fixed_l, fixed_r = anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]]
-    result = run_rounds(backend, fixed_l, fixed_r, extension_config(cfg), state_extra, resumed=last)
+    with phases("full_table_rounds"):
+        result = run_rounds(backend, fixed_l, fixed_r, extension_config(cfg), state_extra, resumed=last)
     return _merge_fit(result, seed_left, seed_right)
 
 
@@ -128,12 +136,14 @@ def _fit(
     seed_right: np.ndarray,
     cfg: LinkConfig,
     state_extra: dict[str, Any] | None,
+    phases: Phases,
 ) -> tuple[RunResult, bool, Backend]:
     """The fit on the sample around the seeds, in process: (its result, whether the sample is the whole
     of both tables, the in-process backend it ran on)."""
     from .reference import NumpyBackend  # the fit always runs in process
 
-    rows = fit_rows(backend, seed_left, seed_right, cfg.scale.fit_rows)
+    with phases("sample"):
+        rows = fit_rows(backend, seed_left, seed_right, cfg.scale.fit_rows)
     log.info(
         "fit: %d left and %d right rows (%s; duplicates left out: %d left, %d right)",
         len(rows.left_ids),
@@ -143,7 +153,9 @@ def _fit(
         rows.right_duplicates.dropped,
     )
     fit_backend = NumpyBackend(rows.left_ids, rows.left, rows.right_ids, rows.right, cfg, centred=True)
-    return run_rounds(fit_backend, seed_left, seed_right, cfg, state_extra), rows.whole, fit_backend
+    with phases("fit"):
+        fit = run_rounds(fit_backend, seed_left, seed_right, cfg, state_extra)
+    return fit, rows.whole, fit_backend
 
 
 def _seed_check(

@@ -40,6 +40,7 @@ from .session import get_or_create_session
 from .spark_backend import SparkBackend
 from .stages import centre as centre_stage
 from .store import RunStore, local_path, run_id_or_new
+from .timing import Phases
 from .trust import asks, assess_links
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,10 @@ class Linker:
             seeds_right=io.seeds_right,
         )
         t0 = time.time()
+        phases = Phases()
         check_output_location(output)
-        inputs = load_inputs(spark, left, right, seeds, columns)
+        with phases("inputs"):
+            inputs = load_inputs(spark, left, right, seeds, columns)
         s = inputs.summary
         log.info(
             "inputs: left %d x %d, right %d x %d, %d seeds (run %s)",
@@ -155,8 +158,9 @@ class Linker:
         left_df, right_df = inputs.left, inputs.right
         left_mean = right_mean = None
         if cfg.vectors.centre:
-            left_df, left_mean = _centred(left_df, s.dim_left, "left")
-            right_df, right_mean = _centred(right_df, s.dim_right, "right")
+            with phases("centre"):
+                left_df, left_mean = _centred(left_df, s.dim_left, "left")
+                right_df, right_mean = _centred(right_df, s.dim_right, "right")
         left_df, right_df = left_df.persist(), right_df.persist()
         backend = SparkBackend(
             spark, left_df, right_df, store, run_id, cfg, s.n_left, s.n_right, s.dim_left, s.dim_right
@@ -169,13 +173,16 @@ class Linker:
                 cfg,
                 state_extra={"config_digest": digest, "inputs": fingerprint},
                 confirmed=confirmed,
+                phases=phases,
             )
-            anchors, precision, duplicates, questions = assess_links(backend, result.anchors, cfg, given)
-            order = np.lexsort((anchors["right_id"], anchors["left_id"]))
-            links_pdf = pd.DataFrame({k: v[order] for k, v in anchors.items()})
-            seed_ids, (sl, sr), lv = evidence_vectors(backend, anchors, links_pdf)
+            with phases("assess"):
+                anchors, precision, duplicates, questions = assess_links(backend, result.anchors, cfg, given)
+                order = np.lexsort((anchors["right_id"], anchors["left_id"]))
+                links_pdf = pd.DataFrame({k: v[order] for k, v in anchors.items()})
+                seed_ids, (sl, sr), lv = evidence_vectors(backend, anchors, links_pdf)
             t_model = time.time()
-            model = fit_model(backend, cfg, anchors, left_mean, right_mean, {})
+            with phases("model"):
+                model = fit_model(backend, cfg, anchors, left_mean, right_mean, {})
         finally:
             backend.clear_label()
             left_df.unpersist()
@@ -183,21 +190,25 @@ class Linker:
         summary = diagnose(result.state, links_pdf, s.n_left, s.n_right, sl, sr, cfg, lv, seed_ids, precision)
         summary["run_id"] = run_id
         summary["seconds"] = round(time.time() - t0, 2)
-        self._write_outputs(spark, store, run_id, links_pdf, summary, backend)
-        store.replace_run(TABLE_DUPLICATES, backend.duplicates_frame(duplicates), run_id)
-        summary["questions_written"] = asks(summary, cfg)
-        if summary["questions_written"]:
-            store.replace_run(TABLE_QUESTIONS, backend.questions_frame(questions), run_id)
-            log.info(
-                "%d questions written to %s: answer them (notebooks/answer_questions.py) and run again "
-                "with --answers",
-                len(questions),
-                store.path(TABLE_QUESTIONS),
-            )
-        model.info = model_info(summary, s, backend, left, right)
-        model.links = store.read_run(TABLE_LINKS, run_id)
-        save_model(model, model_location(output), spark, links_location=store.path(TABLE_LINKS))
+        with phases("write"):
+            self._write_outputs(spark, store, run_id, links_pdf, summary, backend)
+            store.replace_run(TABLE_DUPLICATES, backend.duplicates_frame(duplicates), run_id)
+            summary["questions_written"] = asks(summary, cfg)
+            if summary["questions_written"]:
+                store.replace_run(TABLE_QUESTIONS, backend.questions_frame(questions), run_id)
+                log.info(
+                    "%d questions written to %s: answer them (notebooks/answer_questions.py) and run "
+                    "again with --answers",
+                    len(questions),
+                    store.path(TABLE_QUESTIONS),
+                )
+            model.info = model_info(summary, s, backend, left, right)
+            model.links = store.read_run(TABLE_LINKS, run_id)
+            save_model(model, model_location(output), spark, links_location=store.path(TABLE_LINKS))
         log.info("model fitted and saved in %.1f s", time.time() - t_model)
+        # Where the time went (veclink_spark.timing); seconds now counts the writes too.
+        summary["phases"] = phases.table()
+        summary["seconds"] = round(time.time() - t0, 2)
         # The run's summary last: its presence marks the run finished (a re-run returns the stored
         # result), so a failure before it re-runs the last steps. One per run (concurrent runs into one
         # output each keep theirs), and the latest run's.
