@@ -3,9 +3,12 @@ job (``jobs/link.py``, local[*]) and the in-process engine (``link_arrays``), on
 structure of real encoders (768-d left, 384-d right; :func:`veclink_spark.synthetic.write_scale_pair`).
 
     python benchmarks/scale.py --rows 10000 100000 [--engines spark inprocess] [--cache DIR]
+        [--layout files|single-file]
 
 Data is generated once per size into ``--cache`` (default ``~/.cache/veclink-spark/scale``, outside the
-repository). Each run is a subprocess; its process tree (driver Python, JVM, Python workers) is sampled
+repository), as a folder of Parquet parts per side; ``--layout single-file`` gives the job one Parquet
+file per side in a single row group instead (pyarrow's default, :func:`_single_file`). Each run is a
+subprocess; its process tree (driver Python, JVM, Python workers) is sampled
 every 0.5 s from /proc, and two peaks are kept: the largest sum of resident set sizes (RSS, which counts
 a page that forked workers share once per process) and the largest sum of proportional set sizes (PSS,
 each shared page split between the processes that map it: the memory the run really holds), each with
@@ -145,6 +148,35 @@ def _data(cache: Path, rows: int, seed: int) -> Path:
     return folder
 
 
+def _single_file(folder: Path) -> Path:
+    """The pair of ``folder`` in the single-file layout (``single/left.parquet``, ``single/right.parquet``,
+    seeds and truth beside): each side one Parquet file written by ``pyarrow.parquet.write_table`` with
+    its defaults, as a user exporting a table from pyarrow or pandas gets it, so one row group for up to
+    1,048,576 rows (3 GB at a million 768-d rows). Parquet readers cannot split a row group: the job
+    must cut such a table into partitions itself. Written once beside the multi-file layout."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    single = folder / "single"
+    if not (single / "seeds.parquet").exists():
+        single.mkdir(exist_ok=True)
+        for side in ("left", "right"):
+            t0 = time.time()
+            table = pq.read_table(folder / side)  # the whole side in memory, as the user's export had it
+            pq.write_table(table, single / f"{side}.parquet")
+            groups = pq.ParquetFile(single / f"{side}.parquet").metadata.num_row_groups
+            print(
+                f"wrote {single.name}/{side}.parquet: {table.num_rows:,} rows, {groups} row group(s) "
+                f"in {time.time() - t0:.0f} s",
+                flush=True,
+            )
+            del table
+        for name in ("truth.parquet", "seeds.parquet"):  # seeds last: their presence marks a finished copy
+            shutil.copy(folder / name, single / name)
+    return single
+
+
 def _inprocess(folder: Path, out: Path, config: str | None) -> None:
     """Child process of an in-process run: link, then write the links as parquet."""
     import logging
@@ -155,8 +187,8 @@ def _inprocess(folder: Path, out: Path, config: str | None) -> None:
     from veclink_spark import LinkConfig, link_arrays
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    left = pq.read_table(folder / "left").to_pandas()
-    right = pq.read_table(folder / "right").to_pandas()
+    left = pq.read_table(_side(folder, "left")).to_pandas()
+    right = pq.read_table(_side(folder, "right")).to_pandas()
     seeds = pq.read_table(folder / "seeds.parquet").to_pandas()
     cfg = LinkConfig.from_yaml(config) if config else LinkConfig()
     links, summary = link_arrays(
@@ -186,10 +218,17 @@ def _score(folder: Path, links_path: Path) -> dict:
     )
 
 
+def _side(folder: Path, side: str) -> Path:
+    """A side's table in a benchmark folder: ``left.parquet`` (single-file layout) or ``left/`` (parts)."""
+    single = folder / f"{side}.parquet"
+    return single if single.exists() else folder / side
+
+
 def _spark_command(folder: Path, out: Path) -> list[str]:
     """The Spark job on a benchmark folder, run id ``scale``."""
     return [
-        *(sys.executable, "jobs/link.py", "--left", str(folder / "left"), "--right", str(folder / "right")),
+        *(sys.executable, "jobs/link.py", "--left", str(_side(folder, "left"))),
+        *("--right", str(_side(folder, "right"))),
         *("--seeds", str(folder / "seeds.parquet"), "--output", str(out), "--run-id", "scale"),
     ]
 
@@ -202,10 +241,15 @@ def _dump_links(out: Path, dest: Path) -> None:
     )
 
 
-def run_one(folder: Path, rows: int, engine: str, work: Path, config: str | None) -> dict:
-    out = work / f"{engine}-{rows}"
+def run_one(
+    folder: Path, rows: int, engine: str, work: Path, config: str | None, layout: str = "files"
+) -> dict:
+    name = f"{engine}-{rows}" + ("" if layout == "files" else f"-{layout}")
+    if layout == "single-file":
+        folder = _single_file(folder)
+    out = work / name
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    log = work / f"{engine}-{rows}.log"
+    log = work / f"{name}.log"
     if engine == "spark":
         cmd = _spark_command(folder, out)
     else:
@@ -214,6 +258,8 @@ def run_one(folder: Path, rows: int, engine: str, work: Path, config: str | None
         cmd += ["--config", config]
     code, seconds, peaks = _run(cmd, log)
     rec = {"rows": rows, "engine": engine, "exit": code, "seconds": round(seconds, 1), **peaks.record()}
+    if layout != "files":
+        rec["layout"] = layout
     rec["code"] = code_version()  # the commit measured
     if code == 0:
         if engine == "spark":
@@ -222,7 +268,8 @@ def run_one(folder: Path, rows: int, engine: str, work: Path, config: str | None
         summary = json.loads((out / "summary.json").read_text())
         rec["rounds"] = summary["rounds"]
         rec["verdict"] = summary["verdict"]
-        rec["parts"] = len(list((folder / "left").glob("*.parquet")))  # parquet parts, for the record only
+        left = _side(folder, "left")  # parquet parts, for the record only
+        rec["parts"] = len(list(left.glob("*.parquet"))) if left.is_dir() else 1
     rec["rows_per_second"] = round(2 * rows / seconds, 1)
     return rec
 
@@ -275,6 +322,8 @@ def report(results: list[dict]) -> None:
     """Rewrite REPORT.md and the plot from every result (the latest per (engine, rows))."""
     latest: dict[tuple, dict] = {}
     for r in results:
+        # A layout other than the parts is its own series ("spark, single-file").
+        r = {**r, "engine": r["engine"] + (f", {r['layout']}" if r.get("layout") else "")}
         latest[(r["engine"], r["rows"])] = r
     rows = sorted(latest.values(), key=lambda r: (r["engine"], r["rows"]))
     lines = [
@@ -286,6 +335,8 @@ def report(results: list[dict]) -> None:
         "job's process tree of the summed resident sets (RSS, counts pages shared by forked Python workers",
         "once per process) and of the summed proportional sets (PSS, each shared page split between its",
         "processes; '-' where a run predates this measure). Rows per second counts both tables.",
+        "Inputs are folders of Parquet parts (about 65,000 rows each), except for 'single-file' rows",
+        "(`--layout single-file`): one Parquet file a side in one row group, as pyarrow writes by default.",
         "",
         "| engine | rows a side | exit | seconds | rows/s | peak RSS GiB | peak PSS GiB | rounds | precision "
         "| recall | F1 | verdict | commit |",
@@ -396,6 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=None)
     p.add_argument("--report-only", action="store_true")
     p.add_argument(
+        "--layout",
+        choices=["files", "single-file"],
+        default="files",
+        help="inputs as folders of Parquet parts, or one Parquet file a side in a single row group",
+    )
+    p.add_argument(
         "--resume-check",
         type=int,
         default=None,
@@ -421,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         for rows in args.rows:
             folder = _data(cache, rows, args.seed)
             for engine in args.engines:
-                rec = run_one(folder, rows, engine, work, args.config)
+                rec = run_one(folder, rows, engine, work, args.config, args.layout)
                 print(json.dumps(rec), flush=True)
                 with open(results_path, "a") as f:
                     f.write(json.dumps(rec) + "\n")

@@ -22,7 +22,9 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -54,6 +56,16 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _STRING = (T.StringType, T.CharType, T.VarcharType)
 _FLOATING = (T.FloatType, T.DoubleType)
+#: Bytes a row takes besides its vector's elements (id, array header, row overhead), to size partitions.
+_ROW_OVERHEAD_BYTES = 32
+#: An input partition larger than this many times the target size (``spark.sql.files.maxPartitionBytes``)
+#: is cut (:func:`partitions_for`): Spark's own file splits stay as they are, one huge row group does not.
+_OVERSIZE = 2.0
+#: Share of a task's heap that the row groups read at once may take. Parquet readers hold a row group's
+#: column chunks whole: with one row group a side at 300,000 rows (0.92 + 0.46 GB, read together by
+#: the validation), a 2,400 MB heap (a share of 0.55) read, cut and cached them and a 1,700 MB heap
+#: (0.78) ran out of heap in the Parquet reader. A million rows a side in 8 GiB is 0.54.
+_ROW_GROUP_HEAP_SHARE = 0.6
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,9 @@ class InputSummary:
         dim_left: vector dimension of the left table.
         dim_right: vector dimension of the right table.
         n_seeds: seed pairs.
+        largest_partition_left: rows of the left table's largest partition as read (how the files
+            happen to be laid out, not what they hold: left out of comparisons).
+        largest_partition_right: same for the right table.
     """
 
     n_left: int
@@ -94,6 +109,8 @@ class InputSummary:
     dim_left: int
     dim_right: int
     n_seeds: int
+    largest_partition_left: int = dataclasses.field(default=0, compare=False)
+    largest_partition_right: int = dataclasses.field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -293,6 +310,250 @@ def _load(spark: SparkSession, fmt: str, location: str, role: str) -> DataFrame:
 
 
 # --------------------------------------------------------------------------------------------------
+# Layout: partitions sized by bytes, row groups the heap can hold
+
+_BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?\s*$", re.IGNORECASE)
+
+
+def _parse_bytes(text: str) -> int | None:
+    """Bytes of a size as Spark and the JVM write it (``134217728b``, ``128MB``, ``8g``, ``2400m``)."""
+    match = _BYTES.match(str(text))
+    if match is None:
+        return None
+    power = "kmgtp".find(match.group(2).lower()) + 1 if match.group(2) else 0
+    return int(float(match.group(1)) * 1024**power)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def partitions_for(
+    rows: int, dim: int, element_bytes: int, largest_partition: int, target_bytes: int
+) -> int | None:
+    """How many partitions a table should be cut into, or None when it is read in partitions of a
+    sensible size already.
+
+    A row is taken to hold ``dim * element_bytes + 32`` bytes. A table whose largest partition as read
+    is more than twice ``target_bytes`` (Spark's ``spark.sql.files.maxPartitionBytes``, 128 MiB by
+    default: the size Spark cuts files to when it can) is cut into ``ceil(table bytes /
+    target_bytes)`` partitions. Spark splits Parquet files only between row groups, so a file written
+    in one row group (pyarrow's and pandas' default up to 1,048,576 rows) arrives as one partition
+    whatever its size; Delta tables and folders of many files arrive cut already and are left as read.
+
+    Args:
+        rows: rows of the table.
+        dim: vector dimension.
+        element_bytes: 4 for float vectors, 8 for double.
+        largest_partition: rows of the largest partition as read.
+        target_bytes: bytes a partition should hold.
+
+    Returns:
+        The number of partitions to cut the table into, or None to keep it as read.
+    """
+    row_bytes = dim * element_bytes + _ROW_OVERHEAD_BYTES
+    if largest_partition * row_bytes <= _OVERSIZE * target_bytes:
+        return None
+    return max(1, math.ceil(rows * row_bytes / target_bytes))
+
+
+def _target_partition_bytes(spark: SparkSession) -> int:
+    """The session's ``spark.sql.files.maxPartitionBytes`` in bytes (128 MiB when unset or unreadable)."""
+    default = 128 * 2**20
+    try:
+        return _parse_bytes(spark.conf.get("spark.sql.files.maxPartitionBytes", "128m") or "") or default
+    except Exception as exc:  # noqa: BLE001 - a conf a Connect server does not expose: the default
+        log.debug("spark.sql.files.maxPartitionBytes unreadable (%s): %d bytes", exc, default)
+        return default
+
+
+def _sized(
+    spark: SparkSession, raw: DataFrame, vector_col: str, rows: int, dim: int, largest: int, role: str
+) -> int | None:
+    """:func:`partitions_for` of one table as read (``vector_col`` tells float from double)."""
+    vec = _field(raw, vector_col)
+    element = (
+        8 if vec is not None and isinstance(getattr(vec.dataType, "elementType", None), T.DoubleType) else 4
+    )
+    target = _target_partition_bytes(spark)
+    n = partitions_for(rows, dim, element, largest, target)
+    if n is not None:
+        log.info(
+            "%s table: its largest partition as read holds %d of %d rows (%s); cutting it into %d "
+            "partitions of about %s (spark.sql.files.maxPartitionBytes)",
+            role,
+            largest,
+            rows,
+            _gib(largest * (dim * element + _ROW_OVERHEAD_BYTES)),
+            n,
+            _gib(target),
+        )
+    return n
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One Parquet row group of an input table: what reading it holds in memory at once.
+
+    Attributes:
+        role: the table's role (``left``, ``right``...).
+        location: the table's location as given.
+        rows: rows in the row group.
+        nbytes: compressed bytes of the columns the job reads (id and vector): a Parquet reader holds
+            them whole while it decodes the row group.
+    """
+
+    role: str
+    location: str
+    rows: int
+    nbytes: int
+
+
+def _local_parquet_files(location: str) -> list[Path]:
+    """The Parquet files of a local Parquet file or folder (at most :data:`_MAX_FILES_PROBED`); none for
+    anything else (a Delta table, which Spark writes in row groups of its own size, a URI, a name)."""
+    scheme = _SCHEME.match(location)
+    if scheme is not None and scheme.group(0).lower() != "file:":
+        return []
+    path = Path(urlparse(location).path) if scheme else Path(location)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir() and not (path / "_delta_log").is_dir():
+        files = []
+        for f in _data_files(path):
+            files.append(f)
+            if len(files) >= _MAX_FILES_PROBED:
+                break
+    else:
+        return []
+    return [f for f in files if _is_parquet(f)]
+
+
+def row_groups(location: str, role: str, columns: list[str]) -> list[RowGroup]:
+    """The row groups of a local Parquet input, read from the files' footers (no data is read).
+
+    Args:
+        location: the table's location (see :func:`read_table`); anything but a local Parquet file or
+            folder gives no row groups.
+        role: the table's role, for messages.
+        columns: the columns the job reads (matched case-insensitively, like Spark).
+
+    Returns:
+        One :class:`RowGroup` per row group of the first :data:`_MAX_FILES_PROBED` files.
+    """
+    import pyarrow.parquet as pq
+
+    wanted = {c.lower() for c in columns}
+    out: list[RowGroup] = []
+    for f in _local_parquet_files(location.strip()):
+        try:
+            meta = pq.ParquetFile(f).metadata
+        except (OSError, pa.ArrowException) as exc:
+            log.debug("no Parquet footer in %s (%s): Spark reports it", f, exc)
+            continue
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            nbytes = sum(
+                group.column(c).total_compressed_size
+                for c in range(group.num_columns)
+                if group.column(c).path_in_schema.split(".")[0].lower() in wanted
+            )
+            out.append(RowGroup(role, location, group.num_rows, nbytes))
+    return out
+
+
+def row_group_problem(groups: list[RowGroup], heap_bytes: int, slots: int, heap_setting: str) -> str | None:
+    """Why the largest row groups cannot be read at once in the heap, with what to change; or None.
+
+    Up to ``slots`` tasks read at once (the validation reads both tables together), each holding its
+    row group whole: the ``slots`` largest row groups must fit in :data:`_ROW_GROUP_HEAP_SHARE` of the
+    heap, the rest being Spark's own (shuffle buffers, cached partitions).
+
+    Args:
+        groups: the inputs' row groups (:func:`row_groups`).
+        heap_bytes: heap of the JVM that runs the tasks.
+        slots: tasks it runs at once.
+        heap_setting: the Spark setting that sizes that heap, named in the message.
+
+    Returns:
+        A one-line message, or None when the row groups fit.
+    """
+    if not groups:
+        return None
+    largest = sorted(groups, key=lambda g: g.nbytes, reverse=True)[: max(1, slots)]
+    need = sum(g.nbytes for g in largest)
+    if need <= _ROW_GROUP_HEAP_SHARE * heap_bytes:
+        return None
+    top = largest[0]
+    at_once = f"; {len(largest)} tasks read {_gib(need)} at once" if len(largest) > 1 else ""
+    rows_wanted = max(
+        1, int(top.rows * _ROW_GROUP_HEAP_SHARE * heap_bytes / max(1, slots) / max(1, top.nbytes))
+    )
+    step = 10 ** max(0, len(str(rows_wanted)) - 1)
+    rows_wanted = max(1, rows_wanted // step * step)
+    return (
+        f"{top.role} table {top.location!r}: a Parquet row group of {top.rows:,} rows holds "
+        f"{_gib(top.nbytes)}, which a reader must hold whole{at_once}, more than "
+        f"{_ROW_GROUP_HEAP_SHARE:.0%} of the {_gib(heap_bytes)} heap ({heap_setting}); "
+        "rewrite the table with smaller row groups "
+        f"(pyarrow.parquet.write_table(table, path, row_group_size={rows_wanted:_}), or several files), "
+        f"or give Spark more memory ({heap_setting}"
+        + ("; VECLINK_DRIVER_MEMORY for jobs/*.py" if heap_setting == "spark.driver.memory" else "")
+        + f" of at least {math.ceil(need / _ROW_GROUP_HEAP_SHARE / 2**30)}g)"
+    )
+
+
+def _task_heap(spark: SparkSession) -> tuple[int, int, str] | None:
+    """(heap bytes, tasks at once, the setting that sizes the heap) of the JVM that runs the tasks: the
+    driver in local mode, an executor otherwise; None when the session does not say."""
+    try:
+        master = spark.conf.get("spark.master", "") or ""
+        if master.startswith("local"):
+            setting = "spark.driver.memory"
+            found = re.match(r"local\[(\d+|\*)", master)
+            slots = (
+                1
+                if found is None
+                else (os.cpu_count() or 1)
+                if found.group(1) == "*"
+                else int(found.group(1))
+            )
+        else:
+            setting = "spark.executor.memory"
+            slots = int(spark.conf.get("spark.executor.cores", "1") or 1)
+        heap = _parse_bytes(spark.conf.get(setting, "1g") or "1g")
+    except Exception as exc:  # noqa: BLE001 - a session that does not expose its settings: no check
+        log.debug("heap size unknown (%s): row groups not checked", exc)
+        return None
+    return (heap, slots, setting) if heap else None
+
+
+def check_row_groups(spark: SparkSession, tables: dict[str, tuple[str | DataFrame, list[str]]]) -> None:
+    """Stop before any Spark work when the inputs' largest Parquet row groups cannot be read in the
+    heap (:func:`row_group_problem`); local Parquet files only (their footers are read, no data).
+
+    Args:
+        spark: the active session (its memory settings are read).
+        tables: role -> (location or DataFrame, the columns the job reads).
+
+    Raises:
+        InputError: one line naming the table, the row group's size and the heap, and what to change.
+    """
+    groups = [
+        g
+        for role, (location, columns) in tables.items()
+        if isinstance(location, str)
+        for g in row_groups(location, role, columns)
+    ]
+    heap = _task_heap(spark) if groups else None
+    if heap is None:
+        return
+    problem = row_group_problem(groups, *heap)
+    if problem is not None:
+        raise InputError(f"invalid input: {problem}")
+
+
+# --------------------------------------------------------------------------------------------------
 # Schema checks (no Spark action)
 
 
@@ -449,7 +710,9 @@ def _vector_flags(df: DataFrame, vector: Column) -> DataFrame:
     return df.select(vector.alias("v")).mapInArrow(udf, schema)
 
 
-def load_embeddings(spark_df: DataFrame, id_col: str, vector_col: str, role: str) -> DataFrame:
+def load_embeddings(
+    spark_df: DataFrame, id_col: str, vector_col: str, role: str, partitions: int | None = None
+) -> DataFrame:
     """Standardise one embedding table to columns ``id`` and ``vector`` (unit-norm array<float>).
 
     Checks the schema here (no Spark action); the value checks (nulls, NaN, dimensions, duplicates...)
@@ -461,6 +724,10 @@ def load_embeddings(spark_df: DataFrame, id_col: str, vector_col: str, role: str
         id_col: name of its id column (integer or string).
         vector_col: name of its vector column (array<float> or array<double>).
         role: ``"left"`` or ``"right"``, for messages.
+        partitions: when given, the rows are first spread over this many partitions by a hash of
+            their id (:func:`partitions_for` says when and how many): a table read as a few huge
+            partitions (one Parquet row group of gigabytes) is otherwise cached and searched whole by
+            one task.
 
     Returns:
         DataFrame with exactly ``id`` (bigint for integer ids, string for string ids) and ``vector``
@@ -475,6 +742,9 @@ def load_embeddings(spark_df: DataFrame, id_col: str, vector_col: str, role: str
     if problems or id_field is None or vec_field is None:
         raise _input_error(problems)
     standard = spark_df.select(_standard_id(id_field).alias(ID), _quoted(vec_field.name).alias(VECTOR))
+    if partitions is not None:
+        # Before the normalisation, so that it runs in parallel on the cut partitions.
+        standard = standard.repartition(partitions, F.col(ID))
     return _unit_vectors(standard, standard.schema[ID].dataType.simpleString())
 
 
@@ -595,14 +865,17 @@ def _aggregate_stats(tables: dict[str, _EmbeddingTable], extra: list[DataFrame])
 
 
 def _embedding_aggregates(table: _EmbeddingTable) -> list[DataFrame]:
-    """The one-row aggregates over an embedding table: counts and distinct ids (SQL), and the vectors'
-    null/NaN/zero rows and dims (from :func:`_vector_flags`)."""
+    """The one-row aggregates over an embedding table: counts and distinct ids (SQL), the rows of its
+    largest partition as read (no column is read for it), and the vectors' null/NaN/zero rows and dims
+    (from :func:`_vector_flags`)."""
     df = table.df
     aggs: list[Column] = [F.count(F.lit(1)).alias("rows")]
     if table.id_field is not None:
         idc = _quoted(table.id_field.name)
         aggs += [F.count(idc).alias("nonnull_ids"), F.count_distinct(idc).alias("distinct_ids")]
     out = [df.agg(*aggs)]
+    per_partition = df.groupBy(F.spark_partition_id().alias("partition")).count()
+    out.append(per_partition.agg(F.max("count").alias("largest_partition")))
     if table.vec_field is not None:
         flags = _vector_flags(df, _quoted(table.vec_field.name))
         out.append(
@@ -860,6 +1133,8 @@ def validate(
         dim_left=dim_left,
         dim_right=dim_right,
         n_seeds=n_seeds,
+        largest_partition_left=int(stats["left:largest_partition"] or 0),
+        largest_partition_right=int(stats["right:largest_partition"] or 0),
     )
     log.info(
         "inputs valid: left %d x %d, right %d x %d, %d seeds",
@@ -899,9 +1174,31 @@ def load_inputs(
     left_raw = read_table(spark, left, "left")
     right_raw = read_table(spark, right, "right")
     seeds_raw = read_table(spark, seeds, "seeds")
+    check_row_groups(
+        spark,
+        {
+            "left": (left, [cols.left_id, cols.left_vector]),
+            "right": (right, [cols.right_id, cols.right_vector]),
+        },
+    )
     summary = validate(left_raw, right_raw, seeds_raw, cols)
-    left_df = load_embeddings(left_raw, cols.left_id, cols.left_vector, "left")
-    right_df = load_embeddings(right_raw, cols.right_id, cols.right_vector, "right")
+    s = summary
+    left_df = load_embeddings(
+        left_raw,
+        cols.left_id,
+        cols.left_vector,
+        "left",
+        _sized(spark, left_raw, cols.left_vector, s.n_left, s.dim_left, s.largest_partition_left, "left"),
+    )
+    right_df = load_embeddings(
+        right_raw,
+        cols.right_id,
+        cols.right_vector,
+        "right",
+        _sized(
+            spark, right_raw, cols.right_vector, s.n_right, s.dim_right, s.largest_partition_right, "right"
+        ),
+    )
     seeds_df = load_seeds(
         seeds_raw,
         cols.seeds_left,
@@ -935,6 +1232,7 @@ def load_tables(
             for role, (location, i, v) in tables.items()
         }
     )
+    check_row_groups(spark, {role: (location, [i, v]) for role, (location, i, v) in tables.items()})
     stats = _aggregate_stats(found, [])
     dims: dict[str, int | None] = {}
     for role, table in found.items():
@@ -946,11 +1244,10 @@ def load_tables(
     for role, (_, id_col, vec_col) in tables.items():
         dim = dims[role]
         assert dim is not None  # a table without problems has one dimension
-        out[role] = (
-            load_embeddings(found[role].df, id_col, vec_col, role),
-            int(stats[f"{role}:rows"] or 0),
-            dim,
-        )
+        rows = int(stats[f"{role}:rows"] or 0)
+        largest = int(stats[f"{role}:largest_partition"] or 0)
+        partitions = _sized(spark, found[role].df, vec_col, rows, dim, largest, role)
+        out[role] = (load_embeddings(found[role].df, id_col, vec_col, role, partitions), rows, dim)
     return out
 
 
