@@ -268,6 +268,13 @@ def run_one(
         summary = json.loads((out / "summary.json").read_text())
         rec["rounds"] = summary["rounds"]
         rec["verdict"] = summary["verdict"]
+        if "phases" in summary:  # the Spark job's summary (veclink_spark.timing)
+            rec["phases"] = summary["phases"]
+            rec["full_table_rounds"] = [
+                {k: h.get(k) for k in ("round", "views_branch", "links", "seconds", "commit_seconds")}
+                for h in summary["history"]
+                if h.get("phase") == "extend"
+            ]
         left = _side(folder, "left")  # parquet parts, for the record only
         rec["parts"] = len(list(left.glob("*.parquet"))) if left.is_dir() else 1
     rec["rows_per_second"] = round(2 * rows / seconds, 1)
@@ -316,6 +323,36 @@ _DUMP = (
     "from veclink_spark.store import RunStore; s = get_or_create_session(); "
     "RunStore(s, sys.argv[1]).read_run('links', 'scale').toPandas().to_parquet(sys.argv[2])"
 )
+
+
+def phase_tables(rows: list[dict]) -> list[str]:
+    """Where the time goes: per run with phases (the Spark job's summary), seconds and share per phase,
+    then each full-table round's seconds and Delta commit."""
+    lines: list[str] = []
+    for r in rows:
+        if not r.get("phases"):
+            continue
+        lines += [
+            "",
+            f"Where the time goes: {r['engine']} at {r['rows']:,} rows, {r['seconds']:,} s in all "
+            f"(code {r['code']}; the job's `summary.phases`; the first pass over the tables, which "
+            "caches them, falls in `sample`; the rest of the wall time is the session's start and stop):",
+            "",
+            "| phase | seconds | share |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {p['phase']} | {p['seconds']:,.1f} | {p['share']:.1%} |" for p in r["phases"]]
+        rounds = r.get("full_table_rounds") or []
+        if rounds:
+            lines += ["", "| full-table round | stage | links | seconds | Delta commit s |"]
+            lines.append("|---|---|---|---|---|")
+            for h in rounds:
+                commit = h.get("commit_seconds")
+                lines.append(
+                    f"| {h['round']} | {h['views_branch']} | {h['links']:,} | {h['seconds']:,.1f} | "
+                    f"{'-' if commit is None else f'{commit:.1f}'} |"
+                )
+    return lines
 
 
 def report(results: list[dict]) -> None:
@@ -405,6 +442,7 @@ def report(results: list[dict]) -> None:
                 f"{r.get('links_resumed', '-')} links against {r.get('links_undisturbed', '-')} undisturbed, "
                 f"identical: {r.get('identical', '-')} (code {r.get('commit', '-')})"
             )
+    lines += phase_tables(rows)
     lines.append("")
     lines.append("![time against rows](scale.png)")
     OUT.mkdir(parents=True, exist_ok=True)
