@@ -119,6 +119,7 @@ def write_scale_pair(
     noise: float = 0.05,
     seed: int = 0,
     chunk: int = 100_000,
+    seed_clusters: int = 0,
 ) -> dict[str, int]:
     """Write a large synthetic pair with the structure real encoders have to ``folder``: ``left/`` and
     ``right/`` (parquet parts, columns id, vector), ``seeds.parquet`` and ``truth.parquet`` (left_id,
@@ -129,6 +130,9 @@ def write_scale_pair(
     different random two-layer tanh networks, plus a shared offset direction per encoder (embeddings
     of one encoder are not centred on the sphere), with latent noise on the right side so that local
     neighbourhoods agree imperfectly; then L2-normalised. Ids are fresh random int64 per side.
+
+    Seeds: ``n_seeds`` shared objects drawn from anywhere, or with ``seed_clusters`` > 0 from that many
+    clusters only (users' seeds often come from one corner of their data); the tables are the same.
     """
     import os
 
@@ -158,12 +162,14 @@ def write_scale_pair(
     right_ids = np.full(n_objects, -1, dtype=np.int64)
     left_ids[left_rows] = ids[: len(left_rows)]
     right_ids[right_rows] = ids[len(left_rows) :]
+    cluster = np.empty(n_objects, dtype=np.int64)
     os.makedirs(os.path.join(folder, "left"), exist_ok=True)
     os.makedirs(os.path.join(folder, "right"), exist_ok=True)
     for part, start in enumerate(range(0, n_objects, chunk)):
         crng = np.random.default_rng([seed, part])
         n = min(chunk, n_objects - start)
         c = crng.choice(clusters, size=n, p=weights)
+        cluster[start : start + n] = c
         z = centres[c] + scales[c] * crng.normal(size=(n, latent_dim))
         for side, (w1, b1, w2, offset) in zip(("left", "right"), encoders, strict=True):
             zz = z if side == "left" else z + noise * crng.normal(size=z.shape)
@@ -183,8 +189,14 @@ def write_scale_pair(
         pa.table({"left_id": left_ids[shared], "right_id": right_ids[shared]}),
         os.path.join(folder, "truth.parquet"),
     )
-    pick = rng.choice(len(shared), size=n_seeds, replace=False)
-    seeds = shared[pick]
+    if seed_clusters > 0:
+        # a few clusters that hold enough shared objects, drawn at random; the seeds from them alone
+        held = np.bincount(cluster[shared], minlength=clusters)
+        fit = rng.permutation(np.flatnonzero(held >= max(1, n_seeds // seed_clusters)))[:seed_clusters]
+        shared_pool = shared[np.isin(cluster[shared], fit)]
+        seeds = shared_pool[rng.choice(len(shared_pool), size=n_seeds, replace=False)]
+    else:
+        seeds = shared[rng.choice(len(shared), size=n_seeds, replace=False)]
     pq.write_table(
         pa.table({"left_id": left_ids[seeds], "right_id": right_ids[seeds]}),
         os.path.join(folder, "seeds.parquet"),

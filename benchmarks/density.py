@@ -1,0 +1,160 @@
+"""Dense, clustered synthetic pairs against their ceiling (issue 30, "at the ceiling at every size").
+
+A pair of :func:`veclink_spark.synthetic.write_scale_pair` with many clusters (default 300), seeds drawn
+from anywhere or from a few clusters only (``--seed-clusters``), linked in process with the defaults
+(``link_arrays``) or with config overrides (``--set section.field=value``); scored against the truth
+and against the ceiling (:mod:`benchmarks.harness.ceiling`, whole tables in memory: up to about 30,000
+rows a side). Data is cached under ``~/.cache/veclink-spark/density/``.
+
+    python benchmarks/density.py run --rows 20000 [--seed-clusters 3] [--set scale.fit_rows=20000]
+    python benchmarks/density.py report      # writes benchmarks/density/REPORT.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness.ceiling import ceiling  # noqa: E402
+from veclink_spark.config import LinkConfig  # noqa: E402
+from veclink_spark.reference import link_arrays  # noqa: E402
+from veclink_spark.synthetic import write_scale_pair  # noqa: E402
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "veclink-spark" / "density"
+OUT = ROOT / "benchmarks" / "density"
+
+
+def _table(folder: Path, side: str) -> tuple[np.ndarray, np.ndarray]:
+    t = pq.read_table(folder / side)
+    ids = t.column("id").to_numpy()
+    vec = np.stack(t.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
+    return ids, vec
+
+
+def data(rows: int, clusters: int, seed_clusters: int, seed: int = 0) -> Path:
+    folder = CACHE / f"r{rows}-c{clusters}-s{seed_clusters}-{seed}"
+    if not (folder / "seeds.parquet").exists():
+        info = write_scale_pair(str(folder), rows, clusters=clusters, seed=seed, seed_clusters=seed_clusters)
+        print(f"wrote {folder.name}: {info}", flush=True)
+    return folder
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out: dict = {}
+    for item in pairs:
+        key, value = item.split("=", 1)
+        *path, name = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+        node[name] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    folder = data(args.rows, args.clusters, args.seed_clusters)
+    li, lv = _table(folder, "left")
+    ri, rv = _table(folder, "right")
+    seeds = pq.read_table(folder / "seeds.parquet").to_pandas()
+    truth = pq.read_table(folder / "truth.parquet").to_pandas()
+    partner = dict(zip(truth["left_id"].tolist(), truth["right_id"].tolist(), strict=True))
+    overrides = _overrides(args.set)
+    cfg = LinkConfig.from_dict(overrides)
+    t0 = time.time()
+    links, summary = link_arrays(
+        li, lv, ri, rv, seeds["left_id"].to_numpy(), seeds["right_id"].to_numpy(), cfg
+    )
+    seconds = time.time() - t0
+    found = links[~links["is_seed"]]
+    right = np.array([partner.get(a) == b for a, b in zip(found["left_id"], found["right_id"], strict=True)])
+    n_true = len(truth) - len(seeds)
+    p = float(right.mean()) if len(right) else 0.0
+    r = float(right.sum()) / n_true
+    rec = {
+        "rows": args.rows,
+        "clusters": args.clusters,
+        "seeds": f"{args.seed_clusters} clusters" if args.seed_clusters else "anywhere",
+        "overrides": overrides,
+        "code": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip(),  # fmt: skip
+        "seconds": round(seconds, 1),
+        "links": int(len(found)),
+        "precision": round(p, 4),
+        "recall": round(r, 4),
+        "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+        "estimated_precision": summary.get("estimated_precision"),
+        "verdict": summary.get("verdict"),
+        "final_matching": summary.get("final_matching") is not None,
+    }
+    if args.ceiling:
+        lpos = {k: i for i, k in enumerate(li.tolist())}
+        rpos = {k: i for i, k in enumerate(ri.tolist())}
+        tl = np.array([lpos[a] for a in truth["left_id"]])
+        tr = np.array([rpos[b] for b in truth["right_id"]])
+        c = ceiling(lv, rv, tl, tr)
+        rec["ceiling_f1"] = round(c["f1"], 4)
+        rec["ceiling_p"] = round(c["precision"], 4)
+        rec["ceiling_r"] = round(c["recall"], 4)
+    print(json.dumps(rec), flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(OUT / "results.jsonl", "a") as fh:
+        fh.write(json.dumps(rec) + "\n")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    rows = [json.loads(line) for line in open(OUT / "results.jsonl")]
+    ceilings = {(r["rows"], r["clusters"], r["seeds"]): r["ceiling_f1"] for r in rows if "ceiling_f1" in r}
+    lines = [
+        "# Dense, clustered synthetic pairs against their ceiling",
+        "",
+        "Made by `python benchmarks/density.py run ...` (one line per run, in process) and "
+        "`python benchmarks/density.py report`. Pairs of `veclink_spark.synthetic.write_scale_pair` "
+        "(768-d left, 384-d right, alpha 0.3, 15 seeds), with `clusters` latent clusters; seeds from "
+        "anywhere or from a few clusters only. Ceiling: benchmarks/harness/ceiling.py (an orthogonal map "
+        "fitted on half of the true pairs, CSLS mutual nearest neighbours, the best cut chosen with the "
+        "truth).",
+        "",
+        "| rows a side | clusters | seeds | overrides | P | R | F1 | est. P | ceiling F1 | gap | s | code |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ceil = ceilings.get((r["rows"], r["clusters"], r["seeds"]))
+        gap = "-" if ceil is None else f"{ceil - r['f1']:+.3f}"
+        over = json.dumps(r["overrides"]) if r["overrides"] else "defaults"
+        lines.append(
+            f"| {r['rows']:,} | {r['clusters']} | {r['seeds']} | {over} | {r['precision']:.3f} | "
+            f"{r['recall']:.3f} | {r['f1']:.3f} | {r['estimated_precision']} | "
+            f"{'-' if ceil is None else f'{ceil:.3f}'} | {gap} | {r['seconds']:.0f} | {r['code']} |"
+        )
+    (OUT / "REPORT.md").write_text("\n".join(lines) + "\n")
+    print((OUT / "REPORT.md").read_text())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("step", choices=["run", "report"])
+    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--clusters", type=int, default=300)
+    ap.add_argument("--seed-clusters", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], help="config override, section.field=value")
+    ap.add_argument("--no-ceiling", dest="ceiling", action="store_false")
+    args = ap.parse_args(argv)
+    return {"run": run, "report": report}[args.step](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
