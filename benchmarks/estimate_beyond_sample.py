@@ -70,9 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     pl, pr = rows.positions(anchors["left_id"], anchors["right_id"])
     ins, out = (pl >= 0) & (pr >= 0) & ~is_seed, ~((pl >= 0) & (pr >= 0)) & ~is_seed
     for name, m in (("inside the sample", ins), ("outside", out), ("all", ~is_seed)):
-        print(
-            f"{name}: {int(m.sum())} links, estimated {1 - est.lfdr[m].mean():.3f}, measured {ok[m].mean():.3f}"
-        )  # noqa: E501
+        got, want = 1 - est.lfdr[m].mean(), ok[m].mean()
+        print(f"{name}: {int(m.sum())} links, estimated {got:.3f}, measured {want:.3f}")
     # the outside links given an lfdr three ways (the first is the product's, above)
     inside = (pl >= 0) & (pr >= 0)
     e2, scorer = estimate_precision(rows.left, rows.right, pl[inside], pr[inside], is_seed[inside])

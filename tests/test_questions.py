@@ -91,3 +91,22 @@ def test_a_run_asks_takes_answers_and_never_links_a_rejected_pair() -> None:
     assert not set(zip(no.left_id, no.right_id, strict=True)) & got
     assert summary2["answers"]["confirmed"] == len(yes) and summary2["answers"]["rejected"] == len(no)
     assert summary2["n_seeds"] == 15 + len(yes)
+
+
+def test_a_confirmed_wrong_pair_is_kept_as_a_seed_and_named_doubted() -> None:
+    pair = make_pair(n_objects=900, alpha=0.3, n_seeds=15, seed=7)
+    seeds = set(pair.seed_left.tolist()) | set(pair.seed_right.tolist())
+    pairs = zip(pair.truth_left.tolist(), pair.truth_right.tolist(), strict=True)
+    free = [(a, b) for a, b in pairs if {a, b}.isdisjoint(seeds)]
+    # the left row of one true pair and the right row least like its partner: a clearly wrong pair
+    rpos = {k: i for i, k in enumerate(pair.right_ids.tolist())}
+    a, partner = free[0]
+    cos = [float(pair.right[rpos[partner]] @ pair.right[rpos[r]]) for _, r in free[1:]]
+    b = free[1 + int(np.argmin(cos))][1]
+    answers = pd.DataFrame({"left_id": [a], "right_id": [b], "match": [True]})
+    links, summary = link_pair(pair, FAST, answers=answers)
+    assert summary["verdict"] == "took off"
+    kept = links[links["is_seed"]]
+    assert (a, b) in set(zip(kept["left_id"], kept["right_id"], strict=True))  # the check never drops it
+    doubted = [(s["left_id"], s["right_id"]) for s in summary["suspect_seeds"] if not s["dropped"]]
+    assert doubted == [(a, b)]  # but the final links say it is far from right

@@ -313,10 +313,10 @@ def diagnose(
         doubted = [dict(d, dropped=False) for d in named]
         if doubted:
             log.warning(
-                "%d of %d seeds the run kept may be wrong (their partner ranks below %d under the map "
-                "fitted on the links): %s",
+                "%d of %d seeds the run kept may be wrong (their partner ranks below %d, and is far from "
+                "the best, under the map fitted on the links): %s",
                 len(doubted),
-                len(ranks),
+                len(ranks.rank),
                 cfg.diagnostics.seed_max_rank,
                 seed_list(doubted),
             )
