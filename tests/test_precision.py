@@ -90,6 +90,7 @@ def test_min_precision_keeps_the_links_it_promises(pair, run) -> None:
     }
     assert summary["estimated_true_links"] <= summary["n_links"]
     assert summary["trusted_links"] == int((got["precision_estimate"] >= 0.9).sum())
+    assert summary["precision_basis"]["outside_sample_note"] is None  # the whole tables were estimated
 
 
 def test_links_outside_the_fit_sample_are_scored_against_it(pair) -> None:
@@ -97,5 +98,6 @@ def test_links_outside_the_fit_sample_are_scored_against_it(pair) -> None:
     got = links[~links["is_seed"]]
     basis = summary["precision_basis"]
     assert basis["rows"] == "fit sample" and basis["links_scored_against_sample"] > 0
+    assert "optimistic" in basis["outside_sample_note"]  # such a run says its estimate is an upper bound
     assert got["precision_estimate"].notna().all() and got["precision_estimate"].between(0, 1).all()
     assert summary["final_matching"] is None  # the final matching needs the whole tables
