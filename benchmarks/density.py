@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,10 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.grid import code_version  # noqa: E402
 from benchmarks.harness.ceiling import ceiling  # noqa: E402
+from benchmarks.harness.evaluate import score_links  # noqa: E402
+from benchmarks.harness.runner import config_overrides  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
 from veclink_spark.reference import link_arrays  # noqa: E402
 from veclink_spark.synthetic import write_scale_pair  # noqa: E402
@@ -50,50 +52,32 @@ def data(rows: int, clusters: int, seed_clusters: int, seed: int = 0) -> Path:
     return folder
 
 
-def _overrides(pairs: list[str]) -> dict:
-    out: dict = {}
-    for item in pairs:
-        key, value = item.split("=", 1)
-        *path, name = key.split(".")
-        node = out
-        for part in path:
-            node = node.setdefault(part, {})
-        node[name] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     folder = data(args.rows, args.clusters, args.seed_clusters)
     li, lv = _table(folder, "left")
     ri, rv = _table(folder, "right")
     seeds = pq.read_table(folder / "seeds.parquet").to_pandas()
     truth = pq.read_table(folder / "truth.parquet").to_pandas()
-    partner = dict(zip(truth["left_id"].tolist(), truth["right_id"].tolist(), strict=True))
-    overrides = _overrides(args.set)
+    overrides = config_overrides(args.set)
     cfg = LinkConfig.from_dict(overrides)
     t0 = time.time()
     links, summary = link_arrays(
         li, lv, ri, rv, seeds["left_id"].to_numpy(), seeds["right_id"].to_numpy(), cfg
     )
     seconds = time.time() - t0
-    found = links[~links["is_seed"]]
-    right = np.array([partner.get(a) == b for a, b in zip(found["left_id"], found["right_id"], strict=True)])
-    n_true = len(truth) - len(seeds)
-    p = float(right.mean()) if len(right) else 0.0
-    r = float(right.sum()) / n_true
+    got = score_links(links, truth, seeds)  # seed pairs excluded
+    p, r = got["precision"], got["recall"]
     rec = {
         "rows": args.rows,
         "clusters": args.clusters,
         "seeds": f"{args.seed_clusters} clusters" if args.seed_clusters else "anywhere",
         "overrides": overrides,
-        "code": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip(),  # fmt: skip
+        "code": code_version(),  # the commit measured
         "seconds": round(seconds, 1),
-        "links": int(len(found)),
+        "links": got["n_links"],
         "precision": round(p, 4),
         "recall": round(r, 4),
-        "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+        "f1": round(got["f1"], 4),
         "estimated_precision": summary.get("estimated_precision"),
         "verdict": summary.get("verdict"),
         "final_matching": summary.get("final_matching") is not None,

@@ -32,7 +32,7 @@ from veclink_spark.fit import fit_and_extend  # noqa: E402
 from veclink_spark.kernels import csls_score  # noqa: E402
 from veclink_spark.precision import CSLS_K, _top_mean, estimate_precision  # noqa: E402
 from veclink_spark.reference import NumpyBackend  # noqa: E402
-from veclink_spark.trust import fit_rows, link_precision  # noqa: E402
+from veclink_spark.trust import fit_rows  # noqa: E402
 
 
 def _r(a: np.ndarray, table_t: np.ndarray) -> np.ndarray:
@@ -64,29 +64,30 @@ def main(argv: list[str] | None = None) -> int:
         cached.write_bytes(pickle.dumps(anchors))
     is_seed = np.asarray(anchors["is_seed"], bool)
     rows = fit_rows(backend, anchors["left_id"][is_seed], anchors["right_id"][is_seed], cfg.scale.fit_rows)
-    est, _ = link_precision(backend, anchors, rows)
     pairs = zip(anchors["left_id"].tolist(), anchors["right_id"].tolist(), strict=True)
     ok = np.array([partner.get(a) == b for a, b in pairs])
     pl, pr = rows.positions(anchors["left_id"], anchors["right_id"])
-    ins, out = (pl >= 0) & (pr >= 0) & ~is_seed, ~((pl >= 0) & (pr >= 0)) & ~is_seed
-    for name, m in (("inside the sample", ins), ("outside", out), ("all", ~is_seed)):
-        got, want = 1 - est.lfdr[m].mean(), ok[m].mean()
-        print(f"{name}: {int(m.sum())} links, estimated {got:.3f}, measured {want:.3f}")
-    # the outside links given an lfdr three ways (the first is the product's, above)
     inside = (pl >= 0) & (pr >= 0)
-    e2, scorer = estimate_precision(rows.left, rows.right, pl[inside], pr[inside], is_seed[inside])
+    ins, out = inside & ~is_seed, ~inside & ~is_seed
+    # the product's estimate (veclink_spark.trust.link_precision, without its chunking): made on the
+    # sample's links, the links outside scored against the sample by its Scorer
+    est, scorer = estimate_precision(rows.left, rows.right, pl[inside], pr[inside], is_seed[inside])
     xa, yb = backend.anchor_vectors(anchors["left_id"], anchors["right_id"])
+    lfdr, score = np.full(len(ok), np.nan), np.full(len(ok), np.nan)
+    lfdr[inside], score[inside] = est.lfdr, est.score
+    score[out], lfdr[out] = scorer(xa[out], yb[out])
+    for name, m in (("inside the sample", ins), ("outside", out), ("all", ~is_seed)):
+        got, want = 1 - lfdr[m].mean(), ok[m].mean()
+        print(f"{name}: {int(m.sum())} links, estimated {got:.3f}, measured {want:.3f}")
+    # the outside links given an lfdr two other ways
     a, b = np.asarray(xa, np.float64) @ scorer.w, np.asarray(yb, np.float64)
     cos = np.einsum("ij,ij->i", a, b)
     mapped_left = np.asarray(backend.left, np.float64) @ scorer.w
     full = csls_score(cos, _r(a, np.asarray(backend.right, np.float64).T), _r(b, mapped_left.T))
-    lf_in = est.lfdr[ins]
+    lf_in = lfdr[ins]
     iso = IsotonicRegression(increasing=False, out_of_bounds="clip", y_min=0.0, y_max=1.0)
-    sample_score, _ = scorer(xa[out], yb[out])
-    print(
-        f"outside: mean score, sample neighbourhoods {sample_score.mean():.3f}, whole {full[out].mean():.3f}"
-    )  # noqa: E501
-    print(f"inside: mean score, in the sample {np.nanmean(est.score[ins]):.3f}, whole {full[ins].mean():.3f}")
+    print(f"outside: mean score in the sample {score[out].mean():.3f}, whole tables {full[out].mean():.3f}")
+    print(f"inside: mean score in the sample {score[ins].mean():.3f}, whole tables {full[ins].mean():.3f}")
     for name, x in (("cosine", cos), ("full", full)):
         lf = iso.fit(x[ins], lf_in).predict(x[out])
         allf = np.concatenate([lf_in, lf])

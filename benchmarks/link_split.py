@@ -17,11 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness.evaluate import score_links  # noqa: E402
+from benchmarks.harness.runner import config_overrides  # noqa: E402
 from benchmarks.harness.splits import load_corpus, make_split  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
 from veclink_spark.reference import link_arrays  # noqa: E402
@@ -41,16 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--out-of-domain", action="store_true", help="seeds from the other corpus")
     args = ap.parse_intermixed_args(argv)
-    conf: dict = {}
-    for item in args.overrides:
-        key, eq, value = item.partition("=")
-        *parents, name = key.split(".")
-        if not (eq and parents and all(parents) and name):
-            ap.error(f"override {item!r} is not PATH=VALUE (as in conf/default.yaml: scale.fit_rows=3000)")
-        node = conf
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[name] = yaml.safe_load(value)
+    try:
+        conf = config_overrides(args.overrides)
+    except ValueError as exc:
+        ap.error(str(exc))
     cfg = LinkConfig.from_dict(conf)
     c1 = load_corpus(args.data_dir, args.corpus, args.left_encoder)
     c2 = load_corpus(args.data_dir, args.corpus, args.right_encoder)

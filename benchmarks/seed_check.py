@@ -68,7 +68,7 @@ def main() -> int:
         if (cached["facts"].get("estimated_precision") or 0.0) < 0.5:
             continue  # a stall: the seed check does not run on it
         right, wrong = cell_ranks(name, cached)
-        rows.append((name, right, wrong))
+        rows.append((name, len(cached["links"]["left_id"]), right, wrong))
         print(name, int(right.rank.max()), round(float(right.gap.max()), 3), int(wrong.rank.min()),
               round(float(wrong.gap.min()), 3), flush=True)  # fmt: skip
     rules = {
@@ -89,18 +89,17 @@ def main() -> int:
         "| cell | links | right seeds: worst rank / largest gap | wrong seeds: best rank / smallest gap |",
         "|---|---|---|---|",
     ]
-    for name, right, wrong in rows:
-        n = len(pickle.load(open(CACHE / f"{name}.pkl", "rb"))["links"]["left_id"])
+    for name, n, right, wrong in rows:
         lines.append(
             f"| {name} | {n} | {int(right.rank.max())} / {right.gap.max():.3f} | "
             f"{int(wrong.rank.min())} / {wrong.gap.min():.3f} |"
         )
     lines += ["", "| rule | right seeds named | wrong seeds missed |", "|---|---|---|"]
     for rule, named in rules.items():
-        fa = sum(int(named(r).sum()) for _, r, _ in rows)
-        n_right = sum(len(r.rank) for _, r, _ in rows)
-        miss = sum(int((~named(w)).sum()) for _, _, w in rows)
-        n_wrong = sum(len(w.rank) for _, _, w in rows)
+        fa = sum(int(named(r).sum()) for _, _, r, _ in rows)
+        n_right = sum(len(r.rank) for _, _, r, _ in rows)
+        miss = sum(int((~named(w)).sum()) for _, _, _, w in rows)
+        n_wrong = sum(len(w.rank) for _, _, _, w in rows)
         lines.append(f"| {rule} | {fa} of {n_right} | {miss} of {n_wrong} |")
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)}")

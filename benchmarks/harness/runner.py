@@ -140,6 +140,28 @@ def method_config(cfg: LinkConfig, method: str) -> LinkConfig:
     return LinkConfig.from_dict(data)
 
 
+def config_overrides(items: list[str]) -> dict[str, Any]:
+    """Command-line overrides ``PATH=VALUE`` (``scale.fit_rows=3000``, ``advanced.refine.mode=none``) as
+    the nested dict :meth:`LinkConfig.from_dict` takes; each value is read as YAML.
+
+    Raises:
+        ValueError: an item that is not ``PATH=VALUE`` with a dotted path.
+    """
+    conf: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        *parents, name = key.split(".")
+        if not (eq and parents and all(parents) and name):
+            raise ValueError(
+                f"override {item!r} is not PATH=VALUE (as in conf/default.yaml: scale.fit_rows=3000)"
+            )
+        node = conf
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[name] = yaml.safe_load(value)
+    return conf
+
+
 def config_digest(cfg: LinkConfig) -> str:
     """A short stable digest of a veclink configuration (12 hex digits of SHA-256 of its JSON)."""
     return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
