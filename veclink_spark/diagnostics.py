@@ -53,10 +53,10 @@ def _plain(v: Any) -> Any:
 #: A seed is named "probably wrong" only when, under the map fitted on the links, some other row is
 #: closer to it than its own partner by more than this cosine (the worse of the two directions), as
 #: well as its partner ranking below ``diagnostics.seed_max_rank``. A rank alone names right seeds in
-#: dense parts of a table (a right WordNet seed ranked 36 among near-identical glosses). Measured over
-#: the maps of 13 grid cells' links (benchmarks/wrong_seeds/SEED_CHECK.md): right seeds have gaps up
-#: to 0.117, wrong pairs from 0.158; rank > 5 alone named 3 of 195 right seeds, this rule none, and
-#: both missed no wrong pair of 3,640.
+#: dense parts of a table (a right WordNet e5 / MiniLM-L3 seed ranked 26 among near-identical glosses).
+#: Measured over the maps of 13 grid cells' links (benchmarks/wrong_seeds/SEED_CHECK.md): right seeds
+#: have gaps up to 0.113, wrong pairs from 0.158; rank > 5 alone named 4 of 195 right seeds, this rule
+#: none, and both missed no wrong pair of 3,640.
 SEED_MIN_GAP = 0.15
 
 

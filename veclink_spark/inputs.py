@@ -511,13 +511,12 @@ def _task_heap(spark: SparkSession) -> tuple[int, int, str] | None:
         if master.startswith("local"):
             setting = "spark.driver.memory"
             found = re.match(r"local\[(\d+|\*)", master)
-            slots = (
-                1
-                if found is None
-                else (os.cpu_count() or 1)
-                if found.group(1) == "*"
-                else int(found.group(1))
-            )
+            if found is None:  # local: one task at a time
+                slots = 1
+            elif found.group(1) == "*":
+                slots = os.cpu_count() or 1
+            else:
+                slots = int(found.group(1))
         else:
             setting = "spark.executor.memory"
             slots = int(spark.conf.get("spark.executor.cores", "1") or 1)

@@ -192,8 +192,8 @@ def write_scale_pair(
     if seed_clusters > 0:
         # a few clusters that hold enough shared objects, drawn at random; the seeds from them alone
         held = np.bincount(cluster[shared], minlength=clusters)
-        fit = rng.permutation(np.flatnonzero(held >= max(1, n_seeds // seed_clusters)))[:seed_clusters]
-        shared_pool = shared[np.isin(cluster[shared], fit)]
+        chosen = rng.permutation(np.flatnonzero(held >= max(1, n_seeds // seed_clusters)))[:seed_clusters]
+        shared_pool = shared[np.isin(cluster[shared], chosen)]
         seeds = shared_pool[rng.choice(len(shared_pool), size=n_seeds, replace=False)]
     else:
         seeds = shared[rng.choice(len(shared), size=n_seeds, replace=False)]

@@ -221,6 +221,7 @@ def assess_links(
     found = ~np.asarray(links["is_seed"], bool)
     known = lfdr[found][np.isfinite(lfdr[found])]
     prec = links["precision_estimate"][found]
+    outside = int(((pos < 0) & ~seeds).sum())  # links scored against the fit sample (OUTSIDE_NOTE)
     facts: dict[str, Any] = {
         "estimated_precision": round(float(1.0 - known.mean()), 4) if len(known) else None,
         "estimated_true_links": round(float((1.0 - known).sum()), 1),
@@ -231,8 +232,8 @@ def assess_links(
             "rows": "whole tables" if rows.whole else "fit sample",
             "left_rows": len(rows.left_ids),
             "right_rows": len(rows.right_ids),
-            "links_scored_against_sample": int(((pos < 0) & ~seeds).sum()),
-            "outside_sample_note": OUTSIDE_NOTE if ((pos < 0) & ~seeds).any() else None,
+            "links_scored_against_sample": outside,
+            "outside_sample_note": OUTSIDE_NOTE if outside else None,
         },
         "final_matching": final,
         "min_precision": {"value": floor, "links_before": before, "links_dropped": before - int(found.sum())},
@@ -246,7 +247,6 @@ def assess_links(
             "rejected_links_dropped": rejected,
         },
     }
-    outside = int(((pos < 0) & ~seeds).sum())
     if outside:
         log.warning("%d links lie outside the fit sample: %s", outside, OUTSIDE_NOTE)
     log.info(
