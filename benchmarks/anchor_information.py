@@ -3,7 +3,7 @@
 
 The published loop (docs/method.md, "The published loop") links a row to the row of the other table
 whose anchor-distance signature is nearest. This measures how much a signature can tell at all: for a
-benchmark split (alpha 0.3, in-domain seeds, the split protocol of benchmarks/harness/splits.py) of a
+benchmark split (alpha 0.3, in-domain seeds, the split protocol of veclink_spark/splits.py) of a
 growing prefix of a corpus, every row's signature against A anchor pairs (the 15 seeds, plus true pairs
 of the split drawn at random when A > 15, as if earlier rounds had found them) with the engine's own
 kernel (:func:`veclink_spark.kernels.anchor_signatures`: the configured kernel, the median anchor
@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness.runner import pair_label  # noqa: E402
-from benchmarks.harness.splits import Corpus, load_corpus, make_split  # noqa: E402
 from benchmarks.harness.study import study_main  # noqa: E402
 from veclink_spark import kernels  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
+from veclink_spark.splits import Corpus, load_corpus, make_split  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "anchor_information"
 CELLS = ["wordnet:all-mpnet-base-v2:all-MiniLM-L6-v2", "debian:all-mpnet-base-v2:all-MiniLM-L6-v2"]

@@ -26,10 +26,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness.splits import load_corpus, make_split  # noqa: E402
 from veclink_spark import duplicates as dup  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
 from veclink_spark.reference import link_arrays  # noqa: E402
+from veclink_spark.splits import load_corpus, make_split  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -210,7 +210,7 @@ def _inprocess(folder: Path, out: Path, config: str | None) -> None:
 def _score(folder: Path, links_path: Path) -> dict:
     import pandas as pd
 
-    from benchmarks.harness.evaluate import score_links
+    from veclink_spark.evaluate import score_links
 
     links = pd.read_parquet(links_path)
     return score_links(

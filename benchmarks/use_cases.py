@@ -43,12 +43,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from benchmarks.harness.splits import load_corpus, make_split  # noqa: E402
 from veclink_spark import kernels  # noqa: E402
 from veclink_spark.encoders import get_encoder  # noqa: E402
 from veclink_spark.model import LinkModel  # noqa: E402
 from veclink_spark.multi import confirm_arrays  # noqa: E402
 from veclink_spark.reference import fit_arrays  # noqa: E402
+from veclink_spark.splits import load_corpus, make_split  # noqa: E402
 
 log = logging.getLogger("veclink.use_cases")
 

@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "scale"
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness.splits import make_split, vectors_to_arrow  # noqa: E402
 from benchmarks.scale import run_one  # noqa: E402
+from veclink_spark.encoders import vectors_to_arrow  # noqa: E402
+from veclink_spark.splits import make_split  # noqa: E402
 
 TEXTS = ROOT.parent / "shared" / "data" / "wordnet-full" / "texts.parquet"
 SUBSET_SEED = 20261127  # the seed the shared 12,000-gloss WordNet sample was drawn with

@@ -2,11 +2,11 @@
 """Wrong seeds: link a benchmark split whose seeds are partly wrong, and check the run names them.
 
 For each cell (corpus, encoder pair) the split is built by the benchmark protocol
-(``benchmarks/harness/splits.make_split``: alpha, 15 in-domain seeds, fresh ids); then a share of the
+(``veclink_spark.splits.make_split``: alpha, 15 in-domain seeds, fresh ids); then a share of the
 seeds (``--wrong``, 0.3 = 5 of 15) gets the right id of another right row (never a seed's, never the
 left row's partner). The in-process engine links the split twice, with the right seeds and with the
 corrupted ones. The linker sees only the tables and the seeds; the evaluation knows which seeds are
-wrong. Each run records P/R/F1 (seeds excluded, benchmarks/harness/evaluate.py) and the seeds the
+wrong. Each run records P/R/F1 (seeds excluded, veclink_spark/evaluate.py) and the seeds the
 run names as probably wrong (``suspect_seeds`` of its summary): how many of the wrong ones, and how
 many right ones by mistake.
 
@@ -31,13 +31,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness.evaluate import score_links  # noqa: E402
 from benchmarks.harness.runner import pair_label  # noqa: E402
-from benchmarks.harness.splits import load_corpus, make_split  # noqa: E402
 from benchmarks.harness.study import study_main  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
 from veclink_spark.constants import IS_SEED, LEFT_ID, RIGHT_ID  # noqa: E402
+from veclink_spark.evaluate import score_links  # noqa: E402
 from veclink_spark.reference import link_arrays  # noqa: E402
+from veclink_spark.splits import load_corpus, make_split  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "wrong_seeds"
 CELLS = [

@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from benchmarks.harness.splits import Split, load_corpus, make_split, write_split  # noqa: E402
 from veclink_spark.errors import InputError, VeclinkError  # noqa: E402
+from veclink_spark.splits import Split, load_corpus, make_split, write_split  # noqa: E402
 
 LEFT_ENCODER = "all-mpnet-base-v2"
 RIGHT_ENCODER = "all-MiniLM-L6-v2"
@@ -94,7 +94,7 @@ def readme(args: argparse.Namespace, split: Split, sizes: dict[str, int]) -> str
 A small, real vector-linking problem to try veclink-spark on. {args.n_texts:,} WordNet 3.0 synset glosses
 ("lemma, lemma: definition") were drawn at random (seed {args.sample_seed}) from the 12,000 glosses of the
 benchmark data, embedded on CPU by two sentence encoders, and split by the benchmark protocol
-(`benchmarks.harness.splits.make_split`, alpha = {args.alpha}, {args.seeds} seeds, split seed
+(`veclink_spark.splits.make_split`, alpha = {args.alpha}, {args.seeds} seeds, split seed
 {args.split_seed}):
 
 - `left.parquet`: {len(split.left):,} rows (`id` int64, `vector` list<float32>, {split.left.dim}-d,
@@ -103,7 +103,7 @@ benchmark data, embedded on CPU by two sentence encoders, and split by the bench
   **{RIGHT_ENCODER}**.
 - `seeds.parquet`: {split.n_seeds} known pairs (`left_id`, `right_id`) drawn from the shared part.
 - `truth.parquet`: all {split.truth.shape[0]:,} true pairs (`left_id`, `right_id`, `is_seed`); score links
-  against the {split.n_shared:,} non-seed ones (`benchmarks.harness.evaluate.score_links`).
+  against the {split.n_shared:,} non-seed ones (`jobs/score.py`, `veclink_spark.evaluate.score_links`).
 - `texts.parquet`: the gloss of every row (`side` = left/right, `id`, `text`), to read what was linked.
   It is for people, not for the linker: identical texts on both sides give the answer away.
 - `LICENSE.md`: the WordNet 3.0 licence, which must travel with these files.

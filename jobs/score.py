@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from benchmarks.harness.evaluate import score_by_round, score_links
+    from veclink_spark.evaluate import score_by_round, score_links
     from veclink_spark.session import get_or_create_session
     from veclink_spark.store import RunStore
 

@@ -29,8 +29,8 @@ from benchmarks.harness.runner import (
     read_results,
     run_grid,
 )
-from benchmarks.harness.splits import vectors_to_arrow
 from benchmarks.harness.study import study_main
+from veclink_spark.encoders import vectors_to_arrow
 from veclink_spark.errors import ConfigError, InputError
 from veclink_spark.synthetic import make_pair
 

@@ -1,4 +1,4 @@
-"""Tests of link scoring (benchmarks.harness.evaluate) on hand-computed cases."""
+"""Tests of link scoring (veclink_spark.evaluate) on hand-computed cases."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from benchmarks.harness.evaluate import best_threshold, reliability, score_by_round, score_links
 from veclink_spark.errors import InputError
+from veclink_spark.evaluate import best_threshold, reliability, score_by_round, score_links
+from veclink_spark.plots import precision_recall_by_round
 
 # Truth: 5 pairs, (1, 10) is the seed.
 TRUTH = pd.DataFrame(
@@ -78,6 +79,12 @@ def test_bad_inputs_raise() -> None:
         score_links(([1, 2], [10]), TRUTH)
 
 
+def test_string_ids_score_as_integer_ids_do() -> None:
+    as_text = TRUTH.assign(left_id=TRUTH["left_id"].astype(str), right_id=TRUTH["right_id"].astype(str))
+    links = pd.DataFrame({"left_id": ["2", "3", "4"], "right_id": ["20", "99", "40"]})
+    assert score_links(links, as_text) == score_links(links.astype(int), TRUTH)
+
+
 def test_reliability_bins_by_hand() -> None:
     links = pd.DataFrame(
         {
@@ -127,3 +134,19 @@ def test_best_threshold_by_hand() -> None:
     tied = best_threshold(([2, 3], [20, 31], [0.5, 0.5]), TRUTH, SEEDS)
     assert tied["n_links"] == 2 and tied["precision"] == 0.5  # equal scores are kept or cut together
     assert best_threshold(([], [], []), TRUTH, SEEDS)["threshold"] is None
+
+
+def test_rounds_figure_scores_each_round_s_link_set() -> None:
+    # The anchors table holds the whole link set after each round (not only the new links).
+    anchors = pd.DataFrame(
+        {
+            "round": [0, 1, 1, 1, 2, 2, 2],
+            "left_id": [1, 1, 2, 3, 1, 2, 4],
+            "right_id": [10, 10, 20, 31, 10, 20, 40],
+            "is_seed": [True, True, False, False, True, False, False],
+        }
+    )
+    by_round = precision_recall_by_round(anchors, TRUTH)
+    assert by_round["round"].tolist() == [0, 1, 2]
+    assert by_round["precision"].tolist() == pytest.approx([0.0, 0.5, 1.0])
+    assert by_round["recall"].tolist() == pytest.approx([0.0, 0.25, 0.5])

@@ -1,4 +1,4 @@
-"""Tests of the benchmark split protocol (benchmarks.harness.splits), on tiny synthetic corpora."""
+"""Tests of the split protocol (veclink_spark.splits), on tiny synthetic corpora."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from benchmarks.harness.splits import load_corpus, make_split, read_split, write_split
 from veclink_spark.errors import InputError
+from veclink_spark.splits import load_corpus, make_split, read_split, write_split
 
 N, D1, D2 = 200, 8, 6
 

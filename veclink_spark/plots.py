@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .evaluate import score_links
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -93,17 +95,12 @@ def rounds_figure(summary: dict[str, Any], truth_by_round: pd.DataFrame | None =
 
 def precision_recall_by_round(anchors: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     """Precision and recall of the links (seeds left out) after each round, from a run's ``anchors``
-    rows (round, left_id, right_id, is_seed) and a truth table (left_id, right_id[, is_seed])."""
-    t = truth
-    if "is_seed" in t.columns:
-        t = t[~t["is_seed"].astype(bool)]
-    true = set(zip(t["left_id"].tolist(), t["right_id"].tolist(), strict=True))
+    rows (round, left_id, right_id, is_seed: the link set after each round) and a truth table
+    (left_id, right_id[, is_seed]), each round scored by ``evaluate.score_links``."""
     rows = []
     for rnd, part in anchors.groupby("round", sort=True):
-        part = part[~part["is_seed"].astype(bool)]
-        got = set(zip(part["left_id"].tolist(), part["right_id"].tolist(), strict=True))
-        ok = len(got & true)
-        rows.append({"round": int(rnd), "precision": ok / max(len(got), 1), "recall": ok / max(len(true), 1)})
+        s = score_links(part[~part["is_seed"].astype(bool)], truth)
+        rows.append({"round": int(rnd), "precision": s["precision"], "recall": s["recall"]})
     return pd.DataFrame(rows, columns=["round", "precision", "recall"])
 
 

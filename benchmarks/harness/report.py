@@ -18,7 +18,7 @@ Plots (matplotlib's Agg canvas, no pyplot state), saved next to the report:
   encoder pairs (each pair first averaged over its split seeds); one panel per corpus and alpha.
 * ``<stem>-f1-vs-overlap.png``: F1 against alpha, likewise; one panel per corpus and n.
 * ``<stem>-veclink-rounds.png``: veclink's cumulative precision and recall by round, from the links'
-  ``round`` column (:func:`~benchmarks.harness.evaluate.score_by_round`: a link counts in the round
+  ``round`` column (:func:`~veclink_spark.evaluate.score_by_round`: a link counts in the round
   it was last promoted, so this is the make-up of the final link set, not a replay of every round).
 """
 

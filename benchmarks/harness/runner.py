@@ -18,7 +18,7 @@ A grid is a YAML file (``benchmarks/grids/*.yaml``)::
     ood_source: {wordnet: debian, debian: wordnet}
 
 Every split cell (corpus, pair, seed kind, alpha, n, split seed) is built once with
-:func:`~benchmarks.harness.splits.make_split` and every method runs on exactly that split:
+:func:`~veclink_spark.splits.make_split` and every method runs on exactly that split:
 
 * ``veclink``: :func:`veclink_spark.link_arrays` (engine ``reference``), or the Spark
   :class:`~veclink_spark.linker.Linker` on the split written with ``write_split`` (engine ``spark``);
@@ -60,10 +60,10 @@ import yaml
 from veclink_spark.config import LinkConfig
 from veclink_spark.constants import IS_SEED, LEFT_ID, RIGHT_ID, ROUND
 from veclink_spark.errors import ConfigError, InputError
+from veclink_spark.evaluate import score_by_round, score_links
+from veclink_spark.splits import Corpus, Split, load_corpus, make_split, write_split
 
 from .baselines import BASELINES, Links, oracle_links
-from .evaluate import score_by_round, score_links
-from .splits import Corpus, Split, load_corpus, make_split, write_split
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -628,8 +628,7 @@ def _run_veclink(
     if spark_ctx is None:
         raise ConfigError(["engine 'spark' needs a SparkSession: pass spark= to run_grid"])
     from veclink_spark.linker import Linker
-
-    from .splits import LEFT_FILE, RIGHT_FILE, SEEDS_FILE
+    from veclink_spark.splits import LEFT_FILE, RIGHT_FILE, SEEDS_FILE
 
     folder = spark_ctx.out_dir / SPLITS_DIR / run.split_dir
     if run.split_dir not in spark_ctx.written:

@@ -1,18 +1,19 @@
-"""Scoring links against the ground truth of a split, seeds excluded.
+"""Scoring a run's links against a truth table (evaluation only: a run never sees the truth).
 
-Conventions (``design/benchmark.md``, step 5):
+Used by ``jobs/score.py``, by the rounds figure (``plots.precision_recall_by_round``) and by the
+benchmarks. Conventions:
 
 * A *seed pair* is a pair given in ``seeds`` or flagged ``is_seed`` in the truth. Seed pairs are removed
   from the links and from the truth before scoring. A link that touches a seed's left or right id but is
   not the seed pair itself stays in the output and counts as wrong (a linker should never emit it).
 * Duplicate links (the same (left_id, right_id) twice) count once; a warning is logged.
-* precision = correct / links output, recall = correct / non-seed true pairs (``|S| - n`` in-domain),
-  F1 = their harmonic mean; each is 0.0 when its denominator is 0.
+* precision = correct / links output, recall = correct / non-seed true pairs, F1 = their harmonic mean;
+  each is 0.0 when its denominator is 0.
 
 Pairs are accepted as a pandas DataFrame, a pyarrow Table or a dict with columns ``left_id`` and
 ``right_id`` (plus ``probability`` / ``round`` / ``score`` / ``is_seed`` where used), as a tuple of arrays
-``(left_id, right_id[, extra])``, as a list of ``(left_id, right_id)`` pairs, or as an int array of
-shape (n, 2) (or (n, 3) with the extra column).
+``(left_id, right_id[, extra])``, as a list of ``(left_id, right_id)`` pairs, or as an array of shape
+(n, 2) (or (n, 3) with the extra column). Ids are integers or strings, as in the linked tables.
 """
 
 from __future__ import annotations
@@ -74,10 +75,17 @@ def _columns(obj: Any, extra: str | None, what: str, extra_required: bool = Fals
     if bad:
         raise InputError(f"{what}: column(s) {bad} are not 1-D with the same length as {LEFT_ID} ({n})")
     for k in (LEFT_ID, RIGHT_ID):
-        if n and not np.issubdtype(arrays[k].dtype, np.integer):
-            raise InputError(f"{what}: column '{k}' must hold integer ids, got dtype {arrays[k].dtype}")
-        arrays[k] = arrays[k].astype(np.int64)
+        arrays[k] = _ids(arrays[k], f"{what}: column '{k}'")
     return arrays
+
+
+def _ids(values: np.ndarray, what: str) -> np.ndarray:
+    """Integer ids as int64, string ids as an object array of str (the two id types a table may have)."""
+    if values.size == 0 or np.issubdtype(values.dtype, np.integer):
+        return values.astype(np.int64)
+    if values.dtype.kind == "U" or (values.dtype == object and all(isinstance(v, str) for v in values)):
+        return values.astype(str).astype(object)
+    raise InputError(f"{what} must hold integer or string ids, got dtype {values.dtype}")
 
 
 def _pairs(cols: Mapping[str, np.ndarray]) -> pd.MultiIndex:
@@ -127,7 +135,8 @@ def score_links(links: Any, truth: Any, seeds: Any = None) -> dict[str, float | 
         links scored), ``n_correct`` and ``n_true`` (non-seed true pairs, the recall denominator).
 
     Raises:
-        InputError: a container lacks ``left_id`` / ``right_id`` or holds non-integer ids.
+        InputError: a container lacks ``left_id`` / ``right_id``, or its ids are neither integers nor
+            strings.
 
     Example:
         >>> score_links(([1, 2], [10, 30]), truth=([1, 2], [10, 20]))["precision"]

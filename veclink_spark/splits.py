@@ -1,4 +1,5 @@
-"""The benchmark split protocol of ``design/benchmark.md``, made executable.
+"""Splits with a known truth, made from one corpus embedded by two encoders: the demo data
+(``jobs/make_demo.py``) and the benchmarks' splits are built here, and scored by ``evaluate``.
 
 From one corpus of N texts embedded by two encoders E1 and E2 (same corpus ids on both sides):
 
@@ -30,8 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from veclink_spark.constants import ID, IS_SEED, LEFT_ID, RIGHT_ID, VECTOR
-from veclink_spark.errors import InputError
+from .constants import ID, IS_SEED, LEFT_ID, RIGHT_ID, VECTOR
+from .encoders import vectors_to_arrow
+from .errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ class SplitTable:
 
 @dataclass(frozen=True)
 class Split:
-    """A benchmark split: two tables, the seeds, and the ground truth.
+    """A split: two tables, the seeds, and the ground truth.
 
     Attributes:
         left: the E1 side (S + A-only, plus out-of-domain seed objects if any).
@@ -196,7 +198,7 @@ def make_split(
     seed: int,
     ood_seed_vectors: tuple[Corpus, Corpus] | None = None,
 ) -> Split:
-    """Build one benchmark split by the protocol of ``design/benchmark.md``.
+    """Build one split by the protocol above.
 
     Args:
         vectors_e1: (corpus ids, vectors) of the corpus embedded by encoder E1 (left side).
@@ -330,23 +332,19 @@ def make_split(
     return split
 
 
-def vectors_to_arrow(x: np.ndarray) -> pa.ChunkedArray:
-    """A (N, d) float array as an Arrow ``list<float32>`` column, one list per row.
-
-    Chunked so that no chunk holds more than 2**31 - 1 floats (``list`` offsets are int32).
-    """
+def _vector_column(x: np.ndarray) -> pa.ChunkedArray:
+    """A (N, d) float array as an Arrow ``list<float32>`` column, one list per row, in chunks of at most
+    2**31 - 1 floats (``list`` offsets are int32)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    d = max(int(x.shape[1]), 1)
-    rows_per_chunk = max((2**31 - 1) // d, 1)
-    chunks = []
-    for start in range(0, max(x.shape[0], 1), rows_per_chunk):
-        block = x[start : start + rows_per_chunk]
-        offsets = np.arange(0, block.shape[0] * block.shape[1] + 1, block.shape[1], dtype=np.int32)
-        chunks.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(block.reshape(-1))))
+    rows_per_chunk = max((2**31 - 1) // max(int(x.shape[1]), 1), 1)
+    chunks = [
+        vectors_to_arrow(x[start : start + rows_per_chunk])
+        for start in range(0, max(len(x), 1), rows_per_chunk)
+    ]
     return pa.chunked_array(chunks, type=pa.list_(pa.float32()))
 
 
-def vectors_from_arrow(column: pa.ChunkedArray | pa.Array, what: str) -> np.ndarray:
+def _vectors_from_arrow(column: pa.ChunkedArray | pa.Array, what: str) -> np.ndarray:
     """An Arrow list-of-floats column as a (N, d) float32 array; raises InputError if ragged or null."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -396,7 +394,7 @@ def load_corpus(data_dir: str | Path, corpus: str, encoder: str) -> Corpus:
             f"{path}: missing column(s) {sorted(missing)}; expected (id int64, vector list<float32>)"
         )
     ids = table.column(ID).to_numpy().astype(np.int64)
-    return ids, vectors_from_arrow(table.column(VECTOR), str(path))
+    return ids, _vectors_from_arrow(table.column(VECTOR), str(path))
 
 
 def write_split(split: Split, folder: str | Path) -> dict[str, Path]:
@@ -418,7 +416,7 @@ def write_split(split: Split, folder: str | Path) -> dict[str, Path]:
         "truth": folder / TRUTH_FILE,
     }
     for role, tab in (("left", split.left), ("right", split.right)):
-        table = pa.table({ID: pa.array(tab.ids, pa.int64()), VECTOR: vectors_to_arrow(tab.vectors)})
+        table = pa.table({ID: pa.array(tab.ids, pa.int64()), VECTOR: _vector_column(tab.vectors)})
         pq.write_table(table, paths[role])
     pq.write_table(
         pa.table(
@@ -470,7 +468,7 @@ def read_split(folder: str | Path) -> Split:
         sides.append(
             SplitTable(
                 ids=ids,
-                vectors=vectors_from_arrow(t.column(VECTOR), str(folder / name)),
+                vectors=_vectors_from_arrow(t.column(VECTOR), str(folder / name)),
                 source_ids=np.full(ids.shape[0], -1, dtype=np.int64),
                 from_ood=np.zeros(ids.shape[0], dtype=bool),
             )
