@@ -177,6 +177,12 @@ class Backend(Protocol):
         :func:`veclink_spark.kernels.sample_keys` (ties by id), in that order."""
         ...
 
+    def sample_rows(self, side: str, size: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, unit vectors) of table ``side``'s (left or right) ``size`` rows of smallest
+        :func:`veclink_spark.kernels.sample_keys` with ``salt`` (ties by id), in that order: a uniform
+        sample that does not depend on the partitioning."""
+        ...
+
     def fit_tables(
         self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:

@@ -786,20 +786,22 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def sample_keys(ids: np.ndarray) -> np.ndarray:
+def sample_keys(ids: np.ndarray, salt: int = 0) -> np.ndarray:
     """A non-negative int64 per id, well mixed: a table's sample is its rows with the smallest keys.
 
     A function of the id alone (not of the row order or the partitioning), so both engines draw the
-    same sample; mixed so that sequential or time-ordered ids still give a uniform sample.
+    same sample; mixed so that sequential or time-ordered ids still give a uniform sample. ``salt``
+    draws another sample: two tables whose partners share ids (a migration keeps its object ids) are
+    sampled independently when each side has its own salt.
     """
     with np.errstate(over="ignore"):
-        h = _splitmix(id_hashes(ids) + np.uint64(0x9E3779B97F4A7C15))
+        h = _splitmix(id_hashes(ids) + np.uint64(0x9E3779B97F4A7C15) + np.uint64(salt))
     return (h >> np.uint64(1)).astype(np.int64)
 
 
-def hash_sample(ids: np.ndarray, size: int) -> np.ndarray:
+def hash_sample(ids: np.ndarray, size: int, salt: int = 0) -> np.ndarray:
     """Row indices of the ``size`` ids with the smallest :func:`sample_keys` (ties by id), in that order."""
-    return np.lexsort((np.asarray(ids), sample_keys(ids)))[: int(size)]
+    return np.lexsort((np.asarray(ids), sample_keys(ids, salt)))[: int(size)]
 
 
 def descriptor_sample_size(init_sample: int, n_left: int, n_right: int) -> int:

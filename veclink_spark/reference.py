@@ -244,6 +244,11 @@ class NumpyBackend:
     def right_sample(self, size: int) -> np.ndarray:
         return self.right[kernels.hash_sample(self.right_ids, size)]
 
+    def sample_rows(self, side: str, size: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
+        ids, x = (self.left_ids, self.left) if side == "left" else (self.right_ids, self.right)
+        at = kernels.hash_sample(ids, size, salt)
+        return ids[at], x[at]
+
     def label_round(self, round_no: int, phase: str) -> None:
         """Nothing to label in process (the Spark backend tags the round's jobs)."""
 

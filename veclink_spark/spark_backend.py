@@ -266,9 +266,9 @@ class SparkBackend:
             rf.cell_probes,
         )
 
-    def _sample(self, df: DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def _sample(self, df: DataFrame, size: int, salt: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(ids, unit vectors) of the table's ``size`` rows of smallest sample key (ties by id), in order."""
-        keys = distribution.sample_keys(df).orderBy(distribution.SAMPLE_KEY, ID).limit(int(size))
+        keys = distribution.sample_keys(df, salt).orderBy(distribution.SAMPLE_KEY, ID).limit(int(size))
         rows: pd.DataFrame = (
             keys.join(df, ID).orderBy(distribution.SAMPLE_KEY, ID).select(ID, VECTOR).toPandas()
         )
@@ -446,6 +446,9 @@ class SparkBackend:
 
     def right_sample(self, size: int) -> np.ndarray:
         return self._sample(self.right, size)[1]
+
+    def sample_rows(self, side: str, size: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._sample(self.left if side == "left" else self.right, size, salt)
 
     def fit_tables(
         self, seed_left: np.ndarray, seed_right: np.ndarray, size: int

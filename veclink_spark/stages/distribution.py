@@ -22,8 +22,8 @@ from .signatures import map_vectors
 SAMPLE_KEY = "sample_key"
 
 
-def sample_keys(df: DataFrame) -> DataFrame:
-    """Rows (id, sample_key long): the id's sample key."""
+def sample_keys(df: DataFrame, salt: int = 0) -> DataFrame:
+    """Rows (id, sample_key long): the id's sample key (:func:`veclink_spark.kernels.sample_keys`)."""
     id_type = df.schema[ID].dataType.simpleString()
 
     def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -31,7 +31,7 @@ def sample_keys(df: DataFrame) -> DataFrame:
             if batch.num_rows == 0:
                 continue
             ids = batch.column(ID)
-            keys = kernels.sample_keys(ids.to_numpy(zero_copy_only=False))
+            keys = kernels.sample_keys(ids.to_numpy(zero_copy_only=False), salt)
             yield pa.RecordBatch.from_arrays([ids, pa.array(keys, pa.int64())], names=[ID, SAMPLE_KEY])
 
     return df.select(ID).mapInArrow(udf, f"{ID} {id_type}, {SAMPLE_KEY} long")
