@@ -185,31 +185,39 @@ def prefix_precision(score: np.ndarray, lfdr: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True)
-class Scorer:
-    """What scores and estimates further links against the tables an estimate was made on (the links of
-    a run larger than its fit sample, whose rows are not in the sample): the map fitted on all the
-    estimate's links, the tables, and each side's isotonic lfdr of the score."""
-
-    w: np.ndarray
-    left: np.ndarray
-    right: np.ndarray
-    lfdr_left: IsotonicRegression | None
-    lfdr_right: IsotonicRegression | None
-
-    def __call__(self, xl: np.ndarray, yr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(score, lfdr) of links given by their vectors (rows (n, d1) and (n, d2)): CSLS with each
-        row's neighbourhood measured in the other table, in batches of KNOCKOUT_BATCH."""
-        scores = []
-        mapped_left = (self.left @ self.w).T  # once, not per batch
-        for lo in range(0, len(xl), KNOCKOUT_BATCH):
-            a = np.asarray(xl[lo : lo + KNOCKOUT_BATCH], np.float64) @ self.w
-            b = np.asarray(yr[lo : lo + KNOCKOUT_BATCH], np.float64)
-            r_l = _top_mean(a @ self.right.T, CSLS_K)
-            r_r = _top_mean(b @ mapped_left, CSLS_K)
-            scores.append(csls_score(np.einsum("ij,ij->i", a, b), r_l, r_r))
-        score = np.concatenate(scores) if scores else np.zeros(0)
-        return score, _combine(_predict(self.lfdr_left, score), _predict(self.lfdr_right, score))
+def sample_scores(
+    w: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    link_left: np.ndarray,
+    link_right: np.ndarray,
+    partner_left: np.ndarray,
+    partner_right: np.ndarray,
+) -> np.ndarray:
+    """CSLS scores under ``w`` of links given by their vectors (``link_left`` (n, d1), ``link_right``
+    (n, d2)), each row's neighbourhood measured in a sample of the other table (``left``, ``right``),
+    with the link's own partner in it: ``partner_left[i]`` / ``partner_right[i]`` is the row of link
+    i's left / right vector in ``left`` / ``right`` (-1: not in the sample), which is left out and the
+    pair's own similarity put in its place. Every link so sees the same sample plus its partner, so the
+    scores of links anywhere in the tables compare; in batches of KNOCKOUT_BATCH."""
+    scores = []
+    mapped_left_t = (np.asarray(left, np.float64) @ w).T  # once, not per batch
+    right_t = np.asarray(right, np.float64).T
+    for lo in range(0, len(link_left), KNOCKOUT_BATCH):
+        a = np.asarray(link_left[lo : lo + KNOCKOUT_BATCH], np.float64) @ w
+        b = np.asarray(link_right[lo : lo + KNOCKOUT_BATCH], np.float64)
+        cos = np.einsum("ij,ij->i", a, b)
+        to_right, to_left = a @ right_t, b @ mapped_left_t
+        n = np.arange(len(a))
+        for sims, at in (
+            (to_right, partner_right[lo : lo + len(a)]),
+            (to_left, partner_left[lo : lo + len(a)]),
+        ):
+            sims[n[at >= 0], at[at >= 0]] = -np.inf
+        r_l = _top_mean(np.hstack([to_right, cos[:, None]]), CSLS_K)
+        r_r = _top_mean(np.hstack([to_left, cos[:, None]]), CSLS_K)
+        scores.append(csls_score(cos, r_l, r_r))
+    return np.concatenate(scores) if scores else np.zeros(0)
 
 
 def _predict(iso: IsotonicRegression | None, score: np.ndarray) -> np.ndarray:
@@ -233,17 +241,21 @@ def estimate_precision(
     link_left: np.ndarray,
     link_right: np.ndarray,
     is_seed: np.ndarray,
-) -> tuple[PrecisionEstimate, Scorer]:
+    core: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[PrecisionEstimate, np.ndarray]:
     """Estimate the precision of links between two in-memory tables (see the module doc).
 
     Args:
         left, right: the run's (centred, unit) vectors, (n_left, d1) and (n_right, d2).
         link_left, link_right: row positions of each link in ``left`` and ``right``.
         is_seed: True for the seeds among the links (they enter the map, not the estimate).
+        core: (left, right) masks of the rows whose matches count towards the rows without a partner
+            (default: all): the tables are then a region with a margin around it, and a row in the
+            margin competes for matches without being counted, as its own neighbours are missing.
 
     Returns:
-        A :class:`PrecisionEstimate`, per link in the order given, and the :class:`Scorer` that
-        estimates further links against the same tables.
+        A :class:`PrecisionEstimate`, per link in the order given, and the map fitted on all the
+        links (what :func:`sample_scores` scores further links with).
     """
     link_left, link_right = np.asarray(link_left, np.int64), np.asarray(link_right, np.int64)
     is_seed = np.asarray(is_seed, bool)
@@ -258,7 +270,7 @@ def estimate_precision(
     )
     if not found.any() or len(left) < 2 or len(right) < 2:
         empty = PrecisionEstimate(nan, nan, nan, None, 0.0, float(len(left)), float(len(right)), (0.0, 0.0))
-        return empty, Scorer(w_all, x, y, None, None)
+        return empty, w_all
     # Cross-fitting: each link is scored, and knocked out, under a map fitted without it (the seeds are
     # in every map). A map fitted on its own links scores them too well, most where they are few
     # against the dimension: fitted on 44 chance pairs in 64 dimensions, it called them all right.
@@ -288,6 +300,8 @@ def estimate_precision(
             # the rows of no link (each fold's map: weight 1 / folds)
             weight = np.where(linked, 0.0, 1.0 / folds)
             weight[rows] = 1.0
+            if core is not None:
+                weight = weight * core[k]
             sides[3 * k].append(match)
             sides[3 * k + 1].append(weight)
             sides[3 * k + 2].append(knocked)
@@ -320,7 +334,7 @@ def estimate_precision(
         none_l,
         none_r,
     )
-    return est, Scorer(w_all, x, y, iso_l, iso_r)
+    return est, w_all
 
 
 @dataclass(frozen=True)
