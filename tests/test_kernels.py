@@ -255,3 +255,54 @@ def test_hash_sample_depends_on_ids_only() -> None:
     assert ids[pick].min() < 1200 and ids[pick].max() > 1800
     keys = kernels.sample_keys(np.array(["a", "b", "c"]))
     assert keys.dtype == np.int64 and (keys >= 0).all() and len(set(keys.tolist())) == 3
+
+
+def _plain_csls(il, sl, ir, sr, k, keep=1.0, salt=0):
+    """csls_block as one whole-matrix computation (full partitions and argmaxes): the reference the
+    run-based top k and the chunked argmax must reproduce bit for bit."""
+    ol, orr = np.argsort(il, kind="stable"), np.argsort(ir, kind="stable")
+    g = np.round(np.asarray(sl[ol], np.float64) @ np.asarray(sr[orr], np.float64).T, kernels.SIM_DECIMALS)
+
+    def top_mean(m):
+        kk = min(k, m.shape[1])
+        top = np.partition(m, m.shape[1] - kk, axis=1)[:, m.shape[1] - kk :]
+        return np.round(np.sort(top, axis=1).mean(axis=1), kernels.SIM_DECIMALS)
+
+    rl, rr = top_mean(g), top_mean(g.T)
+    c = kernels.csls_score(g, rl[:, None], rr[None, :])
+    if keep < 1.0:
+        c = np.where(kernels.keep_mask(il[ol], ir[orr], keep, salt), c, -np.inf)
+    return rl, rr, c.argmax(axis=1), c.argmax(axis=0), c
+
+
+def test_csls_block_equals_the_whole_matrix_computation_ties_and_all() -> None:
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        nl, nr = (int(v) for v in rng.integers(1, 400, 2))
+        d = 8
+        x = rng.normal(size=(nl + nr, d))
+        if trial % 3 == 0:
+            x = np.round(x)  # coarse values: many tied similarities
+        x = kernels.normalise_rows(x + (trial % 2) * 3.0).astype(np.float32)  # some blocks crowded
+        sl, sr = x[:nl], x[nl:]
+        il, ir = rng.choice(10**6, nl, replace=False), rng.choice(10**6, nr, replace=False)
+        k = int(rng.choice([1, 3, 10, 30]))
+        keep = 1.0 if trial % 4 else 0.3
+        b = kernels.csls_block(il, sl, ir, sr, k, keep, trial)
+        rl, rr, bl, br, c = _plain_csls(il, sl, ir, sr, k, keep, trial)
+        okl, okr = np.isfinite(c[np.arange(nl), bl]), np.isfinite(c[br, np.arange(nr)])
+        assert rl[okl].tobytes() == b.left_r.tobytes() and rr[okr].tobytes() == b.right_r.tobytes()
+        assert c[np.arange(nl), bl][okl].tobytes() == b.left_score.tobytes()
+        assert c[br, np.arange(nr)][okr].tobytes() == b.right_score.tobytes()
+        assert (np.sort(ir)[bl][okl] == b.left_best).all() and (np.sort(il)[br][okr] == b.right_best).all()
+
+
+def test_nearest_keys_are_a_stable_sorts_first() -> None:
+    rng = np.random.default_rng(12)
+    for ties in (False, True):
+        dist = rng.random((200, 50))
+        if ties:
+            dist = np.round(dist * 4) / 4
+        for probes in (1, 3, 7, 9, 60):
+            want = np.argsort(dist, axis=1, kind="stable")[:, : min(probes, 50)]
+            assert (kernels.nearest_keys(dist, probes) == want).all()

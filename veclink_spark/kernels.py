@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -191,7 +191,18 @@ def nearest_keys(dist: np.ndarray, probes: int) -> np.ndarray:
     Ties are broken by the smaller anchor index (stable sort), identically everywhere.
     """
     p = min(probes, dist.shape[1])
-    return np.argsort(dist, axis=1, kind="stable")[:, :p]
+    if p >= 8:
+        return np.argsort(dist, axis=1, kind="stable")[:, :p]
+    # The first p of a stable argsort, one argmin (the first minimum: the smaller index on ties) at a
+    # time: a full sort of every row costs far more when there are thousands of anchors (a full-table
+    # round at a million rows a side has 1,000 cells, of which each row keeps 3).
+    d = np.array(dist, dtype=np.float64)
+    rows = np.arange(len(d))
+    out = np.empty((len(d), p), dtype=np.int64)
+    for j in range(p):
+        out[:, j] = d.argmin(axis=1)
+        d[rows, out[:, j]] = np.inf
+    return out
 
 
 #: Entries of a block's similarity matrix held at once (2^24 doubles, 128 MiB): a block is searched in
@@ -683,11 +694,90 @@ class BlockBest(NamedTuple):
     right_cos: np.ndarray
 
 
-def _top_mean(g: np.ndarray, k: int) -> np.ndarray:
-    """Mean of the ``k`` largest values of each row of ``g`` (rounded to ``SIM_DECIMALS``)."""
-    k = min(k, g.shape[1])
-    top = np.partition(g, g.shape[1] - k, axis=1)[:, g.shape[1] - k :]
+#: Width of the runs whose maxima bound a row's k-th largest similarity from below (:func:`_top_k`).
+TOP_RUN = 8
+
+
+def _top_mean(g: np.ndarray, k: int, axis: int = 1) -> np.ndarray:
+    """Mean of the ``k`` largest values of each row (``axis`` 1) or column (``axis`` 0) of ``g``, rounded
+    to ``SIM_DECIMALS``: the sorted top k of each line, averaged as numpy averages a sorted partition of
+    that line (of ``g``, or of ``g.T`` for the columns, whose layout sets the order of the sum)."""
+    top = _top_k(g, min(k, g.shape[axis]), axis)
     return np.round(np.sort(top, axis=1).mean(axis=1), SIM_DECIMALS)
+
+
+def _top_k(g: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """The ``k`` largest values of each line of ``g`` along ``axis`` (in any order), one line a row, laid
+    out as ``np.partition`` of ``g`` (rows) or of ``g.T`` (columns) leaves them.
+
+    A partition of every line of a block costs as much as its matrix product. Instead each line is cut
+    into runs of :data:`TOP_RUN` values and only the ``k`` runs with the largest maxima (and the few
+    values after the last whole run) are searched: a value of the line's top k outside them would have
+    ``k`` run maxima at least as large, so these runs alone hold a multiset of top k, the one a partition
+    of the whole line finds, ties included. The run maxima are one streaming pass over the block.
+    """
+    n_lines, length = g.shape[1 - axis], g.shape[axis]
+    runs = length // TOP_RUN
+    if k < 1 or runs < 2 * k:
+        if axis == 1:
+            return np.partition(g, length - k, axis=1)[:, length - k :]
+        return np.partition(g.T, length - k, axis=1)[:, length - k :]
+    cut = runs * TOP_RUN
+    member = np.arange(TOP_RUN)
+    if axis == 1:
+        # a row's run j is its columns j, j + runs, ...: the maxima reduce the middle axis, which streams
+        # through memory (a reduction over a short last axis does not)
+        maxima = g[:, :cut].reshape(n_lines, TOP_RUN, runs).max(axis=1)
+        best = np.argpartition(maxima, runs - k, axis=1)[:, runs - k :]
+        cols = (best[:, :, None] + member[None, None, :] * runs).reshape(n_lines, k * TOP_RUN)
+        values = np.concatenate([g[np.arange(n_lines)[:, None], cols], g[:, cut:]], axis=1)
+        return np.partition(values, values.shape[1] - k, axis=1)[:, values.shape[1] - k :]
+    # a column's run j is its rows j * TOP_RUN ... j * TOP_RUN + TOP_RUN - 1
+    maxima = g[:cut].reshape(runs, TOP_RUN, n_lines).max(axis=1)
+    best = np.argpartition(maxima, runs - k, axis=0)[runs - k :]
+    rows = (best[:, None, :] * TOP_RUN + member[None, :, None]).reshape(k * TOP_RUN, n_lines)
+    values = np.concatenate([g[rows, np.arange(n_lines)[None, :]], g[cut:]], axis=0)
+    # (k, lines) rows, seen transposed: the column-major layout of a partition of g.T, so that the mean
+    # adds in the same order
+    return np.partition(values, values.shape[0] - k, axis=0)[values.shape[0] - k :].T
+
+
+#: Rows of a block matrix scored at a time by :func:`_csls_best` (a chunk of about 1 MiB stays in cache).
+CHUNK_VALUES = 1 << 17
+
+
+def _csls_best(
+    g: np.ndarray,
+    r_left: np.ndarray,
+    r_right: np.ndarray,
+    mask: Callable[[slice], np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's and each column's first maximum of the CSLS matrix of ``g`` (:func:`csls_score`, pairs
+    where ``mask(rows)`` is False dropped as -inf) and its score: (row best, row score, column best,
+    column score). The matrix is scored a chunk of rows at a time and never held whole: the same
+    numbers as ``c.argmax(axis=1)`` and ``c.argmax(axis=0)`` of the whole, in a fraction of the memory
+    traffic."""
+    n, m = g.shape
+    step = max(1, CHUNK_VALUES // max(m, 1))
+    row_best = np.zeros(n, dtype=np.int64)
+    row_score = np.empty(n)
+    col_best = np.zeros(m, dtype=np.int64)
+    col_score = np.full(m, -np.inf)
+    for start in range(0, n, step):
+        rows = slice(start, min(n, start + step))
+        c = csls_score(g[rows], r_left[rows, None], r_right[None, :])
+        if mask is not None:
+            c = np.where(mask(rows), c, -np.inf)
+        best = c.argmax(axis=1)
+        row_best[rows] = best
+        row_score[rows] = c[np.arange(len(best)), best]
+        top = c.max(axis=0)
+        better = top > col_score  # strictly: an earlier row keeps a tie, as argmax's first maximum
+        if better.any():
+            cols = np.nonzero(better)[0]
+            col_best[cols] = start + c[:, cols].argmax(axis=0)
+            col_score[cols] = top[cols]
+    return row_best, row_score, col_best, col_score
 
 
 def csls_block(
@@ -720,23 +810,25 @@ def csls_block(
     sl = np.asarray(sig_left[ol], dtype=np.float64)
     sr = np.asarray(sig_right[orr], dtype=np.float64)
     g = _rounded(sl @ sr.T, SIM_DECIMALS)
-    r_left, r_right = _top_mean(g, k), _top_mean(g.T, k)
-    c = csls_score(g, r_left[:, None], r_right[None, :])
+    r_left, r_right = _top_mean(g, k), _top_mean(g, k, axis=0)
     il, ir = ids_left[ol], ids_right[orr]
+    mask = None
     if keep < 1.0:
-        c = np.where(keep_mask(il, ir, keep, salt), c, -np.inf)
-    bl = c.argmax(axis=1)
-    br = _column_argmax(c)
+
+        def mask(rows: slice) -> np.ndarray:
+            return keep_mask(il[rows], ir, keep, salt)
+
+    bl, sl_best, br, sr_best = _csls_best(g, r_left, r_right, mask)
     al, ar = np.arange(len(il)), np.arange(len(ir))
-    okl, okr = np.isfinite(c[al, bl]), np.isfinite(c[br, ar])
+    okl, okr = np.isfinite(sl_best), np.isfinite(sr_best)
     return BlockBest(
         il[okl],
         ir[bl][okl],
-        c[al, bl][okl],
+        sl_best[okl],
         r_left[okl],
         ir[okr],
         il[br][okr],
-        c[br, ar][okr],
+        sr_best[okr],
         r_right[okr],
         g[al, bl][okl],
         g[br, ar][okr],
