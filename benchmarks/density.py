@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.grid import code_version  # noqa: E402
 from benchmarks.harness.ceiling import ceiling  # noqa: E402
 from benchmarks.harness.runner import config_overrides  # noqa: E402
+from veclink_spark.arrays import link_arrays  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
 from veclink_spark.evaluate import score_links  # noqa: E402
-from veclink_spark.reference import link_arrays  # noqa: E402
 from veclink_spark.synthetic import write_scale_pair  # noqa: E402
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "veclink-spark" / "density"

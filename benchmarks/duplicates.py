@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from veclink_spark import duplicates as dup  # noqa: E402
+from veclink_spark.arrays import link_arrays  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
-from veclink_spark.reference import link_arrays  # noqa: E402
 from veclink_spark.splits import load_corpus, make_split  # noqa: E402
 
 

@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.density import _table, data  # noqa: E402
+from veclink_spark.backends.in_process import NumpyBackend  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
-from veclink_spark.fit import fit_and_extend  # noqa: E402
-from veclink_spark.reference import NumpyBackend  # noqa: E402
+from veclink_spark.pipeline import fit_and_extend  # noqa: E402
 from veclink_spark.trust import estimate_basis, fit_rows, link_precision  # noqa: E402
 
 

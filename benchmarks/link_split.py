@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness.runner import config_overrides  # noqa: E402
+from veclink_spark.arrays import link_arrays  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
 from veclink_spark.evaluate import score_links  # noqa: E402
-from veclink_spark.reference import link_arrays  # noqa: E402
 from veclink_spark.splits import load_corpus, make_split  # noqa: E402
 
 OTHER = {"wordnet": "debian", "debian": "wordnet"}

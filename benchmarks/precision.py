@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.harness.runner import pair_label  # noqa: E402
 from benchmarks.harness.study import study_main  # noqa: E402
 from veclink_spark import kernels  # noqa: E402
-from veclink_spark.reference import fit_arrays  # noqa: E402
+from veclink_spark.arrays import fit_arrays  # noqa: E402
 from veclink_spark.splits import load_corpus, make_split  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "precision"

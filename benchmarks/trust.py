@@ -37,9 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness.ceiling import ceiling  # noqa: E402
+from veclink_spark.arrays import link_arrays  # noqa: E402
+from veclink_spark.backends.in_process import NumpyBackend  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
-from veclink_spark.fit import fit_and_extend  # noqa: E402
-from veclink_spark.reference import NumpyBackend, link_arrays  # noqa: E402
+from veclink_spark.pipeline import fit_and_extend  # noqa: E402
 from veclink_spark.splits import Split, load_corpus, make_split  # noqa: E402
 from veclink_spark.trust import assess_links  # noqa: E402
 

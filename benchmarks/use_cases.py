@@ -6,7 +6,7 @@
 
 On a benchmark split (``design/benchmark.md``: alpha 0.3, 15 in-domain seeds, fresh ids) of a corpus
 embedded by all-MiniLM-L6-v2 (left) and all-MiniLM-L3-v2-paraphrase (right; the target space), with
-the in-process engine (:func:`veclink_spark.reference.fit_arrays`):
+the in-process engine (:func:`veclink_spark.arrays.fit_arrays`):
 
 1. **Merged index** (:meth:`LinkModel.merge_arrays`) against the *oracle* index (every object of either
    table embedded by the target model) and two naive alternatives: *both indexes* (each table searched
@@ -44,10 +44,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from veclink_spark import kernels  # noqa: E402
+from veclink_spark.arrays import fit_arrays  # noqa: E402
 from veclink_spark.encoders import get_encoder  # noqa: E402
 from veclink_spark.model import LinkModel  # noqa: E402
 from veclink_spark.multi import confirm_arrays  # noqa: E402
-from veclink_spark.reference import fit_arrays  # noqa: E402
 from veclink_spark.splits import load_corpus, make_split  # noqa: E402
 
 log = logging.getLogger("veclink.use_cases")

@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness.runner import pair_label  # noqa: E402
 from benchmarks.harness.study import study_main  # noqa: E402
+from veclink_spark.arrays import link_arrays  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
 from veclink_spark.constants import IS_SEED, LEFT_ID, RIGHT_ID  # noqa: E402
 from veclink_spark.evaluate import score_links  # noqa: E402
-from veclink_spark.reference import link_arrays  # noqa: E402
 from veclink_spark.splits import load_corpus, make_split  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "wrong_seeds"

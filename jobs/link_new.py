@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work(spark):  # type: ignore[no-untyped-def]
-        from veclink_spark.model import LinkModel
+        from veclink_spark.model_spark import link_new, load_model
 
-        model = LinkModel.load(args.model, spark)
-        result = model.link(
+        model = load_model(args.model, spark)
+        result = link_new(
+            model,
             args.new,
             args.output,
             side=args.side,

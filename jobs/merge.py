@@ -39,10 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     def work(spark):  # type: ignore[no-untyped-def]
         from pyspark.sql import functions as F
 
-        from veclink_spark.model import LinkModel
-        from veclink_spark.model_spark import merge
+        from veclink_spark.model_spark import load_model, merge
 
-        model = LinkModel.load(args.model, spark)
+        model = load_model(args.model, spark)
         merged = merge(model, args.left, args.right, args.output, into=args.into, spark=spark)
         counts = {
             r["source"]: r["n"] for r in merged.groupBy("source").agg(F.count("*").alias("n")).collect()

@@ -25,13 +25,12 @@ except NameError:
 
 import logging
 
-from veclink_spark.model import LinkModel
-from veclink_spark.model_spark import merge
+from veclink_spark.model_spark import load_model, merge
 from veclink_spark.session import get_or_create_session
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 spark = get_or_create_session()  # on Databricks: the notebook's own session
-model = LinkModel.load(f"{params['output']}/model", spark)
+model = load_model(f"{params['output']}/model", spark)
 info = model.info
 logging.getLogger("notebook").info(
     "model of run %s: %s, %d links beyond %d seeds; left %d x %d, right %d x %d",

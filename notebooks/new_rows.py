@@ -32,12 +32,12 @@ if not params["new"]:
 
 import logging
 
-from veclink_spark.model import LinkModel
+from veclink_spark.model_spark import link_new, load_model
 from veclink_spark.session import get_or_create_session
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 spark = get_or_create_session()  # on Databricks: the notebook's own session
-model = LinkModel.load(f"{params['output']}/model", spark)
+model = load_model(f"{params['output']}/model", spark)
 logging.getLogger("notebook").info(
     "model of run %s: %s, %d links", model.info["run_id"], model.info["verdict"], model.info["n_links"]
 )
@@ -50,7 +50,7 @@ logging.getLogger("notebook").info(
 
 # COMMAND ----------
 
-result = model.link(params["new"], f"{params['output']}/new_rows_out", side=params["side"], spark=spark)
+result = link_new(model, params["new"], f"{params['output']}/new_rows_out", side=params["side"], spark=spark)
 summary = result.summary
 logging.getLogger("notebook").info("new rows: %s", {k: summary[k] for k in ("new_rows", "n_links")})
 new_links = result.links.orderBy("probability", ascending=False)

@@ -38,14 +38,13 @@ def _links(df: Any, path: str) -> int:
 
 def _fit_save_load_link(spark: Any, config: str, data: Path, output: Path) -> Any:
     """Fit a model in process (``fit_arrays``), save it through the remote session, load it back
-    through it and link the held-back rows with it on the server (``LinkModel.link``)."""
+    through it and link the held-back rows with it on the server (``model_spark.link_new``)."""
     import numpy as np
     import pandas as pd
 
     from veclink_spark import LinkConfig
-    from veclink_spark.model import LinkModel
-    from veclink_spark.model_spark import save_model
-    from veclink_spark.reference import fit_arrays
+    from veclink_spark.arrays import fit_arrays
+    from veclink_spark.model_spark import link_new, load_model, save_model
 
     def table(name: str) -> tuple[np.ndarray, np.ndarray]:
         pdf = pd.read_parquet(data / name)
@@ -65,8 +64,9 @@ def _fit_save_load_link(spark: Any, config: str, data: Path, output: Path) -> An
     fitted.info.pop("summary")
     fitted.links = spark.createDataFrame(fitted.links)  # saved with the model, as a run's are
     save_model(fitted, str(output / "model"), spark)
-    model = LinkModel.load(str(output / "model"), spark)
-    return model.link(
+    model = load_model(str(output / "model"), spark)
+    return link_new(
+        model,
         str(data / "new.parquet"),
         str(output / "new"),
         run_id="n1",
@@ -129,10 +129,9 @@ def main(argv: list[str]) -> dict[str, Any]:
         out["summary"] = found.summary
         out["rows"] = _links(found.links, links)
         # The merged index through the remote session, from the loaded model (model_spark.merge).
-        from veclink_spark.model import LinkModel
-        from veclink_spark.model_spark import merge
+        from veclink_spark.model_spark import load_model, merge
 
-        model = LinkModel.load(str(Path(output) / "model"), spark)
+        model = load_model(str(Path(output) / "model"), spark)
         d = Path(data)
         merged = merge(model, str(d / "left.parquet"), str(d / "right.parquet"), str(Path(output) / "m"))
         out["merged_rows"] = _links(merged, links.replace(".parquet", "-merged.parquet"))

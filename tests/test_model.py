@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from veclink_spark import LinkConfig, Linker
+from veclink_spark.arrays import fit_arrays
 from veclink_spark.errors import InputError
-from veclink_spark.model import LinkModel
-from veclink_spark.model_spark import merge
-from veclink_spark.reference import fit_arrays
+from veclink_spark.model_spark import link_new, load_model, merge, translate
 from veclink_spark.synthetic import make_pair
 
 try:
@@ -59,7 +58,7 @@ def test_spark_fit_equals_the_in_process_fit(case) -> None:
 
 def test_saved_model_loads_back_identical(spark, case) -> None:
     _, _, d, model, _ = case
-    loaded = LinkModel.load(str(d / "out" / "model"), spark)
+    loaded = load_model(str(d / "out" / "model"), spark)
     for name in ("left_mean", "right_mean", "map", "bag_maps", "cells", "translation", "translation_back"):
         assert np.array_equal(getattr(loaded, name), getattr(model, name)), name
     assert loaded.config.to_dict() == model.config.to_dict()
@@ -72,7 +71,7 @@ def test_saved_model_loads_back_identical(spark, case) -> None:
 def test_translate_on_executors_equals_translate_arrays(spark, case) -> None:
     pair, new, d, model, _ = case
     df = spark.read.parquet(str(d / "new.parquet"))
-    got = model.translate(df).toPandas().set_index("id")
+    got = translate(model, df).toPandas().set_index("id")
     want = model.translate_arrays(pair.left[new].astype(np.float32))
     got_x = np.stack(got.loc[pair.left_ids[new], "vector"].to_numpy())
     assert np.allclose(got_x, want, atol=1e-6)
@@ -90,7 +89,7 @@ def test_translate_on_executors_equals_translate_arrays(spark, case) -> None:
 def test_new_rows_link_alike_on_spark_and_in_process(spark, case, tmp_path) -> None:
     pair, new, d, model, ref = case
     # The run's own tables are the defaults: the fitted left table competes, the whole right is searched.
-    result = model.link(str(d / "new.parquet"), str(tmp_path / "new"), run_id="n1")
+    result = link_new(model, str(d / "new.parquet"), str(tmp_path / "new"), run_id="n1")
     got = result.links.toPandas()
     want, summary = ref.link_arrays(
         pair.left_ids[new],
@@ -148,14 +147,14 @@ def test_bad_new_rows_fail_before_writing(spark, case, tmp_path) -> None:
     wrong = tmp_path / "wrong.parquet"
     write_vectors(wrong, np.arange(5, dtype=np.int64), np.ones((5, model.dim_left + 1)))
     with pytest.raises(InputError, match="dimensions"):
-        model.link(str(wrong), str(tmp_path / "never"))
+        link_new(model, str(wrong), str(tmp_path / "never"))
     with pytest.raises(InputError, match="reuse ids"):
-        model.link(str(d / "left.parquet"), str(tmp_path / "never"))
+        link_new(model, str(d / "left.parquet"), str(tmp_path / "never"))
     assert not (tmp_path / "never").exists()
     with pytest.raises(InputError, match="side"):
-        model.link(str(d / "new.parquet"), str(tmp_path / "never"), side="up")
+        link_new(model, str(d / "new.parquet"), str(tmp_path / "never"), side="up")
     with pytest.raises(InputError, match="no fitted model"):
-        LinkModel.load(str(tmp_path / "nothing"), spark)
+        load_model(str(tmp_path / "nothing"), spark)
     with pytest.raises(InputError, match="dimensions"):
         model.translate_arrays(np.ones((2, model.dim_right)))
 

@@ -105,7 +105,8 @@ def test_bad_seeds_are_rejected() -> None:
 
 
 def test_adaptive_keep_schedule_doubles_on_a_plateau_or_at_the_level_cap() -> None:
-    from veclink_spark.engine import RunState, _adapt_keep
+    from veclink_spark.engine import _adapt_keep
+    from veclink_spark.state import RunState
 
     rf = LinkConfig.from_dict(
         {"advanced": {"refine": {"keep_patience": 3, "keep_min_gain": 0.01, "keep_max_level_rounds": 6}}}

@@ -32,7 +32,7 @@ import pandas as pd
 import pytest
 
 from veclink_spark import LinkConfig
-from veclink_spark.reference import fit_arrays
+from veclink_spark.arrays import fit_arrays
 
 try:
     from cluster import ClusterError, connect_server, pid_alive

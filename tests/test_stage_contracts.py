@@ -1,5 +1,5 @@
 """Contracts of the Spark round stages on hand-written rows: each stage must give what the in-process
-engine computes from the same rows (the kernels and veclink_spark.reference), ties and all."""
+engine computes from the same rows (the kernels and veclink_spark.backends.in_process), ties and all."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from veclink_spark import kernels
-from veclink_spark.reference import mutual_nearest, rescored
+from veclink_spark.backends.in_process import mutual_nearest, rescored
 from veclink_spark.stages import candidates, evidence, mutual_nn
 
 

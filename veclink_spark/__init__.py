@@ -2,7 +2,7 @@
 
 Two embedding tables made by different encoders over partly overlapping objects, plus a handful of
 known pairs: find which vectors are the same object. Public surface: :class:`LinkConfig`,
-:class:`Linker`, :func:`link`, :class:`LinkResult`, and :func:`link_arrays` (the in-process reference).
+:class:`Linker`, :func:`link`, :class:`LinkResult`, and :func:`link_arrays` (the in-process API).
 """
 
 from __future__ import annotations
@@ -27,18 +27,18 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .arrays import link_arrays
     from .linker import Linker, LinkResult, link
-    from .reference import link_arrays
 
 
 def __getattr__(name: str) -> Any:
-    # Spark is imported only when the Spark linker is used, so the reference works without pyspark.
+    # Spark is imported only when the Spark linker is used, so the in-process API works without pyspark.
     if name in ("Linker", "link", "LinkResult"):
         from . import linker
 
         return getattr(linker, name)
     if name == "link_arrays":
-        from .reference import link_arrays
+        from .arrays import link_arrays
 
         return link_arrays
     raise AttributeError(f"module 'veclink_spark' has no attribute {name!r}")

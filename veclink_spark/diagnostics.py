@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from . import kernels
+from .backends.base import Backend
 from .config import LinkConfig
-from .engine import Backend, RunState
+from .state import RunState
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,10 @@ round's views, ask a backend for the round's mutual-nearest-neighbour votes, tur
 pick the Otsu threshold (with a floor), promote one-to-one, decide whether to go on, and hand the
 round's state to the backend to persist. Two backends implement the vote computation:
 :class:`veclink_spark.spark_backend.SparkBackend` (executors, Delta tables) and
-:class:`veclink_spark.reference.NumpyBackend` (in-process numpy). Because both share this driver and
-the kernels of :mod:`veclink_spark.kernels`, the Spark job and the reference give the same links.
+:class:`veclink_spark.backends.in_process.NumpyBackend` (in-process numpy), both behind the
+:class:`veclink_spark.backends.base.Backend` protocol. Because both share this driver and
+the kernels of :mod:`veclink_spark.kernels`, the Spark job and the in-process API give the same
+links.
 
 Phases. ``geh`` rounds are the published loop. When ``refine.mode`` is ``procrustes``, the run switches
 to ``refine`` rounds once the anchors reach ``refine.min_anchors`` or a ``geh`` round promotes nothing.
@@ -47,154 +49,23 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field, fields
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from . import kernels
+from .backends.base import Backend as Backend
 from .config import LinkConfig, RefineConfig
+from .state import Candidates as Candidates
+from .state import Promotion, RoundPlan, RoundRecord, RunResult, empty_candidates
+from .state import RoundVotes as RoundVotes
+from .state import RunState as RunState
+
+# Backend, Candidates, RoundVotes and RunState are re-exported (``as``) for spark_backend.py and
+# trust.py, which still import them from here; to be removed when those files import them from
+# veclink_spark.state and veclink_spark.backends.base.
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RoundVotes:
-    """What a backend reports about one round's votes (small aggregates only).
-
-    ``cells`` is the joint histogram of (round votes, cumulative votes) over the eligible candidate
-    pairs (pairs touching no current anchor): an int array of shape (n, 3) with columns
-    (round_votes, cumulative_votes, number of pairs).
-    """
-
-    n_views: int
-    cells: np.ndarray
-    stats: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Candidates:
-    """Candidate pairs brought to the driver for promotion (bounded by the overlap size)."""
-
-    left: np.ndarray
-    right: np.ndarray
-    round_votes: np.ndarray
-    cum_votes: np.ndarray
-    sim: np.ndarray
-
-
-class Backend(Protocol):
-    """Where the vectors live. Every method returns small aggregates only."""
-
-    n_left: int
-    n_right: int
-    dim_left: int
-    dim_right: int
-
-    def anchor_vectors(self, left_ids: np.ndarray, right_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Unit vectors of the given anchors, in the given order."""
-        ...
-
-    def geh_votes(
-        self,
-        round_no: int,
-        vec_left: np.ndarray,
-        vec_right: np.ndarray,
-        views: list[kernels.View],
-        exclude_left: np.ndarray,
-        exclude_right: np.ndarray,
-        phase_start: bool,
-    ) -> RoundVotes:
-        """Compute the round's view votes, add them to the phase's cumulative votes."""
-        ...
-
-    def refine_votes(
-        self,
-        round_no: int,
-        maps: np.ndarray,
-        centroids: np.ndarray,
-        exclude_left: np.ndarray,
-        exclude_right: np.ndarray,
-        phase_start: bool,
-        keep: float = 1.0,
-        salt: int = 0,
-        probes: int = 1,
-    ) -> RoundVotes:
-        """Compute the round's bagged-map votes, add them to the phase's cumulative votes; each row is
-        searched in its ``probes`` nearest cells of ``centroids``.
-
-        ``keep`` < 1: each pair competes for a best match only if ``kernels.keep_mask(.., keep, salt)``
-        keeps it (stochastic dictionary induction).
-        """
-        ...
-
-    def distribution_votes(
-        self,
-        round_no: int,
-        n_cells: int,
-        cells_seed: int,
-        exclude_left: np.ndarray,
-        exclude_right: np.ndarray,
-        phase_start: bool,
-    ) -> RoundVotes:
-        """The 'distribution' initialisation round: CSLS mutual nearest neighbours of the rows'
-        :func:`veclink_spark.kernels.distribution_descriptors` (each table's sample: its
-        ``refine.init_sample`` rows of smallest :func:`veclink_spark.kernels.sample_keys`), blocked by
-        ``n_cells`` k-means cells of the right sample's descriptors (``cells_seed``); one view."""
-        ...
-
-    def cross_covariance(
-        self,
-        prev_round: int | None,
-        n_bags: int,
-        fraction: float,
-        salt: int,
-        seed_left: np.ndarray,
-        seed_right: np.ndarray,
-    ) -> np.ndarray:
-        """sum of x_left y_right^T over the dictionary pairs in bag b, for every bag: (n_bags, d1, d2).
-
-        The dictionary is the seeds (in every bag) plus, for ``prev_round`` None, the current non-seed
-        anchors, else every eligible pair proposed in round ``prev_round``; bag membership of a non-seed
-        pair is :func:`veclink_spark.kernels.bag_flags` with ``fraction`` and ``salt``.
-        """
-        ...
-
-    def candidates(self, round_no: int, min_round_votes: int, min_cum_votes: int) -> Candidates:
-        """Eligible pairs of the round with at least these round and cumulative votes."""
-        ...
-
-    def save_round(self, round_no: int, anchors: dict[str, np.ndarray], state: RunState) -> None:
-        """Persist the round (anchor table and state); the round counts as committed afterwards."""
-        ...
-
-    def load_last_round(self) -> tuple[int, dict[str, np.ndarray], RunState] | None:
-        """The last committed round of this run, or None."""
-        ...
-
-    def right_sample(self, size: int) -> np.ndarray:
-        """Unit vectors of the right table's ``size`` rows of smallest
-        :func:`veclink_spark.kernels.sample_keys` (ties by id), in that order."""
-        ...
-
-    def sample_rows(self, side: str, size: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, unit vectors) of table ``side``'s (left or right) ``size`` rows of smallest
-        :func:`veclink_spark.kernels.sample_keys` with ``salt`` (ties by id), in that order: a uniform
-        sample that does not depend on the partitioning."""
-        ...
-
-    def fit_tables(
-        self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
-        """The fit sample (:func:`veclink_spark.kernels.neighbourhood_sample` of each table, at most
-        ``size`` rows a side) as (left ids, left unit vectors, right ids, right unit vectors, whether it
-        is the whole of both tables), rows sorted by id."""
-        ...
-
-    def label_round(self, round_no: int, phase: str) -> None:
-        """Name the work of the round that starts (the Spark job tags its jobs for the Spark UI; the
-        in-process engine has nothing to label)."""
-        ...
 
 
 def _score(kind: str, rv: np.ndarray, cv: np.ndarray, m: int, n_views: int, a: float, b: float) -> np.ndarray:
@@ -225,118 +96,6 @@ def _anchor_table(
     }
 
 
-@dataclass
-class RunState:
-    """The driver's state between rounds: what each committed round persists (as JSON, :meth:`to_dict`)
-    and what a resumed run restarts from.
-
-    ``phase`` is ``geh`` (the published loop) or ``refine``; a refine phase runs the ``takeoff`` stage,
-    then the ``polish`` stage (``stage``). ``extra`` holds the caller's keys (config digest, input
-    fingerprint), kept at the top level of the JSON.
-    """
-
-    phase: str = "geh"
-    stage: str = "takeoff"
-    phase_views: int = 0  # views (trials) so far in the phase: the posterior's n
-    phase_rounds: int = 0
-    # The take-off's kept share of candidate pairs is takeoff_keep x 2^keep_level (engine._adapt_keep).
-    keep_level: int = 0
-    level_rounds: int = 0
-    rounds_since_gain: int = 0
-    objective_best: float | None = None
-    cut_round: int | None = None  # the take-off round whose links the mixture cut kept
-    polish_done: int = 0  # polish rounds run
-    done: bool = False
-    stop_reason: str | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)  # one RoundRecord.to_dict() per round
-    # An extension (veclink_spark.fit): refinement rounds over the full tables after a fit whose
-    # rounds_before rounds and links (``fit``) it keeps.
-    extend: bool = False
-    rounds_before: int = 0
-    fit: dict[str, Any] | None = None
-    # Seeds the fit's check dropped as probably wrong (veclink_spark.fit): left_id, right_id, rank.
-    dropped_seeds: list[dict[str, Any]] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
-        out["history"] = [dict(h) for h in self.history]
-        return {**self.extra, **out}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunState:
-        names = {f.name for f in fields(cls)} - {"extra"}
-        known = {k: v for k, v in data.items() if k in names}
-        return cls(**known, extra={k: v for k, v in data.items() if k not in names})
-
-
-@dataclass
-class RoundRecord:
-    """What one round did: an entry of the run's history (:attr:`RunState.history`, persisted with each
-    commit and returned in the summary), with the backend's own statistics (``backend``: block sizes,
-    mutual-nearest-neighbour pairs, the take-off objective) kept alongside."""
-
-    round: int
-    phase: str  # geh, refine, or extend (a full-table round after the fit)
-    views_branch: str
-    views: int
-    keep: float
-    anchors_before: int
-    candidates: int
-    threshold: float | None
-    floor: float
-    mixture: dict[str, Any] | None
-    promoted: int
-    added: int
-    removed: int
-    links: int
-    seconds: float
-    backend: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "backend"}
-        return {**out, **self.backend}
-
-
-@dataclass
-class RunResult:
-    """What :func:`run_rounds` returns: the final anchor table (seeds and links), the state, the last
-    round's number."""
-
-    anchors: dict[str, np.ndarray]
-    state: RunState
-    rounds: int
-
-
-@dataclass
-class RoundPlan:
-    """One round's votes and how they are to be read (the branch of the phase that produced them)."""
-
-    votes: RoundVotes
-    views: int  # m: views (or bagged maps) of the round
-    floor: float  # a candidate needs at least floor x m round votes
-    branch: str
-    keep: float = 1.0  # share of candidate pairs kept (take-off dropout)
-    init: bool = False  # the take-off's first round from distribution descriptors (no map)
-    union: bool = False  # a polish round whose links join the cut links
-
-
-@dataclass
-class Promotion:
-    """The candidates of a round and the ones promoted (indices into ``cand``)."""
-
-    cand: Candidates
-    promoted: list[int]
-    threshold: float = math.inf
-    mixture: dict[str, Any] | None = None
-    cut: list[int] | None = None  # the promoted cut at the mixture threshold, when the cut applies
-
-
-def _empty_candidates() -> Candidates:
-    e = np.array([])
-    return Candidates(e, e, e, e, e)
-
-
 def run_rounds(
     backend: Backend,
     seed_left: np.ndarray,
@@ -344,11 +103,15 @@ def run_rounds(
     cfg: LinkConfig,
     state_extra: dict[str, Any] | None = None,
     resumed: tuple[int, dict[str, np.ndarray], RunState] | None = None,
+    cells: np.ndarray | None = None,
 ) -> RunResult:
     """Run (or resume) the loop to the end. Returns the final anchor table and the run state.
 
+    ``cells``: the blocking cells of every refine round, fixed (an extension's,
+    :func:`veclink_spark.extend.extension_cells`); None: each round fits its cells on the anchors.
+
     The seeds are sorted by (left id, right id) first, so the input row order does not matter. A run
-    resumed from a state whose ``extend`` flag is set (written by :mod:`veclink_spark.fit`) is an
+    resumed from a state whose ``extend`` flag is set (written by :mod:`veclink_spark.extend`) is an
     extension: refinement rounds over the full tables that keep the fitted links (its "seeds").
     """
     order = np.lexsort((seed_right, seed_left))
@@ -377,7 +140,6 @@ def run_rounds(
             rf.takeoff_keep,
             cfg.takeoff_keep_rounds(),
         )
-    extension_cells = _extension_cells(backend, cfg) if state.extend else None
     while not state.done:
         round_no += 1
         t0 = time.time()
@@ -387,9 +149,7 @@ def run_rounds(
         if state.phase == "geh":
             plan = _geh_round(backend, cfg, state, round_no, rng, anchors, n_seeds)
         else:
-            plan = _refine_round(
-                backend, cfg, state, round_no, rng, anchors, seed_left, seed_right, extension_cells
-            )
+            plan = _refine_round(backend, cfg, state, round_no, rng, anchors, seed_left, seed_right, cells)
         n_views_phase = state.phase_views + plan.views
         promo = _promote(backend, cfg, state, plan, round_no, anchors, seed_left, seed_right, n_views_phase)
         cand = promo.cand
@@ -539,7 +299,7 @@ def _refine_round(
     anchors: dict[str, np.ndarray],
     seed_left: np.ndarray,
     seed_right: np.ndarray,
-    extension_cells: np.ndarray | None,
+    cells: np.ndarray | None,
 ) -> RoundPlan:
     """A refinement round: fit the stage's map(s) on the dictionary, propose CSLS mutual nearest
     neighbours of the mapped vectors (docs/method.md). Two stages: 'takeoff' rounds fit one map on the
@@ -555,7 +315,7 @@ def _refine_round(
         # next round fits its map on these proposals plus the weighted seeds (docs/method.md).
         n_cells = max(1, min(cfg.refine_cells(backend.n_right), rf.init_sample // 4))
         votes = backend.distribution_votes(
-            round_no, n_cells, _cells_seed(n_cells, rng), seed_left, seed_right, phase_start
+            round_no, n_cells, cells_seed(n_cells, rng), seed_left, seed_right, phase_start
         )
         return RoundPlan(votes, rf.takeoff_views, 0.0, "procrustes/init", init=True)
     salt = cfg.run.seed * 1_000_003 + round_no
@@ -583,13 +343,13 @@ def _refine_round(
         cross = cross + (rf.seed_weight - 1.0) * (svl.T @ svr)[None, :, :]
     # Rounded so that summation-order noise between backends cannot change the maps.
     maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
-    if extension_cells is not None:
-        centroids = extension_cells
+    if cells is not None:
+        centroids = cells
     else:
         al, ar = anchors["left_id"], anchors["right_id"]
         _, vec_r = backend.anchor_vectors(al, ar)
         n_cells = max(1, min(cfg.refine_cells(backend.n_right), len(al) // 4))
-        centroids = kernels.cell_centroids(vec_r, n_cells, _cells_seed(n_cells, rng))
+        centroids = kernels.cell_centroids(vec_r, n_cells, cells_seed(n_cells, rng))
     keep = 1.0
     if stage == "takeoff":
         # VecMap's stochastic dictionary induction: early maps are poor, so the next dictionary is drawn
@@ -625,7 +385,7 @@ def _promote(
     one-to-one promotion; in take-off rounds also the mixture cut of the promoted links' scores."""
     ev, rf = cfg.evidence, cfg.refine
     cells, m, floor = plan.votes.cells, plan.views, plan.floor
-    out = Promotion(_empty_candidates(), [])
+    out = Promotion(empty_candidates(), [])
     if not len(cells):
         return out
     rv, cv, cnt = cells[:, 0], cells[:, 1], cells[:, 2]
@@ -851,27 +611,7 @@ def _adapt_keep(state: RunState, objective: float | None, rf: RefineConfig) -> N
         state.level_rounds, state.rounds_since_gain = 0, 0
 
 
-#: Rows of the right table's sample per k-means cell of an extension (the cells are fitted once).
-CELL_SAMPLE_ROWS = 32
-
-
-def _extension_cells(backend: Backend, cfg: LinkConfig) -> np.ndarray:
-    """The blocking cells of every extension round: k-means centroids of a hash sample of the right
-    table (:data:`CELL_SAMPLE_ROWS` rows per cell), fitted once. The cells of the fit's rounds come from
-    the anchors' right vectors instead; over full tables that would collect every link's vectors to
-    the driver and run k-means on them each round (about 500,000 x 384 at a million rows a side)."""
-    n_cells = cfg.refine_cells(backend.n_right)
-    sample = backend.right_sample(min(backend.n_right, n_cells * CELL_SAMPLE_ROWS))
-    n_cells = max(1, min(n_cells, len(sample) // 4))
-    t0 = time.time()
-    # 25 Lloyd iterations, faiss's default for its IVF coarse quantisers: a million-row table has 2,000
-    # cells fitted on 64,000 rows, where scikit-learn's 300 would take minutes on the driver.
-    cells = kernels.cell_centroids(sample, n_cells, cfg.run.seed, max_iter=25)
-    log.info("blocking cells: %d from %d sampled right rows, %.1f s", n_cells, len(sample), time.time() - t0)
-    return cells
-
-
-def _cells_seed(n_cells: int, rng: np.random.Generator) -> int:
+def cells_seed(n_cells: int, rng: np.random.Generator) -> int:
     """The k-means seed of a round's blocking cells (drawn only when there is more than one cell, so a
     one-cell round leaves the round's generator untouched)."""
     return int(rng.integers(0, 2**31 - 1)) if n_cells > 1 else 0

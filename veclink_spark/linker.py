@@ -1,8 +1,9 @@
 """The public entry point: link two embedding tables on Spark and write the results to Delta.
 
-Runs on the driver. Reads and validates the inputs (nothing is written when they are bad), runs the
-rounds through :class:`veclink_spark.spark_backend.SparkBackend` (resuming a run id after its last
-committed round), then writes the output tables under ``output``:
+Runs on the driver. Reads and validates the inputs (nothing is written when they are bad), centres the
+tables on executors, runs the run's pipeline (:func:`veclink_spark.pipeline.run`: fit, extend, assess,
+diagnose, model) on a :class:`veclink_spark.spark_backend.SparkBackend` (resuming a run id after its
+last committed round), then writes the output tables under ``output``:
 
 * ``links``: one row per link (seeds included, flagged): left_id, right_id, probability (posterior
   mean), votes, views, round (when promoted), is_seed, run_id;
@@ -26,14 +27,12 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from . import kernels
+from . import kernels, pipeline
 from .config import LinkConfig
 from .constants import ID, LEFT_ID, RIGHT_ID, TABLE_DUPLICATES, TABLE_LINKS, TABLE_QUESTIONS, TABLE_SUMMARY
-from .diagnostics import diagnose, evidence_vectors
 from .errors import ConfigError, InputError
-from .fit import fit_and_extend
 from .inputs import InputColumns, InputSummary, LinkerInputs, load_inputs, read_table
-from .model import LinkModel, fit_model
+from .model import LinkModel
 from .model_spark import load_model, save_model
 from .questions import Answers, apply_answers, read_answers
 from .session import get_or_create_session
@@ -41,7 +40,7 @@ from .spark_backend import SparkBackend
 from .stages import centre as centre_stage
 from .store import RunStore, local_path, run_id_or_new
 from .timing import Phases
-from .trust import asks, assess_links
+from .trust import asks
 
 log = logging.getLogger(__name__)
 
@@ -166,33 +165,30 @@ class Linker:
             spark, left_df, right_df, store, run_id, cfg, s.n_left, s.n_right, s.dim_left, s.dim_right
         )
         try:
-            result = fit_and_extend(
+            out = pipeline.run(
                 backend,
                 seed_left,
                 seed_right,
                 cfg,
-                state_extra={"config_digest": digest, "inputs": fingerprint},
+                given,
                 confirmed=confirmed,
+                state_extra={"config_digest": digest, "inputs": fingerprint},
                 phases=phases,
+                means=(left_mean, right_mean),
             )
-            with phases("assess"):
-                anchors, precision, duplicates, questions = assess_links(backend, result.anchors, cfg, given)
-                order = np.lexsort((anchors["right_id"], anchors["left_id"]))
-                links_pdf = pd.DataFrame({k: v[order] for k, v in anchors.items()})
-                seed_ids, (sl, sr), lv = evidence_vectors(backend, anchors, links_pdf)
-            t_model = time.time()
-            with phases("model"):
-                model = fit_model(backend, cfg, anchors, left_mean, right_mean, {})
         finally:
             backend.clear_label()
             left_df.unpersist()
             right_df.unpersist()
-        summary = diagnose(result.state, links_pdf, s.n_left, s.n_right, sl, sr, cfg, lv, seed_ids, precision)
+        model, summary, questions = out.model, out.summary, out.questions
+        assert model is not None  # pipeline.run fits the model unless told not to
+        order = np.lexsort((out.anchors["right_id"], out.anchors["left_id"]))
+        links_pdf = pd.DataFrame({k: v[order] for k, v in out.anchors.items()})
         summary["run_id"] = run_id
         summary["seconds"] = round(time.time() - t0, 2)
         with phases("write"):
             self._write_outputs(spark, store, run_id, links_pdf, summary, backend)
-            store.replace_run(TABLE_DUPLICATES, backend.duplicates_frame(duplicates), run_id)
+            store.replace_run(TABLE_DUPLICATES, backend.duplicates_frame(out.duplicates), run_id)
             summary["questions_written"] = asks(summary, cfg)
             if summary["questions_written"]:
                 store.replace_run(TABLE_QUESTIONS, backend.questions_frame(questions), run_id)
@@ -205,7 +201,6 @@ class Linker:
             model.info = model_info(summary, s, backend, left, right)
             model.links = store.read_run(TABLE_LINKS, run_id)
             save_model(model, model_location(output), spark, links_location=store.path(TABLE_LINKS))
-        log.info("model fitted and saved in %.1f s", time.time() - t_model)
         # Where the time went (veclink_spark.timing); seconds now counts the writes too.
         summary["phases"] = phases.table()
         summary["seconds"] = round(time.time() - t0, 2)

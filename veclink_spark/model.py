@@ -20,8 +20,9 @@ A run's links come with what produced them; the model keeps the part that applie
 A model is saved as a folder: ``model.json`` (configuration, dimensions, id types, the run's summary; no
 pickle) and one Delta table ``arrays`` holding the means, the maps and the cells row by row. It is
 written by every run of :class:`veclink_spark.linker.Linker` under ``<output>/model`` and read back by
-:meth:`LinkModel.load`. The numpy methods (``translate_arrays``, ``link_arrays``) need no Spark; the
-DataFrame methods run on executors (:mod:`veclink_spark.model_spark`).
+:func:`veclink_spark.model_spark.load_model`. This module is numpy only (``translate_arrays``,
+``link_arrays``, ``merge_arrays``); saving, loading, and translating or linking DataFrames on executors
+are the functions of :mod:`veclink_spark.model_spark`.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ import numpy as np
 import pandas as pd
 
 from . import kernels
+from .backends.base import Backend
+from .backends.in_process import NumpyBackend
 from .config import LinkConfig
-from .engine import Backend, _extension_cells, vote_round
+from .engine import vote_round
 from .errors import InputError
-from .fit import extension_config
+from .extend import extension_cells, extension_config
 
 #: Format of a saved model's ``model.json`` (bumped when the saved layout changes).
 MODEL_FORMAT = 1
@@ -146,8 +149,6 @@ class LinkModel:
         Returns (links, summary): links as a run's (left_id, right_id, probability, votes, views,
         round 1, is_seed False), summary with the counts and the fitted run's verdict.
         """
-        from .reference import NumpyBackend
-
         ids, x = np.asarray(new_ids), self._checked(new, side)
         if existing_ids is not None and existing is not None:
             clash = set(np.asarray(existing_ids).tolist()) & set(ids.tolist())
@@ -157,7 +158,7 @@ class LinkModel:
                 )
             ids = np.concatenate([np.asarray(existing_ids), ids])
             x = np.concatenate([self._checked(existing, side), x])
-        x_side, x_other = self.centred(x, side), self.centred(other, _other(side))
+        x_side, x_other = self.centred(x, side), self.centred(other, other_side(side))
         cfg = self.search_config()
         if side == "left":
             backend = NumpyBackend(ids, x_side, other_ids, x_other, cfg, centred=True)
@@ -165,7 +166,8 @@ class LinkModel:
             backend = NumpyBackend(other_ids, x_other, ids, x_side, cfg, centred=True)
         ex_l, ex_r = self._linked()
         links, record = vote_round(backend, cfg, self.bag_maps, self.cells, ex_l, ex_r)
-        links = _of_new(links, "left_id" if side == "left" else "right_id", set(np.asarray(new_ids).tolist()))
+        new_set = set(np.asarray(new_ids).tolist())
+        links = links_of_new(links, "left_id" if side == "left" else "right_id", new_set)
         summary = self.new_rows_summary(len(new_ids), len(other_ids), side, links, record)
         return pd.DataFrame(links), summary
 
@@ -197,11 +199,11 @@ class LinkModel:
         )
         keep = ~np.isin(np.asarray(other_ids), other_linked)
         kept = kernels.normalise_rows(self._checked(own, into)).astype(np.float32)
-        moved = self.translate_arrays(np.asarray(other)[keep], _other(into)).astype(np.float32)
+        moved = self.translate_arrays(np.asarray(other)[keep], other_side(into)).astype(np.float32)
         own_list = np.asarray(own_ids).tolist()
         return pd.DataFrame(
             {
-                "source": [into] * len(own_list) + [_other(into)] * int(keep.sum()),
+                "source": [into] * len(own_list) + [other_side(into)] * int(keep.sum()),
                 "source_id": [str(i) for i in own_list]
                 + [str(i) for i in np.asarray(other_ids)[keep].tolist()],
                 "linked_id": [str(partner[i][0]) if i in partner else None for i in own_list]
@@ -319,47 +321,15 @@ class LinkModel:
             links=links,
         )
 
-    def save(self, path: str, spark: Any = None) -> str:
-        """Write the model to ``path`` (a folder or URI): ``model.json`` and the Delta table ``arrays``.
-        Returns the path. See :func:`veclink_spark.model_spark.save_model`."""
-        from .model_spark import save_model
 
-        return save_model(self, path, spark)
-
-    @classmethod
-    def load(cls, path: str, spark: Any = None) -> LinkModel:
-        """Read a model saved by :meth:`save` (or by a run, under ``<output>/model``).
-
-        Raises:
-            InputError: no model at ``path``, or it is not readable as one.
-        """
-        from .model_spark import load_model
-
-        return load_model(path, spark)
-
-    # -- DataFrames (executors) --------------------------------------------------------------------
-    def translate(self, df: Any, side: str = "left", id_col: str = "id", vector_col: str = "vector") -> Any:
-        """A DataFrame (id, vector) of ``side``'s model translated into the other's space, on executors.
-        See :func:`veclink_spark.model_spark.translate`."""
-        from .model_spark import translate
-
-        return translate(self, df, side, id_col, vector_col)
-
-    def link(self, new: Any, output: str, side: str = "left", **kwargs: Any) -> Any:
-        """Link a table of new rows of ``side`` (a location or a DataFrame) with this model, writing the
-        links to Delta under ``output``. See :func:`veclink_spark.model_spark.link_new`."""
-        from .model_spark import link_new
-
-        return link_new(self, new, output, side, **kwargs)
-
-
-def _of_new(links: dict[str, np.ndarray], column: str, new_ids: set) -> dict[str, np.ndarray]:
+def links_of_new(links: dict[str, np.ndarray], column: str, new_ids: set) -> dict[str, np.ndarray]:
     """The links whose ``column`` id is a new row's (a pair of two existing rows is not this run's)."""
     keep = np.asarray([v in new_ids for v in links[column].tolist()], dtype=bool)
     return {k: np.asarray(v)[keep] for k, v in links.items()}
 
 
-def _other(side: str) -> str:
+def other_side(side: str) -> str:
+    """The side that is not ``side`` ('left' or 'right')."""
     return "right" if side == "left" else "left"
 
 
@@ -394,7 +364,7 @@ def fit_model(
     cross = [seed_cross + xl[flags[:, b]].T @ xr[flags[:, b]] for b in range(flags.shape[1])]
     maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
     # The cells of the full-table rounds (about scale.block_rows right rows each), not the fit's.
-    cells = _extension_cells(backend, extension_config(cfg))
+    cells = extension_cells(backend, extension_config(cfg))
     x_all, y_all = np.concatenate([xs, xl]), np.concatenate([ys, xr])
     forth, back = ridge_map(x_all, y_all), ridge_map(y_all, x_all)
     return LinkModel(cfg, left_mean, right_mean, maps[0], maps[1:], cells, forth, back, info)

@@ -21,7 +21,7 @@ from .constants import ID, LEFT_ID, RIGHT_ID, TABLE_LINKS, VECTOR
 from .engine import vote_round
 from .errors import InputError
 from .inputs import load_tables
-from .model import LinkModel, _of_new, _other
+from .model import LinkModel, links_of_new, other_side
 from .session import get_or_create_session
 from .spark_backend import SparkBackend
 from .stages import centre as centre_stage
@@ -168,7 +168,7 @@ def link_new(
     spark = spark or get_or_create_session()
     t0 = time.time()
     run_id = run_id_or_new(run_id, "new")
-    other = _other(side)
+    other = other_side(side)
     against = against if against is not None else model.info.get(f"{other}_table")
     existing = existing if existing is not None else model.info.get(f"{side}_table")
     if against is None or existing is None:
@@ -225,7 +225,7 @@ def link_new(
             linked[LEFT_ID].to_numpy(),
             linked[RIGHT_ID].to_numpy(),
         )
-        found = _of_new(found, LEFT_ID if side == "left" else RIGHT_ID, new_ids)
+        found = links_of_new(found, LEFT_ID if side == "left" else RIGHT_ID, new_ids)
         store.replace_run(TABLE_LINKS, backend.links_frame(found), run_id)
     finally:
         side_df.unpersist()
@@ -274,7 +274,7 @@ def merge(
     if model.links is None:
         raise InputError("the model holds no links (load it from a run's output or a saved model folder)")
     spark = spark or get_or_create_session()
-    other = _other(into)
+    other = other_side(into)
     tables = _load(
         spark,
         model,

@@ -612,7 +612,7 @@ def _run_veclink(
 ) -> tuple[pd.DataFrame, dict[str, Any], float]:
     """veclink on one split: (links with a round column, linker summary, wall seconds)."""
     if run.engine == "reference":
-        from veclink_spark.reference import link_arrays
+        from veclink_spark.arrays import link_arrays
 
         t0 = time.perf_counter()
         links, summary = link_arrays(

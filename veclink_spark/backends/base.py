@@ -1,0 +1,130 @@
+"""The Backend protocol: where the vectors live, as the round driver sees it.
+
+Two backends implement it: :class:`veclink_spark.backends.in_process.NumpyBackend` (numpy arrays in the
+driver's process: every run's fit, and the in-process API) and
+:class:`veclink_spark.spark_backend.SparkBackend` (executors, Delta tables). The round driver
+(:func:`veclink_spark.engine.run_rounds`) and the kernels are shared, so both give the same links.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from .. import kernels
+from ..state import Candidates, RoundVotes, RunState
+
+
+class Backend(Protocol):
+    """Where the vectors live. Every method returns small aggregates only."""
+
+    n_left: int
+    n_right: int
+    dim_left: int
+    dim_right: int
+
+    def anchor_vectors(self, left_ids: np.ndarray, right_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors of the given anchors, in the given order."""
+        ...
+
+    def geh_votes(
+        self,
+        round_no: int,
+        vec_left: np.ndarray,
+        vec_right: np.ndarray,
+        views: list[kernels.View],
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
+        """Compute the round's view votes, add them to the phase's cumulative votes."""
+        ...
+
+    def refine_votes(
+        self,
+        round_no: int,
+        maps: np.ndarray,
+        centroids: np.ndarray,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+        keep: float = 1.0,
+        salt: int = 0,
+        probes: int = 1,
+    ) -> RoundVotes:
+        """Compute the round's bagged-map votes, add them to the phase's cumulative votes; each row is
+        searched in its ``probes`` nearest cells of ``centroids``.
+
+        ``keep`` < 1: each pair competes for a best match only if ``kernels.keep_mask(.., keep, salt)``
+        keeps it (stochastic dictionary induction).
+        """
+        ...
+
+    def distribution_votes(
+        self,
+        round_no: int,
+        n_cells: int,
+        cells_seed: int,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
+        """The 'distribution' initialisation round: CSLS mutual nearest neighbours of the rows'
+        :func:`veclink_spark.kernels.distribution_descriptors` (each table's sample: its
+        ``refine.init_sample`` rows of smallest :func:`veclink_spark.kernels.sample_keys`), blocked by
+        ``n_cells`` k-means cells of the right sample's descriptors (``cells_seed``); one view."""
+        ...
+
+    def cross_covariance(
+        self,
+        prev_round: int | None,
+        n_bags: int,
+        fraction: float,
+        salt: int,
+        seed_left: np.ndarray,
+        seed_right: np.ndarray,
+    ) -> np.ndarray:
+        """sum of x_left y_right^T over the dictionary pairs in bag b, for every bag: (n_bags, d1, d2).
+
+        The dictionary is the seeds (in every bag) plus, for ``prev_round`` None, the current non-seed
+        anchors, else every eligible pair proposed in round ``prev_round``; bag membership of a non-seed
+        pair is :func:`veclink_spark.kernels.bag_flags` with ``fraction`` and ``salt``.
+        """
+        ...
+
+    def candidates(self, round_no: int, min_round_votes: int, min_cum_votes: int) -> Candidates:
+        """Eligible pairs of the round with at least these round and cumulative votes."""
+        ...
+
+    def save_round(self, round_no: int, anchors: dict[str, np.ndarray], state: RunState) -> None:
+        """Persist the round (anchor table and state); the round counts as committed afterwards."""
+        ...
+
+    def load_last_round(self) -> tuple[int, dict[str, np.ndarray], RunState] | None:
+        """The last committed round of this run, or None."""
+        ...
+
+    def right_sample(self, size: int) -> np.ndarray:
+        """Unit vectors of the right table's ``size`` rows of smallest
+        :func:`veclink_spark.kernels.sample_keys` (ties by id), in that order."""
+        ...
+
+    def sample_rows(self, side: str, size: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, unit vectors) of table ``side``'s (left or right) ``size`` rows of smallest
+        :func:`veclink_spark.kernels.sample_keys` with ``salt`` (ties by id), in that order: a uniform
+        sample that does not depend on the partitioning."""
+        ...
+
+    def fit_tables(
+        self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+        """The fit sample (:func:`veclink_spark.kernels.neighbourhood_sample` of each table, at most
+        ``size`` rows a side) as (left ids, left unit vectors, right ids, right unit vectors, whether it
+        is the whole of both tables), rows sorted by id."""
+        ...
+
+    def label_round(self, round_no: int, phase: str) -> None:
+        """Name the work of the round that starts (the Spark job tags its jobs for the Spark UI; the
+        in-process engine has nothing to label)."""
+        ...

@@ -1,0 +1,359 @@
+"""The in-process backend: both tables as numpy arrays in the driver's process (no Spark).
+
+:class:`NumpyBackend` computes a round's votes with the same kernels (:mod:`veclink_spark.kernels`) the
+Spark stages run on executors, on whole arrays. Every run fits on one (the fit sample, in
+:mod:`veclink_spark.fit`), the in-process API (:mod:`veclink_spark.arrays`) links on one, and a fitted
+model links new rows in process on one; on the same input, config and seed it gives the links of
+:class:`veclink_spark.spark_backend.SparkBackend`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import kernels
+from ..config import LinkConfig
+from ..state import Candidates, RoundVotes, RunState
+
+log = logging.getLogger(__name__)
+
+
+def mutual_nearest(best: pd.DataFrame) -> pd.DataFrame:
+    """Per-view mutual nearest neighbours from block-level best matches.
+
+    ``best`` has columns view, left_id, right_id, sim, dir ('L': the left's best in a block, 'R': the
+    right's best). Across blocks a vector keeps its highest-sim match (ties: smaller id).
+    """
+    lb = best[best["dir"] == "L"].sort_values(
+        ["view", "left_id", "sim", "right_id"], ascending=[True, True, False, True], kind="mergesort"
+    )
+    lb = lb.drop_duplicates(["view", "left_id"], keep="first")
+    rb = best[best["dir"] == "R"].sort_values(
+        ["view", "right_id", "sim", "left_id"], ascending=[True, True, False, True], kind="mergesort"
+    )
+    rb = rb.drop_duplicates(["view", "right_id"], keep="first")
+    keep = ["view", "left_id", "right_id", "sim"] + (["cos"] if "cos" in best.columns else [])
+    return lb[keep].merge(rb[["view", "left_id", "right_id"]], on=["view", "left_id", "right_id"])
+
+
+def rescored(best: pd.DataFrame, mnn: pd.DataFrame) -> pd.DataFrame:
+    """The mutual pairs of a refine round (``mnn`` with its pairs' cos) scored with each row's largest
+    r over its blocks of the view (:func:`veclink_spark.kernels.csls_score`); ``best`` holds every
+    block's best-match rows with their r. As
+    :func:`veclink_spark.stages.mutual_nn.mutual_nearest_pairs` with ``rescore``.
+    """
+    if mnn.empty:
+        return mnn[["view", "left_id", "right_id", "sim"]]
+    r_left = best[best["dir"] == "L"].groupby(["view", "left_id"], sort=False)["r"].max()
+    r_right = best[best["dir"] == "R"].groupby(["view", "right_id"], sort=False)["r"].max()
+    m = mnn.merge(r_left.rename("r_left").reset_index(), on=["view", "left_id"])
+    m = m.merge(r_right.rename("r_right").reset_index(), on=["view", "right_id"])
+    m["sim"] = kernels.csls_score(m["cos"].to_numpy(), m["r_left"].to_numpy(), m["r_right"].to_numpy())
+    return m[["view", "left_id", "right_id", "sim"]]
+
+
+class NumpyBackend:
+    """Holds both tables in memory and computes a round's votes with the shared kernels."""
+
+    def __init__(
+        self,
+        left_ids: np.ndarray,
+        left: np.ndarray,
+        right_ids: np.ndarray,
+        right: np.ndarray,
+        cfg: LinkConfig,
+        centred: bool = False,
+    ):
+        """``centred``: the vectors were already centred (a fit sample of centred tables)."""
+        self.left_ids = np.asarray(left_ids)
+        self.right_ids = np.asarray(right_ids)
+        self.left = kernels.normalise_rows(left)
+        self.right = kernels.normalise_rows(right)
+        #: The tables' mean unit vectors when this backend centred them (a fitted model keeps them).
+        self.left_mean: np.ndarray | None = None
+        self.right_mean: np.ndarray | None = None
+        if cfg.vectors.centre and not centred:
+            self.left_mean = kernels.table_mean(self.left.sum(axis=0), len(self.left))
+            self.right_mean = kernels.table_mean(self.right.sum(axis=0), len(self.right))
+            self.left = kernels.centred_with(self.left, self.left_mean)
+            self.right = kernels.centred_with(self.right, self.right_mean)
+        self.n_left, self.dim_left = self.left.shape
+        self.n_right, self.dim_right = self.right.shape
+        self.cfg = cfg
+        self._lpos = {k: i for i, k in enumerate(self.left_ids.tolist())}
+        self._rpos = {k: i for i, k in enumerate(self.right_ids.tolist())}
+        self.cum: pd.DataFrame = pd.DataFrame(columns=["left_id", "right_id", "cum_votes"])
+        self.round_table: pd.DataFrame | None = None
+        self.tables: dict[int, pd.DataFrame] = {}
+        self._round_no = 0
+        self.rounds: list[tuple[int, dict[str, np.ndarray], dict[str, Any]]] = []
+
+    # -- Backend protocol ------------------------------------------------------------------------
+    def anchor_vectors(self, left_ids: np.ndarray, right_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        li = [self._lpos[k] for k in np.asarray(left_ids).tolist()]
+        ri = [self._rpos[k] for k in np.asarray(right_ids).tolist()]
+        return self.left[li], self.right[ri]
+
+    def geh_votes(
+        self,
+        round_no: int,
+        vec_left: np.ndarray,
+        vec_right: np.ndarray,
+        views: list[kernels.View],
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
+        sc, hc = self.cfg.signatures, self.cfg.hashing
+        rows = []
+        for side, x, anchors in (("left", self.left, vec_left), ("right", self.right, vec_right)):
+            means = None
+            if sc.centering == "anchor":
+                counts, sums = kernels.view_kernel_sums(x, anchors, views, side, sc.kernel, sc.gate)
+                means = kernels.view_column_means(counts, sums, views)
+            rows.append(
+                kernels.geh_signature_rows(
+                    x,
+                    anchors,
+                    views,
+                    side,
+                    probes=hc.probes,
+                    kernel=sc.kernel,
+                    centering=sc.centering,
+                    gate=sc.gate,
+                    column_means=means,
+                )
+            )
+        rl, rr = rows
+        self._round_no = round_no
+        return self._votes(rl, rr, len(views), exclude_left, exclude_right, phase_start)
+
+    def refine_votes(
+        self,
+        round_no: int,
+        maps: np.ndarray,
+        centroids: np.ndarray,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+        keep: float = 1.0,
+        salt: int = 0,
+        probes: int = 1,
+    ) -> RoundVotes:
+        self._round_no = round_no
+        rl = kernels.refine_signature_rows(
+            self.left, maps, centroids, probes=probes, renormalise=self.cfg.refine.renormalise
+        )
+        rr = kernels.refine_right_rows(self.right, len(maps), centroids, probes=probes)
+        return self._votes(
+            rl,
+            rr,
+            len(maps),
+            exclude_left,
+            exclude_right,
+            phase_start,
+            csls_k=self.cfg.refine.csls_k,
+            keep=keep,
+            salt=salt,
+        )
+
+    def distribution_votes(
+        self,
+        round_no: int,
+        n_cells: int,
+        cells_seed: int,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+    ) -> RoundVotes:
+        rf = self.cfg.refine
+        self._round_no = round_no
+        size = kernels.descriptor_sample_size(rf.init_sample, self.n_left, self.n_right)
+        dl, _ = _descriptors(self.left, self.left_ids, size, rf.init_quantiles)
+        dr, sample_r = _descriptors(self.right, self.right_ids, size, rf.init_quantiles)
+        centroids = kernels.cell_centroids(dr[sample_r], n_cells, cells_seed)
+        probes = rf.cell_probes
+        eye = np.eye(dl.shape[1])[None, :, :]
+        rl = kernels.refine_signature_rows(dl, eye, centroids, probes=probes, renormalise=True)
+        rr = kernels.refine_right_rows(dr, 1, centroids, probes=probes)
+        return self._votes(rl, rr, 1, exclude_left, exclude_right, phase_start, csls_k=rf.csls_k)
+
+    def cross_covariance(
+        self,
+        prev_round: int | None,
+        n_bags: int,
+        fraction: float,
+        salt: int,
+        seed_left: np.ndarray,
+        seed_right: np.ndarray,
+    ) -> np.ndarray:
+        if prev_round is None:
+            a = self.rounds[-1][1] if self.rounds else None
+            if a is None:
+                dl, dr = np.asarray([]), np.asarray([])
+            else:
+                dl, dr = a["left_id"][~a["is_seed"]], a["right_id"][~a["is_seed"]]
+        else:
+            t = self.tables[prev_round]
+            dl, dr = t["left_id"].to_numpy(), t["right_id"].to_numpy()
+        flags = kernels.bag_flags(dl, dr, n_bags, fraction, salt)
+        xs, ys = self.anchor_vectors(seed_left, seed_right)
+        seed_cross = xs.T @ ys
+        if len(dl) == 0:
+            return np.stack([seed_cross] * n_bags)
+        x, y = self.anchor_vectors(dl, dr)
+        return np.stack([seed_cross + x[flags[:, b]].T @ y[flags[:, b]] for b in range(n_bags)])
+
+    def candidates(self, round_no: int, min_round_votes: int, min_cum_votes: int) -> Candidates:
+        t = self.round_table
+        assert t is not None  # set by the round's votes call; internal invariant, not user input
+        t = t[(t["round_votes"] >= min_round_votes) & (t["cum_votes"] >= min_cum_votes)]
+        return Candidates(
+            t["left_id"].to_numpy(),
+            t["right_id"].to_numpy(),
+            t["round_votes"].to_numpy(np.int64),
+            t["cum_votes"].to_numpy(np.int64),
+            t["sim"].to_numpy(np.float64),
+        )
+
+    def save_round(self, round_no: int, anchors: dict[str, np.ndarray], state: RunState) -> None:
+        # The state is kept as the dict the Spark backend writes as JSON, so a resume sees the same.
+        anchors_copy = {k: v.copy() for k, v in anchors.items()}
+        self.rounds.append((round_no, anchors_copy, copy.deepcopy(state.to_dict())))
+
+    def load_last_round(self) -> tuple[int, dict[str, np.ndarray], RunState] | None:
+        if not self.rounds:
+            return None
+        round_no, anchors, state = self.rounds[-1]
+        return round_no, {k: v.copy() for k, v in anchors.items()}, RunState.from_dict(copy.deepcopy(state))
+
+    def right_sample(self, size: int) -> np.ndarray:
+        return self.right[kernels.hash_sample(self.right_ids, size)]
+
+    def sample_rows(self, side: str, size: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
+        ids, x = (self.left_ids, self.left) if side == "left" else (self.right_ids, self.right)
+        at = kernels.hash_sample(ids, size, salt)
+        return ids[at], x[at]
+
+    def label_round(self, round_no: int, phase: str) -> None:
+        """Nothing to label in process (the Spark backend tags the round's jobs)."""
+
+    def fit_tables(
+        self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+        sl, sr = self.anchor_vectors(seed_left, seed_right)
+        li = kernels.neighbourhood_sample(self.left_ids, self.left, sl, size)
+        ri = kernels.neighbourhood_sample(self.right_ids, self.right, sr, size)
+        whole = self.n_left <= size and self.n_right <= size
+        return self.left_ids[li], self.left[li], self.right_ids[ri], self.right[ri], whole
+
+    # -- internals -------------------------------------------------------------------------------
+    def _votes(
+        self,
+        rl: kernels.SignatureRows,
+        rr: kernels.SignatureRows,
+        n_views: int,
+        exclude_left: np.ndarray,
+        exclude_right: np.ndarray,
+        phase_start: bool,
+        csls_k: int | None = None,
+        keep: float = 1.0,
+        salt: int = 0,
+    ) -> RoundVotes:
+        cap = self.cfg.hashing.max_block_size
+        lids, rids = self.left_ids[rl.row], self.right_ids[rr.row]
+        lgroups = pd.DataFrame({"view": rl.view, "key": rl.key}).groupby(["view", "key"], sort=True).indices
+        rgroups = pd.DataFrame({"view": rr.view, "key": rr.key}).groupby(["view", "key"], sort=True).indices
+        blocks = []
+        sizes = []
+        for block, li in lgroups.items():
+            ri = rgroups.get(block)
+            if ri is None:
+                continue
+            sizes.append(max(len(li), len(ri)))
+            kl = li[kernels.cap_block(lids[li], rl.dist[li], cap)]
+            kr = ri[kernels.cap_block(rids[ri], rr.dist[ri], cap)]
+            blocks.append((block[0], kl, kr))
+        parts = []
+        r_left: list[np.ndarray] = []
+        r_right: list[np.ndarray] = []
+        for view, kl, kr in blocks:
+            if csls_k is None:
+                a, ab, asim, b, ba, bsim = kernels.block_best_matches(
+                    rl.sig[kl], lids[kl], rr.sig[kr], rids[kr]
+                )
+                lpart = {"view": view, "left_id": a, "right_id": ab, "sim": asim, "dir": "L"}
+                rpart = {"view": view, "left_id": ba, "right_id": b, "sim": bsim, "dir": "R"}
+            else:
+                bb = kernels.csls_block(lids[kl], rl.sig[kl], rids[kr], rr.sig[kr], csls_k, keep, salt)
+                lpart = {"view": view, "left_id": bb.left, "right_id": bb.left_best, "sim": bb.left_score}
+                lpart.update(dir="L", r=bb.left_r, cos=bb.left_cos)
+                rpart = {"view": view, "left_id": bb.right_best, "right_id": bb.right, "sim": bb.right_score}
+                rpart.update(dir="R", r=bb.right_r, cos=bb.right_cos)
+                r_left.append(bb.left_r)
+                r_right.append(bb.right_r)
+            parts.append(pd.DataFrame(lpart))
+            parts.append(pd.DataFrame(rpart))
+        columns = ["view", "left_id", "right_id", "sim", "dir"] + (["r", "cos"] if csls_k is not None else [])
+        best = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+        mnn = mutual_nearest(best)
+        if csls_k is not None:
+            mnn = rescored(best, mnn)
+        rv = (
+            mnn.groupby(["left_id", "right_id"], sort=False)
+            .agg(round_votes=("view", "size"), sim=("sim", "max"))
+            .reset_index()
+        )
+        if phase_start:
+            self.cum = pd.DataFrame(columns=["left_id", "right_id", "cum_votes"])
+        cum = self.cum.merge(rv, on=["left_id", "right_id"], how="outer")
+        cum["cum_votes"] = pd.to_numeric(cum["cum_votes"]).fillna(0).astype(np.int64) + pd.to_numeric(
+            cum["round_votes"]
+        ).fillna(0).astype(np.int64)
+        self.cum = cum[["left_id", "right_id", "cum_votes"]]
+        table = rv.merge(self.cum, on=["left_id", "right_id"], how="left")
+        table = table[
+            ~table["left_id"].isin(set(np.asarray(exclude_left).tolist()))
+            & ~table["right_id"].isin(set(np.asarray(exclude_right).tolist()))
+        ]
+        self.round_table = table
+        self.tables[self._round_no] = table
+        cells = table.groupby(["round_votes", "cum_votes"]).size().reset_index().to_numpy(np.int64)
+        stats: dict[str, Any] = {
+            "blocks": len(sizes),
+            "max_block": int(max(sizes)) if sizes else 0,
+            "mean_block": float(np.mean(sizes)) if sizes else 0.0,
+            "mnn_pairs": int(len(mnn)),
+        }
+        if csls_k is not None and keep < 1.0:
+            # Only the dropout rounds' objective paces anything (engine._adapt_keep); as in Spark.
+            stats["objective"] = kernels.take_off_objective(_mean(r_left), _mean(r_right))
+        return RoundVotes(n_views=n_views, cells=cells, stats=stats)
+
+
+def _mean(parts: list[np.ndarray]) -> float | None:
+    """Mean of the concatenated parts (None when they hold nothing), summed in a fixed order: the same
+    number as Spark's average over the same rows up to rounding (:func:`kernels.take_off_objective`)."""
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    return float(values.mean()) if len(values) else None
+
+
+def _descriptors(
+    x: np.ndarray, ids: np.ndarray, sample_size: int, quantiles: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's :func:`kernels.distribution_descriptors`, in chunks (a chunk x sample matrix at a
+    time), and the sample's row indices."""
+    pick = kernels.hash_sample(ids, sample_size)
+    sample, sample_ids = x[pick], ids[pick]
+    step = 4096
+    parts = [
+        kernels.distribution_descriptors(x[i : i + step], ids[i : i + step], sample, sample_ids, quantiles)
+        for i in range(0, len(x), step)
+    ]
+    # Re-normalised as the Spark stages re-normalise every vector they read, so both see the same rows.
+    return kernels.normalise_rows(np.concatenate(parts)), pick
