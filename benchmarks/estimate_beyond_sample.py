@@ -7,7 +7,12 @@ regions around random links, the rest calibrated through their scores against a 
 Printed for the links estimated in the regions, the others, all of them, and those kept at a minimum
 precision of 0.9 and 0.95: the estimate against the measured precision.
 
+``--scale-run ROWS`` estimates instead the links of the Spark job that ``benchmarks/scale.py --rows
+ROWS --engines spark`` ran last (its output under ``~/.cache/veclink-spark/scale/runs/``), on its inputs
+centred as the job centres them, in a local[*] Spark session.
+
     python benchmarks/estimate_beyond_sample.py [--rows 20000] [--clusters 300]
+    python benchmarks/estimate_beyond_sample.py --scale-run 1000000
 """
 
 from __future__ import annotations
@@ -15,35 +20,31 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.density import _table, data  # noqa: E402
+from veclink_spark.backends.base import Backend  # noqa: E402
 from veclink_spark.backends.in_process import NumpyBackend  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
 from veclink_spark.pipeline import fit_and_extend  # noqa: E402
 from veclink_spark.trust import estimate_basis, fit_rows, link_precision  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", type=int, default=20000)
-    ap.add_argument("--clusters", type=int, default=300)
-    ap.add_argument("--sample-rows", type=int, default=None, help="the regions' rows (scale.fit_rows)")
-    args = ap.parse_args(argv)
-    folder = data(args.rows, args.clusters, 0)
+def _density_run(
+    rows: int, clusters: int, cfg: LinkConfig
+) -> tuple[Backend, dict[str, np.ndarray], pd.DataFrame]:
+    """The in-process backend, the run's links (made once with the defaults, cached) and the truth."""
+    folder = data(rows, clusters, 0)
     li, lv = _table(folder, "left")
     ri, rv = _table(folder, "right")
-    import pyarrow.parquet as pq
-
-    seeds = pq.read_table(folder / "seeds.parquet").to_pandas()
-    truth = pq.read_table(folder / "truth.parquet").to_pandas()
-    partner = dict(zip(truth["left_id"].tolist(), truth["right_id"].tolist(), strict=True))
-    cfg = LinkConfig()
+    seeds = pd.read_parquet(folder / "seeds.parquet")
     backend = NumpyBackend(li, lv, ri, rv, cfg)
     cached = folder / "run-defaults.pkl"
     if cached.exists():
@@ -52,6 +53,56 @@ def main(argv: list[str] | None = None) -> int:
         sl, sr = seeds["left_id"].to_numpy(), seeds["right_id"].to_numpy()
         anchors = fit_and_extend(backend, sl, sr, cfg).anchors
         cached.write_bytes(pickle.dumps(anchors))
+    return backend, anchors, pd.read_parquet(folder / "truth.parquet")
+
+
+def _scale_run(rows: int, cfg: LinkConfig) -> tuple[Backend, dict[str, np.ndarray], pd.DataFrame]:
+    """A Spark backend over the scale benchmark's inputs of ``rows`` rows a side, centred as the job
+    centres them, its last Spark run's links and the truth."""
+    from veclink_spark.inputs import load_inputs
+    from veclink_spark.linker import centred_frame
+    from veclink_spark.session import get_or_create_session
+    from veclink_spark.spark_backend import SparkBackend
+    from veclink_spark.store import RunStore
+
+    cache = Path.home() / ".cache" / "veclink-spark" / "scale"
+    folder = cache / f"synthetic-{rows}-seed0"
+    spark = get_or_create_session()
+    inputs = load_inputs(spark, str(folder / "left"), str(folder / "right"), str(folder / "seeds.parquet"))
+    s = inputs.summary
+    left, _ = centred_frame(inputs.left, s.dim_left, "left")
+    right, _ = centred_frame(inputs.right, s.dim_right, "right")
+    store = RunStore(spark, tempfile.mkdtemp(prefix="veclink-estimate-"))
+    backend = SparkBackend(
+        spark,
+        left.persist(),
+        right.persist(),
+        store,
+        "estimate",
+        cfg,
+        s.n_left,
+        s.n_right,
+        s.dim_left,
+        s.dim_right,
+    )
+    links = pd.read_parquet(cache / "runs" / f"spark-{rows}" / "links.parquet")
+    keys = ("left_id", "right_id", "round", "is_seed", "votes", "views", "probability")
+    return backend, {k: links[k].to_numpy() for k in keys}, pd.read_parquet(folder / "truth.parquet")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--clusters", type=int, default=300)
+    ap.add_argument("--sample-rows", type=int, default=None, help="the regions' rows (scale.fit_rows)")
+    ap.add_argument("--scale-run", type=int, default=None, help="estimate the scale benchmark's Spark run")
+    args = ap.parse_args(argv)
+    cfg = LinkConfig()
+    if args.scale_run:
+        backend, anchors, truth = _scale_run(args.scale_run, cfg)
+    else:
+        backend, anchors, truth = _density_run(args.rows, args.clusters, cfg)
+    partner = dict(zip(truth["left_id"].tolist(), truth["right_id"].tolist(), strict=True))
     is_seed = np.asarray(anchors["is_seed"], bool)
     pairs = zip(anchors["left_id"].tolist(), anchors["right_id"].tolist(), strict=True)
     ok = np.array([partner.get(a) == b for a, b in pairs])

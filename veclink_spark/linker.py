@@ -158,8 +158,8 @@ class Linker:
         left_mean = right_mean = None
         if cfg.vectors.centre:
             with phases("centre"):
-                left_df, left_mean = _centred(left_df, s.dim_left, "left")
-                right_df, right_mean = _centred(right_df, s.dim_right, "right")
+                left_df, left_mean = centred_frame(left_df, s.dim_left, "left")
+                right_df, right_mean = centred_frame(right_df, s.dim_right, "right")
         left_df, right_df = left_df.persist(), right_df.persist()
         backend = SparkBackend(
             spark, left_df, right_df, store, run_id, cfg, s.n_left, s.n_right, s.dim_left, s.dim_right
@@ -414,7 +414,7 @@ def _located(location: str) -> str:
     return str(local.resolve()) if local is not None and local.exists() else location
 
 
-def _centred(df: DataFrame, dim: int, side: str) -> tuple[DataFrame, np.ndarray]:
+def centred_frame(df: DataFrame, dim: int, side: str) -> tuple[DataFrame, np.ndarray]:
     """The table centred on its mean unit vector (one aggregate pass over it, then a lazy map)."""
     parts: pd.DataFrame = centre_stage.unit_sums(df, dim).toPandas()
     total = np.zeros(dim)

@@ -138,6 +138,8 @@ class SparkBackend:
 
     # -- Backend protocol ------------------------------------------------------------------------
     def anchor_vectors(self, left_ids: np.ndarray, right_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(left_ids) == 0:  # as the in-process backend: no pairs, no vectors (np.stack needs one)
+            return np.zeros((0, self.dim_left)), np.zeros((0, self.dim_right))
         pairs = self._pairs_df(left_ids, right_ids)
         lv = self.left.select(F.col(ID).alias(LEFT_ID), F.col(VECTOR).alias("lv"))
         rv = self.right.select(F.col(ID).alias(RIGHT_ID), F.col(VECTOR).alias("rv"))
