@@ -54,16 +54,17 @@ from typing import Any
 import numpy as np
 
 from . import kernels
-from .backends.base import Backend as Backend
+from .backends.base import Backend
 from .config import LinkConfig, RefineConfig
-from .state import Candidates as Candidates
-from .state import Promotion, RoundPlan, RoundRecord, RunResult, empty_candidates
-from .state import RoundVotes as RoundVotes
-from .state import RunState as RunState
-
-# Backend, Candidates, RoundVotes and RunState are re-exported (``as``) for spark_backend.py and
-# trust.py, which still import them from here; to be removed when those files import them from
-# veclink_spark.state and veclink_spark.backends.base.
+from .state import (
+    Candidates,
+    Promotion,
+    RoundPlan,
+    RoundRecord,
+    RunResult,
+    RunState,
+    empty_candidates,
+)
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The same functions run in three places: inside Spark executors (called by the Arrow/pandas UDFs of
 :mod:`veclink_spark.stages`), on the driver (view sampling, Otsu threshold, promotion, map fitting),
-and in the in-process reference (:mod:`veclink_spark.reference`). Sharing them is what makes the Spark
+and in the in-process backend (:mod:`veclink_spark.backends.in_process`). Sharing them is what makes the Spark
 job and the reference give the same links for the same input, config and seed.
 
 Everything here is deterministic given its inputs (random choices take a ``numpy.random.Generator``).

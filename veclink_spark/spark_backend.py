@@ -21,9 +21,9 @@ from pyspark.sql import functions as F
 from . import kernels
 from .config import LinkConfig
 from .constants import ID, IS_SEED, LEFT_ID, PRECISION_ESTIMATE, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
-from .engine import Candidates, RoundVotes, RunState
 from .stages import candidates as cand_stage
 from .stages import distribution, evidence, mutual_nn, refine, sample, signatures
+from .state import Candidates, RoundVotes, RunState
 from .store import RunStore
 
 log = logging.getLogger(__name__)

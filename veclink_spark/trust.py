@@ -27,9 +27,9 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from . import kernels
+from .backends.base import Backend
 from .config import LinkConfig
 from .duplicates import Duplicates, find_duplicates
-from .engine import Backend
 from .precision import PrecisionEstimate, estimate_precision, final_matching, prefix_precision, sample_scores
 from .questions import ASK_BELOW_PRECISION, Answers, choose_questions, drop_rejected
 

@@ -1,7 +1,7 @@
 """Mutual-nearest-neighbour stage: per view, pairs that are each other's best match.
 
 A vector sits in several blocks (its ``probes`` keys); across them it keeps its highest-similarity
-match, ties going to the smaller id, exactly as :func:`veclink_spark.reference.mutual_nearest`.
+match, ties going to the smaller id, exactly as :func:`veclink_spark.backends.in_process.mutual_nearest`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def mutual_nearest_pairs(best: DataFrame, rescore: bool = False) -> DataFrame:
     ``rescore`` (a refine round's :func:`veclink_spark.stages.candidates.csls_best` rows, with r and
     cos): a pair's sim is its CSLS with each row's largest r over its blocks of the view
     (:func:`veclink_spark.kernels.csls_score`, the same double operations and rounding in SQL), as
-    :func:`veclink_spark.reference.rescored`.
+    :func:`veclink_spark.backends.in_process.rescored`.
     """
     wl = Window.partitionBy(VIEW, LEFT_ID).orderBy(F.col(SIM).desc(), F.col(RIGHT_ID).asc())
     wr = Window.partitionBy(VIEW, RIGHT_ID).orderBy(F.col(SIM).desc(), F.col(LEFT_ID).asc())
