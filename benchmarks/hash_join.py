@@ -47,7 +47,7 @@ def _child(folder: Path, work: Path, rounds: int, views: int, result: Path) -> N
     from veclink_spark import LinkConfig
     from veclink_spark.engine import run_rounds
     from veclink_spark.inputs import InputColumns, load_inputs
-    from veclink_spark.linker import _centred
+    from veclink_spark.linker import centred_frame
     from veclink_spark.session import get_or_create_session
     from veclink_spark.spark_backend import SparkBackend
     from veclink_spark.store import RunStore
@@ -66,8 +66,8 @@ def _child(folder: Path, work: Path, rounds: int, views: int, result: Path) -> N
         spark, str(folder / "left"), str(folder / "right"), str(folder / "seeds.parquet"), cols
     )
     s = inputs.summary
-    left, _ = _centred(inputs.left, s.dim_left, "left")
-    right, _ = _centred(inputs.right, s.dim_right, "right")
+    left, _ = centred_frame(inputs.left, s.dim_left, "left")
+    right, _ = centred_frame(inputs.right, s.dim_right, "right")
     left, right = left.persist(), right.persist()
     left.count(), right.count()
     prepared = time.time() - t0
