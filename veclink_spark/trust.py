@@ -75,11 +75,18 @@ class FitRows:
 
     def positions(self, left_ids: np.ndarray, right_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each id's row in this sample (-1: not in it)."""
-        lpos = {k: i for i, k in enumerate(self.left_ids.tolist())}
-        rpos = {k: i for i, k in enumerate(self.right_ids.tolist())}
-        pl = np.array([lpos.get(k, -1) for k in np.asarray(left_ids).tolist()], dtype=np.int64)
-        pr = np.array([rpos.get(k, -1) for k in np.asarray(right_ids).tolist()], dtype=np.int64)
-        return pl, pr
+        return rows_of(self.left_ids, left_ids), rows_of(self.right_ids, right_ids)
+
+
+def rows_of(table_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Each of ``ids``' row in ``table_ids`` (-1: not in it)."""
+    at = {k: i for i, k in enumerate(np.asarray(table_ids).tolist())}
+    return np.array([at.get(k, -1) for k in np.asarray(ids).tolist()], dtype=np.int64)
+
+
+def _touches_core(pl: np.ndarray, pr: np.ndarray, core: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Whether a link (its left and right rows in a region basis, -1: not in it) has a row in a core."""
+    return ((pl >= 0) & core[0][np.maximum(pl, 0)]) | ((pr >= 0) & core[1][np.maximum(pr, 0)])
 
 
 def fit_rows(backend: Backend, seed_left: np.ndarray, seed_right: np.ndarray, size: int) -> FitRows:
@@ -123,9 +130,7 @@ class EstimateBasis:
         seeds = np.asarray(anchors["is_seed"], bool)
         pl, pr = self.rows.positions(anchors["left_id"], anchors["right_id"])
         inside = (pl >= 0) & (pr >= 0) & ~seeds
-        if self.core is None:
-            return inside
-        return inside & (self.core[0][np.maximum(pl, 0)] | self.core[1][np.maximum(pr, 0)])
+        return inside if self.core is None else inside & _touches_core(pl, pr, self.core)
 
 
 def estimate_basis(
@@ -144,13 +149,20 @@ def estimate_basis(
     with all their neighbours, whatever the size of the tables."""
     if rows.whole:
         return EstimateBasis(rows)
-    links = np.nonzero(~np.asarray(anchors["is_seed"], bool))[0]
+    seeds = np.asarray(anchors["is_seed"], bool)
+    links = np.nonzero(~seeds)[0]
     if not len(links):
         return EstimateBasis(rows)
     ll, lr = np.asarray(anchors["left_id"]), np.asarray(anchors["right_id"])
     centres = links[kernels.hash_sample(ll[links], min(REGIONS, len(links)), ESTIMATE_SALT)]
     regions = fit_rows(backend, ll[centres], lr[centres], size)
-    cl, cr = backend.anchor_vectors(ll[centres], lr[centres])
+    # Each centre's own rows are in its region (nearest to themselves, kept as a duplicate group's
+    # row): their vectors are read there, not fetched from the tables once more.
+    at_l, at_r = regions.positions(ll[centres], lr[centres])
+    if (at_l < 0).any() or (at_r < 0).any():
+        cl, cr = backend.anchor_vectors(ll[centres], lr[centres])
+    else:
+        cl, cr = regions.left[at_l], regions.right[at_r]
     core = []
     for ids, x, centre in ((regions.left_ids, regions.left, cl), (regions.right_ids, regions.right, cr)):
         mask = np.zeros(len(ids), bool)
@@ -160,10 +172,8 @@ def estimate_basis(
     # neighbourhoods differ, the more so the denser the tables, and a counted row whose link partner is
     # missing would look partnerless (measured at a million rows a side without them: 0.56 estimated
     # against 0.77 for the regions' links).
-    seeds = np.asarray(anchors["is_seed"], bool)
     pl, pr = regions.positions(ll, lr)
-    touched = ~seeds & (((pl >= 0) & core[0][np.maximum(pl, 0)]) | ((pr >= 0) & core[1][np.maximum(pr, 0)]))
-    add = touched & ((pl < 0) | (pr < 0))
+    add = ~seeds & _touches_core(pl, pr, (core[0], core[1])) & ((pl < 0) | (pr < 0))
     xa, yb = backend.anchor_vectors(ll[add], lr[add])
     new_l, new_r = (pl < 0)[add], (pr < 0)[add]
     regions = replace(
@@ -258,16 +268,13 @@ def _uniform_scores(
     rate = min(1.0, size / max(backend.n_left, backend.n_right, 1))
     uid_l, ux_l = backend.sample_rows("left", max(2, round(rate * backend.n_left)), ESTIMATE_SALT)
     uid_r, ux_r = backend.sample_rows("right", max(2, round(rate * backend.n_right)), ESTIMATE_SALT + 1)
-    lpos = {k: i for i, k in enumerate(np.asarray(uid_l).tolist())}
-    rpos = {k: i for i, k in enumerate(np.asarray(uid_r).tolist())}
+    partner_l, partner_r = rows_of(uid_l, ll), rows_of(uid_r, lr)
     score = np.full(len(ll), np.nan)
     at_all = np.nonzero(which)[0]
     for lo in range(0, len(at_all), SCORE_CHUNK):
         at = at_all[lo : lo + SCORE_CHUNK]
         xa, yb = backend.anchor_vectors(ll[at], lr[at])
-        partner_l = np.array([lpos.get(k, -1) for k in ll[at].tolist()], dtype=np.int64)
-        partner_r = np.array([rpos.get(k, -1) for k in lr[at].tolist()], dtype=np.int64)
-        score[at] = sample_scores(w, ux_l, ux_r, xa, yb, partner_l, partner_r)
+        score[at] = sample_scores(w, ux_l, ux_r, xa, yb, partner_l[at], partner_r[at])
     return score
 
 
