@@ -3,7 +3,7 @@
 On a dense synthetic pair of ``benchmarks/density.py`` (default: 20,000 rows a side, 300 clusters), the
 run is made in process with the defaults (cached under ``~/.cache/veclink-spark/density/``). Its links
 are estimated as the product does (``veclink_spark.trust.estimate_basis`` and ``link_precision``: in
-regions around random links, the rest calibrated through their scores against a uniform sample).
+regions around random links, the rest calibrated through their ``similarity``).
 Printed for the links estimated in the regions, the others, all of them, and those kept at a minimum
 precision of 0.9 and 0.95: the estimate against the measured precision.
 
@@ -85,7 +85,7 @@ def _scale_run(rows: int, cfg: LinkConfig) -> tuple[Backend, dict[str, np.ndarra
         s.dim_right,
     )
     links = pd.read_parquet(cache / "runs" / f"spark-{rows}" / "links.parquet")
-    keys = ("left_id", "right_id", "round", "is_seed", "votes", "views", "probability")
+    keys = ("left_id", "right_id", "round", "is_seed", "votes", "views", "probability", "similarity")
     return backend, {k: links[k].to_numpy() for k in keys}, pd.read_parquet(folder / "truth.parquet")
 
 
