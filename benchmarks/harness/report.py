@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from veclink_spark.config import ADVANCED, ADVANCED_SECTIONS, LinkConfig
+from veclink_spark.config import ADVANCED, PUBLIC_SECTIONS, LinkConfig
 from veclink_spark.errors import InputError
 
 from .baselines import BASELINES
@@ -603,7 +603,7 @@ def _flat(cfg: dict) -> dict[str, object]:
     for name, sec in cfg.items():
         if name == ADVANCED:
             out.update({f"{ADVANCED}.{s}.{k}": v for s, fields_ in sec.items() for k, v in fields_.items()})
-        elif name in ADVANCED_SECTIONS:
+        elif name not in PUBLIC_SECTIONS:  # a research section, or one since removed
             out.update({f"{ADVANCED}.{name}.{k}": v for k, v in sec.items()})
         else:
             out.update({f"{name}.{k}": v for k, v in sec.items()})
@@ -619,9 +619,14 @@ def _config_changes(digest: str, out_dir: Path) -> str:
         return "unknown (config file missing)"
     default = _flat(LinkConfig().to_dict())
     cfg = _flat(json.loads(cfg_path.read_text()))
-    diff = [f"{k}={v}" for k, v in cfg.items() if default.get(k, object()) != v]
+    diff = [f"{k}={v}" for k, v in cfg.items() if k in default and default[k] != v]
     # Fields the current code has and the run's config lacks: the run predates them.
     diff += [f"{k} not in it (older code)" for k in default if k not in cfg]
+    # Fields the run's config has and the current code lacks: since removed, or fixed as named
+    # constants (issue 29); their values are not compared.
+    gone = [k for k in cfg if k not in default]
+    if gone:
+        diff.append(f"{len(gone)} fields no longer in the config (not compared)")
     return ", ".join(diff) if diff else "the defaults"
 
 
