@@ -39,8 +39,9 @@ Shape of a round (:func:`run_rounds`): the phase's round function (:func:`_geh_r
 :func:`_refine_round`) asks the backend for the round's votes (a :class:`RoundPlan`), :func:`_promote`
 turns them into promoted links (a :class:`Promotion`), the round's record joins the history, and
 :func:`_advance` alone decides whether the phase or stage ends and whether the run is done; the
-backend then persists the anchors and the :class:`RunState`. Settings named here live under
-``advanced`` in configuration files.
+backend then persists the anchors and the :class:`RunState`. Dotted settings named here live under
+``advanced`` in configuration files (``scale.*`` at the top); capitalised ones are this module's
+constants.
 """
 
 from __future__ import annotations
