@@ -153,7 +153,7 @@ def report(results: list[dict]) -> str:
         "Max block: the largest (view, key) block, rows of its larger side. A row's keys are its 2",
         "nearest view anchors; with 15 seeds a view has about ten anchors, so both tables meet in about",
         "six blocks per view, each holding about a third of the table: the block search grows with the",
-        "square of the rows until `advanced.hashing.max_block_size` (50,000) caps a block (the rows",
+        "square of the rows until `backends.base.MAX_BLOCK_SIZE` (50,000) caps a block (the rows",
         "nearest its anchor are kept, the others compared with nothing in that view). Seconds per view",
         "include the round's fixed cost (the votes' Delta write, candidates, the commit; about 15 s at",
         "10,000 rows: 48 views took 69.1 s, 4 views 19.0 s). Commit dd908ae, before",

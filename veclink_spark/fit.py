@@ -23,6 +23,7 @@ from .backends.in_process import NumpyBackend
 from .config import LinkConfig
 from .diagnostics import (
     SEED_CHECK_MIN_LINKS,
+    SEED_MAX_RANK,
     SEED_MIN_GAP,
     SeedRanks,
     consistency_sample,
@@ -65,18 +66,17 @@ def fit(
     which the check never drops."""
     result, whole, fitted_on = _fit(backend, seed_left, seed_right, cfg, state_extra, phases)
     with phases("seed_check"):
-        ranks = _seed_check(result, fitted_on, seed_left, seed_right, cfg, protected)
+        ranks = _seed_check(result, fitted_on, seed_left, seed_right, protected)
     if ranks is not None:
-        max_rank = cfg.diagnostics.seed_max_rank
-        dropped = named_seeds(seed_left, seed_right, ranks, max_rank)
-        keep = ~ranks.doubted(max_rank)
+        dropped = named_seeds(seed_left, seed_right, ranks, SEED_MAX_RANK)
+        keep = ~ranks.doubted(SEED_MAX_RANK)
         log.warning(
             "%d of %d seeds are probably wrong (their partner ranks below %d, and another row is "
             "closer by a cosine of more than %.2f, under the map fitted on the fit's links): fitting "
             "again without them: %s",
             len(dropped),
             len(seed_left),
-            max_rank,
+            SEED_MAX_RANK,
             SEED_MIN_GAP,
             seed_list(dropped),
         )
@@ -118,18 +118,16 @@ def _seed_check(
     backend: Backend,
     seed_left: np.ndarray,
     seed_right: np.ndarray,
-    cfg: LinkConfig,
     protected: np.ndarray,
 ) -> SeedRanks | None:
     """Each seed's rank and gap under the map of the fit's links
     (:func:`veclink_spark.diagnostics.seed_ranks`) when some seeds are doubted
     (:meth:`~veclink_spark.diagnostics.SeedRanks.doubted`) and should be dropped; None when none is,
-    or the check cannot be made or trusted: ``diagnostics.seed_max_rank`` 0, fewer than
-    ``SEED_CHECK_MIN_LINKS`` links, or more than half the seeds named (then the links, not the seeds,
-    are the likelier fault), or fewer than two seeds would be left."""
-    max_rank = cfg.diagnostics.seed_max_rank
+    or the check cannot be made or trusted: fewer than ``SEED_CHECK_MIN_LINKS`` links, or more than
+    half the seeds named (then the links, not the seeds, are the likelier fault), or fewer than two
+    seeds would be left."""
     links = ~fit.anchors["is_seed"]
-    if max_rank == 0 or int(links.sum()) < SEED_CHECK_MIN_LINKS:
+    if int(links.sum()) < SEED_CHECK_MIN_LINKS:
         return None
     # A fit that did not take off has mostly wrong links: a map fitted on them says nothing about the
     # seeds (measured: it dropped a right seed of a stalled Debian mpnet / MiniLM-L3 fit at alpha 0.15).
@@ -143,7 +141,6 @@ def _seed_check(
         int((~links).sum()),
         backend.n_left,
         backend.n_right,
-        cfg,
         (pairs[0][rows], pairs[1][rows]),
     )
     if checks.stalled:
@@ -151,14 +148,14 @@ def _seed_check(
         return None
     # a pair the user confirmed is never dropped
     ranks = seed_ranks(backend.anchor_vectors(seed_left, seed_right), pairs).trusting(protected)
-    bad = np.nonzero(ranks.doubted(max_rank))[0]
+    bad = np.nonzero(ranks.doubted(SEED_MAX_RANK))[0]
     if not len(bad) or 2 * len(bad) > len(seed_left) or len(seed_left) - len(bad) < 2:
         if len(bad):
             log.warning(
                 "seed check inconclusive: %d of %d seeds rank below %d under the fit's map; all kept",
                 len(bad),
                 len(seed_left),
-                max_rank,
+                SEED_MAX_RANK,
             )
         return None
     return ranks

@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from . import kernels
+from .backends.base import CSLS_K, FIT_CELL_PROBES, HASH_KEYS, INIT_QUANTILES, INIT_SAMPLE, MAX_BLOCK_SIZE
 from .config import LinkConfig
 from .constants import ID, IS_SEED, LEFT_ID, PRECISION_ESTIMATE, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
 from .stages import candidates as cand_stage
@@ -161,27 +162,25 @@ class SparkBackend:
         exclude_right: np.ndarray,
         phase_start: bool,
     ) -> RoundVotes:
-        sc, hc = self.cfg.signatures, self.cfg.hashing
+        centering = self.cfg.signatures.centering
         sigs = []
         for side, df, anchors in (("left", self.left, vec_left), ("right", self.right, vec_right)):
-            means = self._column_means(df, side, anchors, views) if sc.centering == "anchor" else None
+            means = self._column_means(df, side, anchors, views) if centering == "anchor" else None
             sigs.append(
                 signatures.geh_signatures(
                     df,
                     side,
                     anchors,
                     views,
-                    probes=hc.probes,
-                    kernel=sc.kernel,
-                    centering=sc.centering,
-                    gate=sc.gate,
+                    probes=HASH_KEYS,
+                    centering=centering,
                     column_means=means,
                 ).persist()
             )
         ls, rs = sigs
         # Persisted: the mutual-NN stage reads the best matches twice (each side's best), and without it
         # the whole block search ran twice (measured at 100k rows a side: 35 s -> 16 s for this step).
-        best = cand_stage.block_best_matches(ls, rs, hc.max_block_size).persist()
+        best = cand_stage.block_best_matches(ls, rs, MAX_BLOCK_SIZE).persist()
         try:
             sizes = cand_stage.block_sizes(ls, rs)
             return self._finish(round_no, best, sizes, len(views), exclude_left, exclude_right, phase_start)
@@ -195,10 +194,7 @@ class SparkBackend:
     ) -> list[np.ndarray]:
         """The ``anchor`` centring means of one side: per-batch kernel sums from the executors, added up
         here (one small row per batch and view)."""
-        sc = self.cfg.signatures
-        parts: pd.DataFrame = signatures.geh_kernel_sums(
-            df, side, anchors, views, kernel=sc.kernel, gate=sc.gate
-        ).toPandas()
+        parts: pd.DataFrame = signatures.geh_kernel_sums(df, side, anchors, views).toPandas()
         width = max((len(v.anchors) for v in views), default=0)
         counts = np.zeros(len(views), dtype=np.int64)
         sums = np.zeros((len(views), width))
@@ -225,7 +221,6 @@ class SparkBackend:
             self.right,
             maps,
             centroids,
-            self.cfg.refine.renormalise,
             round_no,
             exclude_left,
             exclude_right,
@@ -244,13 +239,12 @@ class SparkBackend:
         exclude_right: np.ndarray,
         phase_start: bool,
     ) -> RoundVotes:
-        rf = self.cfg.refine
-        size = kernels.descriptor_sample_size(rf.init_sample, self.n_left, self.n_right)
+        size = kernels.descriptor_sample_size(INIT_SAMPLE, self.n_left, self.n_right)
         lids, lsample = self._sample(self.left, size)
         rids, rsample = self._sample(self.right, size)
-        dl = distribution.descriptors(self.left, lids, lsample, rf.init_quantiles)
-        dr = distribution.descriptors(self.right, rids, rsample, rf.init_quantiles)
-        right_desc = kernels.distribution_descriptors(rsample, rids, rsample, rids, rf.init_quantiles)
+        dl = distribution.descriptors(self.left, lids, lsample, INIT_QUANTILES)
+        dr = distribution.descriptors(self.right, rids, rsample, INIT_QUANTILES)
+        right_desc = kernels.distribution_descriptors(rsample, rids, rsample, rids, INIT_QUANTILES)
         centroids = kernels.cell_centroids(right_desc, n_cells, cells_seed)
         eye = np.eye(right_desc.shape[1])[None, :, :]
         return self._mapped_votes(
@@ -258,14 +252,13 @@ class SparkBackend:
             dr,
             eye,
             centroids,
-            True,
             round_no,
             exclude_left,
             exclude_right,
             phase_start,
             1.0,
             0,
-            rf.cell_probes,
+            FIT_CELL_PROBES,
         )
 
     def _sample(self, df: DataFrame, size: int, salt: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -282,7 +275,6 @@ class SparkBackend:
         right: DataFrame,
         maps: np.ndarray,
         centroids: np.ndarray,
-        renormalise: bool,
         round_no: int,
         exclude_left: np.ndarray,
         exclude_right: np.ndarray,
@@ -293,12 +285,9 @@ class SparkBackend:
     ) -> RoundVotes:
         """CSLS mutual nearest neighbours of ``left`` mapped by each of ``maps`` and ``right``, blocked:
         one co-group of the two sides' rows per round (:func:`stages.candidates.csls_best`)."""
-        rf, cap = self.cfg.refine, self.cfg.hashing.max_block_size
-        ls = signatures.refine_signatures(
-            left, "left", maps, centroids, probes=probes, renormalise=renormalise
-        )
+        ls = signatures.refine_signatures(left, "left", maps, centroids, probes=probes)
         rs = signatures.refine_signatures(right, "right", maps, centroids, probes=probes)
-        best = cand_stage.csls_best(ls, rs, rf.csls_k, cap, keep, salt).persist()
+        best = cand_stage.csls_best(ls, rs, CSLS_K, MAX_BLOCK_SIZE, keep, salt).persist()
         out = self._finish(
             round_no,
             best,
@@ -356,13 +345,13 @@ class SparkBackend:
             "max_block": int(sizes["max_block"] or 0),
             "mean_block": float(sizes["mean_block"] or 0.0),
         }
-        if stats["max_block"] > self.cfg.hashing.max_block_size:
+        if stats["max_block"] > MAX_BLOCK_SIZE:
             log.warning(
-                "round %d: largest block has %d vectors on one side; cut to "
-                "advanced.hashing.max_block_size=%d",
+                "round %d: largest block has %d vectors on one side; cut to MAX_BLOCK_SIZE=%d "
+                "(veclink_spark.backends.base)",
                 round_no,
                 stats["max_block"],
-                self.cfg.hashing.max_block_size,
+                MAX_BLOCK_SIZE,
             )
         cell_arr = (
             cells[["round_votes", "cum_votes", "n"]].to_numpy(np.int64)

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from veclink_spark.config import ADVANCED, ADVANCED_SECTIONS, LinkConfig
+from veclink_spark.config import ADVANCED, PUBLIC_SECTIONS, LinkConfig
 from veclink_spark.errors import InputError
 
 from .baselines import BASELINES
@@ -686,7 +686,7 @@ def _flat(cfg: dict) -> dict[str, object]:
     for name, sec in cfg.items():
         if name == ADVANCED:
             out.update({f"{ADVANCED}.{s}.{k}": v for s, fields_ in sec.items() for k, v in fields_.items()})
-        elif name in ADVANCED_SECTIONS:
+        elif name not in PUBLIC_SECTIONS:  # a research section, or one since removed
             out.update({f"{ADVANCED}.{name}.{k}": v for k, v in sec.items()})
         else:
             out.update({f"{name}.{k}": v for k, v in sec.items()})
@@ -697,9 +697,9 @@ def _flat(cfg: dict) -> dict[str, object]:
 
 def _config_diff(cfg: dict[str, object], default: dict[str, object]) -> tuple[list[str], list[str]]:
     """A saved config against a default, both flat (:func:`_flat`): the fields it sets otherwise (as
-    ``field=value``, fields the default lacks included), and the default's fields it lacks: the run
-    predates them."""
-    changed = [f"{k}={v}" for k, v in cfg.items() if default.get(k, object()) != v]
+    ``field=value``; fields the default lacks, since removed or made named constants, are not
+    compared), and the default's fields it lacks: the run predates them."""
+    changed = [f"{k}={v}" for k, v in cfg.items() if k in default and default[k] != v]
     return changed, [k for k in default if k not in cfg]
 
 
@@ -708,8 +708,14 @@ def _config_changes(digest: str, out_dir: Path) -> str:
     cfg_path = out_dir / CONFIGS_DIR / f"{digest}.json"
     if not cfg_path.is_file():
         return "unknown (config file missing)"
-    changed, missing = _config_diff(_flat(json.loads(cfg_path.read_text())), _flat(LinkConfig().to_dict()))
+    cfg = _flat(json.loads(cfg_path.read_text()))
+    changed, missing = _config_diff(cfg, _flat(LinkConfig().to_dict()))
     diff = changed + [f"{k} not in it (older code)" for k in missing]
+    # Fields the run's config has and the current code lacks: since removed, or fixed as named
+    # constants; their values are not compared.
+    gone = [k for k in cfg if k not in _flat(LinkConfig().to_dict())]
+    if gone:
+        diff.append(f"{len(gone)} fields no longer in the config (not compared)")
     return ", ".join(diff) if diff else "the defaults"
 
 
