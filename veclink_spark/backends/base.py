@@ -124,6 +124,19 @@ class Backend(Protocol):
         is the whole of both tables), rows sorted by id."""
         ...
 
+    def fit_backend(
+        self, left_ids: np.ndarray, left: np.ndarray, right_ids: np.ndarray, right: np.ndarray, name: str
+    ) -> Backend:
+        """The backend the fit's rounds run on, over these rows of the tables (the fit sample: ids and
+        their unit vectors, rows sorted by id): in the driver's process, or, on the Spark backend with
+        ``scale.fit_on`` executors, on executors over the same rows, its rounds committed under the run
+        id ``<run id>-<name>``. :meth:`release` it when the fit is done."""
+        ...
+
+    def release(self) -> None:
+        """Free what the backend holds outside the driver's process (a fit's cached rows)."""
+        ...
+
     def label_round(self, round_no: int, phase: str) -> None:
         """Name the work of the round that starts (the Spark job tags its jobs for the Spark UI; the
         in-process engine has nothing to label)."""

@@ -226,6 +226,16 @@ class NumpyBackend:
         anchors_copy = {k: v.copy() for k, v in anchors.items()}
         self.rounds.append((round_no, anchors_copy, copy.deepcopy(state.to_dict())))
 
+    def fit_backend(
+        self, left_ids: np.ndarray, left: np.ndarray, right_ids: np.ndarray, right: np.ndarray, name: str
+    ) -> NumpyBackend:
+        """In process, whatever ``scale.fit_on`` says (:func:`veclink_spark.arrays.link_arrays` rejects
+        ``executors``): the rows are already here."""
+        return NumpyBackend(left_ids, left, right_ids, right, self.cfg, centred=True)
+
+    def release(self) -> None:
+        """Nothing is held outside the process."""
+
     def load_last_round(self) -> tuple[int, dict[str, np.ndarray], RunState] | None:
         if not self.rounds:
             return None
