@@ -30,10 +30,11 @@ from .store import RunStore
 
 log = logging.getLogger(__name__)
 
-#: ``scale.fit_on`` auto fits in the driver's process up to this many rows on a side (six times the
-#: default 8,000-row sample, the largest fitted in process in the benchmarks is 20,000): the in-process
-#: fit is the faster (at 100,000 rows a side, 310.5 s in process against 348.4 s on Spark for a whole
-#: run, docs/method.md), so executors only where the sample's rounds may not fit the driver.
+#: ``scale.fit_on`` auto fits in the driver's process up to this many rows on a side: six times the
+#: default 8,000-row sample (the benchmarks fit at most 20,000 in process). In process is much the
+#: faster where both fit (1,300 rows a side, 29 rounds: 12.0 s against 417.6 s on executors, each Spark
+#: round paying its stages' and Delta commits' fixed cost; ``benchmarks/fit_on.py``), so executors only
+#: where the sample's rounds may not fit the driver. A choice, not a measured limit.
 DRIVER_FIT_ROWS = 50_000
 
 
@@ -140,10 +141,14 @@ class SparkBackend:
         return fitted
 
     def release(self) -> None:
-        """Unpersist the rows :meth:`fit_backend` cached and remove the last round's tag."""
+        """Unpersist the rows :meth:`fit_backend` cached and the last round's eligible pairs, and remove
+        the last round's tag."""
         for df in self._held:
             df.unpersist()
         self._held = []
+        if self._eligible is not None:
+            self._eligible.unpersist()
+            self._eligible = None
         self.clear_label()
 
     def links_frame(self, links: dict[str, np.ndarray] | pd.DataFrame) -> DataFrame:

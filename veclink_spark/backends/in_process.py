@@ -1,10 +1,10 @@
 """The in-process backend: both tables as numpy arrays in the driver's process (no Spark).
 
 :class:`NumpyBackend` computes a round's votes with the same kernels (:mod:`veclink_spark.kernels`) the
-Spark stages run on executors, on whole arrays. Every run fits on one (the fit sample, in
-:mod:`veclink_spark.fit`), the in-process API (:mod:`veclink_spark.arrays`) links on one, and a fitted
-model links new rows in process on one; on the same input, config and seed it gives the links of
-:class:`veclink_spark.spark_backend.SparkBackend`.
+Spark stages run on executors, on whole arrays. A run fits on one (the fit sample, in
+:mod:`veclink_spark.fit`) unless ``scale.fit_on`` says executors, the in-process API
+(:mod:`veclink_spark.arrays`) links on one, and a fitted model links new rows in process on one; on the
+same input, config and seed it gives the links of :class:`veclink_spark.spark_backend.SparkBackend`.
 """
 
 from __future__ import annotations
