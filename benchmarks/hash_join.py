@@ -1,11 +1,14 @@
 """Cost of the published loop's hash-join stage over whole tables on Spark.
 
-A run fits on a bounded sample in process (veclink_spark.fit), so in a run the loop's Spark stage never
-meets a big table. This benchmark runs it over the full tables anyway, to measure what it costs at scale:
-rounds of the published loop alone (``refine.mode: none``) on the Spark backend, with the seeds as
-anchors: each round computes the views' anchor-distance signatures and hash keys on executors
-(Arrow UDFs), equi-joins the two tables on the keys, finds the mutual best matches in each block,
-reduces the Beta-Bernoulli votes per pair and commits the round (Delta).
+A run fits on a bounded sample (veclink_spark.fit; its rounds run on executors with ``scale.fit_on:
+executors``, as here), so in a run the loop's Spark stage meets a table only as large as the fit sample.
+This benchmark runs it over the full tables, to measure what it costs at scale: the rounds of a fit on
+executors whose sample is the whole table (:func:`veclink_spark.engine.run_rounds` on the
+:class:`veclink_spark.spark_backend.SparkBackend` the fit uses, without the sample, duplicate and seed
+checks, which would bring a million rows to the driver), the published loop alone (``refine.mode:
+none``), with the seeds as anchors: each round computes the views' anchor-distance signatures and hash
+keys on executors (Arrow UDFs), equi-joins the two tables on the keys, finds the mutual best matches in
+each block, reduces the Beta-Bernoulli votes per pair and commits the round (Delta).
 
     python benchmarks/hash_join.py --rows 100000 1000000 [--rounds 2] [--views 48] [--cache DIR]
 

@@ -239,6 +239,14 @@ class ScaleConfig:
         hi=1000,
         kind=int,
     )
+    fit_on: str = _f(
+        "auto",
+        "where the fit's rounds run (the Spark job; the in-process API refuses executors): 'driver' "
+        "(in the driver's process, the fastest), 'executors' (Spark stages, one Delta commit per round: "
+        "for a fit sample whose rounds do not fit in the driver's memory; slower), 'auto' (executors "
+        "only when the sample has more than 50,000 rows on a side)",
+        choices=("auto", "driver", "executors"),
+    )
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
-"""The fit: learn the links on a bounded sample around the seeds, in the driver's process.
+"""The fit: learn the links on a bounded sample around the seeds.
 
 The rows of each table nearest the seeds, at most ``scale.fit_rows`` a side
 (:func:`veclink_spark.kernels.neighbourhood_sample`), go through the whole method
-(:func:`veclink_spark.engine.run_rounds` on a :class:`veclink_spark.backends.in_process.NumpyBackend`):
-the published loop, and self-learning refinement where the loop does not take off. Its cost does not
-grow with the tables. The seed check then names seeds the fit's links doubt; the fit runs again
+(:func:`veclink_spark.engine.run_rounds`): the published loop, and self-learning refinement where the
+loop does not take off. Its cost does not grow with the tables. Its rounds run where ``scale.fit_on``
+says (:meth:`veclink_spark.backends.base.Backend.fit_backend`): in the driver's process on a
+:class:`veclink_spark.backends.in_process.NumpyBackend`, or (the Spark job) on executors on a
+:class:`veclink_spark.spark_backend.SparkBackend` over the sample's rows, one Delta commit per round;
+both give the same links. The seed check then names seeds the fit's links doubt; the fit runs again
 without them. When the tables hold more rows than the sample, the extension
 (:mod:`veclink_spark.extend`) links the full tables next; :mod:`veclink_spark.pipeline` runs both.
 """
@@ -19,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from .backends.base import Backend
-from .backends.in_process import NumpyBackend
 from .config import LinkConfig
 from .diagnostics import (
     SEED_CHECK_MIN_LINKS,
@@ -42,8 +44,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Fit:
-    """What :func:`fit` learned: the fit's result (its rounds ran in process), whether its sample is the
-    whole of both tables, and the seeds kept (sorted; without the ones the seed check dropped)."""
+    """What :func:`fit` learned: the fit's result, whether its sample is the whole of both tables, and
+    the seeds kept (sorted; without the ones the seed check dropped)."""
 
     result: RunResult
     whole: bool
@@ -64,9 +66,12 @@ def fit(
     the seeds under the fit's links and, when some are probably wrong, fit again without them (the
     result's ``state.dropped_seeds`` names them). ``protected``: True for the seeds a user confirmed,
     which the check never drops."""
-    result, whole, fitted_on = _fit(backend, seed_left, seed_right, cfg, state_extra, phases)
-    with phases("seed_check"):
-        ranks = _seed_check(result, fitted_on, seed_left, seed_right, protected)
+    result, whole, fitted_on = _fit(backend, seed_left, seed_right, cfg, state_extra, phases, "fit")
+    try:
+        with phases("seed_check"):
+            ranks = _seed_check(result, fitted_on, seed_left, seed_right, protected)
+    finally:
+        fitted_on.release()
     if ranks is not None:
         dropped = named_seeds(seed_left, seed_right, ranks, SEED_MAX_RANK)
         keep = ~ranks.doubted(SEED_MAX_RANK)
@@ -82,7 +87,8 @@ def fit(
         )
         seed_left, seed_right = seed_left[keep], seed_right[keep]
         with phases("seed_check"):
-            result, whole, _ = _fit(backend, seed_left, seed_right, cfg, state_extra, Phases())
+            result, whole, again = _fit(backend, seed_left, seed_right, cfg, state_extra, Phases(), "refit")
+        again.release()
         result.state.dropped_seeds = dropped
     return Fit(result, whole, seed_left, seed_right)
 
@@ -94,9 +100,11 @@ def _fit(
     cfg: LinkConfig,
     state_extra: dict[str, Any] | None,
     phases: Phases,
+    name: str,
 ) -> tuple[RunResult, bool, Backend]:
-    """The fit on the sample around the seeds, in process: (its result, whether the sample is the whole
-    of both tables, the in-process backend it ran on)."""
+    """The fit on the sample around the seeds, on the backend ``backend`` gives for it
+    (:meth:`~veclink_spark.backends.base.Backend.fit_backend`, ``name`` naming its rounds): (its result,
+    whether the sample is the whole of both tables, the backend it ran on, to be released)."""
     with phases("sample"):
         rows = fit_rows(backend, seed_left, seed_right, cfg.scale.fit_rows)
     log.info(
@@ -107,9 +115,13 @@ def _fit(
         rows.left_duplicates.dropped,
         rows.right_duplicates.dropped,
     )
-    fit_backend = NumpyBackend(rows.left_ids, rows.left, rows.right_ids, rows.right, cfg, centred=True)
-    with phases("fit"):
-        fit = run_rounds(fit_backend, seed_left, seed_right, cfg, state_extra)
+    fit_backend = backend.fit_backend(rows.left_ids, rows.left, rows.right_ids, rows.right, name)
+    try:
+        with phases("fit"):
+            fit = run_rounds(fit_backend, seed_left, seed_right, cfg, state_extra)
+    except BaseException:
+        fit_backend.release()
+        raise
     return fit, rows.whole, fit_backend
 
 

@@ -19,7 +19,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from . import kernels
-from .backends.base import CSLS_K, FIT_CELL_PROBES, HASH_KEYS, INIT_QUANTILES, INIT_SAMPLE, MAX_BLOCK_SIZE
+from .backends.base import (
+    CSLS_K,
+    FIT_CELL_PROBES,
+    HASH_KEYS,
+    INIT_QUANTILES,
+    INIT_SAMPLE,
+    MAX_BLOCK_SIZE,
+    Backend,
+)
+from .backends.in_process import NumpyBackend
 from .config import LinkConfig
 from .constants import ID, IS_SEED, LEFT_ID, PRECISION_ESTIMATE, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
 from .stages import candidates as cand_stage
@@ -28,6 +37,21 @@ from .state import Candidates, RoundVotes, RunState
 from .store import RunStore
 
 log = logging.getLogger(__name__)
+
+#: ``scale.fit_on`` auto fits in the driver's process up to this many rows on a side: six times the
+#: default 8,000-row sample (the benchmarks fit at most 20,000 in process). In process is much the
+#: faster where both fit (1,300 rows a side, 29 rounds: 12.0 s against 417.6 s on executors, each Spark
+#: round paying its stages' and Delta commits' fixed cost; ``benchmarks/fit_on.py``), so executors only
+#: where the sample's rounds may not fit the driver. A choice, not a measured limit.
+DRIVER_FIT_ROWS = 50_000
+
+
+def fit_on_executors(fit_on: str, n_left: int, n_right: int) -> bool:
+    """Whether a fit sample of ``n_left`` and ``n_right`` rows runs its rounds on executors: as
+    ``scale.fit_on`` says, and with auto when it has more than :data:`DRIVER_FIT_ROWS` rows on a side."""
+    if fit_on == "auto":
+        return max(n_left, n_right) > DRIVER_FIT_ROWS
+    return fit_on == "executors"
 
 
 class SparkBackend:
@@ -64,6 +88,7 @@ class SparkBackend:
         self._eligible: DataFrame | None = None
         self._anchors: dict[str, np.ndarray] | None = None
         self._tag: str | None = None
+        self._held: list[DataFrame] = []  # cached by fit_backend, unpersisted by release
         self._left_type = self.left.schema[ID].dataType.simpleString()
         self._right_type = self.right.schema[ID].dataType.simpleString()
 
@@ -81,6 +106,58 @@ class SparkBackend:
         if self._tag is not None:
             self.spark.removeTag(self._tag)
             self._tag = None
+
+    def fit_backend(
+        self, left_ids: np.ndarray, left: np.ndarray, right_ids: np.ndarray, right: np.ndarray, name: str
+    ) -> Backend:
+        """In the driver's process (:class:`NumpyBackend` over ``left`` and ``right``), unless
+        :func:`fit_on_executors`: then a Spark backend over the same rows of this one's tables (the
+        vectors stay on executors: the ids are joined to the tables, and the rows cached until
+        :meth:`release`), whose rounds are committed under run id ``<run id>-<name>`` in this run's store,
+        so that a fit resumed after a failure restarts after its last committed round."""
+        if not fit_on_executors(self.cfg.scale.fit_on, len(left_ids), len(right_ids)):
+            return NumpyBackend(left_ids, left, right_ids, right, self.cfg, centred=True)
+        rows = []
+        for df, ids, kind in (
+            (self.left, left_ids, self._left_type),
+            (self.right, right_ids, self._right_type),
+        ):
+            keep = self.spark.createDataFrame(
+                pd.DataFrame({ID: list(np.asarray(ids).tolist())}), f"{ID} {kind}"
+            )
+            rows.append(df.join(F.broadcast(keep), ID).persist())
+        run_id = f"{self.run_id}-{name}"
+        log.info(
+            "fit on executors: %d left and %d right rows, rounds committed as run %s",
+            len(left_ids),
+            len(right_ids),
+            run_id,
+        )
+        fitted = SparkBackend(
+            self.spark,
+            rows[0],
+            rows[1],
+            self.store,
+            run_id,
+            self.cfg,
+            len(left_ids),
+            len(right_ids),
+            self.dim_left,
+            self.dim_right,
+        )
+        fitted._held = rows
+        return fitted
+
+    def release(self) -> None:
+        """Unpersist the rows :meth:`fit_backend` cached and the last round's eligible pairs, and remove
+        the last round's tag."""
+        for df in self._held:
+            df.unpersist()
+        self._held = []
+        if self._eligible is not None:
+            self._eligible.unpersist()
+            self._eligible = None
+        self.clear_label()
 
     def links_frame(self, links: dict[str, np.ndarray] | pd.DataFrame) -> DataFrame:
         """A link table built on the driver (a run's anchors, a new-rows run's links) as the DataFrame of

@@ -1,8 +1,9 @@
 """The Backend protocol: where the vectors live, as the round driver sees it.
 
 Two backends implement it: :class:`veclink_spark.backends.in_process.NumpyBackend` (numpy arrays in the
-driver's process: every run's fit, and the in-process API) and
-:class:`veclink_spark.spark_backend.SparkBackend` (executors, Delta tables). The round driver
+driver's process: a run's fit unless ``scale.fit_on`` says executors, and the in-process API) and
+:class:`veclink_spark.spark_backend.SparkBackend` (executors, Delta tables: the extension's rounds, and
+the fit's with ``scale.fit_on`` executors). The round driver
 (:func:`veclink_spark.engine.run_rounds`) and the kernels are shared, so both give the same links.
 """
 
@@ -144,6 +145,19 @@ class Backend(Protocol):
         """The fit sample (:func:`veclink_spark.kernels.neighbourhood_sample` of each table, at most
         ``size`` rows a side) as (left ids, left unit vectors, right ids, right unit vectors, whether it
         is the whole of both tables), rows sorted by id."""
+        ...
+
+    def fit_backend(
+        self, left_ids: np.ndarray, left: np.ndarray, right_ids: np.ndarray, right: np.ndarray, name: str
+    ) -> Backend:
+        """The backend the fit's rounds run on, over these rows of the tables (the fit sample: ids and
+        their unit vectors, rows sorted by id): in the driver's process, or, on the Spark backend with
+        ``scale.fit_on`` executors, on executors over the same rows, its rounds committed under the run
+        id ``<run id>-<name>``. :meth:`release` it when the fit is done."""
+        ...
+
+    def release(self) -> None:
+        """Free what the backend holds outside the driver's process (a fit's cached rows)."""
         ...
 
     def label_round(self, round_no: int, phase: str) -> None:

@@ -1,10 +1,10 @@
 """The in-process backend: both tables as numpy arrays in the driver's process (no Spark).
 
 :class:`NumpyBackend` computes a round's votes with the same kernels (:mod:`veclink_spark.kernels`) the
-Spark stages run on executors, on whole arrays. Every run fits on one (the fit sample, in
-:mod:`veclink_spark.fit`), the in-process API (:mod:`veclink_spark.arrays`) links on one, and a fitted
-model links new rows in process on one; on the same input, config and seed it gives the links of
-:class:`veclink_spark.spark_backend.SparkBackend`.
+Spark stages run on executors, on whole arrays. A run fits on one (the fit sample, in
+:mod:`veclink_spark.fit`) unless ``scale.fit_on`` says executors, the in-process API
+(:mod:`veclink_spark.arrays`) links on one, and a fitted model links new rows in process on one; on the
+same input, config and seed it gives the links of :class:`veclink_spark.spark_backend.SparkBackend`.
 """
 
 from __future__ import annotations
@@ -220,6 +220,16 @@ class NumpyBackend:
         # The state is kept as the dict the Spark backend writes as JSON, so a resume sees the same.
         anchors_copy = {k: v.copy() for k, v in anchors.items()}
         self.rounds.append((round_no, anchors_copy, copy.deepcopy(state.to_dict())))
+
+    def fit_backend(
+        self, left_ids: np.ndarray, left: np.ndarray, right_ids: np.ndarray, right: np.ndarray, name: str
+    ) -> NumpyBackend:
+        """In process, whatever ``scale.fit_on`` says (:func:`veclink_spark.arrays.link_arrays` rejects
+        ``executors``): the rows are already here."""
+        return NumpyBackend(left_ids, left, right_ids, right, self.cfg, centred=True)
+
+    def release(self) -> None:
+        """Nothing is held outside the process."""
 
     def load_last_round(self) -> tuple[int, dict[str, np.ndarray], RunState] | None:
         if not self.rounds:
