@@ -47,9 +47,8 @@ def _density_run(
     seeds = pd.read_parquet(folder / "seeds.parquet")
     backend = NumpyBackend(li, lv, ri, rv, cfg)
     cached = folder / "run-defaults.pkl"
-    if cached.exists():
-        anchors = pickle.loads(cached.read_bytes())
-    else:
+    anchors = pickle.loads(cached.read_bytes()) if cached.exists() else {}
+    if "similarity" not in anchors:  # none yet, or made before the links kept their scores
         sl, sr = seeds["left_id"].to_numpy(), seeds["right_id"].to_numpy()
         anchors = fit_and_extend(backend, sl, sr, cfg).anchors
         cached.write_bytes(pickle.dumps(anchors))

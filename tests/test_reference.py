@@ -57,6 +57,7 @@ def test_output_shape_and_one_to_one(run) -> None:
         "views",
         "probability",
         "precision_estimate",
+        "similarity",
     ]
     assert links["left_id"].is_unique and links["right_id"].is_unique
     assert links["is_seed"].sum() == 15

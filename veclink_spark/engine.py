@@ -144,7 +144,12 @@ def _anchor_table(
     votes: list[int],
     views: list[int],
     prob: list[float],
+    similarity: list[float],
 ) -> dict[str, np.ndarray]:
+    """The anchor table's columns. ``similarity``: the pair's CSLS score in the round that promoted it
+    (:attr:`Candidates.sim`; NaN for the seeds, and an extension's fitted links get theirs from its
+    last round, :func:`veclink_spark.extend.extend`): the score that ranks the links of a run too large
+    to estimate each link on its own neighbours (:func:`veclink_spark.trust.link_precision`)."""
     return {
         "left_id": np.asarray(left),
         "right_id": np.asarray(right),
@@ -153,6 +158,7 @@ def _anchor_table(
         "votes": np.asarray(votes, dtype=np.int64),
         "views": np.asarray(views, dtype=np.int64),
         "probability": np.asarray(prob, dtype=np.float64),
+        "similarity": np.asarray(similarity, dtype=np.float64),
     }
 
 
@@ -185,7 +191,14 @@ def run_rounds(
         ones = [1.0] * n_seeds
         zeros = [0] * n_seeds
         anchors = _anchor_table(
-            list(seed_left), list(seed_right), zeros, [True] * n_seeds, zeros, zeros, ones
+            list(seed_left),
+            list(seed_right),
+            zeros,
+            [True] * n_seeds,
+            zeros,
+            zeros,
+            ones,
+            [math.nan] * n_seeds,
         )
         state = RunState(extra=dict(state_extra or {}))
     else:
@@ -294,7 +307,7 @@ def vote_round(
     votes = backend.refine_votes(1, maps, cells, exclude_left, exclude_right, True, probes=cfg.scale.probes)
     plan = RoundPlan(votes, len(maps), POLISH_MIN_VOTE_FRACTION, "procrustes/new-rows")
     state = RunState(phase="refine", stage="polish")
-    empty = _anchor_table([], [], [], [], [], [], [])
+    empty = _anchor_table([], [], [], [], [], [], [], [])
     promo = _promote(backend, cfg, state, plan, 1, empty, exclude_left, exclude_right)
     cand = promo.cand
     links = _append(empty, cand, promo.promoted, 1, len(maps), _posterior_mean(cand, len(maps)))
@@ -618,6 +631,7 @@ def _append(
         out["votes"].append(int(cand.cum_votes[i]))
         out["views"].append(int(n_views))
         out["probability"].append(float(prob[i]))
+        out["similarity"].append(float(cand.sim[i]))
     return _anchor_table(
         out["left_id"],
         out["right_id"],
@@ -626,6 +640,7 @@ def _append(
         out["votes"],
         out["views"],
         out["probability"],
+        out["similarity"],
     )
 
 

@@ -77,6 +77,8 @@ def start(
     )
     fixed = {k: v.copy() for k, v in anchors.items()}
     fixed["is_seed"] = np.ones(len(fixed["is_seed"]), dtype=bool)
+    # scored again by the extension's rounds, over the full tables (the fit's scores are the sample's)
+    fixed["similarity"] = np.full(len(fixed["is_seed"]), np.nan)
     log.info(
         "extend: %d fitted links kept, refinement over the full tables", int((~anchors["is_seed"]).sum())
     )
@@ -100,6 +102,12 @@ def extend(
     ext_cfg = extension_config(cfg)
     cells = extension_cells(backend, ext_cfg)
     result = run_rounds(backend, fixed_l, fixed_r, ext_cfg, state_extra, resumed=last, cells=cells)
+    # The fitted links' scores over the full tables: the last round searched their rows too, and left
+    # its pairs out of the candidates only because their ids are taken.
+    fixed = result.anchors["is_seed"]
+    result.anchors["similarity"][fixed] = backend.proposed_similarity(
+        result.rounds, result.anchors["left_id"][fixed], result.anchors["right_id"][fixed]
+    )
     return merge_fit(result, seed_left, seed_right)
 
 

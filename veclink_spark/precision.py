@@ -174,50 +174,19 @@ def _lfdr(
 
 def prefix_precision(score: np.ndarray, lfdr: np.ndarray) -> np.ndarray:
     """Each link's ``precision_estimate``: one minus the mean ``lfdr`` of the links scored at least as
-    high (ties in the order given). NaN entries (seeds) stay NaN and take no part."""
+    high (ties in the order given), raised to the best such precision of any longer prefix (a
+    q-value): so it never rises as the score falls, and the links at X or more are the longest prefix
+    estimated at X. The raise matters only where ``lfdr`` is not monotone in the score (a large run's
+    regions' links keep their own). NaN entries (seeds) stay NaN and take no part."""
     out = np.full(len(score), np.nan)
     ok = np.isfinite(lfdr)
     s, lf = np.nan_to_num(score[ok], nan=-np.inf), lfdr[ok]
     order = np.argsort(-s, kind="stable")
+    prefix = 1.0 - np.cumsum(lf[order]) / np.arange(1, len(s) + 1)
     prec = np.empty(len(s))
-    prec[order] = 1.0 - np.cumsum(lf[order]) / np.arange(1, len(s) + 1)
+    prec[order] = np.maximum.accumulate(prefix[::-1])[::-1]
     out[ok] = prec
     return out
-
-
-def sample_scores(
-    w: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    link_left: np.ndarray,
-    link_right: np.ndarray,
-    partner_left: np.ndarray,
-    partner_right: np.ndarray,
-) -> np.ndarray:
-    """CSLS scores under ``w`` of links given by their vectors (``link_left`` (n, d1), ``link_right``
-    (n, d2)), each row's neighbourhood measured in a sample of the other table (``left``, ``right``),
-    with the link's own partner in it: ``partner_left[i]`` / ``partner_right[i]`` is the row of link
-    i's left / right vector in ``left`` / ``right`` (-1: not in the sample), which is left out and the
-    pair's own similarity put in its place. Every link so sees the same sample plus its partner, so the
-    scores of links anywhere in the tables compare; in batches of KNOCKOUT_BATCH."""
-    scores = []
-    mapped_left_t = (np.asarray(left, np.float64) @ w).T  # once, not per batch
-    right_t = np.asarray(right, np.float64).T
-    for lo in range(0, len(link_left), KNOCKOUT_BATCH):
-        a = np.asarray(link_left[lo : lo + KNOCKOUT_BATCH], np.float64) @ w
-        b = np.asarray(link_right[lo : lo + KNOCKOUT_BATCH], np.float64)
-        cos = np.einsum("ij,ij->i", a, b)
-        to_right, to_left = a @ right_t, b @ mapped_left_t
-        n = np.arange(len(a))
-        for sims, at in (
-            (to_right, partner_right[lo : lo + len(a)]),
-            (to_left, partner_left[lo : lo + len(a)]),
-        ):
-            sims[n[at >= 0], at[at >= 0]] = -np.inf
-        r_l = _top_mean(np.hstack([to_right, cos[:, None]]), CSLS_K)
-        r_r = _top_mean(np.hstack([to_left, cos[:, None]]), CSLS_K)
-        scores.append(csls_score(cos, r_l, r_r))
-    return np.concatenate(scores) if scores else np.zeros(0)
 
 
 def _predict(iso: IsotonicRegression | None, score: np.ndarray) -> np.ndarray:
@@ -242,7 +211,7 @@ def estimate_precision(
     link_right: np.ndarray,
     is_seed: np.ndarray,
     core: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[PrecisionEstimate, np.ndarray]:
+) -> PrecisionEstimate:
     """Estimate the precision of links between two in-memory tables (see the module doc).
 
     Args:
@@ -254,8 +223,7 @@ def estimate_precision(
             margin competes for matches without being counted, as its own neighbours are missing.
 
     Returns:
-        A :class:`PrecisionEstimate`, per link in the order given, and the map fitted on all the
-        links (what :func:`sample_scores` scores further links with).
+        A :class:`PrecisionEstimate`, per link in the order given.
     """
     link_left, link_right = np.asarray(link_left, np.int64), np.asarray(link_right, np.int64)
     is_seed = np.asarray(is_seed, bool)
@@ -263,14 +231,9 @@ def estimate_precision(
     found = ~is_seed
     x = np.asarray(left, np.float64)
     y = np.asarray(right, np.float64)
-    w_all = (
-        procrustes_map(x[link_left].T @ y[link_right])
-        if len(link_left)
-        else np.zeros((x.shape[1], y.shape[1]))
-    )
     if not found.any() or len(left) < 2 or len(right) < 2:
         empty = PrecisionEstimate(nan, nan, nan, None, 0.0, float(len(left)), float(len(right)), (0.0, 0.0))
-        return empty, w_all
+        return empty
     # Cross-fitting: each link is scored, and knocked out, under a map fitted without it (the seeds are
     # in every map). A map fitted on its own links scores them too well, most where they are few
     # against the dimension: fitted on 44 chance pairs in 64 dimensions, it called them all right.
@@ -334,7 +297,7 @@ def estimate_precision(
         none_l,
         none_r,
     )
-    return est, w_all
+    return est
 
 
 @dataclass(frozen=True)
@@ -378,7 +341,7 @@ def final_matching(
     rows, cols = rows[free], cols[free]
     al, ar = np.concatenate([sl, rows]), np.concatenate([sr, cols])
     aseed = np.concatenate([np.ones(len(sl), bool), np.zeros(len(rows), bool)])
-    est, _ = estimate_precision(x, y, al, ar, aseed)
+    est = estimate_precision(x, y, al, ar, aseed)
     if not len(rows) or est.estimated_precision is None:
         return FinalMatching(sl, sr, np.ones(len(sl), bool), _take(est, np.arange(len(sl))), len(rows), None)
     lfdr, score = est.lfdr[~aseed], est.score[~aseed]

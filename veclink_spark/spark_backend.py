@@ -164,16 +164,16 @@ class SparkBackend:
         the ``links`` output table, ids typed like the tables' ids."""
         schema = (
             f"{LEFT_ID} {self._left_type}, {RIGHT_ID} {self._right_type}, probability double, "
-            "votes long, views long, round int, is_seed boolean, precision_estimate double"
+            "votes long, views long, round int, is_seed boolean, precision_estimate double, similarity double"
         )
-        cols = [LEFT_ID, RIGHT_ID, "probability", "votes", "views", "round", "is_seed", PRECISION_ESTIMATE]
+        cols = [LEFT_ID, RIGHT_ID, "probability", "votes", "views", "round", "is_seed"]
         n = len(links[LEFT_ID])
-        data = {c: list(np.asarray(links[c]).tolist()) for c in cols[:-1]}
-        # null where nothing was estimated: seeds, and the links of a new-rows run
-        est = np.full(n, np.nan)
-        if PRECISION_ESTIMATE in links:
-            est = np.asarray(links[PRECISION_ESTIMATE], float)
-        data[PRECISION_ESTIMATE] = [None if not np.isfinite(v) else float(v) for v in est]
+        data = {c: list(np.asarray(links[c]).tolist()) for c in cols}
+        # null where nothing was estimated or scored: seeds, and the links of a new-rows run
+        for col in (PRECISION_ESTIMATE, "similarity"):
+            values = np.asarray(links[col], float) if col in links else np.full(n, np.nan)
+            data[col] = [None if not np.isfinite(v) else float(v) for v in values]
+            cols.append(col)
         pdf = pd.DataFrame(data, columns=cols)
         return self.spark.createDataFrame(pdf, schema)
 
@@ -494,6 +494,18 @@ class SparkBackend:
             rows["sim"].to_numpy(np.float64),
         )
 
+    def proposed_similarity(self, round_no: int, left_ids: np.ndarray, right_ids: np.ndarray) -> np.ndarray:
+        out = np.full(len(left_ids), np.nan)
+        if not len(left_ids):
+            return out
+        pairs = self._pairs_df(left_ids, right_ids)
+        votes = self.store.read_round(TABLE_VOTES, self.run_id, round_no).filter(F.col("round_votes") > 0)
+        found: pd.DataFrame = (
+            votes.join(F.broadcast(pairs), [LEFT_ID, RIGHT_ID]).select("_i", "sim").toPandas()
+        )
+        out[found["_i"].to_numpy(np.int64)] = found["sim"].to_numpy(np.float64)
+        return out
+
     def save_round(self, round_no: int, anchors: dict[str, np.ndarray], state: RunState) -> None:
         self._anchors = {k: v.copy() for k, v in anchors.items()}
         pdf = pd.DataFrame({k: list(v.tolist()) for k, v in anchors.items()})
@@ -501,12 +513,11 @@ class SparkBackend:
         pdf["position"] = np.arange(len(pdf), dtype=np.int64)  # the anchor list order keys the views
         schema = (
             f"position long, {LEFT_ID} {self._left_type}, {RIGHT_ID} {self._right_type}, "
-            f"promoted_round int, {IS_SEED} boolean, votes long, views long, probability double"
+            f"promoted_round int, {IS_SEED} boolean, votes long, views long, probability double, "
+            "similarity double"
         )
-        df = self.spark.createDataFrame(
-            pdf[["position", LEFT_ID, RIGHT_ID, "promoted_round", IS_SEED, "votes", "views", "probability"]],
-            schema,
-        )
+        cols = ["position", LEFT_ID, RIGHT_ID, "promoted_round", IS_SEED, "votes", "views", "probability"]
+        df = self.spark.createDataFrame(pdf[cols + ["similarity"]], schema)
         self.store.write_round(TABLE_ANCHORS, df, self.run_id, round_no)
         self.store.commit_round(
             self.run_id, round_no, {"state": json.dumps(state.to_dict(), default=_json_default)}
@@ -514,9 +525,6 @@ class SparkBackend:
 
     def right_sample(self, size: int) -> np.ndarray:
         return self._sample(self.right, size)[1]
-
-    def sample_rows(self, side: str, size: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._sample(self.left if side == "left" else self.right, size, salt)
 
     def fit_tables(
         self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
@@ -552,6 +560,10 @@ class SparkBackend:
             "votes": pdf["votes"].to_numpy(np.int64),
             "views": pdf["views"].to_numpy(np.int64),
             "probability": pdf["probability"].to_numpy(np.float64),
+            # null in the rounds of a run written before the column existed
+            "similarity": pdf["similarity"].to_numpy(np.float64, na_value=np.nan)
+            if "similarity" in pdf
+            else np.full(len(pdf), np.nan),
         }
         self._anchors = anchors
         return last, anchors, state

@@ -30,7 +30,7 @@ from . import kernels
 from .backends.base import Backend
 from .config import LinkConfig
 from .duplicates import Duplicates, find_duplicates
-from .precision import PrecisionEstimate, estimate_precision, final_matching, prefix_precision, sample_scores
+from .precision import PrecisionEstimate, estimate_precision, final_matching, prefix_precision
 from .questions import ASK_BELOW_PRECISION, Answers, choose_questions, drop_rejected
 
 log = logging.getLogger(__name__)
@@ -107,12 +107,8 @@ REGIONS = 60
 #: no margin (a core of 8,000 rows) 0.54-0.59.
 MARGIN = 3
 
-#: Salt of the regions' centres and of the left table's uniform sample; the right's is one more, so
-#: that partners sharing an id (a migration keeps its object ids) are not sampled together.
+#: Salt of the hash that draws the regions' centres.
 ESTIMATE_SALT = 1
-
-#: Links whose vectors come to the driver at a time to be scored (bounds driver memory).
-SCORE_CHUNK = 50_000
 
 
 @dataclass(frozen=True)
@@ -208,11 +204,11 @@ def link_precision(
     ``anchors``, on ``basis`` (:func:`estimate_basis`). Also returns each link's left row in
     ``basis.rows`` (-1: not in it).
 
-    On regions, the links with a row in a region's core are estimated there; every link is then
-    scored against one uniform sample of the tables (:func:`veclink_spark.precision.sample_scores`,
-    the same neighbours for all), and its lfdr read from that score through an isotonic fit to the
-    estimated links' lfdr (they keep their own). The regions' links are a random sample of the
-    links, so the fit carries to the rest."""
+    On regions, the links with a row in a region's core are estimated there; every other link reads
+    its lfdr from its ``similarity`` (:func:`_link_scores`) through an isotonic fit to the estimated
+    links' lfdr (:func:`_calibrated`). Measured (20,000 clustered rows a side): the links kept at 0.9
+    measure 0.921 ranked so, 0.885 ranked by a CSLS score against a uniform sample of the tables
+    (8,000 rows a side), whose sparse neighbourhoods rank the links of a large run poorly."""
     seeds = np.asarray(anchors["is_seed"], bool)
     ll, lr = np.asarray(anchors["left_id"]), np.asarray(anchors["right_id"])
     rows = basis.rows
@@ -220,13 +216,13 @@ def link_precision(
     inside = (pl >= 0) & (pr >= 0)
     pos = np.where(inside, pl, -1)
     if basis.core is None:
-        est, _ = estimate_precision(rows.left, rows.right, pl[inside], pr[inside], seeds[inside])
+        est = estimate_precision(rows.left, rows.right, pl[inside], pr[inside], seeds[inside])
         lfdr, score = np.full(len(ll), np.nan), np.full(len(ll), np.nan)
         lfdr[inside], score[inside] = est.lfdr, est.score
         return replace(est, lfdr=lfdr, score=score, precision=prefix_precision(score, lfdr)), pos
     core_l, core_r = basis.core
     counted = basis.counted(anchors)
-    est, w = estimate_precision(
+    est = estimate_precision(
         rows.left,
         rows.right,
         pl[inside],
@@ -236,15 +232,8 @@ def link_precision(
     )
     own = np.full(len(ll), np.nan)
     own[inside] = est.lfdr
-    score = _uniform_scores(backend, ll, lr, ~seeds, w, rows.left.shape[0])
-    lfdr = np.full(len(ll), np.nan)
-    if counted.any():
-        calib = IsotonicRegression(increasing=True, out_of_bounds="clip", y_min=0.0, y_max=1.0)
-        calib.fit(score[counted], 1.0 - own[counted])
-        lfdr[~seeds] = 1.0 - calib.predict(score[~seeds])
-        lfdr[counted] = own[counted]
-    else:
-        lfdr[~seeds] = 1.0
+    score = _link_scores(anchors)
+    lfdr = _calibrated(score, own, counted, seeds)
     known = lfdr[~seeds]
     scale_l, scale_r = backend.n_left / max(int(core_l.sum()), 1), backend.n_right / max(int(core_r.sum()), 1)
     est = replace(
@@ -260,22 +249,30 @@ def link_precision(
     return est, pos
 
 
-def _uniform_scores(
-    backend: Backend, ll: np.ndarray, lr: np.ndarray, which: np.ndarray, w: np.ndarray, size: int
-) -> np.ndarray:
-    """The :func:`veclink_spark.precision.sample_scores` of the links ``which`` against one uniform
-    sample of each table at one rate (the larger table gives ``size`` rows); NaN for the others."""
-    rate = min(1.0, size / max(backend.n_left, backend.n_right, 1))
-    uid_l, ux_l = backend.sample_rows("left", max(2, round(rate * backend.n_left)), ESTIMATE_SALT)
-    uid_r, ux_r = backend.sample_rows("right", max(2, round(rate * backend.n_right)), ESTIMATE_SALT + 1)
-    partner_l, partner_r = rows_of(uid_l, ll), rows_of(uid_r, lr)
-    score = np.full(len(ll), np.nan)
-    at_all = np.nonzero(which)[0]
-    for lo in range(0, len(at_all), SCORE_CHUNK):
-        at = at_all[lo : lo + SCORE_CHUNK]
-        xa, yb = backend.anchor_vectors(ll[at], lr[at])
-        score[at] = sample_scores(w, ux_l, ux_r, xa, yb, partner_l[at], partner_r[at])
+def _link_scores(anchors: dict[str, np.ndarray]) -> np.ndarray:
+    """The score that ranks a large run's links: the pair's CSLS similarity in the extension round that
+    last proposed it (its neighbourhoods measured over the full tables, not a sample); NaN for the
+    seeds and for links no extension round proposed."""
+    score = np.asarray(anchors["similarity"], dtype=np.float64).copy()
+    score[np.asarray(anchors["is_seed"], bool)] = np.nan
     return score
+
+
+def _calibrated(score: np.ndarray, own: np.ndarray, counted: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Each non-seed link's lfdr: the counted links keep their ``own``; the others read it from their
+    ``score`` through an isotonic fit of the counted links' own (a random sample of the links, so the
+    fit carries to the rest). A link without a score takes the lowest score's."""
+    lfdr = np.full(len(score), np.nan)
+    fit_on = counted & np.isfinite(score)
+    if not fit_on.any():
+        lfdr[~seeds] = 1.0
+        return lfdr
+    calib = IsotonicRegression(increasing=True, out_of_bounds="clip", y_min=0.0, y_max=1.0)
+    calib.fit(score[fit_on], 1.0 - own[fit_on])
+    s = score[~seeds]
+    lfdr[~seeds] = 1.0 - calib.predict(np.where(np.isfinite(s), s, calib.X_min_))
+    lfdr[counted] = own[counted]
+    return lfdr
 
 
 def _final_links(
@@ -295,7 +292,7 @@ def _final_links(
     old = at >= 0
     final_round = int(np.max(anchors["round"])) + 1 if len(anchors["round"]) else 1
     given = {"left_id": ll, "right_id": lr, "is_seed": fm.is_seed}
-    fill = {"round": final_round, "votes": 0, "views": 0, "probability": 0.5}
+    fill = {"round": final_round, "votes": 0, "views": 0, "probability": 0.5, "similarity": np.nan}
     links: dict[str, np.ndarray] = {}
     for key, value in anchors.items():  # the engine's columns, in its order
         if key in given:
@@ -338,7 +335,9 @@ def assess_links(
         else:
             pos = rows.positions(anchors["left_id"], anchors["right_id"])[0]
     seeds = np.asarray(anchors["is_seed"], bool)
-    links = dict(anchors, precision_estimate=est.precision)
+    # the score the estimate ranks by, so that precision_estimate falls as similarity falls
+    links = {k: v for k, v in anchors.items() if k != "similarity"}
+    links.update(precision_estimate=est.precision, similarity=est.score)
     cand = np.nonzero(~seeds & (pos >= 0) & np.isfinite(est.lfdr))[0]
     picked, why = choose_questions(
         basis.rows.left[pos[cand]],

@@ -120,6 +120,12 @@ class Backend(Protocol):
         """Eligible pairs of the round with at least these round and cumulative votes."""
         ...
 
+    def proposed_similarity(self, round_no: int, left_ids: np.ndarray, right_ids: np.ndarray) -> np.ndarray:
+        """Each pair's (``left_ids[i]``, ``right_ids[i]``) CSLS similarity as round ``round_no`` (the
+        last a votes call made) proposed it, pairs touching excluded ids included; NaN where that round
+        did not propose the pair."""
+        ...
+
     def save_round(self, round_no: int, anchors: dict[str, np.ndarray], state: RunState) -> None:
         """Persist the round (anchor table and state); the round counts as committed afterwards."""
         ...
@@ -131,12 +137,6 @@ class Backend(Protocol):
     def right_sample(self, size: int) -> np.ndarray:
         """Unit vectors of the right table's ``size`` rows of smallest
         :func:`veclink_spark.kernels.sample_keys` (ties by id), in that order."""
-        ...
-
-    def sample_rows(self, side: str, size: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, unit vectors) of table ``side``'s (left or right) ``size`` rows of smallest
-        :func:`veclink_spark.kernels.sample_keys` with ``salt`` (ties by id), in that order: a uniform
-        sample that does not depend on the partitioning."""
         ...
 
     def fit_tables(

@@ -91,6 +91,8 @@ class NumpyBackend:
         self.cum: pd.DataFrame = pd.DataFrame(columns=["left_id", "right_id", "cum_votes"])
         self.round_table: pd.DataFrame | None = None
         self.tables: dict[int, pd.DataFrame] = {}
+        #: The last round's proposals before the excluded ids are left out: (round, pairs with sim).
+        self.proposed: tuple[int, pd.DataFrame] | None = None
         self._round_no = 0
         self.rounds: list[tuple[int, dict[str, np.ndarray], dict[str, Any]]] = []
 
@@ -216,6 +218,24 @@ class NumpyBackend:
             t["sim"].to_numpy(np.float64),
         )
 
+    def proposed_similarity(self, round_no: int, left_ids: np.ndarray, right_ids: np.ndarray) -> np.ndarray:
+        out = np.full(len(left_ids), np.nan)
+        if self.proposed is None or self.proposed[0] != round_no:
+            return out
+        t = self.proposed[1]
+        sim = dict(
+            zip(
+                zip(t["left_id"].tolist(), t["right_id"].tolist(), strict=True),
+                t["sim"].tolist(),
+                strict=True,
+            )
+        )
+        for i, pair in enumerate(
+            zip(np.asarray(left_ids).tolist(), np.asarray(right_ids).tolist(), strict=True)
+        ):
+            out[i] = sim.get(pair, np.nan)
+        return out
+
     def save_round(self, round_no: int, anchors: dict[str, np.ndarray], state: RunState) -> None:
         # The state is kept as the dict the Spark backend writes as JSON, so a resume sees the same.
         anchors_copy = {k: v.copy() for k, v in anchors.items()}
@@ -239,11 +259,6 @@ class NumpyBackend:
 
     def right_sample(self, size: int) -> np.ndarray:
         return self.right[kernels.hash_sample(self.right_ids, size)]
-
-    def sample_rows(self, side: str, size: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
-        ids, x = (self.left_ids, self.left) if side == "left" else (self.right_ids, self.right)
-        at = kernels.hash_sample(ids, size, salt)
-        return ids[at], x[at]
 
     def label_round(self, round_no: int, phase: str) -> None:
         """Nothing to label in process (the Spark backend tags the round's jobs)."""
@@ -321,6 +336,7 @@ class NumpyBackend:
             cum["round_votes"]
         ).fillna(0).astype(np.int64)
         self.cum = cum[["left_id", "right_id", "cum_votes"]]
+        self.proposed = (self._round_no, rv[["left_id", "right_id", "sim"]])
         table = rv.merge(self.cum, on=["left_id", "right_id"], how="left")
         table = table[
             ~table["left_id"].isin(set(np.asarray(exclude_left).tolist()))
