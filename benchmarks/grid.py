@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Run a veclink-spark benchmark grid and write its report.")
     p.add_argument("--grid", help="grid YAML (benchmarks/grids/smoke.yaml, quick.yaml, paper.yaml)")
     p.add_argument("--out-dir", default="bench-out", help="results folder (default bench-out)")
-    p.add_argument("--report", default=None, help="write the Markdown report here (plots next to it)")
+    p.add_argument("--report", default=None, help="write the Markdown report here (figures next to it)")
     p.add_argument("--report-only", action="store_true", help="only render the report from OUT/results.jsonl")
     p.add_argument(
         "--methods", nargs="+", default=None, help=f"run only these methods ({', '.join(METHODS)})"
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks.harness.report import write_report
 
             out = write_report(args.out_dir, args.report, command=command)
-            log.info("report %s, plots: %s", out.report, ", ".join(str(p) for p in out.plots) or "none")
+            log.info("report %s, figures: %s", out.report, ", ".join(str(p) for p in out.plots) or "none")
     except (ConfigError, InputError) as exc:
         sys.stderr.write(f"benchmark: {' '.join(str(exc).split())}\n")
         return 2

@@ -1,11 +1,14 @@
 """Cost of the published loop's hash-join stage over whole tables on Spark.
 
-A run fits on a bounded sample in process (veclink_spark.fit), so in a run the loop's Spark stage never
-meets a big table. This benchmark runs it over the full tables anyway, to measure what it costs at scale:
-rounds of the published loop alone (``refine.mode: none``) on the Spark backend, with the seeds as
-anchors: each round computes the views' anchor-distance signatures and hash keys on executors
-(Arrow UDFs), equi-joins the two tables on the keys, finds the mutual best matches in each block,
-reduces the Beta-Bernoulli votes per pair and commits the round (Delta).
+A run fits on a bounded sample (veclink_spark.fit; its rounds run on executors with ``scale.fit_on:
+executors``, as here), so in a run the loop's Spark stage meets a table only as large as the fit sample.
+This benchmark runs it over the full tables, to measure what it costs at scale: the rounds of a fit on
+executors whose sample is the whole table (:func:`veclink_spark.engine.run_rounds` on the
+:class:`veclink_spark.spark_backend.SparkBackend` the fit uses, without the sample, duplicate and seed
+checks, which would bring a million rows to the driver), the published loop alone (``refine.mode:
+none``), with the seeds as anchors: each round computes the views' anchor-distance signatures and hash
+keys on executors (Arrow UDFs), equi-joins the two tables on the keys, finds the mutual best matches in
+each block, reduces the Beta-Bernoulli votes per pair and commits the round (Delta).
 
     python benchmarks/hash_join.py --rows 100000 1000000 [--rounds 2] [--views 48] [--cache DIR]
 
@@ -153,7 +156,7 @@ def report(results: list[dict]) -> str:
         "Max block: the largest (view, key) block, rows of its larger side. A row's keys are its 2",
         "nearest view anchors; with 15 seeds a view has about ten anchors, so both tables meet in about",
         "six blocks per view, each holding about a third of the table: the block search grows with the",
-        "square of the rows until `advanced.hashing.max_block_size` (50,000) caps a block (the rows",
+        "square of the rows until `backends.base.MAX_BLOCK_SIZE` (50,000) caps a block (the rows",
         "nearest its anchor are kept, the others compared with nothing in that view). Seconds per view",
         "include the round's fixed cost (the votes' Delta write, candidates, the commit; about 15 s at",
         "10,000 rows: 48 views took 69.1 s, 4 views 19.0 s). Commit dd908ae, before",

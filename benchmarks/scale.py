@@ -444,7 +444,13 @@ def report(results: list[dict]) -> None:
             )
     lines += phase_tables(rows)
     lines.append("")
-    lines.append("![time against rows](scale.png)")
+    lines += [
+        "![How does the wall time grow with the table size?](scale.png)",
+        "",
+        "*How does the wall time grow with the table size? The latest run per engine and size (log-log), "
+        "each with the default configuration of its commit (the table's `commit` column: sizes measured "
+        "on different code, so a line's slope is not one design's exponent); failed runs are not drawn.*",
+    ]
     OUT.mkdir(parents=True, exist_ok=True)
     # Hand-written notes on the measurements (a section headed "## Notes") survive the rewrite.
     old = (OUT / "REPORT.md").read_text() if (OUT / "REPORT.md").exists() else ""

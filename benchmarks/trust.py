@@ -4,6 +4,7 @@ ceiling (issue 28). Three steps; each writes under ``--out-dir`` (default benchm
 
     python benchmarks/trust.py run [--part I --parts N]   # link every cell, cache the runs (slow)
     python benchmarks/trust.py report                     # score the cached runs: results + REPORT.md
+    python benchmarks/trust.py render                     # REPORT.md and figures from the results only
     python benchmarks/trust.py questions --cells C ...    # a simulated user answers 1-4 x 15 questions
 
 Cells: the targets grid (2 corpora x 6 encoder pairs x alpha 0.15 / 0.3 x in- / out-of-domain seeds,
@@ -187,21 +188,32 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def render(args: argparse.Namespace) -> int:
+    """REPORT.md and its figures again from ``results.jsonl`` and ``questions.jsonl``, running nothing."""
+    path = args.out_dir / "results.jsonl"
+    write_report([json.loads(line) for line in path.read_text().splitlines() if line.strip()], args.out_dir)
+    return 0
+
+
 def _f(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
 def write_report(rows: list[dict[str, Any]], out: Path) -> None:
     """REPORT.md and REPORT-estimate.png from the scored cells."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.2, 5), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     for name, pick, marker in (
-        ("all links", lambda r: (r["estimated_precision"], r["final"]["precision"]), "o"),
-        ("kept at 0.9", lambda r: (r["at_0.9"]["estimated"], r["at_0.9"]["precision"]), "^"),
+        ("all final links", lambda r: (r["estimated_precision"], r["final"]["precision"]), "o"),
+        (
+            "links kept at --min-precision 0.9",
+            lambda r: (r["at_0.9"]["estimated"], r["at_0.9"]["precision"]),
+            "^",
+        ),
     ):
         pts = [pick(r) for r in rows if pick(r)[0] is not None and r["final"]["links"]]
         if pts:
@@ -209,11 +221,9 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> None:
     ax.plot([0, 1], [0, 1], "k-", lw=0.8)
     ax.fill_between([0, 1], [-0.05, 0.95], [0.05, 1.05], color="grey", alpha=0.15, label="within 0.05")
     ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="estimated precision", ylabel="measured precision")
-    ax.set_title("Estimated against measured precision, one point per cell")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
+    ax.set_aspect("equal")
+    ax.legend(loc="upper left", fontsize=8)
     fig.savefig(out / "REPORT-estimate.png", dpi=110)
-    plt.close(fig)
     lines = [
         "# Estimated precision, final matching and the ceiling",
         "",
@@ -225,7 +235,12 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> None:
         "of the true pairs with the best cut (benchmarks/harness/ceiling.py), and its largest recall at",
         "precision 0.95.",
         "",
-        "![estimated against measured](REPORT-estimate.png)",
+        "![Is a run's estimated precision its measured precision?](REPORT-estimate.png)",
+        "",
+        f"*Is a run's estimated precision its measured precision? One point per cell ({len(rows)} cells): "
+        "all final links (circles) and the links kept at `--min-precision` 0.9 (triangles), on the "
+        "diagonal when the estimate is exact; every run with the default configuration (`LinkConfig()`), "
+        "nothing filtered.*",
         "",
         "| cell | P | R | F1 | est | abs err | 0.9: n / P / est | 0.95: n / P | rounds F1 "
         "| ceiling F1 / R@P.95 |",
@@ -267,9 +282,11 @@ def questions_section(out: Path) -> list[str]:
     path = out / "questions.jsonl"
     if not path.exists():
         return []
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    names = {c: cell_name(c) for c in dict.fromkeys(r["cell"] for r in rows)}
     lines = [
         "",
         "## Questions: a simulated user",
@@ -278,14 +295,20 @@ def questions_section(out: Path) -> list[str]:
         "from the truth, the answers given to the next run (`--answers`), three times; beside it, the",
         "same number of random true pairs added as seeds (both scored without the pairs they were given).",
         "",
-        "![F1 against answers](REPORT-questions.png)",
+        "![Do answered questions help as much as random true pairs?](REPORT-questions.png)",
+        "",
+        "*Do answered questions help as much as the same number of random true pairs given as seeds? F1 "
+        f"against the pairs added, {' and '.join(names.values())}; the questions runs with `links.ask: "
+        "always` (so that every run asks), the random-seed runs with the default configuration.*",
         "",
         "| cell | answers | questions: links / P / R / F1 | random true seeds: links / P / R / F1 "
         "| ceiling F1 |",
         "|---|---|---|---|---|",
     ]
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for cell in sorted({r["cell"] for r in rows}):
+    fig = Figure(figsize=(5.5, 4), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for i, (cell, name) in enumerate(names.items()):
         mine = [r for r in rows if r["cell"] == cell]
         for r in mine:
             q, rnd = r["questions"], r["random_seeds"]
@@ -295,16 +318,28 @@ def questions_section(out: Path) -> list[str]:
                 f"{_f(rnd['f1'])} | {_f(r['ceiling'])} |"
             )
         n = [r["answers"] for r in mine]
-        ax.plot(n, [r["questions"]["f1"] for r in mine], "o-", label=f"questions ({cell[:30]})")
-        ax.plot(n, [r["random_seeds"]["f1"] for r in mine], "s--", label="random true seeds")
-        ax.axhline(mine[0]["ceiling"], color="grey", lw=0.8, label="ceiling")
-    ax.set(xlabel="answers (pairs added)", ylabel="F1", ylim=(0, 1))
-    ax.set_title("F1 against the number of answers")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+        suffix = f" ({name})" if len(names) > 1 else ""
+        marker = "os^Dv"[i % 5]  # the series by colour, the cells (when several) by marker
+        q_f1, rnd_f1 = [r["questions"]["f1"] for r in mine], [r["random_seeds"]["f1"] for r in mine]
+        ax.plot(n, q_f1, "-", marker=marker, color="C0", label="answered questions" + suffix)
+        ax.plot(n, rnd_f1, "--", marker=marker, color="C1", label="random true pairs" + suffix)
+        ax.axhline(mine[0]["ceiling"], color="0.4", lw=0.8, ls=":", label="ceiling (orthogonal map)" + suffix)
+    ax.set(xlabel="pairs added (answers, or random true pairs)", ylabel="F1", ylim=(0, 1))
+    ax.set_xticks(sorted({r["answers"] for r in rows}))
+    if len(names) == 1:
+        ax.set_title(next(iter(names.values())), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
     fig.savefig(out / "REPORT-questions.png", dpi=110)
-    plt.close(fig)
     return lines
+
+
+def cell_name(cell_key: str) -> str:
+    """A cell's key (``debian__all-mpnet-base-v2__...__0.15__in_domain``) as a reader names it:
+    ``debian mpnet/L3, α 0.15, in-domain seeds``."""
+    corpus, left, right, alpha, kind = cell_key.split("__")
+    seeds = "in-domain" if kind == "in_domain" else "out-of-domain"
+    return f"{corpus} {SHORT.get(left, left)}/{SHORT.get(right, right)}, α {alpha}, {seeds} seeds"
 
 
 def questions(args: argparse.Namespace) -> int:
@@ -366,7 +401,7 @@ def questions(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("step", choices=["run", "report", "questions"])
+    ap.add_argument("step", choices=["run", "report", "questions", "render"])
     ap.add_argument("--data-dir", type=Path, default=DATA)
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "trust")
@@ -375,9 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cells", nargs="*", default=[])
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
-    if not args.data_dir.is_dir():
+    if args.step != "render" and not args.data_dir.is_dir():
         ap.error(f"no data folder {args.data_dir}: this benchmark needs ../shared/data")
-    return {"run": run, "report": report, "questions": questions}[args.step](args)
+    return {"run": run, "report": report, "questions": questions, "render": render}[args.step](args)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import yaml
 from benchmarks.harness import runner
 from benchmarks.harness.report import write_report
 from benchmarks.harness.runner import (
+    SEED_KINDS,
     grid_from_dict,
     load_grid,
     method_config,
@@ -214,12 +215,11 @@ def test_runner_writes_resumes_and_reports(data_dir: Path, tmp_path: Path) -> No
     assert "least_squares" not in text and "| mlp |" not in text  # never run, never shown
     assert "mistral-embed vs text-embedding-3-small" in text and "88.3" in text  # paper reference
     assert "Not measured: no veclink run at α = 0.15, n = 15." in text
-    ood = text.split("### Out-of-domain against in-domain seeds")[1].split("## Plots")[0]
+    ood = text.split("### Out-of-domain against in-domain seeds")[1].split("## Figures")[0]
     assert "| veclink | 1 |" in ood and "| self_learning | 1 |" in ood
-    for name in ("BENCH-f1-vs-seeds.png", "BENCH-f1-vs-overlap.png", "BENCH-veclink-rounds.png"):
-        png = report.parent / name
-        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-        assert f"]({name})" in text
+    # the grid's veclink config is not today's default: no figure, and the report says why
+    assert "*No figure: no veclink run of today's defaults (the results hold 2 of other" in text
+    assert not list(report.parent.glob("*.png"))
     f1 = next(r["f1"] for r in rows if r["method"] == "self_learning" and r["seed_kind"] == "in_domain")
     assert (
         f"| self_learning | 1 | {100 * sl['precision']:.1f} | {100 * sl['recall']:.1f} | {100 * f1:.1f} |"
@@ -235,11 +235,11 @@ def test_runner_writes_resumes_and_reports(data_dir: Path, tmp_path: Path) -> No
     write_report(out, report, command="pytest")
     text = report.read_text()
     assert "`0123456789ab` (../out/configs/0123456789ab.json): unknown (config file missing)" in text
-    assert f"the targets and plots show `{digest}`" in text
+    assert f"the targets show `{digest}`" in text
     targets, earlier = text.split("## Targets")[1].split("### Earlier veclink configurations")
     assert f"veclink@{digest[:6]}" in targets and "veclink@012345" not in targets
     row = f"| veclink@012345 | veclink@{digest[:6]} | unknown (config file missing) | 2 | 2 |"
-    assert row in earlier.split("## Plots")[0]
+    assert row in earlier.split("## Figures")[0]
 
 
 def test_failed_runs_are_recorded_retried_and_reported(
@@ -379,6 +379,68 @@ def test_report_headline_is_the_planned_config_and_earlier_ones_compare_on_share
     cells = [c.strip() for c in table[0].strip("|").split("|")]
     # one cell, one split both ran; old 60.0 < new 80.0; two runs only the old config has
     assert cells[3:] == ["1", "1", "60.0", "80.0", "0", "1", "2"]
+
+
+def test_figures_draw_todays_defaults_only_and_say_why_a_figure_is_missing(tmp_path: Path) -> None:
+    from benchmarks.harness.runner import config_digest
+    from veclink_spark.config import LinkConfig
+
+    # today's default, saved before links.ask existed (a field added since), and another config
+    old_default = LinkConfig().to_dict()
+    del old_default["links"]["ask"]
+    other = LinkConfig.from_dict({"advanced": {"refine": {"max_rounds": 2}}})
+    (tmp_path / "configs").mkdir()
+    digests = {"default": "d" * 12, "other": config_digest(other)}
+    (tmp_path / "configs" / f"{digests['default']}.json").write_text(json.dumps(old_default))
+    (tmp_path / "configs" / f"{digests['other']}.json").write_text(json.dumps(other.to_dict()))
+    by_round = [{"round": r, "n_links": 10 * r, "precision": 0.9, "recall": 0.1 * r} for r in (1, 2, 3)]
+
+    def row(
+        method: str, cfg: str | None, corpus: str, pair: str, kind: str, alpha: float, n: int, f1: float
+    ) -> dict[str, Any]:
+        key = f"{corpus}|{pair}|{kind}|{alpha}|{n}|{method}|{cfg}"
+        return {
+            "key": key, "status": "ok", "corpus": corpus, "pair": pair, "seed_kind": kind, "alpha": alpha,
+            "n_seeds": n, "split_seed": 0, "method": method, "engine": "reference",
+            "config_digest": None if cfg is None else digests[cfg], "precision": f1, "recall": f1, "f1": f1,
+            "n_links": 10, "rounds": 3, "wall_seconds": 1.0, "by_round": by_round if cfg else None,
+        }  # fmt: skip
+
+    cells = [
+        (c, p, k, a) for c in ("c1", "c2") for p in ("p1", "p2") for k in SEED_KINDS for a in (0.15, 0.3)
+    ]
+    rows = [row("veclink", "default", *cell, 15, 0.8) for cell in cells]
+    rows += [row("procrustes", None, *cell, 15, 0.1) for cell in cells]
+    rows += [row("veclink", "other", *cells[0], 15, 0.5)]  # left out of every figure
+    for n in (20, 30):  # a seed sweep on one corpus: a line of three points in one panel
+        for method, cfg in (("veclink", "default"), ("cca", None)):
+            rows += [row(method, cfg, "c1", p, "in_domain", 0.3, n, 0.5) for p in ("p1", "p2")]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "R-f1-vs-overlap.png").write_bytes(b"stale")  # an earlier rendering's figure
+    out = write_report(tmp_path, tmp_path / "R.md")
+    text = (tmp_path / "R.md").read_text().split("## Figures")[1].split("## Per-cell results")[0]
+
+    assert [p.name for p in out.plots] == [
+        "R-veclink-vs-best.png",
+        "R-f1-vs-seeds.png",
+        "R-veclink-rounds.png",
+    ]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(p.name for p in out.plots)
+    assert (
+        "Does veclink beat the best classical baseline? One point per cell" in text and "20 cells" in text
+    )  # 16 + the sweep's 4
+    assert (
+        f"veclink runs of today's defaults only (config `{digests['default']}`; 1 run of another "
+        "configuration left out)" in text
+    )
+    assert "their configs predate `links.ask`" in text
+    assert (
+        "*F1 against the shared fraction α: no figure; veclink with today's defaults ran at α = 0.15, 0.3"
+        in text
+    )
+    assert text.count("![") == 3 and all(
+        f"*{q}" in text for q in ("Does veclink", "How does F1", "How do veclink")
+    )
 
 
 def test_a_study_replaces_its_rows_unless_told_to_append(tmp_path) -> None:

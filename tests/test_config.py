@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 
 from veclink_spark.config import PUBLIC_SECTIONS, LinkConfig, describe_fields
+from veclink_spark.engine import FIT_BLOCK_ROWS, block_cells
 from veclink_spark.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Most ``advanced`` fields (issue 29: a config that says what a user can change).
+MAX_ADVANCED_FIELDS = 15
 
 
 def test_default_yaml_matches_the_dataclasses() -> None:
@@ -51,6 +54,25 @@ def test_public_configuration_is_small() -> None:
     assert {name.split(".")[0] for name in public} == set(PUBLIC_SECTIONS)
 
 
+def test_advanced_configuration_is_small() -> None:
+    """Only the research settings the repository's measurements and tests vary are fields; the
+    method's fixed settings are named constants in the modules that use them."""
+    advanced = [name for name, _default, _doc in describe_fields() if name.startswith("advanced.")]
+    assert len(advanced) <= MAX_ADVANCED_FIELDS, advanced
+
+
+def test_one_name_per_concept() -> None:
+    """A field name means one thing wherever it appears: the same name in two sections is the same
+    setting for two phases (``max_rounds``: the round cap of the loop, the take-off on the fit rows and
+    the full-table rounds), never two different settings."""
+    names: dict[str, list[str]] = {}
+    for path, _default, _doc in describe_fields():
+        *_, section, name = path.split(".")
+        names.setdefault(name, []).append(section)
+    shared = {name: sorted(sections) for name, sections in names.items() if len(sections) > 1}
+    assert shared == {"max_rounds": ["bootstrap", "refine", "scale"]}
+
+
 def test_all_problems_reported_at_once_with_field_names() -> None:
     with pytest.raises(ConfigError) as err:
         LinkConfig.from_dict(
@@ -58,12 +80,12 @@ def test_all_problems_reported_at_once_with_field_names() -> None:
                 "run": {"seed": -1},
                 "advanced": {
                     "bootstrap": {"max_rounds": 0, "max_round": 3},
-                    "views": {"sampling": "bogus"},
-                    "hashng": {},
-                    "refine": {"views": "many"},
+                    "signatures": {"centering": "bogus"},
+                    "refin": {},
+                    "refine": {"polish_rounds": "many"},
                 },
                 "scal": {},
-                "evidence": {},
+                "views": {},
             }
         )
     problems = err.value.problems
@@ -71,19 +93,19 @@ def test_all_problems_reported_at_once_with_field_names() -> None:
     assert "advanced.bootstrap.max_rounds must be >= 1, got 0" in text
     assert "run.seed must be >= 0, got -1" in text
     assert "did you mean 'advanced.bootstrap.max_rounds'" in text
-    assert "advanced.views.sampling must be one of" in text and "'bogus'" in text
-    assert "unknown section 'advanced.hashng'; did you mean 'advanced.hashing'" in text
-    assert "advanced.refine.views must be an integer, got 'many'" in text
+    assert "advanced.signatures.centering must be one of" in text and "'bogus'" in text
+    assert "unknown section 'advanced.refin'; did you mean 'advanced.refine'" in text
+    assert "advanced.refine.polish_rounds must be an integer, got 'many'" in text
     assert "unknown section 'scal'; did you mean 'scale'" in text
-    assert "section 'evidence' belongs under 'advanced:'" in text
+    assert "section 'views' belongs under 'advanced:'" in text
     assert len(problems) == 8
 
 
-def test_cross_field_and_type_checks() -> None:
-    with pytest.raises(ConfigError, match="advanced.views.min_view_size"):
-        LinkConfig.from_dict({"advanced": {"views": {"min_view_size": 10, "max_view_size": 5}}})
-    with pytest.raises(ConfigError, match="advanced.views.kmeans must be true or false"):
-        LinkConfig.from_dict({"advanced": {"views": {"kmeans": "yes"}}})
+def test_type_checks() -> None:
+    with pytest.raises(ConfigError, match="advanced.refine.polish_after_cut must be true or false"):
+        LinkConfig.from_dict({"advanced": {"refine": {"polish_after_cut": "yes"}}})
+    with pytest.raises(ConfigError, match="unknown key 'advanced.views.sampling'"):
+        LinkConfig.from_dict({"advanced": {"views": {"sampling": "fps"}}})
     with pytest.raises(ConfigError, match="must be a mapping"):
         LinkConfig.from_dict({"advanced": {"views": 3}})
     with pytest.raises(ConfigError, match="section 'scale' belongs at the top level"):
@@ -116,12 +138,9 @@ def test_to_dict_round_trip() -> None:
     assert LinkConfig.from_dict(cfg.to_dict()) == cfg
 
 
-def test_refine_cells_auto_is_exact_for_small_tables_and_bounds_blocks() -> None:
-    cfg = LinkConfig()
-    assert cfg.refine.cells == 0
-    assert cfg.refine_cells(7_800) == 1  # benchmark tables: one cell, the exact search
-    n = cfg.refine_cells(1_000_000)
+def test_blocked_search_is_exact_for_small_tables_and_bounds_blocks() -> None:
+    assert block_cells(7_800, FIT_BLOCK_ROWS) == 1  # benchmark tables: one cell, the exact search
+    n = block_cells(1_000_000, FIT_BLOCK_ROWS)
     assert n > 1
-    # Each vector is searched in its nearest cell: a block holds about block_rows right rows.
-    assert 1_000_000 / n <= cfg.refine.block_rows
-    assert LinkConfig.from_dict({"advanced": {"refine": {"cells": 16}}}).refine_cells(1_000_000) == 16
+    # Each vector is searched in its nearest cell: a block holds about FIT_BLOCK_ROWS right rows.
+    assert 1_000_000 / n <= FIT_BLOCK_ROWS

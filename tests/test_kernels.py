@@ -11,7 +11,7 @@ def test_signatures_are_unit_and_scale_free() -> None:
     rng = np.random.default_rng(0)
     x = kernels.normalise_rows(rng.normal(size=(20, 6)))
     anchors = x[:5]
-    s, d = kernels.anchor_signatures(x, anchors, 0.8, "gaussian", "row")
+    s, d = kernels.anchor_signatures(x, anchors, 0.8, "row")
     assert np.allclose(np.linalg.norm(s, axis=1), 1.0)
     assert np.allclose(d[np.arange(5), np.arange(5)], 0.0, atol=1e-6)
     # Row centring: each signature sums to zero.
@@ -67,13 +67,11 @@ def test_views_guard_degenerate_kmeans() -> None:
         a,
         15,
         16,
-        sampling="random",
         base_views=5,
         growth=0.5,
         view_fraction=0.3,
         min_view_size=4,
         max_view_size=64,
-        kmeans=True,
         kmeans_overlap=2,
         bandwidth=1.0,
         rng=rng,
@@ -84,13 +82,11 @@ def test_views_guard_degenerate_kmeans() -> None:
         a,
         15,
         4,
-        sampling="random",
         base_views=5,
         growth=0.5,
         view_fraction=0.3,
         min_view_size=4,
         max_view_size=64,
-        kmeans=True,
         kmeans_overlap=2,
         bandwidth=1.0,
         rng=np.random.default_rng(1),

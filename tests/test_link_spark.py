@@ -138,6 +138,39 @@ def test_wrong_seeds_are_dropped_alike_in_both_engines(spark, data, tmp_path) ->
     assert int(got["is_seed"].sum()) == 12
 
 
+def test_fit_on_executors_gives_the_links_of_the_driver(spark, data, first_run, tmp_path) -> None:
+    """``scale.fit_on: executors`` runs the fit's rounds as Spark stages (the published loop's hash join
+    and the refinement's blocked search, one Delta commit per round) and links exactly as the fit in the
+    driver's process (``first_run``: auto, 150 rows a side, in process)."""
+    _, d = data
+    driver, _ = first_run
+    cfg = LinkConfig.from_dict({**FAST, "scale": {**FAST["scale"], "fit_on": "executors"}})
+    out = tmp_path / "out"
+    result = Linker(cfg, spark).link(
+        str(d / "left.parquet"), str(d / "right.parquet"), str(d / "seeds.parquet"), str(out), run_id="ex"
+    )
+    key = ["left_id", "right_id"]
+    want = driver.links.toPandas().sort_values(key, ignore_index=True)
+    got = result.links.toPandas().sort_values(key, ignore_index=True)
+    assert len(got) > 15 and len(got) == len(want)
+    same = ["left_id", "right_id", "is_seed", "round", "votes", "views"]
+    assert got[same].equals(want[same])
+    assert np.abs(got["probability"] - want["probability"]).max() <= 1e-9
+    fit_history = [h for h in driver.summary["history"] if h["phase"] != "extend"]
+    assert [h["phase"] for h in fit_history][0] == "geh"
+    # Round for round the same record (what a round decided; not its seconds or engine statistics).
+    decided = ["round", "phase", "views_branch", "views", "keep", "candidates", "threshold", "mixture"]
+    decided += ["promoted", "added", "removed", "links", "objective"]
+    assert [{k: h.get(k) for k in decided} for h in result.summary["history"]] == [
+        {k: h.get(k) for k in decided} for h in driver.summary["history"]
+    ]
+    # The fit's rounds were committed on executors, one commit each, under the run id "ex-fit".
+    store = RunStore(spark, str(out))
+    assert store.last_committed_round("ex-fit") == len(fit_history)
+    assert len(store.committed_rounds("ex-fit")) == len(fit_history)
+    assert store.read_round("votes", "ex-fit", 1).count() > 0
+
+
 def test_output_tables_and_summary(spark, first_run) -> None:
     result, out = first_run
     links = result.links

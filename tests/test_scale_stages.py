@@ -32,19 +32,19 @@ def test_anchor_centring_subtracts_the_column_means() -> None:
     rng = np.random.default_rng(0)
     x, anchors = _unit(rng, 50, 8), _unit(rng, 5, 8)
     view = kernels.View(anchors=np.arange(5), bandwidth_left=0.8, bandwidth_right=0.8)
-    counts, sums = kernels.view_kernel_sums(x, anchors, [view], "left", "gaussian", 0.0)
+    counts, sums = kernels.view_kernel_sums(x, anchors, [view], "left")
     means = kernels.view_column_means(counts, sums, [view])
     assert counts.tolist() == [50]
-    values, _ = kernels.kernel_values(x, anchors, 0.8, "gaussian")
+    values, _ = kernels.kernel_values(x, anchors, 0.8)
     np.testing.assert_allclose(means[0], values.mean(axis=0), atol=1e-11)
-    sig, _ = kernels.anchor_signatures(x, anchors, 0.8, "gaussian", "anchor", means[0])
+    sig, _ = kernels.anchor_signatures(x, anchors, 0.8, "anchor", means[0])
     centred = values - means[0]
     np.testing.assert_allclose(sig, centred / np.linalg.norm(centred, axis=1, keepdims=True))
     # Row centring is another thing: it leaves each anchor's offset in place.
-    row, _ = kernels.anchor_signatures(x, anchors, 0.8, "gaussian", "row")
+    row, _ = kernels.anchor_signatures(x, anchors, 0.8, "row")
     assert not np.allclose(row, sig)
     with pytest.raises(ValueError, match="column means"):
-        kernels.anchor_signatures(x, anchors, 0.8, "gaussian", "anchor")
+        kernels.anchor_signatures(x, anchors, 0.8, "anchor")
 
 
 def _frame(spark, ids: np.ndarray, x: np.ndarray):
@@ -53,7 +53,6 @@ def _frame(spark, ids: np.ndarray, x: np.ndarray):
 
 
 def test_spark_sample_and_column_means_equal_the_kernels(spark) -> None:
-    from veclink_spark.config import LinkConfig
     from veclink_spark.spark_backend import SparkBackend
     from veclink_spark.stages.sample import neighbourhood_ids
 
@@ -71,10 +70,8 @@ def test_spark_sample_and_column_means_equal_the_kernels(spark) -> None:
         kernels.View(anchors=np.array([1, 3]), bandwidth_left=0.9, bandwidth_right=0.9),
     ]
     anchors = x[[3, 70, 150, 220]]
-    cfg = LinkConfig()
-    backend = SparkBackend.__new__(SparkBackend)  # only _column_means is exercised: it needs the config
-    backend.cfg = cfg
+    backend = SparkBackend.__new__(SparkBackend)  # only _column_means is exercised: it needs no state
     spark_means = backend._column_means(df, "left", anchors, views)
-    counts, sums = kernels.view_kernel_sums(x, anchors, views, "left", cfg.signatures.kernel, 0.0)
+    counts, sums = kernels.view_kernel_sums(x, anchors, views, "left")
     for a, b in zip(spark_means, kernels.view_column_means(counts, sums, views), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .backends.in_process import NumpyBackend
 from .config import LinkConfig
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .model import LinkModel
 from .pipeline import run
 from .questions import Answers, apply_answers, read_answers
@@ -46,6 +46,7 @@ def link_arrays(
 
     Raises:
         InputError: fewer than two seeds, seeds naming unknown ids, or invalid answers.
+        ConfigError: ``scale.fit_on`` is ``executors`` (the Spark job's; here the fit runs in process).
     """
     cfg = cfg or LinkConfig()
     links, summary, _ = _run(left_ids, left, right_ids, right, seed_left, seed_right, cfg, False, answers)
@@ -80,6 +81,13 @@ def _run(
     fit: bool,
     answers_table: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any], LinkModel | None]:
+    if cfg.scale.fit_on == "executors":
+        raise ConfigError(
+            [
+                "scale.fit_on: executors runs the fit on Spark executors: use the Spark job (Linker), or "
+                "driver / auto here (the in-process API fits in process)"
+            ]
+        )
     seed_left, seed_right = np.asarray(seed_left), np.asarray(seed_right)
     answers = Answers.empty() if answers_table is None else read_answers(answers_table, "(answers table)")
     seed_left, seed_right, confirmed = apply_answers(seed_left, seed_right, answers)

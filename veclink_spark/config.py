@@ -1,7 +1,10 @@
 """User-facing configuration: frozen dataclass sections loaded from YAML or a dict.
 
-Every tunable of the method is a named field here with a default and a bound. ``conf/default.yaml``
-lists every field with its default and a comment; ``tests/test_config.py`` checks the two agree.
+Every setting a run or a measurement changes is a named field here with a default and a bound; the
+method's fixed settings (no measurement varies them) are named constants, each with its reason, in the
+module that uses it (:mod:`veclink_spark.engine`, :mod:`veclink_spark.backends.base`,
+:mod:`veclink_spark.diagnostics`). ``conf/default.yaml`` lists every field with its default and a
+comment; ``tests/test_config.py`` checks the two agree and keeps ``advanced`` small.
 Construction validates everything and reports **every** problem at once (:class:`ConfigError`), each
 naming its field, the bound and the value given; unknown keys are errors that suggest the nearest
 valid key.
@@ -62,103 +65,30 @@ class VectorsConfig:
 
 @dataclass(frozen=True)
 class ViewsConfig:
-    """How each round samples its views (subsets of paired anchors)."""
+    """How each round of the published loop samples its views (subsets of paired anchors); the view
+    sizes and their growth are constants of :mod:`veclink_spark.engine`."""
 
-    sampling: str = _f(
-        "random",
-        "views while anchors are few: 'random' (uniform random anchor subsets, "
-        "independent trials) or 'fps' (farthest-point sampling, as published)",
-        choices=("random", "fps"),
-    )
     base_views: int = _f(48, "m0: views per round at the start", lo=1, hi=100000, kind=int)
-    growth: float = _f(
-        0.5, "c: m_t = ceil(m0 * (1 + c * log g_t)), g_t = |L_t-1| / |L_0| (anchor growth)", lo=0.0, hi=100.0
-    )
-    view_fraction: float = _f(
-        0.35, "rho0: view size s_t = ceil(rho0 * |L_t-1| / sf_t), sf_t = 1 + c * log g_t", lo=0.01, hi=1.0
-    )
-    min_view_size: int = _f(4, "smallest view (anchors)", lo=2, hi=100000, kind=int)
-    max_view_size: int = _f(64, "largest view in the random/fps branch (anchors)", lo=2, hi=100000, kind=int)
-    kmeans: bool = _f(True, "switch to a k-means partition of the anchors once |L| > d_max", kind=bool)
-    kmeans_overlap: int = _f(
-        2, "rho: each anchor joins its rho nearest k-means clusters", lo=1, hi=16, kind=int
-    )
 
 
 @dataclass(frozen=True)
 class SignatureConfig:
     """Anchor-distance signatures ("hash") of every vector in a view."""
 
-    kernel: str = _f(
-        "gaussian", "distance kernel that down-weights far anchors", choices=("gaussian", "laplacian", "none")
-    )
-    bandwidth: float = _f(
-        1.0,
-        "kernel bandwidth as a multiple of the view's median anchor-anchor distance, per side",
-        lo=1e-6,
-        hi=1e6,
-    )
     centering: str = _f(
         "anchor",
         "before normalising, subtract from each signature coordinate its mean over the view's vectors "
-        "('anchor', as published: the loop takes off only with it), each row's own mean ('row') or "
-        "nothing ('none')",
-        choices=("anchor", "row", "none"),
-    )
-    gate: float = _f(
-        0.0,
-        "locality gate: a vector joins a view only if its nearest view anchor is within "
-        "gate * bandwidth; 0 disables the gate",
-        lo=0.0,
-        hi=1e6,
-    )
-
-
-@dataclass(frozen=True)
-class HashingConfig:
-    """Blocking keys for the candidate equi-join."""
-
-    probes: int = _f(
-        2, "each vector's keys are the ids of its `probes` nearest anchors in the view", lo=1, hi=64, kind=int
-    )
-    max_block_size: int = _f(
-        50000,
-        "a block (view, key) keeps at most this many vectors per side, the "
-        "closest to the key's anchor; larger blocks are cut and reported",
-        lo=2,
-        hi=10**9,
-        kind=int,
-    )
-
-
-@dataclass(frozen=True)
-class EvidenceConfig:
-    """Beta-Bernoulli evidence per pair."""
-
-    prior_alpha: float = _f(1.0, "alpha of the Beta prior", lo=1e-6, hi=1e6)
-    prior_beta: float = _f(1.0, "beta of the Beta prior", lo=1e-6, hi=1e6)
-    score: str = _f(
-        "round_fraction",
-        "score that promotion thresholds: 'posterior_mean' over all views so "
-        "far, 'round_fraction' (votes / views of the current round) or 'votes'",
-        choices=("posterior_mean", "round_fraction", "votes"),
+        "('anchor', as published) or each row's own mean ('row'; on the demo, loop alone: F1 0.908 "
+        "against 0.914, docs/method.md)",
+        choices=("anchor", "row"),
     )
 
 
 @dataclass(frozen=True)
 class BootstrapConfig:
-    """The round loop: promotion and stopping."""
+    """The published loop's rounds."""
 
-    max_rounds: int = _f(30, "round cap", lo=1, hi=100000, kind=int)
-    min_vote_fraction: float = _f(
-        0.25,
-        "floor under the Otsu threshold: a pair needs at least this fraction of the round's views",
-        lo=0.0,
-        hi=1.0,
-    )
-    threshold: str = _f(
-        "otsu", "'otsu' (max of Otsu and the floor) or 'floor' (the floor alone)", choices=("otsu", "floor")
-    )
+    max_rounds: int = _f(30, "cap on the published loop's rounds", lo=1, hi=100000, kind=int)
 
 
 @dataclass(frozen=True)
@@ -177,7 +107,8 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class RefineConfig:
-    """Optional self-learning Procrustes refinement once the loop has enough anchors."""
+    """Optional self-learning Procrustes refinement once the loop has enough anchors; its fixed settings
+    (map counts, bag shares, vote floors, settling shares) are constants of :mod:`veclink_spark.engine`."""
 
     mode: str = _f(
         "procrustes",
@@ -185,81 +116,53 @@ class RefineConfig:
         "orthogonal maps with CSLS mutual nearest neighbours)",
         choices=("none", "procrustes"),
     )
-    renormalise: bool = _f(
-        True,
-        "re-normalise mapped left vectors (cosine); false compares raw inner products, as VecMap does",
-        kind=bool,
-    )
-    min_anchors: int = _f(
-        60, "start refinement rounds once this many anchors are known", lo=2, hi=10**9, kind=int
-    )
-    views: int = _f(
-        8,
-        "bagged maps per refinement round (each fitted on a random share of anchors)",
-        lo=1,
-        hi=10000,
-        kind=int,
-    )
-    bag_fraction: float = _f(
-        0.3,
-        "share of the links each bagged map of the polish stage is fitted on "
-        "(small shares make the maps differ, so the votes measure stability)",
-        lo=0.05,
-        hi=1.0,
-    )
-    csls_k: int = _f(10, "neighbours of the CSLS hubness correction", lo=1, hi=1000, kind=int)
-    cells: int = _f(
-        0,
-        "k-means cells (in the right space) that block the mapped nearest-neighbour search, each row "
-        "searched in its cell_probes nearest cells; 0 = auto: enough cells that a block holds about "
-        "block_rows right rows (one cell, the exact search, up to block_rows)",
-        lo=0,
-        hi=10**6,
-        kind=int,
-    )
-    cell_probes: int = _f(
-        1,
-        "cells each row is searched in (its nearest ones); a pair is found when both rows meet in a "
-        "cell, and a row keeps its best CSLS match over its cells (each scored against that cell's "
-        "neighbourhood; on the 10,000-row scale pair in process, F1 for run seeds 0 / 1: one cell "
-        "0.807 / 0.814, two cells - / 0.807; scale.probes for the full-table rounds)",
-        lo=1,
-        hi=64,
-        kind=int,
-    )
-    block_rows: int = _f(
-        8000,
-        "target right rows per block with cells: 0 (a block's dense score matrices are block_rows^2 "
-        "floats per side)",
-        lo=10,
-        hi=10**7,
-        kind=int,
-    )
-    min_vote_fraction: float = _f(
-        0.875,
-        "a polish candidate needs at least this fraction of the round's bagged maps (7 of 8)",
-        lo=0.0,
-        hi=1.0,
+    init: str = _f(
+        "distribution",
+        "the take-off's first dictionary: 'seeds' (the seeds alone: a map of their few directions) or "
+        "'distribution' (the seeds plus the CSLS mutual nearest neighbours of each row's similarity "
+        "distribution to a sample of its own table: VecMap's unsupervised initialisation; lets "
+        "cross-family pairs with out-of-domain seeds take off, docs/method.md)",
+        choices=("seeds", "distribution"),
     )
     max_rounds: int = _f(
         150,
-        "cap on take-off refinement rounds (with the defaults the kept share of takeoff_keep reaches 1 "
-        "after at most 4 x keep_max_level_rounds of them)",
+        "cap on the take-off's rounds on the fit rows (scale.max_rounds caps them on the full tables; "
+        "with the defaults the kept share of takeoff_keep reaches 1 after at most 4 x "
+        "keep_max_level_rounds of them)",
         lo=0,
         hi=100000,
         kind=int,
     )
-    similarity_threshold: str = _f(
-        "mixture",
-        "'mixture': a refined link also needs its best CSLS score (the backends' Candidates.sim) in "
-        "the upper component of a two-Gaussian mixture fitted to the scores of the round's links, when "
-        "the two components are separated (mixture_separation); 'none': votes alone",
-        choices=("mixture", "none"),
+    takeoff_keep: float = _f(
+        0.1,
+        "stochastic dictionary induction (VecMap): in the first take-off rounds each candidate pair "
+        "competes for a best match with this probability (a fixed random share of the CSLS scores is "
+        "dropped), doubling up to 1 by VecMap's rule: once the take-off's objective (the rows' mean "
+        "CSLS neighbourhood similarity) has not risen by engine.KEEP_MIN_GAIN for keep_patience "
+        "rounds, or after keep_max_level_rounds rounds; the take-off cannot settle before it is 1. "
+        "1 = off",
+        lo=0.01,
+        hi=1.0,
+    )
+    keep_patience: int = _f(
+        5,
+        "double the take-off's kept share after this many rounds without an objective gain",
+        lo=1,
+        hi=1000,
+        kind=int,
+    )
+    keep_max_level_rounds: int = _f(
+        30,
+        "double the take-off's kept share after at most this many rounds at one share",
+        lo=1,
+        hi=10000,
+        kind=int,
     )
     mixture_separation: float = _f(
         2.0,
-        "the 'mixture' threshold applies only when the two components' Ashman's D (sqrt(2) |mu1 - mu2| "
-        "/ sqrt(s1^2 + s2^2)) is at least this: one hump of mostly right links is left whole",
+        "the take-off's last links are cut at the mixture threshold of their CSLS scores (the upper "
+        "component of a two-Gaussian mixture) only when the two components' Ashman's D (sqrt(2) "
+        "|mu1 - mu2| / sqrt(s1^2 + s2^2)) is at least this: one hump of mostly right links is left whole",
         lo=0.0,
         hi=100.0,
     )
@@ -271,180 +174,30 @@ class RefineConfig:
         lo=0.01,
         hi=0.999,
     )
-    stable_fraction: float = _f(
-        0.01, "refinement stops when fewer than this fraction of the links changed in a round", lo=0.0, hi=1.0
-    )
-    seed_weight: float = _f(
-        100.0,
-        "weight of each seed pair in the cross-covariance of every refinement "
-        "map (induced dictionary pairs weigh 1): keeps the early maps on the seeds while "
-        "the induced dictionary is mostly wrong; 1 = plain VecMap",
-        lo=1.0,
-        hi=1e6,
-    )
-    takeoff_views: int = _f(
-        1,
-        "maps per refinement round while the dictionary still changes ('takeoff' "
-        "stage; each fitted on the whole dictionary)",
-        lo=1,
-        hi=10000,
-        kind=int,
-    )
-    init: str = _f(
-        "distribution",
-        "the take-off's first dictionary: 'seeds' (the seeds alone: a map of their few directions) or "
-        "'distribution' (the seeds plus the CSLS mutual nearest neighbours of each row's similarity "
-        "distribution to a sample of its own table: VecMap's unsupervised initialisation; lets "
-        "cross-family pairs with out-of-domain seeds take off, docs/method.md)",
-        choices=("seeds", "distribution"),
-    )
-    init_sample: int = _f(
-        4000,
-        "rows of each table (the ones with the smallest id hashes) the 'distribution' descriptors "
-        "measure similarities to; the sample travels to every executor (rows x dim floats)",
-        lo=10,
-        hi=10**6,
-        kind=int,
-    )
-    init_quantiles: int = _f(
-        100,
-        "length of a 'distribution' descriptor (ranks read on a geometric grid)",
-        lo=2,
-        hi=10000,
-        kind=int,
-    )
-    takeoff_keep: float = _f(
-        0.1,
-        "stochastic dictionary induction (VecMap): in the first take-off rounds each candidate pair "
-        "competes for a best match with this probability (a fixed random share of the CSLS scores is "
-        "dropped), doubling up to 1 by VecMap's rule: once the take-off's objective (the rows' mean "
-        "CSLS neighbourhood similarity) has not risen by keep_min_gain for keep_patience rounds, or "
-        "after keep_max_level_rounds rounds; the take-off cannot settle before it is 1. 1 = off",
-        lo=0.01,
-        hi=1.0,
-    )
-    keep_patience: int = _f(
-        5,
-        "double the take-off's kept share after this many rounds without an objective gain",
-        lo=1,
-        hi=1000,
-        kind=int,
-    )
-    keep_min_gain: float = _f(
-        0.0005,
-        "a take-off round gains when its objective exceeds the best so far by this much",
-        lo=0.0,
-        hi=1.0,
-    )
-    keep_max_level_rounds: int = _f(
-        30,
-        "double the take-off's kept share after at most this many rounds at one share",
-        lo=1,
-        hi=10000,
-        kind=int,
-    )
-    settle_fraction: float = _f(
-        0.03,
-        "the take-off stage ends when at most this fraction of the links "
-        "changed (added + removed) in a round",
-        lo=0.0,
-        hi=1.0,
-    )
     polish_rounds: int = _f(
         1,
-        "rounds of the 'polish' stage after take-off: `views` maps, each fitted on "
-        "`bag_fraction` of the dictionary, a link needs `min_vote_fraction` of them; after a mixture "
-        "cut only with polish_after_cut (see polish_source, polish_merge); 0 = end with the take-off links",
+        "rounds of the 'polish' stage after take-off: engine.POLISH_MAPS maps, each fitted on "
+        "engine.BAG_FRACTION of the links, a link needs engine.POLISH_MIN_VOTE_FRACTION of them; after "
+        "a mixture cut only with polish_after_cut; 0 = end with the take-off links",
         lo=0,
         hi=1000,
         kind=int,
     )
     polish_after_cut: bool = _f(
         True,
-        "polish also after the mixture cut applied (how: polish_source, polish_merge); false ends with "
-        "the cut links",
+        "after a mixture cut, polish too: the pairs all the bagged maps (fitted on the cut links) agree "
+        "on join the cut links (a link is kept when its score is in the upper component or it is stable "
+        "under resampling); false ends with the cut links",
         kind=bool,
-    )
-    polish_source: str = _f(
-        "links",
-        "after a mixture cut, the polish maps' bags are drawn from 'links' (the cut links) or "
-        "'proposals' (the take-off's last links before the cut: more recall on cross-family pairs, less "
-        "precision on same-family pairs at low overlap, docs/method.md)",
-        choices=("proposals", "links"),
-    )
-    polish_merge: str = _f(
-        "union",
-        "after a mixture cut, the polish links are added to the cut links ('union': a link is kept when "
-        "its score is in the upper component or the bagged maps agree on it) or replace them ('replace')",
-        choices=("union", "replace"),
-    )
-    union_vote_fraction: float = _f(
-        1.0,
-        "with polish_merge 'union': a polish pair joins the cut links when at least this fraction of the "
-        "bagged maps propose it (8 of 8); min_vote_fraction applies everywhere else",
-        lo=0.0,
-        hi=1.0,
     )
     union_max_separation: float = _f(
         3.6,
-        "with polish_merge 'union': the union polish runs only when the mixture cut's separation (Ashman's "
-        "D) is below this; a cleaner cut leaves few right links under it, and the run ends with the cut "
-        "links (measured: the union gained on every grid cell with D <= 3.51 and lost 0.024-0.045 F1 on "
-        "the cells with D >= 3.73, docs/method.md); a large value (100) polishes after every cut",
+        "the polish after a mixture cut runs only when the cut's separation (Ashman's D) is below this; "
+        "a cleaner cut leaves few right links under it, and the run ends with the cut links (measured: "
+        "the polish gained on every grid cell with D <= 3.51 and lost 0.024-0.045 F1 on the cells with "
+        "D >= 3.73, docs/method.md); a large value (100) polishes after every cut",
         lo=0.0,
         hi=1000.0,
-    )
-
-
-@dataclass(frozen=True)
-class DiagnosticsConfig:
-    """When a run counts as 'did not take off', and what it reports."""
-
-    min_link_fraction: float = _f(
-        0.02,
-        "a run that links fewer than this fraction of the smaller table "
-        "(beyond the seeds) is reported as stalled",
-        lo=0.0,
-        hi=1.0,
-    )
-    min_polish_retention: float = _f(
-        0.3,
-        "a run whose polish round keeps less than this share of the take-off links is reported as stalled",
-        lo=0.0,
-        hi=1.0,
-    )
-    max_final_churn: float = _f(
-        0.25,
-        "a run whose last refinement round changed more than this share of "
-        "its links did not settle and is reported as stalled",
-        lo=0.0,
-        hi=1.0,
-    )
-    min_link_consistency: float = _f(
-        0.35,
-        "a run whose links' distance consistency (Spearman correlation of link-to-link distances across "
-        "the two spaces, on a sample of the links) is below this is reported as stalled: a chance "
-        "matching does not preserve geometry (measured: 0.22-0.26 on chance matchings, 0.46-0.64 on "
-        "runs that took off)",
-        lo=-1.0,
-        hi=1.0,
-    )
-    min_seed_consistency: float = _f(
-        0.3,
-        "warn when the Spearman correlation of seed-to-seed distances across the two spaces is below this",
-        lo=-1.0,
-        hi=1.0,
-    )
-    seed_max_rank: int = _f(
-        5,
-        "seed check: each seed's right vector is ranked among the right vectors of the fit's links by the "
-        "map fitted on those links (no seed in it), and the other way; seeds ranked below this on either "
-        "side, with another row closer by a cosine of more than 0.15, are dropped and the fit runs again "
-        "without them (when at most half the seeds are), and the summary names them (suspect_seeds); "
-        "0: no check",
-        lo=0,
-        hi=1000,
-        kind=int,
     )
 
 
@@ -485,6 +238,14 @@ class ScaleConfig:
         lo=1,
         hi=1000,
         kind=int,
+    )
+    fit_on: str = _f(
+        "auto",
+        "where the fit's rounds run (the Spark job; the in-process API refuses executors): 'driver' "
+        "(in the driver's process, the fastest), 'executors' (Spark stages, one Delta commit per round: "
+        "for a fit sample whose rounds do not fit in the driver's memory; slower), 'auto' (executors "
+        "only when the sample has more than 50,000 rows on a side)",
+        choices=("auto", "driver", "executors"),
     )
 
 
@@ -532,21 +293,10 @@ class LinkConfig:
     run: RunConfig = field(default_factory=RunConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
     signatures: SignatureConfig = field(default_factory=SignatureConfig)
-    hashing: HashingConfig = field(default_factory=HashingConfig)
-    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
-    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     links: LinksConfig = field(default_factory=LinksConfig)
-
-    def refine_cells(self, n_right: int) -> int:
-        """Cells of the refinement's blocked search for a right table of ``n_right`` rows."""
-        rf = self.refine
-        if rf.cells > 0:
-            return rf.cells
-        # A block holds about cell_probes / cells of the table.
-        return max(1, math.ceil(n_right / rf.block_rows))
 
     def takeoff_keep_rounds(self) -> int:
         """Most take-off rounds before the kept share of ``refine.takeoff_keep`` reaches 1 (0 when it is 1):
@@ -560,11 +310,6 @@ class LinkConfig:
         problems = []
         for sec in fields(self):
             problems.extend(_check_section(_where(sec.name), getattr(self, sec.name)))
-        if self.views.min_view_size > self.views.max_view_size:
-            problems.append(
-                f"advanced.views.min_view_size ({self.views.min_view_size}) must be <= "
-                f"advanced.views.max_view_size ({self.views.max_view_size})"
-            )
         if problems:
             raise ConfigError(problems)
 
@@ -677,10 +422,11 @@ class LinkConfig:
 
 #: Sections a user sets: input columns, the random seed, how the run scales, which links it keeps.
 PUBLIC_SECTIONS = ("io", "vectors", "run", "scale", "links")
-#: The method's research settings, kept under ``advanced`` in files: the defaults are measured
-#: (docs/method.md); change them to study the method, not to run it.
+#: The method's research settings, kept under ``advanced`` in files: the ones the repository's
+#: measurements and tests vary; the defaults are measured (docs/method.md). Change them to study the
+#: method, not to run it.
 ADVANCED = "advanced"
-ADVANCED_SECTIONS = ("views", "signatures", "hashing", "evidence", "bootstrap", "refine", "diagnostics")
+ADVANCED_SECTIONS = ("views", "signatures", "bootstrap", "refine")
 
 
 def _where(section: str) -> str:

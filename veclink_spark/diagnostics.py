@@ -24,6 +24,26 @@ log = logging.getLogger(__name__)
 #: Links whose vectors are used for the link-consistency check (a deterministic sample).
 CONSISTENCY_SAMPLE = 1000
 
+# When a run counts as "did not take off" (the verdict; docs/reliability.md).
+#: A run that links fewer than this share of the smaller table (beyond the seeds) stalled.
+MIN_LINK_FRACTION = 0.02
+#: A run whose polish round keeps less than this share of the take-off links stalled (a real matching
+#: keeps most of them: 65 % on Debian mpnet / MiniLM-L6; stalled runs kept 0-12 %).
+MIN_POLISH_RETENTION = 0.3
+#: A run whose last take-off round changed more than this share of its links did not settle: stalled.
+MAX_FINAL_CHURN = 0.25
+#: A run whose links' distance consistency (Spearman correlation of link-to-link distances across the
+#: two spaces, on a sample of the links) is below this stalled: a chance matching does not preserve
+#: geometry (measured: 0.22-0.26 on chance matchings, 0.46-0.64 on runs that took off).
+MIN_LINK_CONSISTENCY = 0.35
+#: A stalled run also warns when the Spearman correlation of seed-to-seed distances across the two
+#: spaces is below this.
+MIN_SEED_CONSISTENCY = 0.3
+#: Seed check: a seed whose partner ranks below this (either direction) among the rows of the fit's
+#: links, under the map fitted on those links, and is :data:`SEED_MIN_GAP` away, is dropped and the fit
+#: runs again without it (benchmarks/wrong_seeds/SEED_CHECK.md).
+SEED_MAX_RANK = 5
+
 
 def consistency_sample(links: pd.DataFrame) -> pd.DataFrame:
     """The non-seed links the link-consistency check uses: the first CONSISTENCY_SAMPLE by id order."""
@@ -53,7 +73,7 @@ def _plain(v: Any) -> Any:
 
 #: A seed is named "probably wrong" only when, under the map fitted on the links, some other row is
 #: closer to it than its own partner by more than this cosine (the worse of the two directions), as
-#: well as its partner ranking below ``diagnostics.seed_max_rank``. A rank alone names right seeds in
+#: well as its partner ranking below :data:`SEED_MAX_RANK`. A rank alone names right seeds in
 #: dense parts of a table (a right WordNet e5 / MiniLM-L3 seed ranked 26 among near-identical glosses).
 #: Measured over the maps of 13 grid cells' links (benchmarks/wrong_seeds/SEED_CHECK.md): right seeds
 #: have gaps up to 0.113, wrong pairs from 0.158; rank > 5 alone named 4 of 195 right seeds, this rule
@@ -155,14 +175,13 @@ def stall_checks(
     n_seeds: int,
     n_left: int,
     n_right: int,
-    cfg: LinkConfig,
     link_vectors: tuple[np.ndarray, np.ndarray] | None,
 ) -> StallChecks:
     """Whether a run stalled, and why (see :func:`diagnose`): too few links, an unsettled link set,
     a polish that kept few links, or links that do not keep distances. Also used by the fit's seed
     check, which trusts a fit's links only when the fit took off."""
     smaller = min(n_left, n_right)
-    needed = cfg.diagnostics.min_link_fraction * smaller
+    needed = MIN_LINK_FRACTION * smaller
     link_consistency = float("nan")
     if link_vectors is not None and len(link_vectors[0]) >= 3:
         link_consistency = kernels.seed_consistency(link_vectors[0], link_vectors[1])
@@ -176,25 +195,21 @@ def stall_checks(
     last = takeoff[-1] if takeoff else None
     if last is not None:
         churn = (last.get("added", 0) + last.get("removed", 0)) / max(int(last.get("links", 0)), 1)
-    unsettled = n_links >= needed and np.isfinite(churn) and churn > cfg.diagnostics.max_final_churn
+    unsettled = n_links >= needed and np.isfinite(churn) and churn > MAX_FINAL_CHURN
     # Polish retention: the share of the take-off links that every bagged map agrees on. A real matching
     # keeps most of them (measured: 65 % on Debian mpnet/MiniLM-L6); a matching that never took off
-    # keeps few (0-12 % measured on stalled runs), even when that few is above min_link_fraction.
+    # keeps few (0-12 % measured on stalled runs), even when that few is above MIN_LINK_FRACTION.
     retention = float("nan")
     polish = [h for h in history if "polish" in str(h.get("views_branch"))]
     if polish:
         before = max(int(polish[0].get("anchors_before", 0)) - n_seeds, 1)
         retention = int(polish[-1].get("links", 0)) / before
-    unstable = (
-        n_links >= needed and np.isfinite(retention) and retention < cfg.diagnostics.min_polish_retention
-    )
+    unstable = n_links >= needed and np.isfinite(retention) and retention < MIN_POLISH_RETENTION
     # Link consistency: where the mixture cut applied (the polish then only adds to the cut links, so its
     # retention is at least 1 and says nothing), the check that catches a settled chance matching
     # (self-learning between unrelated tables can settle; its links do not keep distances).
     incoherent = (
-        n_links >= needed
-        and np.isfinite(link_consistency)
-        and link_consistency < cfg.diagnostics.min_link_consistency
+        n_links >= needed and np.isfinite(link_consistency) and link_consistency < MIN_LINK_CONSISTENCY
     )
     return StallChecks(
         smaller,
@@ -225,12 +240,12 @@ def diagnose(
     """Build the run summary from the run's final state: history, link counts, seed consistency and
     the take-off verdict.
 
-    A run is *stalled* when it linked fewer than ``diagnostics.min_link_fraction`` of the smaller table
-    beyond the seeds, or when its link set did not settle: more than ``diagnostics.max_final_churn`` of
+    A run is *stalled* when it linked fewer than :data:`MIN_LINK_FRACTION` of the smaller table
+    beyond the seeds, or when its link set did not settle: more than :data:`MAX_FINAL_CHURN` of
     the links changed in the last take-off refinement round (self-learning can always produce *some* matching,
     even between unrelated tables; such a matching keeps churning, a real one converges).
     ``link_vectors`` (a sample of the links' vectors) gives the link-to-link distance consistency; below
-    ``diagnostics.min_link_consistency`` the run is stalled too (a chance matching can settle). The
+    :data:`MIN_LINK_CONSISTENCY` the run is stalled too (a chance matching can settle). The
     summary then says so with the evidence (seed-to-seed distance consistency across the spaces, vote
     margins, links per round) and what the user can do. Logged at WARNING.
 
@@ -243,7 +258,7 @@ def diagnose(
     n_links = int((~links["is_seed"].astype(bool)).sum()) if len(links) else 0
     n_seeds = int(links["is_seed"].astype(bool).sum()) if len(links) else 0
     consistency = kernels.seed_consistency(seed_left, seed_right)
-    checks = stall_checks(history, n_links, n_seeds, n_left, n_right, cfg, link_vectors)
+    checks = stall_checks(history, n_links, n_seeds, n_left, n_right, link_vectors)
     stalled, last = checks.stalled, checks.last
     per_round = [int(h.get("added", 0)) for h in history]
     margins = [
@@ -261,33 +276,33 @@ def diagnose(
     if stalled and n_links < checks.needed:
         reasons.append(
             f"only {n_links} links beyond the {n_seeds} seeds, fewer than "
-            f"{cfg.diagnostics.min_link_fraction:.0%} of the smaller table ({checks.smaller} rows)"
+            f"{MIN_LINK_FRACTION:.0%} of the smaller table ({checks.smaller} rows)"
         )
     if stalled:
         if checks.unstable:
             reasons.append(
                 f"only {checks.retention:.0%} of the take-off links survived the bagged-map check (needed "
-                f"{cfg.diagnostics.min_polish_retention:.0%}): the self-learned matching is not stable; "
+                f"{MIN_POLISH_RETENTION:.0%}): the self-learned matching is not stable; "
                 "the links kept are the ones every map agrees on (often right, but few), so most of the "
                 "overlap was not found"
             )
         if checks.incoherent:
             reasons.append(
                 f"the links do not keep distances: link-to-link distances agree poorly across the two "
-                f"spaces (Spearman {checks.link_consistency:.2f} < {cfg.diagnostics.min_link_consistency}), "
+                f"spaces (Spearman {checks.link_consistency:.2f} < {MIN_LINK_CONSISTENCY}), "
                 "as in a chance matching; treat these links as chance matches"
             )
         if checks.unsettled and last is not None:
             reasons.append(
                 f"the link set did not settle: the last refinement round added {last.get('added', 0)} and "
                 f"removed {last.get('removed', 0)} of its {last.get('links', 0)} links (a churn of "
-                f"{checks.churn:.0%}, more than {cfg.diagnostics.max_final_churn:.0%}), as happens when "
+                f"{checks.churn:.0%}, more than {MAX_FINAL_CHURN:.0%}), as happens when "
                 "self-learning matches unrelated tables; treat these links as chance matches"
             )
-        if np.isfinite(consistency) and consistency < cfg.diagnostics.min_seed_consistency:
+        if np.isfinite(consistency) and consistency < MIN_SEED_CONSISTENCY:
             reasons.append(
                 f"seed-to-seed distances agree poorly across the two spaces (Spearman "
-                f"{consistency:.2f} < {cfg.diagnostics.min_seed_consistency}): local isometry may "
+                f"{consistency:.2f} < {MIN_SEED_CONSISTENCY}): local isometry may "
                 "not hold for this encoder pair, or some seeds are wrong"
             )
         if history and all(h.get("promoted", 0) == 0 for h in history[-1:]):
@@ -295,8 +310,7 @@ def diagnose(
         advice += [
             "add seed pairs (30-50 spread over the data help most)",
             "check that the seeds are right and that both tables embed the same kind of objects",
-            "lower advanced.bootstrap.min_vote_fraction or raise advanced.views.base_views (more, "
-            "independent views)",
+            "raise advanced.views.base_views (more, independent views)",
             "keep advanced.refine.mode: procrustes (it can take off where the published loop stalls)",
         ]
     verdict = "stalled" if stalled else "took off"
@@ -304,13 +318,12 @@ def diagnose(
     suspects: list[dict[str, Any]] = [dict(d, dropped=True) for d in state.dropped_seeds]
     if (
         not stalled
-        and cfg.diagnostics.seed_max_rank > 0
         and seed_ids is not None
         and link_vectors is not None
         and len(link_vectors[0]) >= SEED_CHECK_MIN_LINKS
     ):
         ranks = seed_ranks((seed_left, seed_right), link_vectors)
-        named = named_seeds(seed_ids[0], seed_ids[1], ranks, cfg.diagnostics.seed_max_rank)
+        named = named_seeds(seed_ids[0], seed_ids[1], ranks, SEED_MAX_RANK)
         doubted = [dict(d, dropped=False) for d in named]
         if doubted:
             log.warning(
@@ -318,7 +331,7 @@ def diagnose(
                 "the best, under the map fitted on the links): %s",
                 len(doubted),
                 len(ranks.rank),
-                cfg.diagnostics.seed_max_rank,
+                SEED_MAX_RANK,
                 seed_list(doubted),
             )
         suspects += doubted

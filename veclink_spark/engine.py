@@ -11,24 +11,23 @@ the kernels of :mod:`veclink_spark.kernels`, the Spark job and the in-process AP
 links.
 
 Phases. ``geh`` rounds are the published loop. When ``refine.mode`` is ``procrustes``, the run switches
-to ``refine`` rounds once the anchors reach ``refine.min_anchors`` or a ``geh`` round promotes nothing.
+to ``refine`` rounds once the anchors reach :data:`MIN_ANCHORS` or a ``geh`` round promotes nothing.
 Refine rounds fit orthogonal maps (Procrustes on the dictionary, each seed weighted
-``refine.seed_weight``) and propose CSLS mutual nearest neighbours in the mapped space, in two stages
-(measurements in ``docs/method.md``):
+:data:`SEED_WEIGHT` in the fit's take-off) and propose CSLS mutual nearest neighbours in the mapped
+space, in two stages (measurements in ``docs/method.md``):
 
 - ``takeoff``: with ``refine.init`` ``distribution`` its first round (``procrustes/init``) proposes the
   CSLS mutual nearest neighbours of the rows' similarity-distribution descriptors (no map yet); then
-  ``refine.takeoff_views`` map(s) fitted on the whole dictionary = every pair the previous round
-  proposed (VecMap-style self-learning, with stochastic dictionary induction); ends when the link set
-  changes by at most ``refine.settle_fraction`` (once the kept share is 1) or at ``refine.max_rounds``.
-  Its last links are then cut at the mixture threshold of their similarities
-  (``refine.similarity_threshold`` ``mixture``) when the mixture's components are separated;
-- ``polish``: ``refine.polish_rounds`` rounds of ``refine.views`` maps, each fitted on a random
-  ``refine.bag_fraction`` of the current links; a link needs ``refine.min_vote_fraction`` of the maps
+  :data:`TAKEOFF_MAPS` map fitted on the whole dictionary = every pair the previous round proposed
+  (VecMap-style self-learning, with stochastic dictionary induction); ends when the link set changes
+  by at most :data:`SETTLE_FRACTION` (once the kept share is 1) or at ``refine.max_rounds``. Its last
+  links are then cut at the mixture threshold of their similarities when the mixture's components are
+  separated (``refine.mixture_separation``);
+- ``polish``: ``refine.polish_rounds`` rounds of :data:`POLISH_MAPS` maps, each fitted on a random
+  :data:`BAG_FRACTION` of the current links; a link needs :data:`POLISH_MIN_VOTE_FRACTION` of the maps
   (stability under resampling is what separates true pairs from one-sided objects' best matches).
-  After a mixture cut (with ``refine.polish_after_cut``) the bags come from the cut links (or the
-  take-off's last proposals: ``refine.polish_source``) and the pairs ``refine.union_vote_fraction``
-  of the maps agree on are added to the cut links (``refine.polish_merge`` ``union``): a link is kept
+  After a mixture cut (with ``refine.polish_after_cut``) the bags come from the cut links and the
+  pairs :data:`UNION_VOTE_FRACTION` of the maps agree on are added to the cut links: a link is kept
   when its score is in the upper component or when it is stable under resampling. A cut whose
   components are separated by at least ``refine.union_max_separation`` ends the run instead (few right
   links lie under a cut that clean).
@@ -40,8 +39,9 @@ Shape of a round (:func:`run_rounds`): the phase's round function (:func:`_geh_r
 :func:`_refine_round`) asks the backend for the round's votes (a :class:`RoundPlan`), :func:`_promote`
 turns them into promoted links (a :class:`Promotion`), the round's record joins the history, and
 :func:`_advance` alone decides whether the phase or stage ends and whether the run is done; the
-backend then persists the anchors and the :class:`RunState`. Settings named here live under
-``advanced`` in configuration files.
+backend then persists the anchors and the :class:`RunState`. Dotted settings named here live under
+``advanced`` in configuration files (``scale.*`` at the top); capitalised ones are this module's
+constants.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from . import kernels
-from .backends.base import Backend
+from .backends.base import FIT_CELL_PROBES, INIT_SAMPLE, Backend
 from .config import LinkConfig, RefineConfig
 from .state import (
     Candidates,
@@ -68,13 +68,72 @@ from .state import (
 
 log = logging.getLogger(__name__)
 
+# The method's fixed settings (no measurement in the repository varies them; docs/method.md has the
+# ones that were measured). The settings a run or a study changes are in veclink_spark.config.
 
-def _score(kind: str, rv: np.ndarray, cv: np.ndarray, m: int, n_views: int, a: float, b: float) -> np.ndarray:
-    if kind == "round_fraction":
-        return rv / max(m, 1)
-    if kind == "posterior_mean":
-        return (a + cv) / (a + b + n_views)
-    return cv.astype(np.float64)
+# Views of the published loop (kernels.sample_views): m_t = ceil(m0 (1 + c log g_t)) views of
+# s_t = ceil(rho0 |L| / sf_t) anchors, sf_t = 1 + c log g_t, g_t = |L_t-1| / |L_0| (anchor growth).
+#: c: how fast the views multiply and shrink as the anchors grow (our reading of the paper's schedule).
+VIEW_GROWTH = 0.5
+#: rho0: a view's share of the anchors at the start.
+VIEW_FRACTION = 0.35
+#: Smallest view (anchors): fewer anchors do not single out a row.
+MIN_VIEW_SIZE = 4
+#: Largest view of the random branch (anchors).
+MAX_VIEW_SIZE = 64
+#: rho: once the anchors outnumber the dimension, each anchor joins its 2 nearest k-means clusters, so
+#: neighbouring views overlap.
+KMEANS_OVERLAP = 2
+#: Kernel bandwidth as a multiple of the view's median anchor-anchor distance, per side.
+BANDWIDTH = 1.0
+#: The Beta(1, 1) prior of a link's vote evidence: its probability is (1 + votes) / (2 + views).
+PRIOR_ALPHA = 1.0
+PRIOR_BETA = 1.0
+#: Floor under the loop's Otsu threshold: a pair needs a quarter of the round's views (Otsu alone
+#: always splits, and keeps promoting after the overlap is used up).
+GEH_MIN_VOTE_FRACTION = 0.25
+
+# Refinement (VecMap-style self-learning; docs/method.md).
+#: Anchors at which the loop hands over to refinement: with fewer, anchor distances do not carry
+#: enough information to single out a row among thousands (benchmarks/anchor_information).
+MIN_ANCHORS = 60
+#: Weight of each seed pair in the take-off maps' cross-covariance (induced pairs weigh 1): keeps the
+#: early maps on the seeds while the induced dictionary is mostly wrong. Not in the full-table rounds,
+#: whose dictionary is the fitted links (1 = plain VecMap there).
+SEED_WEIGHT = 100.0
+#: Maps per take-off round, each fitted on the whole dictionary (extra bags only cost time while the
+#: dictionary is mostly wrong).
+TAKEOFF_MAPS = 1
+#: The take-off ends when at most this share of its links changed (added + removed) in a round.
+SETTLE_FRACTION = 0.03
+#: A take-off round gains when its objective exceeds the best so far by this much (VecMap's rule).
+KEEP_MIN_GAIN = 0.0005
+#: Bagged maps per polish round (and of a model's new-rows vote).
+POLISH_MAPS = 8
+#: Share of the links each bagged map is fitted on: small shares make the maps differ, so the votes
+#: measure stability.
+BAG_FRACTION = 0.3
+#: A polish link needs 7 of the 8 bagged maps.
+POLISH_MIN_VOTE_FRACTION = 0.875
+#: After a mixture cut, a polish pair joins the cut links when all 8 bagged maps propose it.
+UNION_VOTE_FRACTION = 1.0
+#: Polishing stops when fewer than this share of its links changed in a round.
+STABLE_FRACTION = 0.01
+#: Right rows per k-means cell of the fit's blocked search (one cell, the exact search, up to this):
+#: a block's dense score matrices are block_rows^2 floats per side. The full-table rounds use
+#: ``scale.block_rows``.
+FIT_BLOCK_ROWS = 8000
+
+
+def block_cells(n_right: int, block_rows: int) -> int:
+    """Cells of a blocked search over a right table of ``n_right`` rows, about ``block_rows`` each (one
+    cell, the exact search, up to ``block_rows``)."""
+    return max(1, math.ceil(n_right / block_rows))
+
+
+def _score(rv: np.ndarray, m: int) -> np.ndarray:
+    """The score promotion thresholds: a pair's votes as a fraction of the round's ``m`` views."""
+    return rv / max(m, 1)
 
 
 def _anchor_table(
@@ -165,9 +224,9 @@ def run_rounds(
         else:
             plan = _refine_round(backend, cfg, state, round_no, rng, anchors, seed_left, seed_right, cells)
         n_views_phase = state.phase_views + plan.views
-        promo = _promote(backend, cfg, state, plan, round_no, anchors, seed_left, seed_right, n_views_phase)
+        promo = _promote(backend, cfg, state, plan, round_no, anchors, seed_left, seed_right)
         cand = promo.cand
-        prob = _posterior_mean(cfg, cand, n_views_phase)
+        prob = _posterior_mean(cand, n_views_phase)
         before = anchors
         seeds_only = {k: v[anchors["is_seed"]] for k, v in anchors.items()}
         if state.phase == "geh" or plan.union:
@@ -238,20 +297,20 @@ def vote_round(
 
     This is how a fitted model links rows that arrive later (:mod:`veclink_spark.model`): each of the
     ``maps`` (the bagged maps) proposes the CSLS mutual nearest neighbours in its mapped space, blocked by
-    ``cells``; a pair needs ``refine.min_vote_fraction`` of the maps, pairs touching an excluded id (the
+    ``cells`` (each row searched in its ``scale.probes`` nearest, as in the full-table rounds); a pair
+    needs :data:`POLISH_MIN_VOTE_FRACTION` of the maps, pairs touching an excluded id (the
     pairs ``exclude_left[i], exclude_right[i]``: links already made) are left out, the rest are promoted
     one-to-one, and a link's probability is the posterior mean of its votes, as in a run's polish round.
     Returns the link table (the columns of a run's anchors, none a seed) and the round's record.
     """
-    rf = cfg.refine
     t0 = time.time()
-    votes = backend.refine_votes(1, maps, cells, exclude_left, exclude_right, True, probes=rf.cell_probes)
-    plan = RoundPlan(votes, len(maps), rf.min_vote_fraction, "procrustes/new-rows")
+    votes = backend.refine_votes(1, maps, cells, exclude_left, exclude_right, True, probes=cfg.scale.probes)
+    plan = RoundPlan(votes, len(maps), POLISH_MIN_VOTE_FRACTION, "procrustes/new-rows")
     state = RunState(phase="refine", stage="polish")
     empty = _anchor_table([], [], [], [], [], [], [], [])
-    promo = _promote(backend, cfg, state, plan, 1, empty, exclude_left, exclude_right, len(maps))
+    promo = _promote(backend, cfg, state, plan, 1, empty, exclude_left, exclude_right)
     cand = promo.cand
-    links = _append(empty, cand, promo.promoted, 1, len(maps), _posterior_mean(cfg, cand, len(maps)))
+    links = _append(empty, cand, promo.promoted, 1, len(maps), _posterior_mean(cand, len(maps)))
     record = {
         "maps": len(maps),
         "candidates": int(votes.cells[:, 2].sum()) if len(votes.cells) else 0,
@@ -262,13 +321,12 @@ def vote_round(
     return links, record
 
 
-def _posterior_mean(cfg: LinkConfig, cand: Candidates, n_views: int) -> np.ndarray:
+def _posterior_mean(cand: Candidates, n_views: int) -> np.ndarray:
     """Each candidate's link probability: the posterior mean of its votes over ``n_views`` views under
-    the Beta(evidence.prior_alpha, evidence.prior_beta) prior."""
-    ev = cfg.evidence
+    the Beta(:data:`PRIOR_ALPHA`, :data:`PRIOR_BETA`) prior."""
     if not len(cand.cum_votes):
         return np.array([])
-    return (ev.prior_alpha + cand.cum_votes) / (ev.prior_alpha + ev.prior_beta + n_views)
+    return (PRIOR_ALPHA + cand.cum_votes) / (PRIOR_ALPHA + PRIOR_BETA + n_views)
 
 
 def _geh_round(
@@ -283,25 +341,22 @@ def _geh_round(
     """A round of the published loop: views of the anchors, signatures, hash-join votes."""
     al, ar = anchors["left_id"], anchors["right_id"]
     vec_l, vec_r = backend.anchor_vectors(al, ar)
-    vc = cfg.views
     views, branch = kernels.sample_views(
         vec_l,
         vec_r,
         n_seeds,
         max(backend.dim_left, backend.dim_right),
-        sampling=vc.sampling,
-        base_views=vc.base_views,
-        growth=vc.growth,
-        view_fraction=vc.view_fraction,
-        min_view_size=vc.min_view_size,
-        max_view_size=vc.max_view_size,
-        kmeans=vc.kmeans,
-        kmeans_overlap=vc.kmeans_overlap,
-        bandwidth=cfg.signatures.bandwidth,
+        base_views=cfg.views.base_views,
+        growth=VIEW_GROWTH,
+        view_fraction=VIEW_FRACTION,
+        min_view_size=MIN_VIEW_SIZE,
+        max_view_size=MAX_VIEW_SIZE,
+        kmeans_overlap=KMEANS_OVERLAP,
+        bandwidth=BANDWIDTH,
         rng=rng,
     )
     votes = backend.geh_votes(round_no, vec_l, vec_r, views, al, ar, state.phase_rounds == 0)
-    return RoundPlan(votes, len(views), cfg.bootstrap.min_vote_fraction, branch)
+    return RoundPlan(votes, len(views), GEH_MIN_VOTE_FRACTION, branch)
 
 
 def _refine_round(
@@ -318,8 +373,9 @@ def _refine_round(
     """A refinement round: fit the stage's map(s) on the dictionary, propose CSLS mutual nearest
     neighbours of the mapped vectors (docs/method.md). Two stages: 'takeoff' rounds fit one map on the
     whole dictionary (VecMap-style self-learning; extra bags only cost time while the dictionary is
-    mostly wrong), 'polish' rounds fit refine.views maps on small random shares of it and keep the pairs
-    (nearly) all maps agree on."""
+    mostly wrong), 'polish' rounds fit POLISH_MAPS maps on small random shares of it and keep the pairs
+    (nearly) all maps agree on. The fit's rounds search each row in FIT_CELL_PROBES cells of about
+    FIT_BLOCK_ROWS right rows; an extension's (``state.extend``: fixed ``cells``) in ``scale.probes``."""
     rf = cfg.refine
     phase_start = state.phase_rounds == 0
     stage = state.stage
@@ -327,34 +383,31 @@ def _refine_round(
     if stage == "takeoff" and phase_start and rf.init == "distribution" and not state.extend:
         # The first take-off dictionary from the similarity-distribution descriptors (no map yet): the
         # next round fits its map on these proposals plus the weighted seeds (docs/method.md).
-        n_cells = max(1, min(cfg.refine_cells(backend.n_right), rf.init_sample // 4))
+        n_cells = max(1, min(block_cells(backend.n_right, FIT_BLOCK_ROWS), INIT_SAMPLE // 4))
         votes = backend.distribution_votes(
             round_no, n_cells, cells_seed(n_cells, rng), seed_left, seed_right, phase_start
         )
-        return RoundPlan(votes, rf.takeoff_views, 0.0, "procrustes/init", init=True)
+        return RoundPlan(votes, TAKEOFF_MAPS, 0.0, "procrustes/init", init=True)
     salt = cfg.run.seed * 1_000_003 + round_no
-    union = state.cut_round is not None and rf.polish_merge == "union"
+    # After a mixture cut (docs/method.md, "Union of the cut and the polish vote") the bags come from
+    # the cut links, and the pairs the maps agree on join them.
+    union = state.cut_round is not None
     # Take-off: the dictionary is every pair the previous round proposed (VecMap). Polish: the current
     # links (already vote-filtered; the union of the bags' proposals is much noisier, measured).
     prev = round_no - 1 if not phase_start and stage == "takeoff" else None
     if stage == "takeoff":
-        m, fraction, floor = rf.takeoff_views, 1.0, 0.0
+        m, fraction, floor = TAKEOFF_MAPS, 1.0, 0.0
     else:
-        m, fraction, floor = rf.views, rf.bag_fraction, rf.min_vote_fraction
-        if state.cut_round is not None:
-            # After a mixture cut (docs/method.md, "Union of the cut and the polish vote"): the bags come
-            # from the take-off's last proposals (before the cut) or from the cut links.
-            if rf.polish_source == "proposals":
-                prev = state.cut_round
-            if union:
-                floor = rf.union_vote_fraction
+        m, fraction = POLISH_MAPS, BAG_FRACTION
+        floor = UNION_VOTE_FRACTION if union else POLISH_MIN_VOTE_FRACTION
     cross = backend.cross_covariance(prev, m, fraction, salt, seed_left, seed_right)
-    if rf.seed_weight != 1.0 and stage == "takeoff":
+    if stage == "takeoff" and not state.extend:
         # The seeds are the only pairs known to be right: weigh them up against the (early: mostly
         # wrong) induced dictionary; a small (n_seeds x d) product on the driver. Not in polish, where
-        # the links outnumber and outweigh 15 seeds (measured: docs/method.md).
+        # the links outnumber and outweigh 15 seeds (measured: docs/method.md), nor in an extension,
+        # whose fixed pairs are the fitted links.
         svl, svr = backend.anchor_vectors(seed_left, seed_right)
-        cross = cross + (rf.seed_weight - 1.0) * (svl.T @ svr)[None, :, :]
+        cross = cross + (SEED_WEIGHT - 1.0) * (svl.T @ svr)[None, :, :]
     # Rounded so that summation-order noise between backends cannot change the maps.
     maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
     if cells is not None:
@@ -362,7 +415,7 @@ def _refine_round(
     else:
         al, ar = anchors["left_id"], anchors["right_id"]
         _, vec_r = backend.anchor_vectors(al, ar)
-        n_cells = max(1, min(cfg.refine_cells(backend.n_right), len(al) // 4))
+        n_cells = max(1, min(block_cells(backend.n_right, FIT_BLOCK_ROWS), len(al) // 4))
         centroids = kernels.cell_centroids(vec_r, n_cells, cells_seed(n_cells, rng))
     keep = 1.0
     if stage == "takeoff":
@@ -379,7 +432,7 @@ def _refine_round(
         phase_start,
         keep=keep,
         salt=salt,
-        probes=rf.cell_probes,
+        probes=cfg.scale.probes if state.extend else FIT_CELL_PROBES,
     )
     return RoundPlan(votes, m, floor, branch, keep=keep, union=stage == "polish" and union)
 
@@ -393,18 +446,17 @@ def _promote(
     anchors: dict[str, np.ndarray],
     seed_left: np.ndarray,
     seed_right: np.ndarray,
-    n_views_phase: int,
 ) -> Promotion:
     """Score cells -> Otsu threshold (with the floor) -> integer vote thresholds -> candidates ->
     one-to-one promotion; in take-off rounds also the mixture cut of the promoted links' scores."""
-    ev, rf = cfg.evidence, cfg.refine
+    rf = cfg.refine
     cells, m, floor = plan.votes.cells, plan.views, plan.floor
     out = Promotion(empty_candidates(), [])
     if not len(cells):
         return out
     rv, cv, cnt = cells[:, 0], cells[:, 1], cells[:, 2]
-    sc = _score(ev.score, rv, cv, m, n_views_phase, ev.prior_alpha, ev.prior_beta)
-    if state.phase == "geh" and cfg.bootstrap.threshold == "otsu":
+    sc = _score(rv, m)
+    if state.phase == "geh":
         uniq, inv = np.unique(sc, return_inverse=True)
         out.threshold = kernels.otsu_threshold(uniq, np.bincount(inv, weights=cnt))
     else:
@@ -414,22 +466,18 @@ def _promote(
         return out
     cand = backend.candidates(round_no, int(rv[sel].min()), int(cv[sel].min()))
     out.cand = cand
-    csc = _score(ev.score, cand.round_votes, cand.cum_votes, m, n_views_phase, ev.prior_alpha, ev.prior_beta)
+    csc = _score(cand.round_votes, m)
     ok = (cand.round_votes >= floor * m) & (csc >= out.threshold)
     idx = np.nonzero(ok)[0]
     if state.phase == "geh" or plan.union:
         used_l, used_r = set(anchors["left_id"].tolist()), set(anchors["right_id"].tolist())
     else:
         used_l, used_r = set(seed_left.tolist()), set(seed_right.tolist())
-    tie = cand.cum_votes[idx] if ev.score == "round_fraction" else cand.round_votes[idx]
+    # ties of the round's vote fraction go to the pair with more votes over the phase
+    tie = cand.cum_votes[idx]
     keep = kernels.greedy_one_to_one(cand.left[idx], cand.right[idx], csc[idx], tie, used_l, used_r)
     out.promoted = idx[keep].tolist()
-    if (
-        state.phase == "refine"
-        and state.stage == "takeoff"
-        and not plan.init
-        and rf.similarity_threshold == "mixture"
-    ):
+    if state.phase == "refine" and state.stage == "takeoff" and not plan.init:
         # Computed every take-off round (cheap, on the driver), applied only to the links the take-off
         # ends with (_advance): the cut must not change the churn that decides settling.
         cut = kernels.mixture_cut(
@@ -465,7 +513,7 @@ def _advance(
     rf = cfg.refine
     added, removed = record.added, record.removed
     if state.phase == "geh":
-        enough = rf.mode == "procrustes" and len(anchors["left_id"]) >= rf.min_anchors
+        enough = rf.mode == "procrustes" and len(anchors["left_id"]) >= MIN_ANCHORS
         stalled = added == 0
         if rf.mode == "procrustes" and (enough or stalled) and rf.max_rounds > 0:
             state.phase, state.phase_views, state.phase_rounds = "refine", 0, 0
@@ -478,7 +526,7 @@ def _advance(
     n_links = int((~anchors["is_seed"]).sum())
     if state.stage == "polish":
         state.polish_done += 1
-        if state.polish_done > 1 and added + removed <= rf.stable_fraction * max(n_links, 1):
+        if state.polish_done > 1 and added + removed <= STABLE_FRACTION * max(n_links, 1):
             state.done, state.stop_reason = True, "links stable"
         elif state.polish_done >= rf.polish_rounds:
             state.done, state.stop_reason = True, "polish round cap"
@@ -488,9 +536,7 @@ def _advance(
     # Churn of the link set, not its size: before take-off the set drifts (large churn) while its size
     # barely grows (measured on wordnet), after take-off both settle.
     settled = (
-        state.phase_rounds > 1
-        and plan.keep >= 1.0
-        and added + removed <= rf.settle_fraction * max(n_links, 1)
+        state.phase_rounds > 1 and plan.keep >= 1.0 and added + removed <= SETTLE_FRACTION * max(n_links, 1)
     )
     if not (settled or state.phase_rounds >= rf.max_rounds):
         return anchors
@@ -511,12 +557,7 @@ def _advance(
     # The polish vote is the precision filter where the mixture cut is not (its components were not
     # separated, or it is off); after a cut it is optional (polish_after_cut).
     polish = rf.polish_rounds > 0 and (promo.cut is None or rf.polish_after_cut)
-    if (
-        polish
-        and promo.cut is not None
-        and rf.polish_merge == "union"
-        and mixture["separation"] >= rf.union_max_separation
-    ):
+    if polish and promo.cut is not None and mixture["separation"] >= rf.union_max_separation:
         # A very clean cut (docs/method.md, "A clean cut ends the run"): few right links lie under it,
         # so a union polish would mostly add one-side-only near-duplicates.
         polish = False
@@ -530,17 +571,15 @@ def _advance(
         state.done, state.stop_reason = True, "links stable" if settled else "refine round cap"
         return anchors
     state.stage, state.polish_done = "polish", 0
-    union = promo.cut is not None and rf.polish_merge == "union"
     log.info(
         "refinement settled after %d rounds (%d proposals): polishing with %d bagged maps%s",
         state.phase_rounds,
         record.candidates,
-        rf.views,
+        POLISH_MAPS,
         (
-            " fitted on bags of the "
-            + ("cut links" if rf.polish_source == "links" else "take-off's proposals")
-            + f"; pairs {rf.union_vote_fraction:.0%} of them agree on join the cut links"
-            if union
+            f" fitted on bags of the cut links; pairs {UNION_VOTE_FRACTION:.0%} of them agree on join "
+            "the cut links"
+            if promo.cut is not None
             else ""
         ),
     )
@@ -607,11 +646,11 @@ def _append(
 
 def _adapt_keep(state: RunState, objective: float | None, rf: RefineConfig) -> None:
     """The kept share's schedule (VecMap's rule): count the rounds since the take-off objective last rose
-    by ``keep_min_gain`` above its best; double the kept share after ``keep_patience`` of them, or after
+    by :data:`KEEP_MIN_GAIN` above its best; double the kept share after ``keep_patience`` of them, or after
     ``keep_max_level_rounds`` rounds at one share. The counters live in the run state (resumable)."""
     state.level_rounds += 1
     best = state.objective_best
-    if objective is not None and (best is None or objective >= best + rf.keep_min_gain):
+    if objective is not None and (best is None or objective >= best + KEEP_MIN_GAIN):
         state.objective_best, state.rounds_since_gain = objective, 0
     else:
         state.rounds_since_gain += 1

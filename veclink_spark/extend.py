@@ -25,7 +25,7 @@ import numpy as np
 from . import kernels
 from .backends.base import Backend
 from .config import LinkConfig
-from .engine import run_rounds
+from .engine import block_cells, run_rounds
 from .state import RunResult, RunState
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def extension_cells(backend: Backend, cfg: LinkConfig) -> np.ndarray:
     table (:data:`CELL_SAMPLE_ROWS` rows per cell), fitted once. The cells of the fit's rounds come from
     the anchors' right vectors instead; over full tables that would collect every link's vectors to
     the driver and run k-means on them each round (about 500,000 x 384 at a million rows a side)."""
-    n_cells = cfg.refine_cells(backend.n_right)
+    n_cells = block_cells(backend.n_right, cfg.scale.block_rows)
     sample = backend.right_sample(min(backend.n_right, n_cells * CELL_SAMPLE_ROWS))
     n_cells = max(1, min(n_cells, len(sample) // 4))
     t0 = time.time()
@@ -113,24 +113,17 @@ def extend(
 
 def extension_config(cfg: LinkConfig) -> LinkConfig:
     """The refinement of an extension: the fitted links (hundreds to thousands) are the dictionary, so
-    they weigh as much as any induced pair (the seed weight exists for 15 seeds against a mostly wrong
-    first dictionary); the blocked search has bounded work per row (each row meets the rows of its
-    ``scale.probes`` nearest cells of about ``scale.block_rows`` rows each), so a round costs about
-    linear time in the rows; at most ``scale.max_rounds`` of them before the mixture cut, which ends the
-    extension. No bagged polish: on
+    they weigh as much as any induced pair (the engine's seed weight, for 15 seeds against a mostly
+    wrong first dictionary, is off in an extension); the blocked search has bounded work per row (each
+    row meets the rows of its ``scale.probes`` nearest cells of about ``scale.block_rows`` rows each:
+    the engine's extension rounds and :func:`extension_cells`), so a round costs about linear time in
+    the rows; at most ``scale.max_rounds`` of them before the mixture cut, which ends the extension.
+    No bagged polish: on
     WordNet mpnet / MiniLM-L6 at alpha 0.3 with a 3,000-row fit the union polish took precision from
     0.941 to 0.786 (F1 0.918 -> 0.868), and its 8 maps over the full tables ran the local[*] job out of
     its 4 GiB heap at 10,000 rows a side."""
     sc = cfg.scale
-    refine = replace(
-        cfg.refine,
-        seed_weight=1.0,
-        cells=0,
-        block_rows=sc.block_rows,
-        cell_probes=sc.probes,
-        max_rounds=sc.max_rounds,
-        polish_rounds=0,
-    )
+    refine = replace(cfg.refine, max_rounds=sc.max_rounds, polish_rounds=0)
     return replace(cfg, refine=refine)
 
 

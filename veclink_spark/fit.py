@@ -1,10 +1,13 @@
-"""The fit: learn the links on a bounded sample around the seeds, in the driver's process.
+"""The fit: learn the links on a bounded sample around the seeds.
 
 The rows of each table nearest the seeds, at most ``scale.fit_rows`` a side
 (:func:`veclink_spark.kernels.neighbourhood_sample`), go through the whole method
-(:func:`veclink_spark.engine.run_rounds` on a :class:`veclink_spark.backends.in_process.NumpyBackend`):
-the published loop, and self-learning refinement where the loop does not take off. Its cost does not
-grow with the tables. The seed check then names seeds the fit's links doubt; the fit runs again
+(:func:`veclink_spark.engine.run_rounds`): the published loop, and self-learning refinement where the
+loop does not take off. Its cost does not grow with the tables. Its rounds run where ``scale.fit_on``
+says (:meth:`veclink_spark.backends.base.Backend.fit_backend`): in the driver's process on a
+:class:`veclink_spark.backends.in_process.NumpyBackend`, or (the Spark job) on executors on a
+:class:`veclink_spark.spark_backend.SparkBackend` over the sample's rows, one Delta commit per round;
+both give the same links. The seed check then names seeds the fit's links doubt; the fit runs again
 without them. When the tables hold more rows than the sample, the extension
 (:mod:`veclink_spark.extend`) links the full tables next; :mod:`veclink_spark.pipeline` runs both.
 """
@@ -19,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from .backends.base import Backend
-from .backends.in_process import NumpyBackend
 from .config import LinkConfig
 from .diagnostics import (
     SEED_CHECK_MIN_LINKS,
+    SEED_MAX_RANK,
     SEED_MIN_GAP,
     SeedRanks,
     consistency_sample,
@@ -41,8 +44,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Fit:
-    """What :func:`fit` learned: the fit's result (its rounds ran in process), whether its sample is the
-    whole of both tables, and the seeds kept (sorted; without the ones the seed check dropped)."""
+    """What :func:`fit` learned: the fit's result, whether its sample is the whole of both tables, and
+    the seeds kept (sorted; without the ones the seed check dropped)."""
 
     result: RunResult
     whole: bool
@@ -63,26 +66,29 @@ def fit(
     the seeds under the fit's links and, when some are probably wrong, fit again without them (the
     result's ``state.dropped_seeds`` names them). ``protected``: True for the seeds a user confirmed,
     which the check never drops."""
-    result, whole, fitted_on = _fit(backend, seed_left, seed_right, cfg, state_extra, phases)
-    with phases("seed_check"):
-        ranks = _seed_check(result, fitted_on, seed_left, seed_right, cfg, protected)
+    result, whole, fitted_on = _fit(backend, seed_left, seed_right, cfg, state_extra, phases, "fit")
+    try:
+        with phases("seed_check"):
+            ranks = _seed_check(result, fitted_on, seed_left, seed_right, protected)
+    finally:
+        fitted_on.release()
     if ranks is not None:
-        max_rank = cfg.diagnostics.seed_max_rank
-        dropped = named_seeds(seed_left, seed_right, ranks, max_rank)
-        keep = ~ranks.doubted(max_rank)
+        dropped = named_seeds(seed_left, seed_right, ranks, SEED_MAX_RANK)
+        keep = ~ranks.doubted(SEED_MAX_RANK)
         log.warning(
             "%d of %d seeds are probably wrong (their partner ranks below %d, and another row is "
             "closer by a cosine of more than %.2f, under the map fitted on the fit's links): fitting "
             "again without them: %s",
             len(dropped),
             len(seed_left),
-            max_rank,
+            SEED_MAX_RANK,
             SEED_MIN_GAP,
             seed_list(dropped),
         )
         seed_left, seed_right = seed_left[keep], seed_right[keep]
         with phases("seed_check"):
-            result, whole, _ = _fit(backend, seed_left, seed_right, cfg, state_extra, Phases())
+            result, whole, again = _fit(backend, seed_left, seed_right, cfg, state_extra, Phases(), "refit")
+        again.release()
         result.state.dropped_seeds = dropped
     return Fit(result, whole, seed_left, seed_right)
 
@@ -94,9 +100,11 @@ def _fit(
     cfg: LinkConfig,
     state_extra: dict[str, Any] | None,
     phases: Phases,
+    name: str,
 ) -> tuple[RunResult, bool, Backend]:
-    """The fit on the sample around the seeds, in process: (its result, whether the sample is the whole
-    of both tables, the in-process backend it ran on)."""
+    """The fit on the sample around the seeds, on the backend ``backend`` gives for it
+    (:meth:`~veclink_spark.backends.base.Backend.fit_backend`, ``name`` naming its rounds): (its result,
+    whether the sample is the whole of both tables, the backend it ran on, to be released)."""
     with phases("sample"):
         rows = fit_rows(backend, seed_left, seed_right, cfg.scale.fit_rows)
     log.info(
@@ -107,9 +115,13 @@ def _fit(
         rows.left_duplicates.dropped,
         rows.right_duplicates.dropped,
     )
-    fit_backend = NumpyBackend(rows.left_ids, rows.left, rows.right_ids, rows.right, cfg, centred=True)
-    with phases("fit"):
-        fit = run_rounds(fit_backend, seed_left, seed_right, cfg, state_extra)
+    fit_backend = backend.fit_backend(rows.left_ids, rows.left, rows.right_ids, rows.right, name)
+    try:
+        with phases("fit"):
+            fit = run_rounds(fit_backend, seed_left, seed_right, cfg, state_extra)
+    except BaseException:
+        fit_backend.release()
+        raise
     return fit, rows.whole, fit_backend
 
 
@@ -118,18 +130,16 @@ def _seed_check(
     backend: Backend,
     seed_left: np.ndarray,
     seed_right: np.ndarray,
-    cfg: LinkConfig,
     protected: np.ndarray,
 ) -> SeedRanks | None:
     """Each seed's rank and gap under the map of the fit's links
     (:func:`veclink_spark.diagnostics.seed_ranks`) when some seeds are doubted
     (:meth:`~veclink_spark.diagnostics.SeedRanks.doubted`) and should be dropped; None when none is,
-    or the check cannot be made or trusted: ``diagnostics.seed_max_rank`` 0, fewer than
-    ``SEED_CHECK_MIN_LINKS`` links, or more than half the seeds named (then the links, not the seeds,
-    are the likelier fault), or fewer than two seeds would be left."""
-    max_rank = cfg.diagnostics.seed_max_rank
+    or the check cannot be made or trusted: fewer than ``SEED_CHECK_MIN_LINKS`` links, or more than
+    half the seeds named (then the links, not the seeds, are the likelier fault), or fewer than two
+    seeds would be left."""
     links = ~fit.anchors["is_seed"]
-    if max_rank == 0 or int(links.sum()) < SEED_CHECK_MIN_LINKS:
+    if int(links.sum()) < SEED_CHECK_MIN_LINKS:
         return None
     # A fit that did not take off has mostly wrong links: a map fitted on them says nothing about the
     # seeds (measured: it dropped a right seed of a stalled Debian mpnet / MiniLM-L3 fit at alpha 0.15).
@@ -143,7 +153,6 @@ def _seed_check(
         int((~links).sum()),
         backend.n_left,
         backend.n_right,
-        cfg,
         (pairs[0][rows], pairs[1][rows]),
     )
     if checks.stalled:
@@ -151,14 +160,14 @@ def _seed_check(
         return None
     # a pair the user confirmed is never dropped
     ranks = seed_ranks(backend.anchor_vectors(seed_left, seed_right), pairs).trusting(protected)
-    bad = np.nonzero(ranks.doubted(max_rank))[0]
+    bad = np.nonzero(ranks.doubted(SEED_MAX_RANK))[0]
     if not len(bad) or 2 * len(bad) > len(seed_left) or len(seed_left) - len(bad) < 2:
         if len(bad):
             log.warning(
                 "seed check inconclusive: %d of %d seeds rank below %d under the fit's map; all kept",
                 len(bad),
                 len(seed_left),
-                max_rank,
+                SEED_MAX_RANK,
             )
         return None
     return ranks

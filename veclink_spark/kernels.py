@@ -101,30 +101,17 @@ def median_anchor_distance(anchors: np.ndarray) -> float:
     return med if med > 0 else 1.0
 
 
-def kernel_values(
-    x: np.ndarray, anchors: np.ndarray, bandwidth: float, kernel: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """The distance kernel of unit vectors ``x`` to one view's ``anchors``: (values (n, s), distances).
-
-    ``gaussian``: exp(-d^2 / 2h^2), ``laplacian``: exp(-d / h), ``none``: -d.
-    """
+def kernel_values(x: np.ndarray, anchors: np.ndarray, bandwidth: float) -> tuple[np.ndarray, np.ndarray]:
+    """The Gaussian distance kernel exp(-d^2 / 2h^2) of unit vectors ``x`` to one view's ``anchors``,
+    which down-weights far anchors: (values (n, s), distances)."""
     d = pairwise_distances(x, anchors)
-    if kernel == "gaussian":
-        s = np.exp(-(d * d) / (2.0 * bandwidth * bandwidth))
-    elif kernel == "laplacian":
-        s = np.exp(-d / bandwidth)
-    elif kernel == "none":
-        s = -d
-    else:  # config validation makes this unreachable for users
-        raise ValueError(f"unknown kernel {kernel!r}")
-    return s, d
+    return np.exp(-(d * d) / (2.0 * bandwidth * bandwidth)), d
 
 
 def anchor_signatures(
     x: np.ndarray,
     anchors: np.ndarray,
     bandwidth: float,
-    kernel: str,
     centering: str,
     column_mean: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -137,27 +124,26 @@ def anchor_signatures(
       side (``column_mean``, from :func:`view_kernel_sums` over the whole table). On the sphere every
       vector's distance to an anchor sits near the same value; that shared per-anchor offset made all
       signatures alike, and removing it is what lets the published loop take off;
-    - ``row``: subtract each row's own mean (removes a vector's offset, keeps the anchors');
-    - ``none``.
+    - ``row``: subtract each row's own mean (removes a vector's offset, keeps the anchors').
 
     Returns:
         (signatures (n, s) float64, distances (n, s) float64)
     """
-    s, d = kernel_values(x, anchors, bandwidth, kernel)
+    s, d = kernel_values(x, anchors, bandwidth)
     if centering == "anchor":
         if column_mean is None:
             raise ValueError("centering 'anchor' needs the view's column means")
         s = s - np.asarray(column_mean, dtype=np.float64)[None, :]
-    elif centering == "row":
+    else:
         s = s - s.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(s, axis=1, keepdims=True)
     return s / np.where(norms > 0, norms, 1.0), d
 
 
 def view_kernel_sums(
-    x: np.ndarray, anchor_vectors: np.ndarray, views: list[View], side: str, kernel: str, gate: float
+    x: np.ndarray, anchor_vectors: np.ndarray, views: list[View], side: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per view: (rows that join it, sum of their kernel values per anchor), for ``anchor`` centring.
+    """Per view: (rows, sum of their kernel values per anchor), for ``anchor`` centring.
 
     Partial sums over a batch: executors return one per Arrow batch and the driver adds them up
     (:func:`view_column_means`); the reference calls it on the whole table. Returns (counts (m,),
@@ -168,9 +154,7 @@ def view_kernel_sums(
     sums = np.zeros((len(views), width))
     for vi, v in enumerate(views):
         h = v.bandwidth_left if side == "left" else v.bandwidth_right
-        s, d = kernel_values(x, anchor_vectors[v.anchors], h, kernel)
-        if gate > 0:
-            s = s[d.min(axis=1) <= gate * h]
+        s, _ = kernel_values(x, anchor_vectors[v.anchors], h)
         counts[vi] = len(s)
         sums[vi, : s.shape[1]] = s.sum(axis=0)
     return counts, sums
@@ -206,7 +190,7 @@ def nearest_keys(dist: np.ndarray, probes: int) -> np.ndarray:
 
 
 #: Entries of a block's similarity matrix held at once (2^24 doubles, 128 MiB): a block is searched in
-#: slices of left rows, so a block of 50,000 rows a side (hashing.max_block_size) needs 128 MiB, not the
+#: slices of left rows, so a block of 50,000 rows a side (backends.base.MAX_BLOCK_SIZE) needs 128 MiB, not the
 #: 20 GB of its whole matrix (which crashed the loop's Spark stage at 100,000 rows a side).
 BLOCK_ENTRIES = 1 << 24
 
@@ -396,33 +380,17 @@ def views_schedule(
     return m, min(s, n_anchors)
 
 
-def farthest_point_order(x: np.ndarray, start: int, size: int) -> np.ndarray:
-    """Greedy farthest-point sampling of ``size`` rows of ``x`` from row ``start``.
-
-    Hand-written: a few lines of numpy; neither scikit-learn nor faiss offers FPS.
-    """
-    chosen = [start]
-    dmin = pairwise_distances(x, x[[start]])[:, 0]
-    for _ in range(size - 1):
-        nxt = int(np.argmax(dmin))
-        chosen.append(nxt)
-        dmin = np.minimum(dmin, pairwise_distances(x, x[[nxt]])[:, 0])
-    return np.asarray(chosen, dtype=np.int64)
-
-
 def sample_views(
     anchors_left: np.ndarray,
     anchors_right: np.ndarray,
     n_seeds: int,
     d_max: int,
     *,
-    sampling: str,
     base_views: int,
     growth: float,
     view_fraction: float,
     min_view_size: int,
     max_view_size: int,
-    kmeans: bool,
     kmeans_overlap: int,
     bandwidth: float,
     rng: np.random.Generator,
@@ -431,13 +399,14 @@ def sample_views(
 
     Branches: ``kmeans`` once |L| > d_max and the partition has more clusters than the overlap rho
     (else every anchor would join every cluster and all views would be identical: guarded), else
-    ``random`` or ``fps`` subsets of size s_t.
+    ``random``: uniform random subsets of size s_t (farthest-point subsets of 15-30 anchors are nearly
+    the same subset every time, so their votes are correlated: docs/method.md).
     """
     k = len(anchors_left)
     views: list[View] = []
-    branch = sampling
+    branch = "random"
     n_clusters = int(math.ceil(k / d_max))
-    if kmeans and k > d_max and n_clusters > kmeans_overlap:
+    if k > d_max and n_clusters > kmeans_overlap:
         from sklearn.cluster import KMeans
 
         branch = "kmeans"
@@ -448,12 +417,7 @@ def sample_views(
         groups = [np.nonzero((member == c).any(axis=1))[0] for c in range(n_clusters)]
     else:
         m, s = views_schedule(k, n_seeds, base_views, growth, view_fraction, min_view_size, max_view_size)
-        groups = []
-        for _ in range(m):
-            if sampling == "fps":
-                groups.append(np.sort(farthest_point_order(anchors_left, int(rng.integers(k)), s)))
-            else:
-                groups.append(np.sort(rng.choice(k, size=s, replace=False)))
+        groups = [np.sort(rng.choice(k, size=s, replace=False)) for _ in range(m)]
     for g in groups:
         if len(g) < 2:
             continue
@@ -532,16 +496,13 @@ def geh_signature_rows(
     side: str,
     *,
     probes: int,
-    kernel: str,
     centering: str,
-    gate: float,
     column_means: list[np.ndarray] | None = None,
 ) -> SignatureRows:
     """Signatures and blocking keys of a batch of unit vectors for every view of a ``geh`` round.
 
     Runs inside executors (via the signature stage's Arrow UDF) and in the reference. Keys are the
-    anchor-list indices of the ``probes`` nearest view anchors; with ``gate`` > 0 a vector joins a view
-    only if its nearest view anchor is within ``gate`` bandwidths. ``column_means``: one per view, for
+    anchor-list indices of the ``probes`` nearest view anchors. ``column_means``: one per view, for
     ``centering`` ``anchor`` (:func:`view_column_means`).
     """
     views_out, keys_out, rows_out, dist_out, sigs = [], [], [], [], []
@@ -549,11 +510,9 @@ def geh_signature_rows(
     for vi, v in enumerate(views):
         h = v.bandwidth_left if side == "left" else v.bandwidth_right
         mean = None if column_means is None else column_means[vi]
-        s, d = anchor_signatures(x, anchor_vectors[v.anchors], h, kernel, centering, mean)
+        s, d = anchor_signatures(x, anchor_vectors[v.anchors], h, centering, mean)
         near = nearest_keys(d, probes)
         rows = np.arange(n)
-        if gate > 0:
-            rows = rows[d.min(axis=1) <= gate * h]
         for p in range(near.shape[1]):
             k = near[rows, p]
             views_out.append(np.full(len(rows), vi, dtype=np.int32))
@@ -570,17 +529,15 @@ def refine_signature_rows(
     centroids: np.ndarray,
     *,
     probes: int,
-    renormalise: bool = True,
 ) -> SignatureRows:
     """Mapped vectors and cell keys of a batch for every bagged map of a ``refine`` round.
 
-    Left vectors are mapped by each bag's map W_b (and re-normalised when ``renormalise``; without it
-    similarities are inner products, as in VecMap, so a vector the map barely reaches scores low);
-    right vectors (``maps`` None) are used as they are, once per bag. Keys are the ``probes`` nearest
+    Left vectors are mapped by each bag's map W_b and re-normalised (similarities are cosines); right
+    vectors (``maps`` None) are used as they are, once per bag. Keys are the ``probes`` nearest
     cells (k-means centroids in the right space).
     """
     n_bags = len(maps) if maps is not None else 0
-    return _refine_rows(x, maps, centroids, probes, n_bags, renormalise)
+    return _refine_rows(x, maps, centroids, probes, n_bags)
 
 
 def refine_right_rows(x: np.ndarray, n_bags: int, centroids: np.ndarray, *, probes: int) -> SignatureRows:
@@ -594,16 +551,12 @@ def _refine_rows(
     centroids: np.ndarray,
     probes: int,
     n_bags: int,
-    renormalise: bool = True,
 ) -> SignatureRows:
     views_out, keys_out, rows_out, dist_out, sigs = [], [], [], [], []
     n = len(x)
     base = normalise_rows(x)
     for b in range(n_bags):
-        if maps is None:
-            y = base
-        else:
-            y = normalise_rows(base @ maps[b]) if renormalise else base @ maps[b]
+        y = base if maps is None else normalise_rows(base @ maps[b])
         d = pairwise_distances(y, centroids)
         near = nearest_keys(d, probes)
         rows = np.arange(n)

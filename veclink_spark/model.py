@@ -10,11 +10,11 @@ A run's links come with what produced them; the model keeps the part that applie
   general linear map translates better than the orthogonal one (WordNet MiniLM-L6 -> L3 merged index,
   NDCG@10 0.834 against 0.784, docs/use.md);
 * one orthogonal map W (left -> right, Procrustes on the links);
-* ``refine.views`` bagged maps (each fitted on a hash-chosen ``refine.bag_fraction`` of the links plus
-  the seeds, as in a run's polish round) and the blocking cells of the right space, used to ``link``
-  new rows: a new link needs ``refine.min_vote_fraction`` of the bagged maps to propose it as a CSLS
-  mutual nearest neighbour, and its probability is the posterior mean of those votes, as for a run's
-  polished links (:func:`veclink_spark.engine.vote_round`);
+* ``engine.POLISH_MAPS`` bagged maps (each fitted on a hash-chosen ``engine.BAG_FRACTION`` of the links
+  plus the seeds, as in a run's polish round) and the blocking cells of the right space, used to
+  ``link`` new rows: a new link needs ``engine.POLISH_MIN_VOTE_FRACTION`` of the bagged maps to propose
+  it as a CSLS mutual nearest neighbour, and its probability is the posterior mean of those votes, as
+  for a run's polished links (:func:`veclink_spark.engine.vote_round`);
 * the run's summary (verdict, counts) and, when loaded from a saved model, its links.
 
 A model is saved as a folder: ``model.json`` (configuration, dimensions, id types, the run's summary; no
@@ -38,7 +38,7 @@ from . import kernels
 from .backends.base import Backend
 from .backends.in_process import NumpyBackend
 from .config import LinkConfig
-from .engine import vote_round
+from .engine import BAG_FRACTION, POLISH_MAPS, vote_round
 from .errors import InputError
 from .extend import extension_cells, extension_config
 
@@ -347,7 +347,6 @@ def fit_model(
     one on all of them, and a million-row run's 500,000 links would otherwise cost nine (768 x 384)
     outer products per link on the executors. The k-means cells come from a hash sample of the right
     table. Both engines fit the same numbers in the same order (driver numpy)."""
-    rf = cfg.refine
     salt = cfg.run.seed * 1_000_003 + _MAP_SALT
     seeds = np.asarray(links["is_seed"], dtype=bool)
     ll, lr = np.asarray(links["left_id"])[~seeds], np.asarray(links["right_id"])[~seeds]
@@ -358,8 +357,8 @@ def fit_model(
     xs, ys = backend.anchor_vectors(sl, sr)
     xl, xr = backend.anchor_vectors(ll, lr) if len(ll) else (xs[:0], ys[:0])
     # "Bag" 0 holds every sampled link (fraction 1): the orthogonal map; the others the bagged maps of
-    # the new-rows vote (refine.views maps on refine.bag_fraction each). Seeds are in every bag.
-    flags = kernels.bag_flags(ll, lr, 1 + rf.views, [1.0] + [rf.bag_fraction] * rf.views, salt)
+    # the new-rows vote (POLISH_MAPS maps on BAG_FRACTION each). Seeds are in every bag.
+    flags = kernels.bag_flags(ll, lr, 1 + POLISH_MAPS, [1.0] + [BAG_FRACTION] * POLISH_MAPS, salt)
     seed_cross = xs.T @ ys
     cross = [seed_cross + xl[flags[:, b]].T @ xr[flags[:, b]] for b in range(flags.shape[1])]
     maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])

@@ -151,10 +151,11 @@ def link_new(
 ) -> NewLinks:
     """Link rows of ``side`` that arrived after the fit (``new``) against the other side's table.
 
-    A new row must win its pair as the run's rows did: a mutual best match (by ``refine.min_vote_fraction``
-    of the model's bagged maps) among all rows, so the table of ``side`` the model was fitted on
-    (``existing``) competes too; pairs touching a link of the model are left out, and only links of new
-    rows are kept. ``against`` and ``existing`` default to the tables of the run that fitted the model.
+    A new row must win its pair as the run's rows did: a mutual best match (by
+    ``engine.POLISH_MIN_VOTE_FRACTION`` of the model's bagged maps) among all rows, so the table of
+    ``side`` the model was fitted on (``existing``) competes too; pairs touching a link of the model are
+    left out, and only links of new rows are kept. ``against`` and ``existing`` default to the tables of
+    the run that fitted the model.
     One refinement-sized pass over the tables (each row meets the rows of its ``scale.probes`` nearest
     cells). Writes ``links`` and ``votes`` under ``output`` (rows tagged with the run id) and
     ``new_rows/<run_id>.json``.

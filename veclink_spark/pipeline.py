@@ -6,8 +6,8 @@ tables it read, checked and centred on executors; it writes what :func:`run` ret
 :func:`veclink_spark.arrays.link_arrays` (a :class:`veclink_spark.backends.in_process.NumpyBackend`,
 which centres the arrays itself). The steps, on the driver:
 
-1. **fit** (:func:`veclink_spark.fit.fit`): the method on a bounded sample around the seeds, in
-   process, with the seed check;
+1. **fit** (:func:`veclink_spark.fit.fit`): the method on a bounded sample around the seeds, with the
+   seed check; its rounds run in the driver's process, or on executors (``scale.fit_on``);
 2. **extend** (:mod:`veclink_spark.extend`, only when a table has more rows than the sample):
    refinement rounds over the full tables on the run's backend, keeping the fit's links;
 3. **assess** (:func:`veclink_spark.trust.assess_links`): duplicates, the precision estimate, the

@@ -48,7 +48,7 @@ from .kernels import csls_score, procrustes_map
 
 log = logging.getLogger(__name__)
 
-#: CSLS neighbourhood size, as the refinement scores its links (advanced.refine.csls_k default).
+#: CSLS neighbourhood size, as the refinement scores its links (backends.base.CSLS_K).
 CSLS_K = 10
 
 #: Folds of the cross-fitting: each link is scored under a map fitted on the other folds' links.

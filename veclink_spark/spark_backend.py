@@ -19,6 +19,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from . import kernels
+from .backends.base import (
+    CSLS_K,
+    FIT_CELL_PROBES,
+    HASH_KEYS,
+    INIT_QUANTILES,
+    INIT_SAMPLE,
+    MAX_BLOCK_SIZE,
+    Backend,
+)
+from .backends.in_process import NumpyBackend
 from .config import LinkConfig
 from .constants import ID, IS_SEED, LEFT_ID, PRECISION_ESTIMATE, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
 from .stages import candidates as cand_stage
@@ -27,6 +37,21 @@ from .state import Candidates, RoundVotes, RunState
 from .store import RunStore
 
 log = logging.getLogger(__name__)
+
+#: ``scale.fit_on`` auto fits in the driver's process up to this many rows on a side: six times the
+#: default 8,000-row sample (the benchmarks fit at most 20,000 in process). In process is much the
+#: faster where both fit (1,300 rows a side, 29 rounds: 12.0 s against 417.6 s on executors, each Spark
+#: round paying its stages' and Delta commits' fixed cost; ``benchmarks/fit_on.py``), so executors only
+#: where the sample's rounds may not fit the driver. A choice, not a measured limit.
+DRIVER_FIT_ROWS = 50_000
+
+
+def fit_on_executors(fit_on: str, n_left: int, n_right: int) -> bool:
+    """Whether a fit sample of ``n_left`` and ``n_right`` rows runs its rounds on executors: as
+    ``scale.fit_on`` says, and with auto when it has more than :data:`DRIVER_FIT_ROWS` rows on a side."""
+    if fit_on == "auto":
+        return max(n_left, n_right) > DRIVER_FIT_ROWS
+    return fit_on == "executors"
 
 
 class SparkBackend:
@@ -63,6 +88,7 @@ class SparkBackend:
         self._eligible: DataFrame | None = None
         self._anchors: dict[str, np.ndarray] | None = None
         self._tag: str | None = None
+        self._held: list[DataFrame] = []  # cached by fit_backend, unpersisted by release
         self._left_type = self.left.schema[ID].dataType.simpleString()
         self._right_type = self.right.schema[ID].dataType.simpleString()
 
@@ -80,6 +106,58 @@ class SparkBackend:
         if self._tag is not None:
             self.spark.removeTag(self._tag)
             self._tag = None
+
+    def fit_backend(
+        self, left_ids: np.ndarray, left: np.ndarray, right_ids: np.ndarray, right: np.ndarray, name: str
+    ) -> Backend:
+        """In the driver's process (:class:`NumpyBackend` over ``left`` and ``right``), unless
+        :func:`fit_on_executors`: then a Spark backend over the same rows of this one's tables (the
+        vectors stay on executors: the ids are joined to the tables, and the rows cached until
+        :meth:`release`), whose rounds are committed under run id ``<run id>-<name>`` in this run's store,
+        so that a fit resumed after a failure restarts after its last committed round."""
+        if not fit_on_executors(self.cfg.scale.fit_on, len(left_ids), len(right_ids)):
+            return NumpyBackend(left_ids, left, right_ids, right, self.cfg, centred=True)
+        rows = []
+        for df, ids, kind in (
+            (self.left, left_ids, self._left_type),
+            (self.right, right_ids, self._right_type),
+        ):
+            keep = self.spark.createDataFrame(
+                pd.DataFrame({ID: list(np.asarray(ids).tolist())}), f"{ID} {kind}"
+            )
+            rows.append(df.join(F.broadcast(keep), ID).persist())
+        run_id = f"{self.run_id}-{name}"
+        log.info(
+            "fit on executors: %d left and %d right rows, rounds committed as run %s",
+            len(left_ids),
+            len(right_ids),
+            run_id,
+        )
+        fitted = SparkBackend(
+            self.spark,
+            rows[0],
+            rows[1],
+            self.store,
+            run_id,
+            self.cfg,
+            len(left_ids),
+            len(right_ids),
+            self.dim_left,
+            self.dim_right,
+        )
+        fitted._held = rows
+        return fitted
+
+    def release(self) -> None:
+        """Unpersist the rows :meth:`fit_backend` cached and the last round's eligible pairs, and remove
+        the last round's tag."""
+        for df in self._held:
+            df.unpersist()
+        self._held = []
+        if self._eligible is not None:
+            self._eligible.unpersist()
+            self._eligible = None
+        self.clear_label()
 
     def links_frame(self, links: dict[str, np.ndarray] | pd.DataFrame) -> DataFrame:
         """A link table built on the driver (a run's anchors, a new-rows run's links) as the DataFrame of
@@ -161,27 +239,25 @@ class SparkBackend:
         exclude_right: np.ndarray,
         phase_start: bool,
     ) -> RoundVotes:
-        sc, hc = self.cfg.signatures, self.cfg.hashing
+        centering = self.cfg.signatures.centering
         sigs = []
         for side, df, anchors in (("left", self.left, vec_left), ("right", self.right, vec_right)):
-            means = self._column_means(df, side, anchors, views) if sc.centering == "anchor" else None
+            means = self._column_means(df, side, anchors, views) if centering == "anchor" else None
             sigs.append(
                 signatures.geh_signatures(
                     df,
                     side,
                     anchors,
                     views,
-                    probes=hc.probes,
-                    kernel=sc.kernel,
-                    centering=sc.centering,
-                    gate=sc.gate,
+                    probes=HASH_KEYS,
+                    centering=centering,
                     column_means=means,
                 ).persist()
             )
         ls, rs = sigs
         # Persisted: the mutual-NN stage reads the best matches twice (each side's best), and without it
         # the whole block search ran twice (measured at 100k rows a side: 35 s -> 16 s for this step).
-        best = cand_stage.block_best_matches(ls, rs, hc.max_block_size).persist()
+        best = cand_stage.block_best_matches(ls, rs, MAX_BLOCK_SIZE).persist()
         try:
             sizes = cand_stage.block_sizes(ls, rs)
             return self._finish(round_no, best, sizes, len(views), exclude_left, exclude_right, phase_start)
@@ -195,10 +271,7 @@ class SparkBackend:
     ) -> list[np.ndarray]:
         """The ``anchor`` centring means of one side: per-batch kernel sums from the executors, added up
         here (one small row per batch and view)."""
-        sc = self.cfg.signatures
-        parts: pd.DataFrame = signatures.geh_kernel_sums(
-            df, side, anchors, views, kernel=sc.kernel, gate=sc.gate
-        ).toPandas()
+        parts: pd.DataFrame = signatures.geh_kernel_sums(df, side, anchors, views).toPandas()
         width = max((len(v.anchors) for v in views), default=0)
         counts = np.zeros(len(views), dtype=np.int64)
         sums = np.zeros((len(views), width))
@@ -225,7 +298,6 @@ class SparkBackend:
             self.right,
             maps,
             centroids,
-            self.cfg.refine.renormalise,
             round_no,
             exclude_left,
             exclude_right,
@@ -244,13 +316,12 @@ class SparkBackend:
         exclude_right: np.ndarray,
         phase_start: bool,
     ) -> RoundVotes:
-        rf = self.cfg.refine
-        size = kernels.descriptor_sample_size(rf.init_sample, self.n_left, self.n_right)
+        size = kernels.descriptor_sample_size(INIT_SAMPLE, self.n_left, self.n_right)
         lids, lsample = self._sample(self.left, size)
         rids, rsample = self._sample(self.right, size)
-        dl = distribution.descriptors(self.left, lids, lsample, rf.init_quantiles)
-        dr = distribution.descriptors(self.right, rids, rsample, rf.init_quantiles)
-        right_desc = kernels.distribution_descriptors(rsample, rids, rsample, rids, rf.init_quantiles)
+        dl = distribution.descriptors(self.left, lids, lsample, INIT_QUANTILES)
+        dr = distribution.descriptors(self.right, rids, rsample, INIT_QUANTILES)
+        right_desc = kernels.distribution_descriptors(rsample, rids, rsample, rids, INIT_QUANTILES)
         centroids = kernels.cell_centroids(right_desc, n_cells, cells_seed)
         eye = np.eye(right_desc.shape[1])[None, :, :]
         return self._mapped_votes(
@@ -258,14 +329,13 @@ class SparkBackend:
             dr,
             eye,
             centroids,
-            True,
             round_no,
             exclude_left,
             exclude_right,
             phase_start,
             1.0,
             0,
-            rf.cell_probes,
+            FIT_CELL_PROBES,
         )
 
     def _sample(self, df: DataFrame, size: int, salt: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -282,7 +352,6 @@ class SparkBackend:
         right: DataFrame,
         maps: np.ndarray,
         centroids: np.ndarray,
-        renormalise: bool,
         round_no: int,
         exclude_left: np.ndarray,
         exclude_right: np.ndarray,
@@ -293,12 +362,9 @@ class SparkBackend:
     ) -> RoundVotes:
         """CSLS mutual nearest neighbours of ``left`` mapped by each of ``maps`` and ``right``, blocked:
         one co-group of the two sides' rows per round (:func:`stages.candidates.csls_best`)."""
-        rf, cap = self.cfg.refine, self.cfg.hashing.max_block_size
-        ls = signatures.refine_signatures(
-            left, "left", maps, centroids, probes=probes, renormalise=renormalise
-        )
+        ls = signatures.refine_signatures(left, "left", maps, centroids, probes=probes)
         rs = signatures.refine_signatures(right, "right", maps, centroids, probes=probes)
-        best = cand_stage.csls_best(ls, rs, rf.csls_k, cap, keep, salt).persist()
+        best = cand_stage.csls_best(ls, rs, CSLS_K, MAX_BLOCK_SIZE, keep, salt).persist()
         out = self._finish(
             round_no,
             best,
@@ -356,13 +422,13 @@ class SparkBackend:
             "max_block": int(sizes["max_block"] or 0),
             "mean_block": float(sizes["mean_block"] or 0.0),
         }
-        if stats["max_block"] > self.cfg.hashing.max_block_size:
+        if stats["max_block"] > MAX_BLOCK_SIZE:
             log.warning(
-                "round %d: largest block has %d vectors on one side; cut to "
-                "advanced.hashing.max_block_size=%d",
+                "round %d: largest block has %d vectors on one side; cut to MAX_BLOCK_SIZE=%d "
+                "(veclink_spark.backends.base)",
                 round_no,
                 stats["max_block"],
-                self.cfg.hashing.max_block_size,
+                MAX_BLOCK_SIZE,
             )
         cell_arr = (
             cells[["round_votes", "cum_votes", "n"]].to_numpy(np.int64)

@@ -1,12 +1,12 @@
 """Where a run's time goes: wall seconds per named phase, logged as each ends and kept in the summary.
 
 A run's phases, in order (:class:`veclink_spark.linker.Linker`): ``inputs`` (read and validate),
-``centre``, ``sample`` (the fit's rows; the first pass over the tables, which caches them, falls
-here), ``fit`` (the rounds on the sample, in the driver's process), ``seed_check`` (and the second
-fit when seeds are dropped), ``full_table_rounds`` (the extension's rounds; each round's own seconds
-and its Delta commit are in the summary's ``history``), ``assess`` (estimated precision, final
-matching, questions), ``model`` and ``write`` (the run's Delta tables and the saved model). A resumed
-run counts only what it ran again.
+``centre``, ``sample`` (the fit's rows; the first pass over the tables, which caches them, falls here),
+``fit`` (the rounds on the sample, in the driver's process or on executors: ``scale.fit_on``),
+``seed_check`` (and the second fit when seeds are dropped), ``full_table_rounds`` (the extension's
+rounds; each round's own seconds and its Delta commit are in the summary's ``history``), ``assess``
+(estimated precision, final matching, questions), ``model`` and ``write`` (the run's Delta tables and
+the saved model). A resumed run counts only what it ran again.
 """
 
 from __future__ import annotations

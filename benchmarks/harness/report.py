@@ -1,25 +1,31 @@
-"""Render a benchmark's ``results.jsonl`` as a Markdown report (``REPORT.md``) with PNG plots.
+"""Render a benchmark's ``results.jsonl`` as a Markdown report (``REPORT.md``) with PNG figures.
 
 The report shows only what was run: every number comes from a result row, a cell without rows is not
 shown (the runs planned but missing are counted), and failed runs are listed. Contents: how and where
 the runs were made (commands, dates, machine, engines, veclink configurations), the targets (veclink
 against the best classical baseline per cell, the paper's reference numbers beside ours, alpha 0.15 /
-n 15, out-of-domain against in-domain seeds), three plots, and per cell a table of mean +- std (over
+n 15, out-of-domain against in-domain seeds), the figures, and per cell a table of mean +- std (over
 split seeds) of precision / recall / F1, links, rounds and wall time per method.
 
-When the results hold veclink runs of several configurations, the targets and plots use the one the
-grid plans in ``OUT/plans`` name (what the grid last ran with, so what re-running its command
-reproduces); each earlier configuration is compared with it on the splits both ran, in a table of its
-own, and keeps its rows in the per-cell tables (:func:`split_headline`).
+When the results hold veclink runs of several configurations, the targets use the one the grid plans in
+``OUT/plans`` name (what the grid last ran with, so what re-running its command reproduces); each earlier
+configuration is compared with it on the splits both ran, in a table of its own, and keeps its rows in
+the per-cell tables (:func:`split_headline`).
 
-Plots (matplotlib's Agg canvas, no pyplot state), saved next to the report:
+Figures (matplotlib's Agg canvas, no pyplot state), saved next to the report, each with a one-line
+caption naming its question and what was filtered. They draw the veclink runs of today's default
+configuration only (:func:`default_runs`), beside every baseline; a figure without the points it needs
+is replaced by one line saying why (the tables hold the numbers):
 
-* ``<stem>-f1-vs-seeds.png``: F1 against the seed budget n, per method, in-domain seeds, averaged over
-  encoder pairs (each pair first averaged over its split seeds); one panel per corpus and alpha.
-* ``<stem>-f1-vs-overlap.png``: F1 against alpha, likewise; one panel per corpus and n.
-* ``<stem>-veclink-rounds.png``: veclink's cumulative precision and recall by round, from the links'
-  ``round`` column (:func:`~veclink_spark.evaluate.score_by_round`: a link counts in the round
-  it was last promoted, so this is the make-up of the final link set, not a replay of every round).
+* ``<stem>-veclink-vs-best.png``: does veclink beat the best classical baseline? veclink's F1 against the
+  best baseline's, one point per cell (from :data:`MIN_SCATTER_CELLS` cells).
+* ``<stem>-f1-vs-seeds.png`` / ``<stem>-f1-vs-overlap.png``: how does F1 change with the seed budget n /
+  the shared fraction alpha? Per method, in-domain seeds, averaged over encoder pairs; only the panels
+  (corpus and the other parameter) where veclink ran at :data:`MIN_LINE_POINTS` values or more.
+* ``<stem>-veclink-rounds.png``: how do veclink's links build up round by round, and at what precision?
+  Cumulative recall and precision by round, one line per encoder pair, from the links' ``round`` column
+  (:func:`~veclink_spark.evaluate.score_by_round`: a link counts in the round it was last promoted, so
+  this is the make-up of the final link set, not a replay of every round).
 """
 
 from __future__ import annotations
@@ -35,11 +41,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from veclink_spark.config import ADVANCED, ADVANCED_SECTIONS, LinkConfig
+from veclink_spark.config import ADVANCED, PUBLIC_SECTIONS, LinkConfig
 from veclink_spark.errors import InputError
 
 from .baselines import BASELINES
-from .runner import CONFIGS_DIR, METHODS, ORACLES, PLANS_DIR, RESULTS_FILE, VECLINK, read_results
+from .runner import (
+    CONFIGS_DIR,
+    METHODS,
+    ORACLES,
+    PLANS_DIR,
+    RESULTS_FILE,
+    VECLINK,
+    VECLINK_METHODS,
+    method_config,
+    read_results,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +108,13 @@ PAPER_ABLATION_F1 = 70.5  # alpha 0.15
 
 CELL = ["corpus", "pair", "seed_kind", "alpha", "n_seeds"]
 KIND_LABEL = {"in_domain": "in-domain", "out_of_domain": "out-of-domain"}
+#: A line of F1 against n or α needs this many values of it; with fewer, the report's tables show them.
+MIN_LINE_POINTS = 3
+#: Cells from which veclink against the best baseline is a scatter: with fewer, the table of the targets
+#: ("veclink against the best classical baseline, per cell") reads as fast.
+MIN_SCATTER_CELLS = 8
+#: The figures' file name tags (``<report stem>-<tag>.png``).
+FIGURES = ("veclink-vs-best", "f1-vs-seeds", "f1-vs-overlap", "veclink-rounds")
 
 
 @dataclass
@@ -467,6 +490,11 @@ def _cell_tables(agg: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _is_veclink(labels: pd.Series) -> pd.Series:
+    """The labels of veclink itself (any engine), not of the published loop alone (``veclink_loop``)."""
+    return labels.str.split("[").str[0] == VECLINK
+
+
 def _mean_over_pairs(ok: pd.DataFrame, x: str, panel: str) -> pd.DataFrame:
     """In-domain F1 per (corpus, panel value, label, x): mean over split seeds, then over pairs.
 
@@ -481,110 +509,165 @@ def _mean_over_pairs(ok: pd.DataFrame, x: str, panel: str) -> pd.DataFrame:
     return out[out["count"] == most].reset_index(drop=True)
 
 
+def _line_panels(data: pd.DataFrame, x: str, panel: str) -> list[tuple[str, Any]]:
+    """The (corpus, panel value) panels where veclink has a line: :data:`MIN_LINE_POINTS` x values or more."""
+    vl = data[_is_veclink(data["label"])]
+    counts = vl.groupby(["corpus", panel])[x].nunique()
+    return [key for key, n in counts.items() if n >= MIN_LINE_POINTS]
+
+
 def _line_plot(ok: pd.DataFrame, x: str, panel: str, path: Path, xlabel: str, panel_name: str) -> bool:
+    """F1 against ``x`` per method, one panel per (corpus, ``panel`` value) where veclink has a line;
+    False (nothing drawn) when no panel has one."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    data = _mean_over_pairs(ok, x, panel)
-    if data.empty:
+    data = _mean_over_pairs(ok, x, panel) if not ok.empty else pd.DataFrame()
+    panels = _line_panels(data, x, panel) if not data.empty else []
+    if not panels:
         return False
-    corpora = list(dict.fromkeys(data["corpus"]))
-    panels = sorted(data[panel].unique())
     labels = _method_order(list(data["label"]))
-    fig = Figure(figsize=(4.2 * len(panels) + 1.8, 3.2 * len(corpora)), constrained_layout=True)
+    fig = Figure(figsize=(4.6 * len(panels) + 2.2, 3.6), constrained_layout=True)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(corpora), len(panels), squeeze=False, sharey=True)
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     colours = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}
-    for i, corpus in enumerate(corpora):
-        for j, pv in enumerate(panels):
-            ax = axes[i][j]
-            d = data[(data["corpus"] == corpus) & (data[panel] == pv)]
-            for lab in labels:
-                dl = d[d["label"] == lab].sort_values(x)
-                if dl.empty:
-                    continue
-                style = ":" if lab in ORACLES else ("-" if lab.startswith(VECLINK) else "--")
-                ax.plot(
-                    dl[x],
-                    100 * dl["mean"],
-                    style,
-                    marker="o",
-                    color=colours[lab],
-                    label=lab,
-                    linewidth=2.2 if lab.startswith(VECLINK) else 1.2,
-                )
-            ax.set_xticks(sorted(data[x].unique()))
-            ax.set_title(f"{corpus}, {panel_name} = {pv:g}", fontsize=10)
-            ax.set_xlabel(xlabel)
-            ax.set_ylim(-2, 102)
-            ax.grid(alpha=0.3)
-            if j == 0:
-                ax.set_ylabel("F1 % (mean over pairs)")
-    handles, names = axes[0][0].get_legend_handles_labels()
-    for row in axes:
-        for ax in row:
-            for h, nm in zip(*ax.get_legend_handles_labels(), strict=True):
-                if nm not in names:
-                    handles.append(h)
-                    names.append(nm)
-    fig.legend(handles, names, loc="outside right center", fontsize=8)
+    for ax, (corpus, pv) in zip(axes, panels, strict=True):
+        d = data[(data["corpus"] == corpus) & (data[panel] == pv)]
+        for lab in labels:
+            dl = d[d["label"] == lab].sort_values(x)
+            if len(dl) < MIN_LINE_POINTS:  # a method with too few points has no line
+                continue
+            vl = lab.split("[")[0] == VECLINK
+            ax.plot(
+                dl[x],
+                100 * dl["mean"],
+                ":" if lab in ORACLES else ("-" if vl else "--"),
+                marker="o",
+                color=colours[lab],
+                label=lab,
+                linewidth=2.4 if vl else 1.2,
+            )
+        ax.set_xticks(sorted(d[x].unique()))
+        ax.set_title(f"{corpus}, {panel_name} = {pv:g}", fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("F1 % (mean over pairs)")
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for h, nm in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(nm, h)
+    fig.legend(list(seen.values()), list(seen), loc="outside right center", fontsize=8)
     fig.savefig(path, dpi=110)
     return True
 
 
-def _rounds_plot(ok: pd.DataFrame, path: Path) -> str | None:
-    """veclink's cumulative P/R by round, one panel per corpus; returns the caption, None if no data."""
+def _versus_best_plot(ok: pd.DataFrame, path: Path) -> int:
+    """veclink's F1 against the best classical baseline's, one point per cell; returns the number of
+    cells, and draws only from :data:`MIN_SCATTER_CELLS` on."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
-    if "by_round" not in ok:
+    agg = aggregate(ok) if not ok.empty else pd.DataFrame()
+    if agg.empty:
+        return 0
+    best = _best_baselines(agg)
+    vl = agg[_is_veclink(agg["label"])]
+    if vl.empty or best.empty:
+        return 0
+    both = vl.merge(best, on=CELL, suffixes=("", "_b"))
+    if len(both) < MIN_SCATTER_CELLS:
+        return len(both)
+    fig = Figure(figsize=(5.4, 5.0), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    corpora = list(dict.fromkeys(both["corpus"]))
+    markers = {c: "os^Dv"[i % 5] for i, c in enumerate(corpora)}
+    kinds = list(dict.fromkeys(both["seed_kind"]))
+    colours = {k: f"C{i}" for i, k in enumerate(kinds)}
+    for (corpus, kind), d in both.groupby(["corpus", "seed_kind"], sort=False):
+        ax.scatter(
+            100 * d["f1_mean_b"], 100 * d["f1_mean"], marker=markers[corpus], color=colours[kind], alpha=0.75
+        )
+    ax.plot([0, 100], [0, 100], "k-", linewidth=0.8)
+    for x, y, text in ((38, 56, "above: veclink is better"), (64, 44, "below: the baseline is better")):
+        ax.text(
+            x,
+            y,
+            text,
+            ha="center",
+            va="center",
+            rotation=45,
+            rotation_mode="anchor",
+            fontsize=8,
+            color="0.35",
+        )
+    ax.set(xlim=(-2, 102), ylim=(-2, 102), xlabel="best classical baseline's F1 %", ylabel="veclink's F1 %")
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    handles = [
+        Line2D([], [], linestyle="", marker="o", color=colours[k], label=f"{KIND_LABEL.get(k, k)} seeds")
+        for k in kinds
+    ] + [Line2D([], [], linestyle="", marker=markers[c], color="0.3", label=str(c)) for c in corpora]
+    ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 0.08), fontsize=8)
+    fig.savefig(path, dpi=110)
+    return len(both)
+
+
+def _rounds_setting(d: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """One setting of a corpus's runs for the rounds figure: in-domain seeds when run, α 0.3 and n 15 when
+    run (else the largest α, the smallest n), so that lines of one panel differ by encoder pair only."""
+    ind = d[d["seed_kind"] == "in_domain"]
+    d = ind if not ind.empty else d
+    alpha = 0.3 if (d["alpha"] == 0.3).any() else d["alpha"].max()
+    d = d[d["alpha"] == alpha]
+    n = 15 if (d["n_seeds"] == 15).any() else d["n_seeds"].min()
+    d = d[d["n_seeds"] == n]
+    kind = d["seed_kind"].iloc[0]
+    return d, f"{KIND_LABEL.get(kind, kind)} seeds, α = {alpha:g}, n = {n}"
+
+
+def _rounds_plot(ok: pd.DataFrame, path: Path) -> str | None:
+    """veclink's cumulative recall (top row) and precision (bottom row) by round, one column per corpus,
+    one line per encoder pair; returns the settings drawn, None if no veclink run has rounds."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    if ok.empty or "by_round" not in ok:
         return None
-    vl = ok[
-        ok["label"].str.startswith(VECLINK) & ok["by_round"].map(lambda b: isinstance(b, list) and len(b) > 0)
-    ]
+    vl = ok[_is_veclink(ok["label"]) & ok["by_round"].map(lambda b: isinstance(b, list) and len(b) > 0)]
     if vl.empty:
         return None
     corpora = list(dict.fromkeys(vl["corpus"]))
-    fig = Figure(figsize=(5.5 * len(corpora) + 1.8, 3.6), constrained_layout=True)
+    fig = Figure(figsize=(5.0 * len(corpora) + 1.4, 6.0), constrained_layout=True)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(corpora), squeeze=False)[0]
-    chosen = []
-    for ax, corpus in zip(axes, corpora, strict=True):
-        d = vl[vl["corpus"] == corpus]
-        ind = d[d["seed_kind"] == "in_domain"]
-        d = ind if not ind.empty else d
-        alpha = 0.3 if (d["alpha"] == 0.3).any() else d["alpha"].max()
-        d = d[d["alpha"] == alpha]
-        n = 15 if (d["n_seeds"] == 15).any() else d["n_seeds"].min()
-        d = d[d["n_seeds"] == n]
-        kind = d["seed_kind"].iloc[0]
-        chosen.append(f"{corpus}: {KIND_LABEL.get(kind, kind)} seeds, α = {alpha:g}, n = {n}")
-        pairs = list(dict.fromkeys(d["pair"] + " " + d["label"]))
-        colours = {p: f"C{i % 10}" for i, p in enumerate(pairs)}
-        seen: set[str] = set()
+    axes = fig.subplots(2, len(corpora), squeeze=False, sharex="col", sharey=True)
+    pairs = list(dict.fromkeys(vl["pair"]))
+    colours = {p: f"C{i % 10}" for i, p in enumerate(pairs)}
+    chosen: list[str] = []
+    drawn: dict[str, Line2D] = {}
+    for j, corpus in enumerate(corpora):
+        d, setting = _rounds_setting(vl[vl["corpus"] == corpus])
+        chosen.append(f"{corpus}: {setting}")
         for _, r in d.iterrows():
             br = pd.DataFrame(r["by_round"])
-            br = br[br["n_links"] > 0]  # before the first new link, precision is undefined
-            if br.empty:
-                continue
-            name = f"{r['pair']} {r['label']}"
-            ax.plot(
-                br["round"],
-                100 * br["recall"],
-                "-",
-                marker=".",
-                color=colours[name],
-                label=None if name in seen else name,
-            )
-            ax.plot(br["round"], 100 * br["precision"], "--", marker=".", color=colours[name])
-            seen.add(name)
-        ax.set_title(f"{corpus}, α = {alpha:g}, n = {n}", fontsize=10)
-        ax.set_xlabel("round (links by the round they were promoted)")
-        ax.set_ylabel("cumulative % (solid recall, dashed precision)")
-        ax.set_ylim(-2, 102)
-        ax.grid(alpha=0.3)
-        if seen:
-            ax.legend(fontsize=7)
+            br = br[br["n_links"] > 0]  # before the first link, precision is undefined
+            for i, metric in enumerate(("recall", "precision")):
+                (line,) = axes[i][j].plot(
+                    br["round"], 100 * br[metric], "-", marker=".", color=colours[r["pair"]], linewidth=1.4
+                )
+                drawn.setdefault(r["pair"], line)
+        axes[0][j].set_title(f"{corpus} ({setting})", fontsize=10)
+        axes[1][j].set_xlabel("round")
+    for i, metric in enumerate(("recall", "precision")):
+        axes[i][0].set_ylabel(f"cumulative {metric} %")
+        for ax in axes[i]:
+            ax.set_ylim(-2, 102)
+            ax.grid(alpha=0.3)
+    names = [p for p in pairs if p in drawn]
+    fig.legend([drawn[p] for p in names], names, loc="outside right center", fontsize=8, title="pair")
     fig.savefig(path, dpi=110)
     return "; ".join(chosen)
 
@@ -603,7 +686,7 @@ def _flat(cfg: dict) -> dict[str, object]:
     for name, sec in cfg.items():
         if name == ADVANCED:
             out.update({f"{ADVANCED}.{s}.{k}": v for s, fields_ in sec.items() for k, v in fields_.items()})
-        elif name in ADVANCED_SECTIONS:
+        elif name not in PUBLIC_SECTIONS:  # a research section, or one since removed
             out.update({f"{ADVANCED}.{name}.{k}": v for k, v in sec.items()})
         else:
             out.update({f"{name}.{k}": v for k, v in sec.items()})
@@ -612,17 +695,92 @@ def _flat(cfg: dict) -> dict[str, object]:
     return out
 
 
+def _config_diff(cfg: dict[str, object], default: dict[str, object]) -> tuple[list[str], list[str]]:
+    """A saved config against a default, both flat (:func:`_flat`): the fields it sets otherwise (as
+    ``field=value``; fields the default lacks, since removed or made named constants, are not
+    compared), and the default's fields it lacks: the run predates them."""
+    changed = [f"{k}={v}" for k, v in cfg.items() if k in default and default[k] != v]
+    return changed, [k for k in default if k not in cfg]
+
+
 def _config_changes(digest: str, out_dir: Path) -> str:
     """How the veclink config ``digest`` (``OUT/configs/<digest>.json``) differs from today's defaults."""
     cfg_path = out_dir / CONFIGS_DIR / f"{digest}.json"
     if not cfg_path.is_file():
         return "unknown (config file missing)"
-    default = _flat(LinkConfig().to_dict())
     cfg = _flat(json.loads(cfg_path.read_text()))
-    diff = [f"{k}={v}" for k, v in cfg.items() if default.get(k, object()) != v]
-    # Fields the current code has and the run's config lacks: the run predates them.
-    diff += [f"{k} not in it (older code)" for k in default if k not in cfg]
+    changed, missing = _config_diff(cfg, _flat(LinkConfig().to_dict()))
+    diff = changed + [f"{k} not in it (older code)" for k in missing]
+    # Fields the run's config has and the current code lacks: since removed, or fixed as named
+    # constants; their values are not compared.
+    gone = [k for k in cfg if k not in _flat(LinkConfig().to_dict())]
+    if gone:
+        diff.append(f"{len(gone)} fields no longer in the config (not compared)")
     return ", ".join(diff) if diff else "the defaults"
+
+
+@dataclass(frozen=True)
+class DefaultRuns:
+    """The runs the figures use: the veclink runs of today's defaults, and every baseline and oracle run
+    (they have no veclink config).
+
+    Attributes:
+        rows: those result rows, with a ``label`` column that carries no config digest.
+        digests: per veclink method, the config digests of its runs kept.
+        left_out: per veclink method, how many of its runs (other configurations) were left out.
+        predates: per veclink method, fields of today's defaults that its kept runs' configs lack (added
+            since they ran).
+    """
+
+    rows: pd.DataFrame
+    digests: dict[str, list[str]]
+    left_out: dict[str, int]
+    predates: dict[str, list[str]]
+
+    def caption(self, methods: tuple[str, ...] = VECLINK_METHODS) -> str:
+        """What was filtered from the runs of ``methods``, for the caption of a figure that draws them."""
+        digests = [d for m in methods for d in self.digests.get(m, [])]
+        if not digests:
+            return "no veclink run of today's defaults"
+        text = f"{' and '.join(methods)} runs of today's defaults only (config "
+        text += ", ".join(f"`{d}`" for d in digests)
+        left_out = sum(self.left_out.get(m, 0) for m in methods)
+        if left_out:
+            text += f"; {left_out} " + (
+                "run of another configuration" if left_out == 1 else "runs of other configurations"
+            )
+            text += " left out"
+        text += ")"
+        predates = list(dict.fromkeys(k for m in methods for k in self.predates.get(m, [])))
+        if predates:
+            text += f"; their configs predate {', '.join(f'`{k}`' for k in predates)}"
+        return text
+
+
+def default_runs(ok: pd.DataFrame, out_dir: Path) -> DefaultRuns:
+    """The runs of today's defaults: a veclink run is kept when its saved config (``OUT/configs``) sets
+    no field otherwise than today's default config of its method (:func:`method_config`); fields added
+    since it ran are named in :attr:`DefaultRuns.predates`, not held against it."""
+    is_vl = ok["method"].isin(VECLINK_METHODS)
+    keep = ~is_vl
+    digests: dict[str, list[str]] = {}
+    predates: dict[str, list[str]] = {}
+    for (method, digest), idx in ok[is_vl].groupby(["method", "config_digest"]).groups.items():
+        path = out_dir / CONFIGS_DIR / f"{digest}.json"
+        if not path.is_file():
+            continue
+        default = _flat(method_config(LinkConfig(), str(method)).to_dict())
+        changed, missing = _config_diff(_flat(json.loads(path.read_text())), default)
+        if not changed:
+            keep[idx] = True
+            digests.setdefault(str(method), []).append(str(digest))
+            known = predates.setdefault(str(method), [])
+            known += [k for k in missing if k not in known]
+    rows = ok[keep].copy()
+    if not rows.empty:
+        rows["label"] = _label(rows)
+    left_out = ok[is_vl & ~keep]["method"].value_counts()
+    return DefaultRuns(rows, digests, {str(m): int(n) for m, n in left_out.items()}, predates)
 
 
 def _provenance(ok: pd.DataFrame, err: pd.DataFrame, out_dir: Path, report_dir: Path) -> list[str]:
@@ -696,10 +854,10 @@ def _coverage(ok: pd.DataFrame, plans: list[tuple[str, dict[str, Any]]]) -> list
 
 
 def split_headline(ok: pd.DataFrame, current: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The runs the targets and plots use, and the veclink runs of earlier configurations.
+    """The runs the targets use, and the veclink runs of earlier configurations.
 
     When veclink ran under several configurations and a grid plan names the one a grid last ran with
-    (what re-running the grid command produces), the targets and plots show that one, so the report's
+    (what re-running the grid command produces), the targets show that one, so the report's
     headline is what its command reproduces. The earlier configurations' runs are compared with it in
     their own table and stay in the per-cell tables. Otherwise every run is headline.
     """
@@ -746,7 +904,7 @@ def _earlier_configs(head: pd.DataFrame, earlier: pd.DataFrame, out_dir: Path) -
         "Runs of other veclink configurations in the results file, each against the headline one on the "
         "splits both ran (per cell the mean over those split seeds, then the mean over cells; `higher` = "
         "cells where that configuration's F1 is more than 0.5 points above the other's). They are not in "
-        "the targets or plots; the per-cell tables list them.",
+        "the targets or the figures; the per-cell tables list them.",
         "",
     ]
     lines += _table(
@@ -767,20 +925,88 @@ def _earlier_configs(head: pd.DataFrame, earlier: pd.DataFrame, out_dir: Path) -
     return [*lines, ""]
 
 
+def _figures(runs: DefaultRuns, report: Path, output: ReportOutput) -> list[str]:
+    """The figures section: each figure (saved next to the report) with a caption saying the question it
+    answers and what was filtered, or one line saying why there is none."""
+    lines = ["## Figures", ""]
+    for tag in FIGURES:  # a figure not drawn this time leaves no file of an earlier rendering behind
+        (report.parent / f"{report.stem}-{tag}.png").unlink(missing_ok=True)
+    vl = runs.rows[_is_veclink(runs.rows["label"])] if not runs.rows.empty else runs.rows
+    if vl.empty:
+        others = sum(runs.left_out.values())
+        return [
+            *lines,
+            f"*No figure: no veclink run of today's defaults (the results hold {others} of other "
+            "configurations); the tables hold every run.*",
+            "",
+        ]
+
+    def add(tag: str, caption: str) -> None:
+        name = f"{report.stem}-{tag}.png"
+        output.plots.append(report.parent / name)
+        lines.extend([f"![{caption.split('?')[0]}?]({name})", "", f"*{caption}.*", ""])
+
+    cells = _versus_best_plot(runs.rows, report.parent / f"{report.stem}-veclink-vs-best.png")
+    if cells >= MIN_SCATTER_CELLS:
+        add(
+            "veclink-vs-best",
+            "Does veclink beat the best classical baseline? One point per cell (mean F1 over its split "
+            f"seeds; {cells} cells, every α and n run), above the diagonal where veclink's F1 is higher; "
+            + runs.caption((VECLINK,)),
+        )
+    else:
+        lines += [
+            f"*veclink against the best classical baseline: {cells} cells, no figure (the targets' table "
+            "above shows them).*",
+            "",
+        ]
+    sweeps = [
+        ("n_seeds", "alpha", "f1-vs-seeds", "the seed budget n", "seed pairs n", "α"),
+        ("alpha", "n_seeds", "f1-vs-overlap", "the shared fraction α", "shared fraction α", "n"),
+    ]
+    for x, panel, tag, what, xlabel, panel_name in sweeps:
+        if _line_plot(runs.rows, x, panel, report.parent / f"{report.stem}-{tag}.png", xlabel, panel_name):
+            add(
+                tag,
+                f"How does F1 change with {what}? In-domain seeds, mean over split seeds then over pairs "
+                f"(a method is drawn where it ran on every pair at {MIN_LINE_POINTS} values or more); "
+                + runs.caption(),
+            )
+        else:
+            values = ", ".join(f"{v:g}" for v in sorted(vl[x].unique()))
+            lines += [
+                f"*F1 against {what}: no figure; veclink with today's defaults ran at {what.split()[-1]} = "
+                f"{values} (a line needs {MIN_LINE_POINTS} values in one corpus); the per-cell tables hold "
+                "every run.*",
+                "",
+            ]
+    chosen = _rounds_plot(runs.rows, report.parent / f"{report.stem}-veclink-rounds.png")
+    if chosen is None:
+        lines += ["*veclink by round: no veclink run of today's defaults has rounds, no figure.*", ""]
+    else:
+        add(
+            "veclink-rounds",
+            "How do veclink's links build up round by round, and at what precision? Cumulative recall "
+            "(top) and precision (bottom) of the final links by the round each was last promoted, one "
+            f"line per encoder pair ({chosen}); {runs.caption((VECLINK,))}",
+        )
+    return lines
+
+
 def write_report(
     out_dir: str | Path,
     report_path: str | Path,
     command: str | None = None,
 ) -> ReportOutput:
-    """Write the Markdown report and its plots from ``OUT/results.jsonl``.
+    """Write the Markdown report and its figures from ``OUT/results.jsonl``.
 
     Args:
         out_dir: the benchmark output folder (holds results.jsonl, plans/, configs/).
-        report_path: the Markdown file to write (e.g. ``REPORT.md``); plots go next to it.
+        report_path: the Markdown file to write (e.g. ``REPORT.md``); figures go next to it.
         command: the command that produced the report (shown at the top).
 
     Returns:
-        :class:`ReportOutput` with the report path and the plot paths written.
+        :class:`ReportOutput` with the report path and the figure paths written.
 
     Raises:
         InputError: results.jsonl is missing or damaged.
@@ -822,49 +1048,15 @@ def write_report(
             )
             lines += [
                 f"veclink ran under {ok.loc[ok['method'] == VECLINK, 'config_digest'].nunique()} "
-                f"configurations; the targets and plots show {shown} (what the grid last ran with, so what "
-                'its command reproduces); the others are compared under "Earlier veclink configurations".',
+                f"configurations; the targets show {shown} (what the grid last ran with, so what its "
+                'command reproduces); the others are compared under "Earlier veclink configurations". '
+                "The figures show the runs of today's defaults only.",
                 "",
             ]
         lines += _targets(agg[~agg["label"].isin(set(earlier["label"]))])
         if not earlier.empty:
             lines += _earlier_configs(head, earlier, out_dir)
-        lines += ["## Plots", ""]
-        stem = report.stem
-        plots = [
-            (
-                f"{stem}-f1-vs-seeds.png",
-                "F1 against the seed budget n (in-domain seeds, mean over split seeds then over pairs; a "
-                "method is drawn where it ran on every pair)",
-                lambda p: _line_plot(head, "n_seeds", "alpha", p, "seed pairs n", "α"),
-            ),
-            (
-                f"{stem}-f1-vs-overlap.png",
-                "F1 against the shared fraction α (in-domain seeds, mean over split seeds then over pairs; a "
-                "method is drawn where it ran on every pair)",
-                lambda p: _line_plot(head, "alpha", "n_seeds", p, "shared fraction α", "n"),
-            ),
-        ]
-        for name, caption, draw in plots:
-            path = report.parent / name
-            if draw(path):
-                output.plots.append(path)
-                lines += [f"![{caption}]({name})", "", f"*{caption}.*", ""]
-            else:
-                lines += [f"*{caption}: no in-domain runs, no plot.*", ""]
-        rounds_name = f"{stem}-veclink-rounds.png"
-        chosen = _rounds_plot(head, report.parent / rounds_name)
-        if chosen is None:
-            lines += ["*veclink by round: no veclink run, no plot.*", ""]
-        else:
-            output.plots.append(report.parent / rounds_name)
-            lines += [
-                f"![veclink precision and recall by round]({rounds_name})",
-                "",
-                f"*veclink's cumulative recall (solid) and precision (dashed) by round, one line per run "
-                f"({chosen}); links counted in the round they were last promoted.*",
-                "",
-            ]
+        lines += _figures(default_runs(ok, out_dir), report, output)
         lines += _cell_tables(agg)
     if not err.empty:
         lines += [
@@ -879,5 +1071,5 @@ def write_report(
         )
         lines.append("")
     report.write_text("\n".join(lines))
-    log.info("wrote %s (%d plots)", report, len(output.plots))
+    log.info("wrote %s (%d figures)", report, len(output.plots))
     return output

@@ -1,10 +1,10 @@
 """The in-process backend: both tables as numpy arrays in the driver's process (no Spark).
 
 :class:`NumpyBackend` computes a round's votes with the same kernels (:mod:`veclink_spark.kernels`) the
-Spark stages run on executors, on whole arrays. Every run fits on one (the fit sample, in
-:mod:`veclink_spark.fit`), the in-process API (:mod:`veclink_spark.arrays`) links on one, and a fitted
-model links new rows in process on one; on the same input, config and seed it gives the links of
-:class:`veclink_spark.spark_backend.SparkBackend`.
+Spark stages run on executors, on whole arrays. A run fits on one (the fit sample, in
+:mod:`veclink_spark.fit`) unless ``scale.fit_on`` says executors, the in-process API
+(:mod:`veclink_spark.arrays`) links on one, and a fitted model links new rows in process on one; on the
+same input, config and seed it gives the links of :class:`veclink_spark.spark_backend.SparkBackend`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pandas as pd
 from .. import kernels
 from ..config import LinkConfig
 from ..state import Candidates, RoundVotes, RunState
+from .base import CSLS_K, FIT_CELL_PROBES, HASH_KEYS, INIT_QUANTILES, INIT_SAMPLE, MAX_BLOCK_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,12 @@ class NumpyBackend:
         exclude_right: np.ndarray,
         phase_start: bool,
     ) -> RoundVotes:
-        sc, hc = self.cfg.signatures, self.cfg.hashing
+        centering = self.cfg.signatures.centering
         rows = []
         for side, x, anchors in (("left", self.left, vec_left), ("right", self.right, vec_right)):
             means = None
-            if sc.centering == "anchor":
-                counts, sums = kernels.view_kernel_sums(x, anchors, views, side, sc.kernel, sc.gate)
+            if centering == "anchor":
+                counts, sums = kernels.view_kernel_sums(x, anchors, views, side)
                 means = kernels.view_column_means(counts, sums, views)
             rows.append(
                 kernels.geh_signature_rows(
@@ -124,10 +125,8 @@ class NumpyBackend:
                     anchors,
                     views,
                     side,
-                    probes=hc.probes,
-                    kernel=sc.kernel,
-                    centering=sc.centering,
-                    gate=sc.gate,
+                    probes=HASH_KEYS,
+                    centering=centering,
                     column_means=means,
                 )
             )
@@ -148,9 +147,7 @@ class NumpyBackend:
         probes: int = 1,
     ) -> RoundVotes:
         self._round_no = round_no
-        rl = kernels.refine_signature_rows(
-            self.left, maps, centroids, probes=probes, renormalise=self.cfg.refine.renormalise
-        )
+        rl = kernels.refine_signature_rows(self.left, maps, centroids, probes=probes)
         rr = kernels.refine_right_rows(self.right, len(maps), centroids, probes=probes)
         return self._votes(
             rl,
@@ -159,7 +156,7 @@ class NumpyBackend:
             exclude_left,
             exclude_right,
             phase_start,
-            csls_k=self.cfg.refine.csls_k,
+            csls_k=CSLS_K,
             keep=keep,
             salt=salt,
         )
@@ -173,17 +170,15 @@ class NumpyBackend:
         exclude_right: np.ndarray,
         phase_start: bool,
     ) -> RoundVotes:
-        rf = self.cfg.refine
         self._round_no = round_no
-        size = kernels.descriptor_sample_size(rf.init_sample, self.n_left, self.n_right)
-        dl, _ = _descriptors(self.left, self.left_ids, size, rf.init_quantiles)
-        dr, sample_r = _descriptors(self.right, self.right_ids, size, rf.init_quantiles)
+        size = kernels.descriptor_sample_size(INIT_SAMPLE, self.n_left, self.n_right)
+        dl, _ = _descriptors(self.left, self.left_ids, size, INIT_QUANTILES)
+        dr, sample_r = _descriptors(self.right, self.right_ids, size, INIT_QUANTILES)
         centroids = kernels.cell_centroids(dr[sample_r], n_cells, cells_seed)
-        probes = rf.cell_probes
         eye = np.eye(dl.shape[1])[None, :, :]
-        rl = kernels.refine_signature_rows(dl, eye, centroids, probes=probes, renormalise=True)
-        rr = kernels.refine_right_rows(dr, 1, centroids, probes=probes)
-        return self._votes(rl, rr, 1, exclude_left, exclude_right, phase_start, csls_k=rf.csls_k)
+        rl = kernels.refine_signature_rows(dl, eye, centroids, probes=FIT_CELL_PROBES)
+        rr = kernels.refine_right_rows(dr, 1, centroids, probes=FIT_CELL_PROBES)
+        return self._votes(rl, rr, 1, exclude_left, exclude_right, phase_start, csls_k=CSLS_K)
 
     def cross_covariance(
         self,
@@ -246,6 +241,16 @@ class NumpyBackend:
         anchors_copy = {k: v.copy() for k, v in anchors.items()}
         self.rounds.append((round_no, anchors_copy, copy.deepcopy(state.to_dict())))
 
+    def fit_backend(
+        self, left_ids: np.ndarray, left: np.ndarray, right_ids: np.ndarray, right: np.ndarray, name: str
+    ) -> NumpyBackend:
+        """In process, whatever ``scale.fit_on`` says (:func:`veclink_spark.arrays.link_arrays` rejects
+        ``executors``): the rows are already here."""
+        return NumpyBackend(left_ids, left, right_ids, right, self.cfg, centred=True)
+
+    def release(self) -> None:
+        """Nothing is held outside the process."""
+
     def load_last_round(self) -> tuple[int, dict[str, np.ndarray], RunState] | None:
         if not self.rounds:
             return None
@@ -280,7 +285,7 @@ class NumpyBackend:
         keep: float = 1.0,
         salt: int = 0,
     ) -> RoundVotes:
-        cap = self.cfg.hashing.max_block_size
+        cap = MAX_BLOCK_SIZE
         lids, rids = self.left_ids[rl.row], self.right_ids[rr.row]
         lgroups = pd.DataFrame({"view": rl.view, "key": rl.key}).groupby(["view", "key"], sort=True).indices
         rgroups = pd.DataFrame({"view": rr.view, "key": rr.key}).groupby(["view", "key"], sort=True).indices

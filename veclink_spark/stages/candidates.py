@@ -5,8 +5,8 @@ each block is scored as one vectorised matrix product inside an executor
 (:func:`veclink_spark.kernels.block_matches`) and only each vector's best match per block leaves it.
 A plain ``join`` followed by a scoring UDF would materialise every pair of every block (hundreds of
 millions of rows on modest tables) only to keep one per row. Oversized blocks are cut to
-``hashing.max_block_size`` members per side, the closest to the block's anchor, inside the same function;
-:func:`block_sizes` gives the statistics the driver reports.
+``backends.base.MAX_BLOCK_SIZE`` members per side, the closest to the block's anchor, inside the same
+function; :func:`block_sizes` gives the statistics the driver reports.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 the id), so the driver can take a table's sample as the rows of smallest key, the same rows the
 in-process reference takes. :func:`descriptors` maps every row to its similarity-distribution
 descriptor against that sample (:func:`veclink_spark.kernels.distribution_descriptors`); the sample
-travels to the executors inside the UDF's closure (``refine.init_sample`` rows x dim floats).
+travels to the executors inside the UDF's closure (``backends.base.INIT_SAMPLE`` rows x dim floats).
 """
 
 from __future__ import annotations

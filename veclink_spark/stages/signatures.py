@@ -109,9 +109,7 @@ def geh_signatures(
     views: list[kernels.View],
     *,
     probes: int,
-    kernel: str,
     centering: str,
-    gate: float,
     column_means: list[np.ndarray] | None = None,
 ) -> DataFrame:
     """Signature rows of one side for every view of a ``geh`` round (see module doc); ``column_means``
@@ -128,9 +126,7 @@ def geh_signatures(
             views,
             side,
             probes=probes,
-            kernel=kernel,
             centering=centering,
-            gate=gate,
             column_means=means,
         )
 
@@ -142,12 +138,9 @@ def geh_kernel_sums(
     side: str,
     anchor_vectors: np.ndarray,
     views: list[kernels.View],
-    *,
-    kernel: str,
-    gate: float,
 ) -> DataFrame:
-    """Rows (view int, n long, total array<double>): per Arrow batch and view, the number of rows that
-    join the view and the sum of their kernel values per anchor (:func:`kernels.view_kernel_sums`);
+    """Rows (view int, n long, total array<double>): per Arrow batch and view, the number of rows and
+    the sum of their kernel values per anchor (:func:`kernels.view_kernel_sums`);
     the driver adds them up into the ``anchor`` centring means. Runs on executors."""
     anchors = np.asarray(anchor_vectors, dtype=np.float64)
     views = list(views)
@@ -158,7 +151,7 @@ def geh_kernel_sums(
             if batch.num_rows == 0:
                 continue
             _, x = batch_vectors(batch)
-            counts, sums = kernels.view_kernel_sums(x, anchors, views, side, kernel, gate)
+            counts, sums = kernels.view_kernel_sums(x, anchors, views, side)
             offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
             values = (
                 np.concatenate([sums[vi, :w] for vi, w in enumerate(widths)]) if len(widths) else np.zeros(0)
@@ -182,7 +175,6 @@ def refine_signatures(
     centroids: np.ndarray,
     *,
     probes: int,
-    renormalise: bool = True,
 ) -> DataFrame:
     """Mapped (left) or plain (right) vectors keyed by their nearest cells, for every bagged map."""
     maps = np.asarray(maps, dtype=np.float64)
@@ -190,7 +182,7 @@ def refine_signatures(
 
     def fn(x: np.ndarray) -> kernels.SignatureRows:
         if side == "left":
-            return kernels.refine_signature_rows(x, maps, cells, probes=probes, renormalise=renormalise)
+            return kernels.refine_signature_rows(x, maps, cells, probes=probes)
         return kernels.refine_right_rows(x, len(maps), cells, probes=probes)
 
     return _map(df, fn, None, "float")
