@@ -1,7 +1,7 @@
 """The fit: learn the links on a bounded sample around the seeds.
 
 The rows of each table nearest the seeds, at most ``scale.fit_rows`` a side
-(:func:`veclink_spark.kernels.neighbourhood_sample`), go through the whole method
+(:func:`veclink_spark.kernels.samples.neighbourhood_sample`), go through the whole method
 (:func:`veclink_spark.engine.run_rounds`): the published loop, and self-learning refinement where the
 loop does not take off. Its cost does not grow with the tables. Its rounds run where ``scale.fit_on``
 says (:meth:`veclink_spark.backends.base.Backend.fit_backend`): in the driver's process on a
