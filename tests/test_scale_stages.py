@@ -61,7 +61,7 @@ def _frame(spark, ids: np.ndarray, x: np.ndarray):
 
 
 def test_spark_sample_and_column_means_equal_the_kernels(spark) -> None:
-    from veclink_spark.spark_backend import SparkBackend
+    from veclink_spark.backends.spark import SparkBackend
     from veclink_spark.stages.sample import neighbourhood_ids
 
     rng = np.random.default_rng(1)

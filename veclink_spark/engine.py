@@ -4,7 +4,7 @@ This module runs on the driver only. It owns the loop of ``algorithm.md`` ("The 
 round's views, ask a backend for the round's mutual-nearest-neighbour votes, turn them into scores,
 pick the Otsu threshold (with a floor), promote one-to-one, decide whether to go on, and hand the
 round's state to the backend to persist. Two backends implement the vote computation:
-:class:`veclink_spark.spark_backend.SparkBackend` (executors, Delta tables) and
+:class:`veclink_spark.backends.spark.SparkBackend` (executors, Delta tables) and
 :class:`veclink_spark.backends.in_process.NumpyBackend` (in-process numpy), both behind the
 :class:`veclink_spark.backends.base.Backend` protocol. Because both share this driver and
 the kernels of :mod:`veclink_spark.kernels`, the Spark job and the in-process API give the same

@@ -2,7 +2,7 @@
 
 Two backends implement it: :class:`veclink_spark.backends.in_process.NumpyBackend` (numpy arrays in the
 driver's process: a run's fit unless ``scale.fit_on`` says executors, and the in-process API) and
-:class:`veclink_spark.spark_backend.SparkBackend` (executors, Delta tables: the extension's rounds, and
+:class:`veclink_spark.backends.spark.SparkBackend` (executors, Delta tables: the extension's rounds, and
 the fit's with ``scale.fit_on`` executors). The round driver
 (:func:`veclink_spark.engine.run_rounds`) and the kernels are shared, so both give the same links.
 """

@@ -4,7 +4,7 @@
 Spark stages run on executors, on whole arrays. A run fits on one (the fit sample, in
 :mod:`veclink_spark.fit`) unless ``scale.fit_on`` says executors, the in-process API
 (:mod:`veclink_spark.arrays`) links on one, and a fitted model links new rows in process on one; on the
-same input, config and seed it gives the links of :class:`veclink_spark.spark_backend.SparkBackend`.
+same input, config and seed it gives the links of :class:`veclink_spark.backends.spark.SparkBackend`.
 """
 
 from __future__ import annotations

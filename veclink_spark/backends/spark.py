@@ -18,7 +18,18 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .backends.base import (
+from ..config import LinkConfig
+from ..constants import ID, IS_SEED, LEFT_ID, PRECISION_ESTIMATE, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
+from ..kernels.blocking import cell_centroids
+from ..kernels.centre import normalise_rows
+from ..kernels.maps import bag_limits, take_off_objective
+from ..kernels.samples import rows_per_seed
+from ..kernels.signatures import View, descriptor_sample_size, distribution_descriptors, view_column_means
+from ..stages import candidates as cand_stage
+from ..stages import distribution, evidence, mutual_nn, refine, sample, signatures
+from ..state import Candidates, RoundVotes, RunState
+from ..store import RunStore
+from .base import (
     CSLS_K,
     FIT_CELL_PROBES,
     HASH_KEYS,
@@ -27,18 +38,7 @@ from .backends.base import (
     MAX_BLOCK_SIZE,
     Backend,
 )
-from .backends.in_process import NumpyBackend
-from .config import LinkConfig
-from .constants import ID, IS_SEED, LEFT_ID, PRECISION_ESTIMATE, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
-from .kernels.blocking import cell_centroids
-from .kernels.centre import normalise_rows
-from .kernels.maps import bag_limits, take_off_objective
-from .kernels.samples import rows_per_seed
-from .kernels.signatures import View, descriptor_sample_size, distribution_descriptors, view_column_means
-from .stages import candidates as cand_stage
-from .stages import distribution, evidence, mutual_nn, refine, sample, signatures
-from .state import Candidates, RoundVotes, RunState
-from .store import RunStore
+from .in_process import NumpyBackend
 
 log = logging.getLogger(__name__)
 
