@@ -6,7 +6,7 @@ whose anchor-distance signature is nearest. This measures how much a signature c
 benchmark split (alpha 0.3, in-domain seeds, the split protocol of veclink_spark/splits.py) of a
 growing prefix of a corpus, every row's signature against A anchor pairs (the 15 seeds, plus true pairs
 of the split drawn at random when A > 15, as if earlier rounds had found them) with the engine's own
-kernel (:func:`veclink_spark.kernels.anchor_signatures`: the Gaussian kernel, the median anchor
+kernel (:func:`veclink_spark.kernels.signatures.anchor_signatures`: the Gaussian kernel, the median anchor
 distance as bandwidth, centred per anchor over the table, L2-normalised), all A anchors in one view:
 the most a view can know. For held-out true pairs, the rank of the partner among all rows of the other
 table by signature similarity (1 = nearest). A view's mutual nearest neighbours can only vote for the
@@ -33,7 +33,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness.runner import pair_label  # noqa: E402
 from benchmarks.harness.study import study_main  # noqa: E402
-from veclink_spark import kernels  # noqa: E402
+from veclink_spark.kernels.centre import centred_table, normalise_rows  # noqa: E402
+from veclink_spark.kernels.signatures import (  # noqa: E402
+    anchor_signatures,
+    kernel_values,
+    median_anchor_distance,
+)
 from veclink_spark.splits import Corpus, load_corpus, make_split  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "anchor_information"
@@ -50,9 +55,9 @@ def prefix(corpus: Corpus, n: int) -> Corpus:
 
 def signatures(x: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """Every row's signature against all ``anchors`` in one view, as the engine computes it."""
-    bandwidth = kernels.median_anchor_distance(anchors)
-    values, _ = kernels.kernel_values(x, anchors, bandwidth)
-    sig, _ = kernels.anchor_signatures(x, anchors, bandwidth, "anchor", values.mean(axis=0))
+    bandwidth = median_anchor_distance(anchors)
+    values, _ = kernel_values(x, anchors, bandwidth)
+    sig, _ = anchor_signatures(x, anchors, bandwidth, "anchor", values.mean(axis=0))
     return sig
 
 
@@ -68,8 +73,8 @@ def measure(
         seed,
     )
     # Centred unit vectors, as the run's tables are (vectors.centre).
-    x = kernels.centred_table(kernels.normalise_rows(split.left.vectors.astype(np.float64)))
-    y = kernels.centred_table(kernels.normalise_rows(split.right.vectors.astype(np.float64)))
+    x = centred_table(normalise_rows(split.left.vectors.astype(np.float64)))
+    y = centred_table(normalise_rows(split.right.vectors.astype(np.float64)))
     ti, tj = split.truth_index_pairs(include_seeds=False)
     si, sj = split.seed_index_pairs()
     rng = np.random.default_rng([seed, 3])

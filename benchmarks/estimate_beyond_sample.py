@@ -58,10 +58,10 @@ def _density_run(
 def _scale_run(rows: int, cfg: LinkConfig) -> tuple[Backend, dict[str, np.ndarray], pd.DataFrame]:
     """A Spark backend over the scale benchmark's inputs of ``rows`` rows a side, centred as the job
     centres them, its last Spark run's links and the truth."""
+    from veclink_spark.backends.spark import SparkBackend
     from veclink_spark.inputs import load_inputs
     from veclink_spark.linker import centred_frame
     from veclink_spark.session import get_or_create_session
-    from veclink_spark.spark_backend import SparkBackend
     from veclink_spark.store import RunStore
 
     cache = Path.home() / ".cache" / "veclink-spark" / "scale"

@@ -4,7 +4,7 @@ A run fits on a bounded sample (veclink_spark.fit; its rounds run on executors w
 executors``, as here), so in a run the loop's Spark stage meets a table only as large as the fit sample.
 This benchmark runs it over the full tables, to measure what it costs at scale: the rounds of a fit on
 executors whose sample is the whole table (:func:`veclink_spark.engine.run_rounds` on the
-:class:`veclink_spark.spark_backend.SparkBackend` the fit uses, without the sample, duplicate and seed
+:class:`veclink_spark.backends.spark.SparkBackend` the fit uses, without the sample, duplicate and seed
 checks, which would bring a million rows to the driver), the published loop alone (``refine.mode:
 none``), with the seeds as anchors: each round computes the views' anchor-distance signatures and hash
 keys on executors (Arrow UDFs), equi-joins the two tables on the keys, finds the mutual best matches in
@@ -48,11 +48,11 @@ def _child(folder: Path, work: Path, rounds: int, views: int, result: Path) -> N
     import pyarrow.parquet as pq
 
     from veclink_spark import LinkConfig
+    from veclink_spark.backends.spark import SparkBackend
     from veclink_spark.engine import run_rounds
     from veclink_spark.inputs import InputColumns, load_inputs
     from veclink_spark.linker import centred_frame
     from veclink_spark.session import get_or_create_session
-    from veclink_spark.spark_backend import SparkBackend
     from veclink_spark.store import RunStore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

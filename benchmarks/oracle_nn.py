@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from veclink_spark import kernels  # noqa: E402
+from veclink_spark.kernels.centre import normalise_rows  # noqa: E402
+from veclink_spark.kernels.maps import procrustes_map  # noqa: E402
 
 
 def _centred(folder: Path, side: str) -> tuple[np.ndarray, np.ndarray]:
@@ -28,7 +29,7 @@ def _centred(folder: Path, side: str) -> tuple[np.ndarray, np.ndarray]:
     ids = t.column("id").to_numpy()
     x = t.column("vector").combine_chunks().flatten().to_numpy().reshape(len(ids), -1).astype(np.float32)
     # The linker's centring (unit, minus the mean unit vector, unit), in float32 to fit a million rows
-    # in memory (kernels.centred_table works in float64).
+    # in memory (kernels.centre.centred_table works in float64).
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     x -= x.mean(axis=0, dtype=np.float64).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -49,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     rpos = {k: i for i, k in enumerate(ri.tolist())}
     a = np.array([lpos[k] for k in truth["left_id"].tolist()])
     b = np.array([rpos[k] for k in truth["right_id"].tolist()])
-    w = kernels.procrustes_map(lx[a].astype(np.float64).T @ rx[b].astype(np.float64))
+    w = procrustes_map(lx[a].astype(np.float64).T @ rx[b].astype(np.float64))
     pick = np.random.default_rng(0).choice(len(a), min(args.sample, len(a)), replace=False)
-    q = kernels.normalise_rows(lx[a[pick]] @ w).astype(np.float32)
+    q = normalise_rows(lx[a[pick]] @ w).astype(np.float32)
     index = faiss.IndexFlatIP(rx.shape[1])
     index.add(rx)
     _, nn = index.search(q, 1)

@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness.runner import pair_label  # noqa: E402
 from benchmarks.harness.study import study_main  # noqa: E402
-from veclink_spark import kernels  # noqa: E402
 from veclink_spark.arrays import fit_arrays  # noqa: E402
+from veclink_spark.kernels.centre import normalise_rows  # noqa: E402
 from veclink_spark.splits import load_corpus, make_split  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "precision"
@@ -77,7 +77,7 @@ def run_cell(data_dir: str, cell: str, alpha: float, precision: float, split_see
     )
     # Both tables centred as the run saw them, the left mapped by the model's orthogonal map (as the
     # engine's rounds score pairs); unit rows; exact top-K both ways (faiss inner product).
-    x = kernels.normalise_rows(model.centred(split.left.vectors, "left") @ model.map).astype(np.float32)
+    x = normalise_rows(model.centred(split.left.vectors, "left") @ model.map).astype(np.float32)
     y = model.centred(split.right.vectors, "right").astype(np.float32)
     sim_l, nn_l = _search(y, x)
     sim_r, nn_r = _search(x, y)
@@ -99,7 +99,7 @@ def run_cell(data_dir: str, cell: str, alpha: float, precision: float, split_see
     # What the wrong links are: their two objects compared in the left encoder's space.
     ids, vecs = left_corpus
     pos = {v: i for i, v in enumerate(np.asarray(ids).tolist())}
-    lv = kernels.normalise_rows(np.asarray(vecs, dtype=np.float64))
+    lv = normalise_rows(np.asarray(vecs, dtype=np.float64))
     wrong = ~right_link
     src_l = split.left.source_ids[li[wrong]].tolist()
     src_r = split.right.source_ids[ri[wrong]].tolist()

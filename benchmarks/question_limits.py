@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.trust import CACHE, DATA, cells, key, split_of  # noqa: E402
-from veclink_spark.kernels import centred_table, normalise_rows, procrustes_map  # noqa: E402
+from veclink_spark.kernels.centre import centred_table, normalise_rows  # noqa: E402
+from veclink_spark.kernels.maps import procrustes_map  # noqa: E402
 from veclink_spark.precision import csls_mutual  # noqa: E402
 
 STALLED = "debian__all-mpnet-base-v2__all-MiniLM-L3-v2-paraphrase__0.15__in_domain"

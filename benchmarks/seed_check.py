@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.trust import CACHE, DATA, cells, key, split_of  # noqa: E402
 from veclink_spark.diagnostics import SEED_MIN_GAP, SeedRanks, seed_ranks  # noqa: E402
-from veclink_spark.kernels import centred_table, normalise_rows  # noqa: E402
+from veclink_spark.kernels.centre import centred_table, normalise_rows  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "wrong_seeds" / "SEED_CHECK.md"
 PERMUTATIONS = 20

@@ -43,9 +43,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from veclink_spark import kernels  # noqa: E402
 from veclink_spark.arrays import fit_arrays  # noqa: E402
 from veclink_spark.encoders import get_encoder  # noqa: E402
+from veclink_spark.kernels.maps import procrustes_map  # noqa: E402
 from veclink_spark.model import LinkModel  # noqa: E402
 from veclink_spark.multi import confirm_arrays  # noqa: E402
 from veclink_spark.splits import load_corpus, make_split  # noqa: E402
@@ -138,7 +138,7 @@ def kmeans_labels(x: np.ndarray, seed: int) -> np.ndarray:
 def seed_map_model(model: LinkModel, sl: np.ndarray, sr: np.ndarray) -> LinkModel:
     """The naive alternative: a Procrustes map on the seeds alone (centred like the model), no links."""
     xl, xr = model.centred(sl, "left"), model.centred(sr, "right")
-    w = kernels.procrustes_map(xl.T @ xr)
+    w = procrustes_map(xl.T @ xr)
     empty = pd.DataFrame({"left_id": [], "right_id": [], "probability": []})
     # The seeds-only map is orthogonal: a ridge map on 15 pairs is degenerate (measured worse).
     return LinkModel(

@@ -8,9 +8,9 @@ from dataclasses import fields
 import pytest
 
 from veclink_spark import LinkConfig, link_arrays
+from veclink_spark.backends.spark import DRIVER_FIT_ROWS, fit_on_executors
 from veclink_spark.config import ScaleConfig
 from veclink_spark.errors import ConfigError
-from veclink_spark.spark_backend import DRIVER_FIT_ROWS, fit_on_executors
 from veclink_spark.synthetic import make_pair
 
 

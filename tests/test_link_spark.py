@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from veclink_spark import LinkConfig, Linker, link_arrays
+from veclink_spark.backends.spark import SparkBackend
 from veclink_spark.errors import InputError
-from veclink_spark.spark_backend import SparkBackend
 from veclink_spark.store import RunStore
 from veclink_spark.synthetic import make_pair
 

@@ -160,7 +160,7 @@ def test_bad_new_rows_fail_before_writing(spark, case, tmp_path) -> None:
 
 
 def test_rounds_tag_their_jobs_and_the_run_clears_the_tag(spark, case, tmp_path) -> None:
-    from veclink_spark.spark_backend import SparkBackend
+    from veclink_spark.backends.spark import SparkBackend
     from veclink_spark.store import RunStore
 
     _, _, d, model, _ = case

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from veclink_spark.kernels import centred_table
+from veclink_spark.kernels.centre import centred_table
 from veclink_spark.precision import estimate_precision
 from veclink_spark.synthetic import make_pair
 

@@ -176,7 +176,7 @@ def test_union_polish_keeps_every_cut_link_and_adds_pairs_the_bagged_maps_agree_
 
 def test_seed_ranks_put_right_seeds_first_and_wrong_ones_anywhere() -> None:
     from veclink_spark.diagnostics import seed_ranks
-    from veclink_spark.kernels import normalise_rows
+    from veclink_spark.kernels.centre import normalise_rows
 
     rng = np.random.default_rng(11)
     q, _ = np.linalg.qr(rng.normal(size=(32, 32)))

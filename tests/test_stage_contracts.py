@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from veclink_spark import kernels
 from veclink_spark.backends.in_process import mutual_nearest, rescored
+from veclink_spark.kernels.centre import normalise_rows
+from veclink_spark.kernels.maps import csls_block
 from veclink_spark.stages import candidates, evidence, mutual_nn
 
 
@@ -26,8 +27,8 @@ def _sig_rows(spark, view: list[int], key: list[int], ids: list[int], sig: np.nd
 
 def test_csls_best_gives_the_kernels_block_matches(spark) -> None:
     rng = np.random.default_rng(3)
-    left = kernels.normalise_rows(rng.normal(size=(9, 4))).astype(np.float32)
-    right = kernels.normalise_rows(rng.normal(size=(7, 4))).astype(np.float32)
+    left = normalise_rows(rng.normal(size=(9, 4))).astype(np.float32)
+    right = normalise_rows(rng.normal(size=(7, 4))).astype(np.float32)
     # Two blocks: rows 0-4 / 0-3 in cell 0, the rest in cell 1; ids far above 2^53.
     lids = [2**60 + i for i in range(9)]
     rids = [-(2**61) - i for i in range(7)]
@@ -38,7 +39,7 @@ def test_csls_best_gives_the_kernels_block_matches(spark) -> None:
     got = candidates.csls_best(ls, rs, k=2, max_block_size=100).toPandas()
     want = []
     for cell, (lo_l, hi_l, lo_r, hi_r) in enumerate(((0, 5, 0, 4), (5, 9, 4, 7))):
-        b = kernels.csls_block(
+        b = csls_block(
             np.asarray(lids[lo_l:hi_l]), left[lo_l:hi_l], np.asarray(rids[lo_r:hi_r]), right[lo_r:hi_r], 2
         )
         for a, ab, sc, r, c in zip(b.left, b.left_best, b.left_score, b.left_r, b.left_cos, strict=True):
@@ -55,8 +56,8 @@ def test_csls_best_gives_the_kernels_block_matches(spark) -> None:
 
 def test_csls_best_cuts_blocks_and_skips_one_sided_ones(spark) -> None:
     rng = np.random.default_rng(4)
-    left = kernels.normalise_rows(rng.normal(size=(6, 3)))
-    right = kernels.normalise_rows(rng.normal(size=(4, 3)))
+    left = normalise_rows(rng.normal(size=(6, 3)))
+    right = normalise_rows(rng.normal(size=(4, 3)))
     ls = _sig_rows(spark, [0] * 6, [0] * 5 + [7], list(range(6)), left)  # key 7: no right rows
     rs = _sig_rows(spark, [0] * 4, [0] * 4, list(range(100, 104)), right)
     got = candidates.csls_best(ls, rs, k=1, max_block_size=3).toPandas()
@@ -90,8 +91,8 @@ def test_rescored_mutual_pairs_equal_the_reference(spark) -> None:
     # Rows of a refine round whose rows sit in two overlapping cells each (probes 2): a mutual pair is
     # scored with each row's largest r over its blocks, the same bits in SQL as in numpy.
     rng = np.random.default_rng(8)
-    left = kernels.normalise_rows(rng.normal(size=(30, 5))).astype(np.float32)
-    right = kernels.normalise_rows(rng.normal(size=(25, 5))).astype(np.float32)
+    left = normalise_rows(rng.normal(size=(30, 5))).astype(np.float32)
+    right = normalise_rows(rng.normal(size=(25, 5))).astype(np.float32)
     lkey = [i % 3 for i in range(30)] + [(i + 1) % 3 for i in range(30)]
     rkey = [i % 3 for i in range(25)] + [(i + 2) % 3 for i in range(25)]
     lids, rids = [2**60 + i for i in range(30)], [7 * i for i in range(25)]

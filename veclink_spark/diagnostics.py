@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import kernels
 from .backends.base import Backend
 from .config import LinkConfig
+from .kernels.centre import normalise_rows
+from .kernels.maps import procrustes_map, seed_consistency
 from .state import RunState
 
 log = logging.getLogger(__name__)
@@ -134,9 +135,9 @@ def seed_ranks(
     (two unrelated rows) lands anywhere, far from the best."""
     sl, sr = (np.asarray(v, dtype=np.float64) for v in seed_vectors)
     ll, lr = (np.asarray(v, dtype=np.float64) for v in link_vectors)
-    w = kernels.procrustes_map(ll.T @ lr)
-    fwd = kernels.normalise_rows(sl @ w) @ np.vstack([lr, sr]).T
-    back = kernels.normalise_rows(sr @ w.T) @ np.vstack([ll, sl]).T
+    w = procrustes_map(ll.T @ lr)
+    fwd = normalise_rows(sl @ w) @ np.vstack([lr, sr]).T
+    back = normalise_rows(sr @ w.T) @ np.vstack([ll, sl]).T
     own = np.arange(len(sl)) + len(lr)
     rows = np.arange(len(sl))
     ranks, gaps = [], []
@@ -184,7 +185,7 @@ def stall_checks(
     needed = MIN_LINK_FRACTION * smaller
     link_consistency = float("nan")
     if link_vectors is not None and len(link_vectors[0]) >= 3:
-        link_consistency = kernels.seed_consistency(link_vectors[0], link_vectors[1])
+        link_consistency = seed_consistency(link_vectors[0], link_vectors[1])
     churn = float("nan")
     # The churn of the last self-learning (take-off) round: polish rounds drop links by design.
     takeoff = [
@@ -257,7 +258,7 @@ def diagnose(
     history = state.history
     n_links = int((~links["is_seed"].astype(bool)).sum()) if len(links) else 0
     n_seeds = int(links["is_seed"].astype(bool).sum()) if len(links) else 0
-    consistency = kernels.seed_consistency(seed_left, seed_right)
+    consistency = seed_consistency(seed_left, seed_right)
     checks = stall_checks(history, n_links, n_seeds, n_left, n_right, link_vectors)
     stalled, last = checks.stalled, checks.last
     per_round = [int(h.get("added", 0)) for h in history]

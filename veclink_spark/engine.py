@@ -4,7 +4,7 @@ This module runs on the driver only. It owns the loop of ``algorithm.md`` ("The 
 round's views, ask a backend for the round's mutual-nearest-neighbour votes, turn them into scores,
 pick the Otsu threshold (with a floor), promote one-to-one, decide whether to go on, and hand the
 round's state to the backend to persist. Two backends implement the vote computation:
-:class:`veclink_spark.spark_backend.SparkBackend` (executors, Delta tables) and
+:class:`veclink_spark.backends.spark.SparkBackend` (executors, Delta tables) and
 :class:`veclink_spark.backends.in_process.NumpyBackend` (in-process numpy), both behind the
 :class:`veclink_spark.backends.base.Backend` protocol. Because both share this driver and
 the kernels of :mod:`veclink_spark.kernels`, the Spark job and the in-process API give the same
@@ -53,9 +53,12 @@ from typing import Any
 
 import numpy as np
 
-from . import kernels
 from .backends.base import FIT_CELL_PROBES, INIT_SAMPLE, Backend
 from .config import LinkConfig, RefineConfig
+from .kernels.blocking import cell_centroids
+from .kernels.maps import CROSS_DECIMALS, procrustes_map
+from .kernels.promotion import CUT_DECIMALS, greedy_one_to_one, mixture_cut, otsu_threshold
+from .kernels.signatures import sample_views
 from .state import (
     Candidates,
     Promotion,
@@ -341,7 +344,7 @@ def _geh_round(
     """A round of the published loop: views of the anchors, signatures, hash-join votes."""
     al, ar = anchors["left_id"], anchors["right_id"]
     vec_l, vec_r = backend.anchor_vectors(al, ar)
-    views, branch = kernels.sample_views(
+    views, branch = sample_views(
         vec_l,
         vec_r,
         n_seeds,
@@ -409,14 +412,14 @@ def _refine_round(
         svl, svr = backend.anchor_vectors(seed_left, seed_right)
         cross = cross + (SEED_WEIGHT - 1.0) * (svl.T @ svr)[None, :, :]
     # Rounded so that summation-order noise between backends cannot change the maps.
-    maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
+    maps = np.stack([procrustes_map(c, decimals=CROSS_DECIMALS) for c in cross])
     if cells is not None:
         centroids = cells
     else:
         al, ar = anchors["left_id"], anchors["right_id"]
         _, vec_r = backend.anchor_vectors(al, ar)
         n_cells = max(1, min(block_cells(backend.n_right, FIT_BLOCK_ROWS), len(al) // 4))
-        centroids = kernels.cell_centroids(vec_r, n_cells, cells_seed(n_cells, rng))
+        centroids = cell_centroids(vec_r, n_cells, cells_seed(n_cells, rng))
     keep = 1.0
     if stage == "takeoff":
         # VecMap's stochastic dictionary induction: early maps are poor, so the next dictionary is drawn
@@ -458,7 +461,7 @@ def _promote(
     sc = _score(rv, m)
     if state.phase == "geh":
         uniq, inv = np.unique(sc, return_inverse=True)
-        out.threshold = kernels.otsu_threshold(uniq, np.bincount(inv, weights=cnt))
+        out.threshold = otsu_threshold(uniq, np.bincount(inv, weights=cnt))
     else:
         out.threshold = -math.inf
     sel = (rv >= floor * m) & (sc >= out.threshold)
@@ -475,12 +478,12 @@ def _promote(
         used_l, used_r = set(seed_left.tolist()), set(seed_right.tolist())
     # ties of the round's vote fraction go to the pair with more votes over the phase
     tie = cand.cum_votes[idx]
-    keep = kernels.greedy_one_to_one(cand.left[idx], cand.right[idx], csc[idx], tie, used_l, used_r)
+    keep = greedy_one_to_one(cand.left[idx], cand.right[idx], csc[idx], tie, used_l, used_r)
     out.promoted = idx[keep].tolist()
     if state.phase == "refine" and state.stage == "takeoff" and not plan.init:
         # Computed every take-off round (cheap, on the driver), applied only to the links the take-off
         # ends with (_advance): the cut must not change the churn that decides settling.
-        cut = kernels.mixture_cut(
+        cut = mixture_cut(
             cand.sim[out.promoted], min_separation=rf.mixture_separation, posterior=rf.mixture_posterior
         )
         if cut is not None:
@@ -491,7 +494,7 @@ def _promote(
                 "applies": cut.applies,
             }
             if cut.applies:
-                sims = np.round(cand.sim[out.promoted], kernels.CUT_DECIMALS).tolist()
+                sims = np.round(cand.sim[out.promoted], CUT_DECIMALS).tolist()
                 out.cut = [p for p, v in zip(out.promoted, sims, strict=True) if v >= cut.threshold]
     return out
 

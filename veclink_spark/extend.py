@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from . import kernels
 from .backends.base import Backend
 from .config import LinkConfig
 from .engine import block_cells, run_rounds
+from .kernels.blocking import cell_centroids
 from .state import RunResult, RunState
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def extension_cells(backend: Backend, cfg: LinkConfig) -> np.ndarray:
     t0 = time.time()
     # 25 Lloyd iterations, faiss's default for its IVF coarse quantisers: a million-row table has 2,000
     # cells fitted on 64,000 rows, where scikit-learn's 300 would take minutes on the driver.
-    cells = kernels.cell_centroids(sample, n_cells, cfg.run.seed, max_iter=25)
+    cells = cell_centroids(sample, n_cells, cfg.run.seed, max_iter=25)
     log.info("blocking cells: %d from %d sampled right rows, %.1f s", n_cells, len(sample), time.time() - t0)
     return cells
 

@@ -1,12 +1,12 @@
 """The fit: learn the links on a bounded sample around the seeds.
 
 The rows of each table nearest the seeds, at most ``scale.fit_rows`` a side
-(:func:`veclink_spark.kernels.neighbourhood_sample`), go through the whole method
+(:func:`veclink_spark.kernels.samples.neighbourhood_sample`), go through the whole method
 (:func:`veclink_spark.engine.run_rounds`): the published loop, and self-learning refinement where the
 loop does not take off. Its cost does not grow with the tables. Its rounds run where ``scale.fit_on``
 says (:meth:`veclink_spark.backends.base.Backend.fit_backend`): in the driver's process on a
 :class:`veclink_spark.backends.in_process.NumpyBackend`, or (the Spark job) on executors on a
-:class:`veclink_spark.spark_backend.SparkBackend` over the sample's rows, one Delta commit per round;
+:class:`veclink_spark.backends.spark.SparkBackend` over the sample's rows, one Delta commit per round;
 both give the same links. The seed check then names seeds the fit's links doubt; the fit runs again
 without them. When the tables hold more rows than the sample, the extension
 (:mod:`veclink_spark.extend`) links the full tables next; :mod:`veclink_spark.pipeline` runs both.

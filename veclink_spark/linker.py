@@ -2,7 +2,7 @@
 
 Runs on the driver. Reads and validates the inputs (nothing is written when they are bad), centres the
 tables on executors, runs the run's pipeline (:func:`veclink_spark.pipeline.run`: fit, extend, assess,
-diagnose, model) on a :class:`veclink_spark.spark_backend.SparkBackend` (resuming a run id after its
+diagnose, model) on a :class:`veclink_spark.backends.spark.SparkBackend` (resuming a run id after its
 last committed round), then writes the output tables under ``output``:
 
 * ``links``: one row per link (seeds included, flagged): left_id, right_id, probability (posterior
@@ -27,16 +27,17 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from . import kernels, pipeline
+from . import pipeline
+from .backends.spark import SparkBackend
 from .config import LinkConfig
 from .constants import ID, LEFT_ID, RIGHT_ID, TABLE_DUPLICATES, TABLE_LINKS, TABLE_QUESTIONS, TABLE_SUMMARY
 from .errors import ConfigError, InputError
 from .inputs import InputColumns, InputSummary, LinkerInputs, load_inputs, read_table
+from .kernels.centre import table_mean
 from .model import LinkModel
 from .model_spark import load_model, save_model
 from .questions import Answers, apply_answers, read_answers
 from .session import get_or_create_session
-from .spark_backend import SparkBackend
 from .stages import centre as centre_stage
 from .store import RunStore, local_path, run_id_or_new
 from .timing import Phases
@@ -420,7 +421,7 @@ def centred_frame(df: DataFrame, dim: int, side: str) -> tuple[DataFrame, np.nda
     total = np.zeros(dim)
     for part in parts["total"].to_numpy():
         total += np.asarray(part, dtype=np.float64)
-    mean = kernels.table_mean(total, int(parts["n"].sum()))
+    mean = table_mean(total, int(parts["n"].sum()))
     log.info("%s table centred: mean unit vector has length %.3f", side, float(np.linalg.norm(mean)))
     return centre_stage.centred(df, mean), mean
 

@@ -34,13 +34,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import kernels
 from .backends.base import Backend
 from .backends.in_process import NumpyBackend
 from .config import LinkConfig
 from .engine import BAG_FRACTION, POLISH_MAPS, vote_round
 from .errors import InputError
 from .extend import extension_cells, extension_config
+from .kernels.centre import centred_with, normalise_rows
+from .kernels.maps import CROSS_DECIMALS, bag_flags, procrustes_map
+from .kernels.samples import hash_sample
 
 #: Format of a saved model's ``model.json`` (bumped when the saved layout changes).
 MODEL_FORMAT = 1
@@ -93,8 +95,8 @@ class LinkModel:
         """Rows of one side as the run saw them: unit, minus the fitted table mean, unit again."""
         x = self._checked(x, side)
         mean = self.left_mean if side == "left" else self.right_mean
-        units = kernels.normalise_rows(x)
-        return units if mean is None else kernels.centred_with(units, mean)
+        units = normalise_rows(x)
+        return units if mean is None else centred_with(units, mean)
 
     def translate_arrays(self, x: np.ndarray, side: str = "left") -> np.ndarray:
         """Unit vectors of ``side``'s model mapped into the other model's space (as raw unit vectors of
@@ -105,11 +107,11 @@ class LinkModel:
         (E|y|^2 = 1, E y = mu), so a mapped centred direction c becomes mu + sqrt(1 - |mu|^2) c.
         """
         c = self.centred(x, side)
-        y = kernels.normalise_rows(c @ (self.translation if side == "left" else self.translation_back))
+        y = normalise_rows(c @ (self.translation if side == "left" else self.translation_back))
         mean = self.right_mean if side == "left" else self.left_mean
         if mean is not None:
             spread = math.sqrt(max(1.0 - float(mean @ mean), 0.0))
-            y = kernels.normalise_rows(mean[None, :] + spread * y)
+            y = normalise_rows(mean[None, :] + spread * y)
         return y
 
     def _checked(self, x: np.ndarray, side: str) -> np.ndarray:
@@ -198,7 +200,7 @@ class LinkModel:
             zip(own_linked.tolist(), zip(other_linked.tolist(), prob.tolist(), strict=True), strict=True)
         )
         keep = ~np.isin(np.asarray(other_ids), other_linked)
-        kept = kernels.normalise_rows(self._checked(own, into)).astype(np.float32)
+        kept = normalise_rows(self._checked(own, into)).astype(np.float32)
         moved = self.translate_arrays(np.asarray(other)[keep], other_side(into)).astype(np.float32)
         own_list = np.asarray(own_ids).tolist()
         return pd.DataFrame(
@@ -351,17 +353,17 @@ def fit_model(
     seeds = np.asarray(links["is_seed"], dtype=bool)
     ll, lr = np.asarray(links["left_id"])[~seeds], np.asarray(links["right_id"])[~seeds]
     if len(ll) > FIT_PAIRS:
-        pick = np.sort(kernels.hash_sample(ll, FIT_PAIRS))
+        pick = np.sort(hash_sample(ll, FIT_PAIRS))
         ll, lr = ll[pick], lr[pick]
     sl, sr = np.asarray(links["left_id"])[seeds], np.asarray(links["right_id"])[seeds]
     xs, ys = backend.anchor_vectors(sl, sr)
     xl, xr = backend.anchor_vectors(ll, lr) if len(ll) else (xs[:0], ys[:0])
     # "Bag" 0 holds every sampled link (fraction 1): the orthogonal map; the others the bagged maps of
     # the new-rows vote (POLISH_MAPS maps on BAG_FRACTION each). Seeds are in every bag.
-    flags = kernels.bag_flags(ll, lr, 1 + POLISH_MAPS, [1.0] + [BAG_FRACTION] * POLISH_MAPS, salt)
+    flags = bag_flags(ll, lr, 1 + POLISH_MAPS, [1.0] + [BAG_FRACTION] * POLISH_MAPS, salt)
     seed_cross = xs.T @ ys
     cross = [seed_cross + xl[flags[:, b]].T @ xr[flags[:, b]] for b in range(flags.shape[1])]
-    maps = np.stack([kernels.procrustes_map(c, decimals=kernels.CROSS_DECIMALS) for c in cross])
+    maps = np.stack([procrustes_map(c, decimals=CROSS_DECIMALS) for c in cross])
     # The cells of the full-table rounds (about scale.block_rows right rows each), not the fit's.
     cells = extension_cells(backend, extension_config(cfg))
     x_all, y_all = np.concatenate([xs, xl]), np.concatenate([ys, xr])

@@ -17,13 +17,13 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from .backends.spark import SparkBackend
 from .constants import ID, LEFT_ID, RIGHT_ID, TABLE_LINKS, VECTOR
 from .engine import vote_round
 from .errors import InputError
 from .inputs import load_tables
 from .model import LinkModel, links_of_new, other_side
 from .session import get_or_create_session
-from .spark_backend import SparkBackend
 from .stages import centre as centre_stage
 from .stages.signatures import map_vectors
 from .store import RunStore, run_id_or_new

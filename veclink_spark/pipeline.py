@@ -1,7 +1,7 @@
 """One run of the method, whatever the backend: fit -> extend -> assess -> diagnose -> model.
 
 Both entry points call :func:`run` with the backend they built on their inputs:
-:meth:`veclink_spark.linker.Linker.link` (a :class:`veclink_spark.spark_backend.SparkBackend` over the
+:meth:`veclink_spark.linker.Linker.link` (a :class:`veclink_spark.backends.spark.SparkBackend` over the
 tables it read, checked and centred on executors; it writes what :func:`run` returns to Delta) and
 :func:`veclink_spark.arrays.link_arrays` (a :class:`veclink_spark.backends.in_process.NumpyBackend`,
 which centres the arrays itself). The steps, on the driver:

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
-from .kernels import csls_score, procrustes_map
+from .kernels.maps import csls_score, procrustes_map
 
 log = logging.getLogger(__name__)
 

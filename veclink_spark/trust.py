@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
-from . import kernels
 from .backends.base import Backend
 from .config import LinkConfig
 from .duplicates import Duplicates, find_duplicates
+from .kernels.samples import hash_sample, neighbourhood_sample
 from .precision import PrecisionEstimate, estimate_precision, final_matching, prefix_precision
 from .questions import ASK_BELOW_PRECISION, Answers, choose_questions, drop_rejected
 
@@ -134,7 +134,7 @@ def estimate_basis(
 ) -> EstimateBasis:
     """Where :func:`link_precision` estimates a run's links: ``rows`` (the fit rows) when they are the
     whole tables; else :data:`REGIONS` regions of ``size`` rows a side in all, each the rows nearest
-    one link (:func:`veclink_spark.kernels.neighbourhood_sample` around the links' rows), of which
+    one link (:func:`veclink_spark.kernels.samples.neighbourhood_sample` around the links' rows), of which
     the nearest ``1 / MARGIN`` are its core.
 
     Why regions and not the fit sample or a uniform sample: a link is judged by how its rows compete
@@ -150,7 +150,7 @@ def estimate_basis(
     if not len(links):
         return EstimateBasis(rows)
     ll, lr = np.asarray(anchors["left_id"]), np.asarray(anchors["right_id"])
-    centres = links[kernels.hash_sample(ll[links], min(REGIONS, len(links)), ESTIMATE_SALT)]
+    centres = links[hash_sample(ll[links], min(REGIONS, len(links)), ESTIMATE_SALT)]
     regions = fit_rows(backend, ll[centres], lr[centres], size)
     # Each centre's own rows are in its region (nearest to themselves, kept as a duplicate group's
     # row): their vectors are read there, not fetched from the tables once more.
@@ -162,7 +162,7 @@ def estimate_basis(
     core = []
     for ids, x, centre in ((regions.left_ids, regions.left, cl), (regions.right_ids, regions.right, cr)):
         mask = np.zeros(len(ids), bool)
-        mask[kernels.neighbourhood_sample(ids, x, centre, max(1, len(ids) // MARGIN))] = True
+        mask[neighbourhood_sample(ids, x, centre, max(1, len(ids) // MARGIN))] = True
         core.append(mask)
     # The partners of the links of a core's rows join the regions (not counted): the two spaces'
     # neighbourhoods differ, the more so the denser the tables, and a counted row whose link partner is

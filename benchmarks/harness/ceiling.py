@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from veclink_spark.kernels import centred_table, procrustes_map
+from veclink_spark.kernels.centre import centred_table
+from veclink_spark.kernels.maps import procrustes_map
 from veclink_spark.precision import csls_mutual
 
 

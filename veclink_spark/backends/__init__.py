@@ -1,3 +1,4 @@
 """Where the vectors live: the :class:`~veclink_spark.backends.base.Backend` protocol
-(:mod:`veclink_spark.backends.base`) and the in-process numpy backend
-(:mod:`veclink_spark.backends.in_process`); the Spark backend is :mod:`veclink_spark.spark_backend`."""
+(:mod:`veclink_spark.backends.base`), the in-process numpy backend
+(:mod:`veclink_spark.backends.in_process`) and the Spark backend (:mod:`veclink_spark.backends.spark`).
+base and in_process import no Spark; spark imports both, never the other way."""

@@ -2,7 +2,7 @@
 
 Two backends implement it: :class:`veclink_spark.backends.in_process.NumpyBackend` (numpy arrays in the
 driver's process: a run's fit unless ``scale.fit_on`` says executors, and the in-process API) and
-:class:`veclink_spark.spark_backend.SparkBackend` (executors, Delta tables: the extension's rounds, and
+:class:`veclink_spark.backends.spark.SparkBackend` (executors, Delta tables: the extension's rounds, and
 the fit's with ``scale.fit_on`` executors). The round driver
 (:func:`veclink_spark.engine.run_rounds`) and the kernels are shared, so both give the same links.
 """
@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .. import kernels
+from ..kernels.signatures import View
 from ..state import Candidates, RoundVotes, RunState
 
 # The vote computations' fixed settings, shared by both backends so that they give the same links.
@@ -23,7 +23,7 @@ from ..state import Candidates, RoundVotes, RunState
 HASH_KEYS = 2
 #: Most vectors a block (view or cell, key) keeps per side, the closest to the key's anchor; larger
 #: blocks are cut and reported. A block of 50,000 rows a side is searched in slices
-#: (:data:`veclink_spark.kernels.BLOCK_ENTRIES`), in 128 MiB.
+#: (:data:`veclink_spark.kernels.blocking.BLOCK_ENTRIES`), in 128 MiB.
 MAX_BLOCK_SIZE = 50_000
 #: Neighbours of the CSLS hubness correction: a row's r is the mean of its 10 best similarities (as in
 #: VecMap and MUSE).
@@ -56,7 +56,7 @@ class Backend(Protocol):
         round_no: int,
         vec_left: np.ndarray,
         vec_right: np.ndarray,
-        views: list[kernels.View],
+        views: list[View],
         exclude_left: np.ndarray,
         exclude_right: np.ndarray,
         phase_start: bool,
@@ -79,7 +79,7 @@ class Backend(Protocol):
         """Compute the round's bagged-map votes, add them to the phase's cumulative votes; each row is
         searched in its ``probes`` nearest cells of ``centroids``.
 
-        ``keep`` < 1: each pair competes for a best match only if ``kernels.keep_mask(.., keep, salt)``
+        ``keep`` < 1: each pair competes for a best match only if ``kernels.maps.keep_mask(.., keep, salt)``
         keeps it (stochastic dictionary induction).
         """
         ...
@@ -94,8 +94,8 @@ class Backend(Protocol):
         phase_start: bool,
     ) -> RoundVotes:
         """The 'distribution' initialisation round: CSLS mutual nearest neighbours of the rows'
-        :func:`veclink_spark.kernels.distribution_descriptors` (each table's sample: its
-        :data:`INIT_SAMPLE` rows of smallest :func:`veclink_spark.kernels.sample_keys`), blocked by
+        :func:`veclink_spark.kernels.signatures.distribution_descriptors` (each table's sample: its
+        :data:`INIT_SAMPLE` rows of smallest :func:`veclink_spark.kernels.samples.sample_keys`), blocked by
         ``n_cells`` k-means cells of the right sample's descriptors (``cells_seed``); one view."""
         ...
 
@@ -112,7 +112,7 @@ class Backend(Protocol):
 
         The dictionary is the seeds (in every bag) plus, for ``prev_round`` None, the current non-seed
         anchors, else every eligible pair proposed in round ``prev_round``; bag membership of a non-seed
-        pair is :func:`veclink_spark.kernels.bag_flags` with ``fraction`` and ``salt``.
+        pair is :func:`veclink_spark.kernels.maps.bag_flags` with ``fraction`` and ``salt``.
         """
         ...
 
@@ -136,13 +136,13 @@ class Backend(Protocol):
 
     def right_sample(self, size: int) -> np.ndarray:
         """Unit vectors of the right table's ``size`` rows of smallest
-        :func:`veclink_spark.kernels.sample_keys` (ties by id), in that order."""
+        :func:`veclink_spark.kernels.samples.sample_keys` (ties by id), in that order."""
         ...
 
     def fit_tables(
         self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
-        """The fit sample (:func:`veclink_spark.kernels.neighbourhood_sample` of each table, at most
+        """The fit sample (:func:`veclink_spark.kernels.samples.neighbourhood_sample` of each table, at most
         ``size`` rows a side) as (left ids, left unit vectors, right ids, right unit vectors, whether it
         is the whole of both tables), rows sorted by id."""
         ...

@@ -4,7 +4,7 @@
 Spark stages run on executors, on whole arrays. A run fits on one (the fit sample, in
 :mod:`veclink_spark.fit`) unless ``scale.fit_on`` says executors, the in-process API
 (:mod:`veclink_spark.arrays`) links on one, and a fitted model links new rows in process on one; on the
-same input, config and seed it gives the links of :class:`veclink_spark.spark_backend.SparkBackend`.
+same input, config and seed it gives the links of :class:`veclink_spark.backends.spark.SparkBackend`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import kernels
 from ..config import LinkConfig
+from ..kernels.blocking import block_best_matches, cap_block, cell_centroids
+from ..kernels.centre import centred_with, normalise_rows, table_mean
+from ..kernels.maps import bag_flags, csls_block, csls_score, take_off_objective
+from ..kernels.samples import hash_sample, neighbourhood_sample
+from ..kernels.signatures import (
+    SignatureRows,
+    View,
+    descriptor_sample_size,
+    distribution_descriptors,
+    geh_signature_rows,
+    refine_right_rows,
+    refine_signature_rows,
+    view_column_means,
+    view_kernel_sums,
+)
 from ..state import Candidates, RoundVotes, RunState
 from .base import CSLS_K, FIT_CELL_PROBES, HASH_KEYS, INIT_QUANTILES, INIT_SAMPLE, MAX_BLOCK_SIZE
 
@@ -44,7 +58,7 @@ def mutual_nearest(best: pd.DataFrame) -> pd.DataFrame:
 
 def rescored(best: pd.DataFrame, mnn: pd.DataFrame) -> pd.DataFrame:
     """The mutual pairs of a refine round (``mnn`` with its pairs' cos) scored with each row's largest
-    r over its blocks of the view (:func:`veclink_spark.kernels.csls_score`); ``best`` holds every
+    r over its blocks of the view (:func:`veclink_spark.kernels.maps.csls_score`); ``best`` holds every
     block's best-match rows with their r. As
     :func:`veclink_spark.stages.mutual_nn.mutual_nearest_pairs` with ``rescore``.
     """
@@ -54,7 +68,7 @@ def rescored(best: pd.DataFrame, mnn: pd.DataFrame) -> pd.DataFrame:
     r_right = best[best["dir"] == "R"].groupby(["view", "right_id"], sort=False)["r"].max()
     m = mnn.merge(r_left.rename("r_left").reset_index(), on=["view", "left_id"])
     m = m.merge(r_right.rename("r_right").reset_index(), on=["view", "right_id"])
-    m["sim"] = kernels.csls_score(m["cos"].to_numpy(), m["r_left"].to_numpy(), m["r_right"].to_numpy())
+    m["sim"] = csls_score(m["cos"].to_numpy(), m["r_left"].to_numpy(), m["r_right"].to_numpy())
     return m[["view", "left_id", "right_id", "sim"]]
 
 
@@ -73,16 +87,16 @@ class NumpyBackend:
         """``centred``: the vectors were already centred (a fit sample of centred tables)."""
         self.left_ids = np.asarray(left_ids)
         self.right_ids = np.asarray(right_ids)
-        self.left = kernels.normalise_rows(left)
-        self.right = kernels.normalise_rows(right)
+        self.left = normalise_rows(left)
+        self.right = normalise_rows(right)
         #: The tables' mean unit vectors when this backend centred them (a fitted model keeps them).
         self.left_mean: np.ndarray | None = None
         self.right_mean: np.ndarray | None = None
         if cfg.vectors.centre and not centred:
-            self.left_mean = kernels.table_mean(self.left.sum(axis=0), len(self.left))
-            self.right_mean = kernels.table_mean(self.right.sum(axis=0), len(self.right))
-            self.left = kernels.centred_with(self.left, self.left_mean)
-            self.right = kernels.centred_with(self.right, self.right_mean)
+            self.left_mean = table_mean(self.left.sum(axis=0), len(self.left))
+            self.right_mean = table_mean(self.right.sum(axis=0), len(self.right))
+            self.left = centred_with(self.left, self.left_mean)
+            self.right = centred_with(self.right, self.right_mean)
         self.n_left, self.dim_left = self.left.shape
         self.n_right, self.dim_right = self.right.shape
         self.cfg = cfg
@@ -107,7 +121,7 @@ class NumpyBackend:
         round_no: int,
         vec_left: np.ndarray,
         vec_right: np.ndarray,
-        views: list[kernels.View],
+        views: list[View],
         exclude_left: np.ndarray,
         exclude_right: np.ndarray,
         phase_start: bool,
@@ -117,10 +131,10 @@ class NumpyBackend:
         for side, x, anchors in (("left", self.left, vec_left), ("right", self.right, vec_right)):
             means = None
             if centering == "anchor":
-                counts, sums = kernels.view_kernel_sums(x, anchors, views, side)
-                means = kernels.view_column_means(counts, sums, views)
+                counts, sums = view_kernel_sums(x, anchors, views, side)
+                means = view_column_means(counts, sums, views)
             rows.append(
-                kernels.geh_signature_rows(
+                geh_signature_rows(
                     x,
                     anchors,
                     views,
@@ -147,8 +161,8 @@ class NumpyBackend:
         probes: int = 1,
     ) -> RoundVotes:
         self._round_no = round_no
-        rl = kernels.refine_signature_rows(self.left, maps, centroids, probes=probes)
-        rr = kernels.refine_right_rows(self.right, len(maps), centroids, probes=probes)
+        rl = refine_signature_rows(self.left, maps, centroids, probes=probes)
+        rr = refine_right_rows(self.right, len(maps), centroids, probes=probes)
         return self._votes(
             rl,
             rr,
@@ -171,13 +185,13 @@ class NumpyBackend:
         phase_start: bool,
     ) -> RoundVotes:
         self._round_no = round_no
-        size = kernels.descriptor_sample_size(INIT_SAMPLE, self.n_left, self.n_right)
+        size = descriptor_sample_size(INIT_SAMPLE, self.n_left, self.n_right)
         dl, _ = _descriptors(self.left, self.left_ids, size, INIT_QUANTILES)
         dr, sample_r = _descriptors(self.right, self.right_ids, size, INIT_QUANTILES)
-        centroids = kernels.cell_centroids(dr[sample_r], n_cells, cells_seed)
+        centroids = cell_centroids(dr[sample_r], n_cells, cells_seed)
         eye = np.eye(dl.shape[1])[None, :, :]
-        rl = kernels.refine_signature_rows(dl, eye, centroids, probes=FIT_CELL_PROBES)
-        rr = kernels.refine_right_rows(dr, 1, centroids, probes=FIT_CELL_PROBES)
+        rl = refine_signature_rows(dl, eye, centroids, probes=FIT_CELL_PROBES)
+        rr = refine_right_rows(dr, 1, centroids, probes=FIT_CELL_PROBES)
         return self._votes(rl, rr, 1, exclude_left, exclude_right, phase_start, csls_k=CSLS_K)
 
     def cross_covariance(
@@ -198,7 +212,7 @@ class NumpyBackend:
         else:
             t = self.tables[prev_round]
             dl, dr = t["left_id"].to_numpy(), t["right_id"].to_numpy()
-        flags = kernels.bag_flags(dl, dr, n_bags, fraction, salt)
+        flags = bag_flags(dl, dr, n_bags, fraction, salt)
         xs, ys = self.anchor_vectors(seed_left, seed_right)
         seed_cross = xs.T @ ys
         if len(dl) == 0:
@@ -258,7 +272,7 @@ class NumpyBackend:
         return round_no, {k: v.copy() for k, v in anchors.items()}, RunState.from_dict(copy.deepcopy(state))
 
     def right_sample(self, size: int) -> np.ndarray:
-        return self.right[kernels.hash_sample(self.right_ids, size)]
+        return self.right[hash_sample(self.right_ids, size)]
 
     def label_round(self, round_no: int, phase: str) -> None:
         """Nothing to label in process (the Spark backend tags the round's jobs)."""
@@ -267,16 +281,16 @@ class NumpyBackend:
         self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
         sl, sr = self.anchor_vectors(seed_left, seed_right)
-        li = kernels.neighbourhood_sample(self.left_ids, self.left, sl, size)
-        ri = kernels.neighbourhood_sample(self.right_ids, self.right, sr, size)
+        li = neighbourhood_sample(self.left_ids, self.left, sl, size)
+        ri = neighbourhood_sample(self.right_ids, self.right, sr, size)
         whole = self.n_left <= size and self.n_right <= size
         return self.left_ids[li], self.left[li], self.right_ids[ri], self.right[ri], whole
 
     # -- internals -------------------------------------------------------------------------------
     def _votes(
         self,
-        rl: kernels.SignatureRows,
-        rr: kernels.SignatureRows,
+        rl: SignatureRows,
+        rr: SignatureRows,
         n_views: int,
         exclude_left: np.ndarray,
         exclude_right: np.ndarray,
@@ -296,21 +310,19 @@ class NumpyBackend:
             if ri is None:
                 continue
             sizes.append(max(len(li), len(ri)))
-            kl = li[kernels.cap_block(lids[li], rl.dist[li], cap)]
-            kr = ri[kernels.cap_block(rids[ri], rr.dist[ri], cap)]
+            kl = li[cap_block(lids[li], rl.dist[li], cap)]
+            kr = ri[cap_block(rids[ri], rr.dist[ri], cap)]
             blocks.append((block[0], kl, kr))
         parts = []
         r_left: list[np.ndarray] = []
         r_right: list[np.ndarray] = []
         for view, kl, kr in blocks:
             if csls_k is None:
-                a, ab, asim, b, ba, bsim = kernels.block_best_matches(
-                    rl.sig[kl], lids[kl], rr.sig[kr], rids[kr]
-                )
+                a, ab, asim, b, ba, bsim = block_best_matches(rl.sig[kl], lids[kl], rr.sig[kr], rids[kr])
                 lpart = {"view": view, "left_id": a, "right_id": ab, "sim": asim, "dir": "L"}
                 rpart = {"view": view, "left_id": ba, "right_id": b, "sim": bsim, "dir": "R"}
             else:
-                bb = kernels.csls_block(lids[kl], rl.sig[kl], rids[kr], rr.sig[kr], csls_k, keep, salt)
+                bb = csls_block(lids[kl], rl.sig[kl], rids[kr], rr.sig[kr], csls_k, keep, salt)
                 lpart = {"view": view, "left_id": bb.left, "right_id": bb.left_best, "sim": bb.left_score}
                 lpart.update(dir="L", r=bb.left_r, cos=bb.left_cos)
                 rpart = {"view": view, "left_id": bb.right_best, "right_id": bb.right, "sim": bb.right_score}
@@ -353,13 +365,14 @@ class NumpyBackend:
         }
         if csls_k is not None and keep < 1.0:
             # Only the dropout rounds' objective paces anything (engine._adapt_keep); as in Spark.
-            stats["objective"] = kernels.take_off_objective(_mean(r_left), _mean(r_right))
+            stats["objective"] = take_off_objective(_mean(r_left), _mean(r_right))
         return RoundVotes(n_views=n_views, cells=cells, stats=stats)
 
 
 def _mean(parts: list[np.ndarray]) -> float | None:
     """Mean of the concatenated parts (None when they hold nothing), summed in a fixed order: the same
-    number as Spark's average over the same rows up to rounding (:func:`kernels.take_off_objective`)."""
+    number as Spark's average over the same rows up to rounding
+    (:func:`veclink_spark.kernels.maps.take_off_objective`)."""
     values = np.concatenate(parts) if parts else np.zeros(0)
     return float(values.mean()) if len(values) else None
 
@@ -367,14 +380,14 @@ def _mean(parts: list[np.ndarray]) -> float | None:
 def _descriptors(
     x: np.ndarray, ids: np.ndarray, sample_size: int, quantiles: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every row's :func:`kernels.distribution_descriptors`, in chunks (a chunk x sample matrix at a
-    time), and the sample's row indices."""
-    pick = kernels.hash_sample(ids, sample_size)
+    """Every row's :func:`veclink_spark.kernels.signatures.distribution_descriptors`, in chunks (a chunk x
+    sample matrix at a time), and the sample's row indices."""
+    pick = hash_sample(ids, sample_size)
     sample, sample_ids = x[pick], ids[pick]
     step = 4096
     parts = [
-        kernels.distribution_descriptors(x[i : i + step], ids[i : i + step], sample, sample_ids, quantiles)
+        distribution_descriptors(x[i : i + step], ids[i : i + step], sample, sample_ids, quantiles)
         for i in range(0, len(x), step)
     ]
     # Re-normalised as the Spark stages re-normalise every vector they read, so both see the same rows.
-    return kernels.normalise_rows(np.concatenate(parts)), pick
+    return normalise_rows(np.concatenate(parts)), pick

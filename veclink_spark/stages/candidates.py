@@ -2,7 +2,7 @@
 
 Blocking is an equi-join on (view, key), done as a co-group (``groupBy(view, key).cogroup(...)``) so that
 each block is scored as one vectorised matrix product inside an executor
-(:func:`veclink_spark.kernels.block_matches`) and only each vector's best match per block leaves it.
+(:func:`veclink_spark.kernels.blocking.block_matches`) and only each vector's best match per block leaves it.
 A plain ``join`` followed by a scoring UDF would materialise every pair of every block (hundreds of
 millions of rows on modest tables) only to keep one per row. Oversized blocks are cut to
 ``backends.base.MAX_BLOCK_SIZE`` members per side, the closest to the block's anchor, inside the same
@@ -18,8 +18,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType
 
-from .. import kernels
 from ..constants import ID, KEY, LEFT_ID, RIGHT_ID, SIM, VIEW
+from ..kernels.blocking import block_matches, cap_block
+from ..kernels.maps import csls_block
 
 
 def best_matches_schema(left_type: DataType, right_type: DataType) -> str:
@@ -87,7 +88,7 @@ def block_best_matches(left_sigs: DataFrame, right_sigs: DataFrame, max_block_si
         if len(left) == 0 or len(right) == 0:
             return _empty_best()
         view = int(left[VIEW].iloc[0])
-        a, ab, asim, b, ba, bsim = kernels.block_matches(
+        a, ab, asim, b, ba, bsim = block_matches(
             left[ID].to_numpy(),
             np.stack(left["sig"].to_numpy()),
             left["dist"].to_numpy(),
@@ -125,13 +126,13 @@ def _arrow_id_type(ddl: str) -> pa.DataType:
 
 def _block_arrays(t: pa.Table, cap: int) -> tuple[np.ndarray, np.ndarray]:
     """One side of a block as (ids, signatures (n, width)), cut to the ``cap`` rows closest to the
-    block's centre (:func:`veclink_spark.kernels.cap_block`). The signatures come straight out of the
+    block's centre (:func:`veclink_spark.kernels.blocking.cap_block`). The signatures come straight out of the
     Arrow list column as one reshaped buffer (no per-row objects)."""
     ids = t.column(ID).to_numpy()
     sig = t.column("sig").combine_chunks()
     flat = sig.flatten().to_numpy(zero_copy_only=False)
     width = len(flat) // len(ids) if len(ids) else 0
-    keep = kernels.cap_block(ids, t.column("dist").to_numpy(), cap)
+    keep = cap_block(ids, t.column("dist").to_numpy(), cap)
     return ids[keep], flat.reshape(len(ids), width)[keep]
 
 
@@ -139,7 +140,7 @@ def csls_best(
     left_sigs: DataFrame, right_sigs: DataFrame, k: int, max_block_size: int, keep: float = 1.0, salt: int = 0
 ) -> DataFrame:
     """A refine round's candidate stage: per block (view, key), every row's best match by CSLS
-    (:func:`veclink_spark.kernels.csls_block`, the in-process engine's own code), in one co-group.
+    (:func:`veclink_spark.kernels.maps.csls_block`, the in-process engine's own code), in one co-group.
 
     Rows (view, key, left_id, right_id, sim, dir, r, cos, block_size): dir 'L' is a left row's best
     right, 'R' a right row's best left; sim is the CSLS score, r the row's neighbourhood mean in the
@@ -158,12 +159,12 @@ def csls_best(
         if left.num_rows == 0 or right.num_rows == 0:
             view = key = 0
             e = np.zeros(0, dtype=np.int64)
-            b = kernels.csls_block(e, np.zeros((0, 1)), e, np.zeros((0, 1)), kk)
+            b = csls_block(e, np.zeros((0, 1)), e, np.zeros((0, 1)), kk)
         else:
             view, key = left.column(VIEW)[0].as_py(), left.column(KEY)[0].as_py()
             il, sl = _block_arrays(left, cap)
             ir, sr = _block_arrays(right, cap)
-            b = kernels.csls_block(il, sl, ir, sr, kk, kp, st)
+            b = csls_block(il, sl, ir, sr, kk, kp, st)
         n_l, n_r = len(b.left), len(b.right)
         n = n_l + n_r
         return pa.table(

@@ -2,10 +2,10 @@
 
 Both run on executors through ``mapInArrow``: :func:`unit_sums` gives one row per Arrow batch (row
 count, sum of the batch's unit vectors), which the driver adds up into the mean
-(:func:`veclink_spark.kernels.table_mean`); :func:`centred` subtracts it from every row
-(:func:`veclink_spark.kernels.centre_rows`, shared with the in-process reference). The centred vectors
+(:func:`veclink_spark.kernels.centre.table_mean`); :func:`centred` subtracts it from every row
+(:func:`veclink_spark.kernels.centre.centre_rows`, shared with the in-process reference). The centred vectors
 are float32 (half the memory of the persisted tables); the in-process engine rounds them alike
-(:func:`veclink_spark.kernels.centred_table`).
+(:func:`veclink_spark.kernels.centre.centred_table`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame
 
-from .. import kernels
 from ..constants import ID, VECTOR
+from ..kernels.centre import centre_rows
 from .signatures import batch_vectors, map_vectors
 
 
@@ -45,4 +45,4 @@ def unit_sums(df: DataFrame, dim: int) -> DataFrame:
 def centred(df: DataFrame, mean: np.ndarray) -> DataFrame:
     """The table (id, vector array<float>) with every unit vector minus ``mean``."""
     mu = np.asarray(mean, dtype=np.float64)
-    return map_vectors(df, lambda ids, x: kernels.centre_rows(x, mu), element="float")
+    return map_vectors(df, lambda ids, x: centre_rows(x, mu), element="float")

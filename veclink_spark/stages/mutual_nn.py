@@ -9,8 +9,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from .. import kernels
 from ..constants import LEFT_ID, RIGHT_ID, SIM, VIEW
+from ..kernels.centre import SIM_DECIMALS
 
 
 def mutual_nearest_pairs(best: DataFrame, rescore: bool = False) -> DataFrame:
@@ -18,7 +18,7 @@ def mutual_nearest_pairs(best: DataFrame, rescore: bool = False) -> DataFrame:
 
     ``rescore`` (a refine round's :func:`veclink_spark.stages.candidates.csls_best` rows, with r and
     cos): a pair's sim is its CSLS with each row's largest r over its blocks of the view
-    (:func:`veclink_spark.kernels.csls_score`, the same double operations and rounding in SQL), as
+    (:func:`veclink_spark.kernels.maps.csls_score`, the same double operations and rounding in SQL), as
     :func:`veclink_spark.backends.in_process.rescored`.
     """
     wl = Window.partitionBy(VIEW, LEFT_ID).orderBy(F.col(SIM).desc(), F.col(RIGHT_ID).asc())
@@ -43,6 +43,6 @@ def mutual_nearest_pairs(best: DataFrame, rescore: bool = False) -> DataFrame:
     pairs = lb.join(rb, [VIEW, LEFT_ID, RIGHT_ID])
     if not rescore:
         return pairs
-    scale = float(10**kernels.SIM_DECIMALS)
+    scale = float(10**SIM_DECIMALS)
     csls = (F.lit(2.0) * F.col("cos") - F.col("_rl")) - F.col("_rr")
     return pairs.select(VIEW, LEFT_ID, RIGHT_ID, (F.rint(csls * F.lit(scale)) / F.lit(scale)).alias(SIM))

@@ -13,8 +13,8 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from .. import kernels
 from ..constants import ID, LEFT_ID, RIGHT_ID, VECTOR
+from ..kernels.centre import normalise_rows
 
 
 def cross_covariance_parts(
@@ -53,7 +53,7 @@ def cross_covariance_parts(
             bags = np.asarray(batch.column("bags").flatten().to_numpy(zero_copy_only=False), bool).reshape(
                 n, nb
             )
-            x, y = kernels.normalise_rows(x), kernels.normalise_rows(y)
+            x, y = normalise_rows(x), normalise_rows(y)
             for b in range(nb):
                 m = bags[:, b]
                 acc[b] += x[m].T @ y[m]

@@ -1,8 +1,8 @@
 """Sample stage: the fit sample of a table, the rows nearest the seeds (on executors, then a window).
 
-Each row's nearest seed and similarity come from :func:`veclink_spark.kernels.nearest_seed` in an Arrow
-UDF; a window per seed ranks its rows by similarity (then id) and keeps the first ``per_seed``: the same
-rows as :func:`veclink_spark.kernels.neighbourhood_sample` in the in-process engine.
+Each row's nearest seed and similarity come from :func:`veclink_spark.kernels.samples.nearest_seed` in an
+Arrow UDF; a window per seed ranks its rows by similarity (then id) and keeps the first ``per_seed``: the same
+rows as :func:`veclink_spark.kernels.samples.neighbourhood_sample` in the in-process engine.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from .. import kernels
 from ..constants import ID
+from ..kernels.samples import nearest_seed
 from .signatures import batch_vectors
 
 
@@ -29,7 +29,7 @@ def neighbourhood_ids(df: DataFrame, seed_vectors: np.ndarray, per_seed: int) ->
             if batch.num_rows == 0:
                 continue
             ids, x = batch_vectors(batch)
-            near, sim = kernels.nearest_seed(x, seeds)
+            near, sim = nearest_seed(x, seeds)
             yield pa.RecordBatch.from_arrays(
                 [ids, pa.array(near, pa.int32()), pa.array(sim, pa.float64())], names=[ID, "seed", "sim"]
             )

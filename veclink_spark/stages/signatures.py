@@ -4,8 +4,8 @@ Runs on executors through ``mapInArrow``: each Arrow batch of (id, vector) rows 
 (view, key, id, dist, sig). Everything the UDF needs (anchor vectors of this side, the views with their
 bandwidths, the maps and cells of a refine round) is computed on the driver and captured as plain numpy
 arrays; PySpark ships the pickled function with the tasks and broadcasts it automatically when large.
-The numeric work is :func:`veclink_spark.kernels.geh_signature_rows` /
-:func:`veclink_spark.kernels.refine_signature_rows`, shared with the in-process reference.
+The numeric work is :func:`veclink_spark.kernels.signatures.geh_signature_rows` /
+:func:`veclink_spark.kernels.signatures.refine_signature_rows`, shared with the in-process reference.
 """
 
 from __future__ import annotations
@@ -17,8 +17,16 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql.types import DataType
 
-from .. import kernels
 from ..constants import ID, KEY, VECTOR, VIEW
+from ..kernels.centre import normalise_rows
+from ..kernels.signatures import (
+    SignatureRows,
+    View,
+    geh_signature_rows,
+    refine_right_rows,
+    refine_signature_rows,
+    view_kernel_sums,
+)
 
 
 def signature_schema(id_type: DataType, sig_type: str = "double") -> str:
@@ -34,7 +42,7 @@ def batch_vectors(batch: pa.RecordBatch) -> tuple[pa.Array, np.ndarray]:
     flat = vec.flatten().to_numpy(zero_copy_only=False)
     dim = len(flat) // n if n else 0
     # Re-normalised in float64 here, as the reference does, so both see bit-identical unit vectors.
-    return batch.column(ID), kernels.normalise_rows(np.asarray(flat, dtype=np.float64).reshape(n, dim))
+    return batch.column(ID), normalise_rows(np.asarray(flat, dtype=np.float64).reshape(n, dim))
 
 
 def map_vectors(
@@ -60,7 +68,7 @@ def map_vectors(
     return df.select(ID, VECTOR).mapInArrow(udf, f"{ID} {id_type}, {VECTOR} array<{element}>")
 
 
-def _rows_to_batch(ids: pa.Array, rows: kernels.SignatureRows, widths: np.ndarray | None) -> pa.RecordBatch:
+def _rows_to_batch(ids: pa.Array, rows: SignatureRows, widths: np.ndarray | None) -> pa.RecordBatch:
     n = len(rows.row)
     sig = rows.sig
     if widths is None:
@@ -86,7 +94,7 @@ def _rows_to_batch(ids: pa.Array, rows: kernels.SignatureRows, widths: np.ndarra
 
 def _map(
     df: DataFrame,
-    fn: Callable[[np.ndarray], kernels.SignatureRows],
+    fn: Callable[[np.ndarray], SignatureRows],
     widths: np.ndarray | None,
     sig_type: str = "double",
 ) -> DataFrame:
@@ -106,7 +114,7 @@ def geh_signatures(
     df: DataFrame,
     side: str,
     anchor_vectors: np.ndarray,
-    views: list[kernels.View],
+    views: list[View],
     *,
     probes: int,
     centering: str,
@@ -119,8 +127,8 @@ def geh_signatures(
     widths = np.asarray([len(v.anchors) for v in views], dtype=np.int64)
     means = None if column_means is None else [np.asarray(m, dtype=np.float64) for m in column_means]
 
-    def fn(x: np.ndarray) -> kernels.SignatureRows:
-        return kernels.geh_signature_rows(
+    def fn(x: np.ndarray) -> SignatureRows:
+        return geh_signature_rows(
             x,
             anchors,
             views,
@@ -137,10 +145,10 @@ def geh_kernel_sums(
     df: DataFrame,
     side: str,
     anchor_vectors: np.ndarray,
-    views: list[kernels.View],
+    views: list[View],
 ) -> DataFrame:
     """Rows (view int, n long, total array<double>): per Arrow batch and view, the number of rows and
-    the sum of their kernel values per anchor (:func:`kernels.view_kernel_sums`);
+    the sum of their kernel values per anchor (:func:`veclink_spark.kernels.signatures.view_kernel_sums`);
     the driver adds them up into the ``anchor`` centring means. Runs on executors."""
     anchors = np.asarray(anchor_vectors, dtype=np.float64)
     views = list(views)
@@ -151,7 +159,7 @@ def geh_kernel_sums(
             if batch.num_rows == 0:
                 continue
             _, x = batch_vectors(batch)
-            counts, sums = kernels.view_kernel_sums(x, anchors, views, side)
+            counts, sums = view_kernel_sums(x, anchors, views, side)
             offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
             values = (
                 np.concatenate([sums[vi, :w] for vi, w in enumerate(widths)]) if len(widths) else np.zeros(0)
@@ -180,9 +188,9 @@ def refine_signatures(
     maps = np.asarray(maps, dtype=np.float64)
     cells = np.asarray(centroids, dtype=np.float64)
 
-    def fn(x: np.ndarray) -> kernels.SignatureRows:
+    def fn(x: np.ndarray) -> SignatureRows:
         if side == "left":
-            return kernels.refine_signature_rows(x, maps, cells, probes=probes)
-        return kernels.refine_right_rows(x, len(maps), cells, probes=probes)
+            return refine_signature_rows(x, maps, cells, probes=probes)
+        return refine_right_rows(x, len(maps), cells, probes=probes)
 
     return _map(df, fn, None, "float")

@@ -18,8 +18,18 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from . import kernels
-from .backends.base import (
+from ..config import LinkConfig
+from ..constants import ID, IS_SEED, LEFT_ID, PRECISION_ESTIMATE, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
+from ..kernels.blocking import cell_centroids
+from ..kernels.centre import normalise_rows
+from ..kernels.maps import bag_limits, take_off_objective
+from ..kernels.samples import rows_per_seed
+from ..kernels.signatures import View, descriptor_sample_size, distribution_descriptors, view_column_means
+from ..stages import candidates as cand_stage
+from ..stages import distribution, evidence, mutual_nn, refine, sample, signatures
+from ..state import Candidates, RoundVotes, RunState
+from ..store import RunStore
+from .base import (
     CSLS_K,
     FIT_CELL_PROBES,
     HASH_KEYS,
@@ -28,13 +38,7 @@ from .backends.base import (
     MAX_BLOCK_SIZE,
     Backend,
 )
-from .backends.in_process import NumpyBackend
-from .config import LinkConfig
-from .constants import ID, IS_SEED, LEFT_ID, PRECISION_ESTIMATE, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
-from .stages import candidates as cand_stage
-from .stages import distribution, evidence, mutual_nn, refine, sample, signatures
-from .state import Candidates, RoundVotes, RunState
-from .store import RunStore
+from .in_process import NumpyBackend
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +229,8 @@ class SparkBackend:
         rows = rows.sort_values("_i")
         if len(rows) != len(left_ids):
             raise RuntimeError(f"anchor vectors: expected {len(left_ids)} rows, found {len(rows)}")
-        x = kernels.normalise_rows(np.stack(rows["lv"].to_numpy()).astype(np.float64))
-        y = kernels.normalise_rows(np.stack(rows["rv"].to_numpy()).astype(np.float64))
+        x = normalise_rows(np.stack(rows["lv"].to_numpy()).astype(np.float64))
+        y = normalise_rows(np.stack(rows["rv"].to_numpy()).astype(np.float64))
         return x, y
 
     def geh_votes(
@@ -234,7 +238,7 @@ class SparkBackend:
         round_no: int,
         vec_left: np.ndarray,
         vec_right: np.ndarray,
-        views: list[kernels.View],
+        views: list[View],
         exclude_left: np.ndarray,
         exclude_right: np.ndarray,
         phase_start: bool,
@@ -267,7 +271,7 @@ class SparkBackend:
             rs.unpersist()
 
     def _column_means(
-        self, df: DataFrame, side: str, anchors: np.ndarray, views: list[kernels.View]
+        self, df: DataFrame, side: str, anchors: np.ndarray, views: list[View]
     ) -> list[np.ndarray]:
         """The ``anchor`` centring means of one side: per-batch kernel sums from the executors, added up
         here (one small row per batch and view)."""
@@ -279,7 +283,7 @@ class SparkBackend:
             counts[int(vi)] += int(n)
             t = np.asarray(total, dtype=np.float64)
             sums[int(vi), : len(t)] += t
-        return kernels.view_column_means(counts, sums, views)
+        return view_column_means(counts, sums, views)
 
     def refine_votes(
         self,
@@ -316,13 +320,13 @@ class SparkBackend:
         exclude_right: np.ndarray,
         phase_start: bool,
     ) -> RoundVotes:
-        size = kernels.descriptor_sample_size(INIT_SAMPLE, self.n_left, self.n_right)
+        size = descriptor_sample_size(INIT_SAMPLE, self.n_left, self.n_right)
         lids, lsample = self._sample(self.left, size)
         rids, rsample = self._sample(self.right, size)
         dl = distribution.descriptors(self.left, lids, lsample, INIT_QUANTILES)
         dr = distribution.descriptors(self.right, rids, rsample, INIT_QUANTILES)
-        right_desc = kernels.distribution_descriptors(rsample, rids, rsample, rids, INIT_QUANTILES)
-        centroids = kernels.cell_centroids(right_desc, n_cells, cells_seed)
+        right_desc = distribution_descriptors(rsample, rids, rsample, rids, INIT_QUANTILES)
+        centroids = cell_centroids(right_desc, n_cells, cells_seed)
         eye = np.eye(right_desc.shape[1])[None, :, :]
         return self._mapped_votes(
             dl,
@@ -344,7 +348,7 @@ class SparkBackend:
         rows: pd.DataFrame = (
             keys.join(df, ID).orderBy(distribution.SAMPLE_KEY, ID).select(ID, VECTOR).toPandas()
         )
-        return rows[ID].to_numpy(), kernels.normalise_rows(np.stack(rows[VECTOR].to_numpy()))
+        return rows[ID].to_numpy(), normalise_rows(np.stack(rows[VECTOR].to_numpy()))
 
     def _mapped_votes(
         self,
@@ -376,13 +380,13 @@ class SparkBackend:
             rescore=True,
         )
         if keep < 1.0:
-            # The take-off's progress measure (kernels.take_off_objective), needed only in the dropout
+            # The take-off's progress measure (kernels.maps.take_off_objective), needed only in the dropout
             # rounds it paces (engine._adapt_keep): each side's mean r over its rows' best matches.
             means = best.agg(
                 F.avg(F.when(F.col("dir") == "L", F.col("r"))).alias("l"),
                 F.avg(F.when(F.col("dir") == "R", F.col("r"))).alias("r"),
             ).first()
-            out.stats["objective"] = kernels.take_off_objective(
+            out.stats["objective"] = take_off_objective(
                 None if means is None else means["l"], None if means is None else means["r"]
             )
         best.unpersist()
@@ -457,7 +461,7 @@ class SparkBackend:
             stored = self.store.read_round(TABLE_VOTES, self.run_id, prev_round).drop("run_id", "round")
             exclude = self._pairs_df(seed_left, seed_right)
             pairs = evidence.eligible(stored, exclude).select(LEFT_ID, RIGHT_ID)
-        limits = kernels.bag_limits(n_bags, fraction)
+        limits = bag_limits(n_bags, fraction)
         key = F.concat_ws("|", F.col(LEFT_ID).cast("string"), F.col(RIGHT_ID).cast("string"))
         flags = F.array(
             *[
@@ -535,12 +539,12 @@ class SparkBackend:
         for df, n, seeds in ((self.left, self.n_left, sl), (self.right, self.n_right, sr)):
             rows = df
             if n > size:
-                per_seed = kernels.rows_per_seed(size, len(seeds))
+                per_seed = rows_per_seed(size, len(seeds))
                 rows = sample.neighbourhood_ids(df, seeds, per_seed).join(df, ID)
             pdf: pd.DataFrame = rows.select(ID, VECTOR).toPandas()
             ids = pdf[ID].to_numpy()
             order = np.argsort(ids, kind="stable")
-            out += [ids[order], kernels.normalise_rows(np.stack(pdf[VECTOR].to_numpy())[order])]
+            out += [ids[order], normalise_rows(np.stack(pdf[VECTOR].to_numpy())[order])]
         whole = self.n_left <= size and self.n_right <= size
         return out[0], out[1], out[2], out[3], whole
 
