@@ -190,23 +190,23 @@ def run_rounds(
     order = np.lexsort((fixed_right, fixed_left))
     fixed_left, fixed_right = np.asarray(fixed_left)[order], np.asarray(fixed_right)[order]
     fixed = set(zip(fixed_left.tolist(), fixed_right.tolist(), strict=True))
-    n_seeds = len(fixed_left)
+    n_fixed = len(fixed_left)
     rf = cfg.refine
     if resumed is None:
         resumed = backend.load_last_round()  # the caller may have loaded it already
     if resumed is None:
         round_no = 0
-        ones = [1.0] * n_seeds
-        zeros = [0] * n_seeds
+        ones = [1.0] * n_fixed
+        zeros = [0] * n_fixed
         anchors = _anchor_table(
             list(fixed_left),
             list(fixed_right),
             zeros,
-            [True] * n_seeds,
+            [True] * n_fixed,
             zeros,
             zeros,
             ones,
-            [math.nan] * n_seeds,
+            [math.nan] * n_fixed,
         )
         state = RunState(extra=dict(state_extra or {}))
     else:
@@ -229,7 +229,7 @@ def run_rounds(
         backend.label_round(round_no, "extend" if extending else f"{state.phase}-{state.stage}")
         n_anchors = len(anchors["left_id"])
         if state.phase == "geh":
-            plan = _geh_round(backend, cfg, state, round_no, rng, anchors, n_seeds)
+            plan = _geh_round(backend, cfg, state, round_no, rng, anchors, n_fixed)
         else:
             plan = _refine_round(backend, cfg, state, round_no, rng, anchors, fixed_left, fixed_right, cells)
         n_views_phase = state.phase_views + plan.views
