@@ -203,7 +203,10 @@ class RefineConfig:
 
 @dataclass(frozen=True)
 class ScaleConfig:
-    """How much of the tables the method learns on, and how the rest is linked."""
+    """How much of the tables the method learns on, and how the rest is linked: the fit sample
+    (``fit_rows``, ``fit_on``) and the settings the extension phase (:mod:`veclink_spark.extend`) reads
+    directly (``block_rows``, ``probes``, ``max_rounds``). One section, named for what it is about:
+    ``fit_rows`` decides whether an extension runs at all."""
 
     fit_rows: int = _f(
         8000,

@@ -32,8 +32,14 @@ space, in two stages (measurements in ``docs/method.md``):
   components are separated by at least ``refine.union_max_separation`` ends the run instead (few right
   links lie under a cut that clean).
 
-Refine rounds re-derive the link set each round (earlier refine links can be revoked); seeds are never
-revoked.
+Refine rounds re-derive the link set each round (earlier refine links can be revoked); the fixed pairs
+(:func:`run_rounds`'s: the seeds) are never revoked.
+
+The ``extend`` phase (:mod:`veclink_spark.extend`) links the full tables after a fit on a sample: its
+fixed pairs are the fitted links (no seed weight, no distribution initialisation, kept share 1 from
+its first round, whose dictionary is the fitted links alone), its rounds search each row in
+``scale.probes`` of the extension's fixed cells, and its take-off ends (settled, or after
+``scale.max_rounds`` rounds) with the mixture cut and no polish.
 
 Shape of a round (:func:`run_rounds`): the phase's round function (:func:`_geh_round` or
 :func:`_refine_round`) asks the backend for the round's votes (a :class:`RoundPlan`), :func:`_promote`
@@ -150,7 +156,7 @@ def _anchor_table(
     similarity: list[float],
 ) -> dict[str, np.ndarray]:
     """The anchor table's columns. ``similarity``: the pair's CSLS score in the round that promoted it
-    (:attr:`Candidates.sim`; NaN for the seeds, and an extension's fitted links get theirs from its
+    (:attr:`Candidates.sim`; NaN for the seeds, and the fitted links of an extension get theirs from its
     last round, :func:`veclink_spark.extend.extend`): the score that ranks the links of a run too large
     to estimate each link on its own neighbours (:func:`veclink_spark.trust.link_precision`)."""
     return {
@@ -167,8 +173,8 @@ def _anchor_table(
 
 def run_rounds(
     backend: Backend,
-    seed_left: np.ndarray,
-    seed_right: np.ndarray,
+    fixed_left: np.ndarray,
+    fixed_right: np.ndarray,
     cfg: LinkConfig,
     state_extra: dict[str, Any] | None = None,
     resumed: tuple[int, dict[str, np.ndarray], RunState] | None = None,
@@ -176,38 +182,41 @@ def run_rounds(
 ) -> RunResult:
     """Run (or resume) the loop to the end. Returns the final anchor table and the run state.
 
+    ``fixed_left[i], fixed_right[i]``: the pairs the rounds keep and never revoke, whose rows no round
+    links again: the seeds of a fit (a fresh run starts from them, flagged ``is_seed``), the fitted links
+    of an extension (resumed from the state :func:`veclink_spark.extend.start` committed, phase
+    ``extend``). They are sorted by (left id, right id) first, so the input row order does not matter.
+
     ``cells``: the blocking cells of every refine round, fixed (an extension's,
     :func:`veclink_spark.extend.extension_cells`); None: each round fits its cells on the anchors.
-
-    The seeds are sorted by (left id, right id) first, so the input row order does not matter. A run
-    resumed from a state whose ``extend`` flag is set (written by :mod:`veclink_spark.extend`) is an
-    extension: refinement rounds over the full tables that keep the fitted links (its "seeds").
     """
-    order = np.lexsort((seed_right, seed_left))
-    seed_left, seed_right = np.asarray(seed_left)[order], np.asarray(seed_right)[order]
-    n_seeds = len(seed_left)
+    order = np.lexsort((fixed_right, fixed_left))
+    fixed_left, fixed_right = np.asarray(fixed_left)[order], np.asarray(fixed_right)[order]
+    fixed = set(zip(fixed_left.tolist(), fixed_right.tolist(), strict=True))
+    n_fixed = len(fixed_left)
     rf = cfg.refine
     if resumed is None:
         resumed = backend.load_last_round()  # the caller may have loaded it already
     if resumed is None:
         round_no = 0
-        ones = [1.0] * n_seeds
-        zeros = [0] * n_seeds
+        ones = [1.0] * n_fixed
+        zeros = [0] * n_fixed
         anchors = _anchor_table(
-            list(seed_left),
-            list(seed_right),
+            list(fixed_left),
+            list(fixed_right),
             zeros,
-            [True] * n_seeds,
+            [True] * n_fixed,
             zeros,
             zeros,
             ones,
-            [math.nan] * n_seeds,
+            [math.nan] * n_fixed,
         )
         state = RunState(extra=dict(state_extra or {}))
     else:
         round_no, anchors, state = resumed
         log.info("resuming after committed round %d (phase %s)", round_no, state.phase)
-    if rf.mode == "procrustes" and 0 < rf.max_rounds <= cfg.takeoff_keep_rounds() and not state.extend:
+    extending = state.phase == "extend"
+    if rf.mode == "procrustes" and 0 < rf.max_rounds <= cfg.takeoff_keep_rounds() and not extending:
         log.warning(
             "advanced.refine.max_rounds (%d) can end the take-off before its kept share "
             "(advanced.refine.takeoff_keep %g) reaches 1, and then it cannot settle; raise it above %d or "
@@ -220,27 +229,27 @@ def run_rounds(
         round_no += 1
         t0 = time.time()
         rng = np.random.default_rng([cfg.run.seed, round_no])
-        backend.label_round(round_no, "extend" if state.extend else f"{state.phase}-{state.stage}")
+        backend.label_round(round_no, "extend" if extending else f"{state.phase}-{state.stage}")
         n_anchors = len(anchors["left_id"])
         if state.phase == "geh":
-            plan = _geh_round(backend, cfg, state, round_no, rng, anchors, n_seeds)
+            plan = _geh_round(backend, cfg, state, round_no, rng, anchors, n_fixed)
         else:
-            plan = _refine_round(backend, cfg, state, round_no, rng, anchors, seed_left, seed_right, cells)
+            plan = _refine_round(backend, cfg, state, round_no, rng, anchors, fixed_left, fixed_right, cells)
         n_views_phase = state.phase_views + plan.views
-        promo = _promote(backend, cfg, state, plan, round_no, anchors, seed_left, seed_right)
+        promo = _promote(backend, cfg, state, plan, round_no, anchors, fixed_left, fixed_right)
         cand = promo.cand
         prob = _posterior_mean(cand, n_views_phase)
         before = anchors
-        seeds_only = {k: v[anchors["is_seed"]] for k, v in anchors.items()}
+        fixed_only = {k: v[_fixed_rows(anchors, fixed)] for k, v in anchors.items()}
         if state.phase == "geh" or plan.union:
             # The loop adds to its anchors; a union polish adds to the cut links (and the seeds).
             anchors = _append(anchors, cand, promo.promoted, round_no, n_views_phase, prob)
         else:
-            anchors = _append(seeds_only, cand, promo.promoted, round_no, n_views_phase, prob, old=before)
-        added, removed = _churn(before, anchors)
+            anchors = _append(fixed_only, cand, promo.promoted, round_no, n_views_phase, prob, old=before)
+        added, removed = _churn(before, anchors, fixed)
         record = RoundRecord(
             round=round_no,
-            phase="extend" if state.extend else state.phase,
+            phase=state.phase,
             views_branch=plan.branch,
             views=plan.views,
             keep=plan.keep,
@@ -252,7 +261,7 @@ def run_rounds(
             promoted=len(promo.promoted),
             added=added,
             removed=removed,
-            links=int((~anchors["is_seed"]).sum()),
+            links=int((~_fixed_rows(anchors, fixed)).sum()),
             seconds=round(time.time() - t0, 3),
             backend=dict(plan.votes.stats),
         )
@@ -276,16 +285,35 @@ def run_rounds(
             record.links,
             record.seconds,
         )
-        anchors = _advance(cfg, state, plan, promo, record, round_no, anchors, seeds_only, before, prob)
+        anchors = _advance(cfg, state, plan, promo, record, round_no, anchors, fixed_only, before, prob)
         state.history.append(record.to_dict())
-        cap = cfg.bootstrap.max_rounds + rf.max_rounds + rf.polish_rounds + state.rounds_before
-        if round_no >= cap and not state.done:
+        if round_no >= _round_cap(cfg, state) and not state.done:
             state.done, state.stop_reason = True, "round cap"
         t_commit = time.time()
         backend.save_round(round_no, anchors, state)
         # the commit's seconds reach the stored state with the next round's (the summary has them all)
         state.history[-1]["commit_seconds"] = round(time.time() - t_commit, 3)
     return RunResult(anchors=anchors, state=state, rounds=round_no)
+
+
+def _fixed_rows(anchors: dict[str, np.ndarray], fixed: set[tuple[Any, Any]]) -> np.ndarray:
+    """True for the anchor table's rows that are fixed pairs (:func:`run_rounds`)."""
+    pairs = zip(anchors["left_id"].tolist(), anchors["right_id"].tolist(), strict=True)
+    return np.fromiter((p in fixed for p in pairs), dtype=bool, count=len(anchors["left_id"]))
+
+
+def _takeoff_rounds(cfg: LinkConfig, state: RunState) -> int:
+    """Most rounds of the phase's take-off: ``scale.max_rounds`` in an extension, else
+    ``refine.max_rounds``."""
+    return cfg.scale.max_rounds if state.phase == "extend" else cfg.refine.max_rounds
+
+
+def _round_cap(cfg: LinkConfig, state: RunState) -> int:
+    """The last round a run may reach: the fit's phases at their caps, or the fit's rounds and the
+    extension's take-off."""
+    if state.extension is not None:
+        return state.extension.fit_rounds + cfg.scale.max_rounds
+    return cfg.bootstrap.max_rounds + cfg.refine.max_rounds + cfg.refine.polish_rounds
 
 
 def vote_round(
@@ -369,8 +397,8 @@ def _refine_round(
     round_no: int,
     rng: np.random.Generator,
     anchors: dict[str, np.ndarray],
-    seed_left: np.ndarray,
-    seed_right: np.ndarray,
+    fixed_left: np.ndarray,
+    fixed_right: np.ndarray,
     cells: np.ndarray | None,
 ) -> RoundPlan:
     """A refinement round: fit the stage's map(s) on the dictionary, propose CSLS mutual nearest
@@ -378,17 +406,19 @@ def _refine_round(
     whole dictionary (VecMap-style self-learning; extra bags only cost time while the dictionary is
     mostly wrong), 'polish' rounds fit POLISH_MAPS maps on small random shares of it and keep the pairs
     (nearly) all maps agree on. The fit's rounds search each row in FIT_CELL_PROBES cells of about
-    FIT_BLOCK_ROWS right rows; an extension's (``state.extend``: fixed ``cells``) in ``scale.probes``."""
+    FIT_BLOCK_ROWS right rows; an extension's (fixed ``cells``) in ``scale.probes``, with the whole
+    candidate set kept from its first round (the fitted links make a good first dictionary)."""
     rf = cfg.refine
     phase_start = state.phase_rounds == 0
     stage = state.stage
+    extending = state.phase == "extend"
     branch = f"procrustes/{stage}"
-    if stage == "takeoff" and phase_start and rf.init == "distribution" and not state.extend:
+    if stage == "takeoff" and phase_start and rf.init == "distribution" and not extending:
         # The first take-off dictionary from the similarity-distribution descriptors (no map yet): the
         # next round fits its map on these proposals plus the weighted seeds (docs/method.md).
         n_cells = max(1, min(block_cells(backend.n_right, FIT_BLOCK_ROWS), INIT_SAMPLE // 4))
         votes = backend.distribution_votes(
-            round_no, n_cells, cells_seed(n_cells, rng), seed_left, seed_right, phase_start
+            round_no, n_cells, cells_seed(n_cells, rng), fixed_left, fixed_right, phase_start
         )
         return RoundPlan(votes, TAKEOFF_MAPS, 0.0, "procrustes/init", init=True)
     salt = cfg.run.seed * 1_000_003 + round_no
@@ -403,13 +433,19 @@ def _refine_round(
     else:
         m, fraction = POLISH_MAPS, BAG_FRACTION
         floor = UNION_VOTE_FRACTION if union else POLISH_MIN_VOTE_FRACTION
-    cross = backend.cross_covariance(prev, m, fraction, salt, seed_left, seed_right)
-    if stage == "takeoff" and not state.extend:
+    if extending and phase_start:
+        # The extension's first dictionary is the fitted links alone (at most scale.fit_rows pairs: a
+        # small product on the driver); the anchors it starts from are the same pairs.
+        fl, fr = backend.anchor_vectors(fixed_left, fixed_right)
+        cross = (fl.T @ fr)[None, :, :]
+    else:
+        cross = backend.cross_covariance(prev, m, fraction, salt, fixed_left, fixed_right)
+    if stage == "takeoff" and not extending:
         # The seeds are the only pairs known to be right: weigh them up against the (early: mostly
         # wrong) induced dictionary; a small (n_seeds x d) product on the driver. Not in polish, where
         # the links outnumber and outweigh 15 seeds (measured: docs/method.md), nor in an extension,
-        # whose fixed pairs are the fitted links.
-        svl, svr = backend.anchor_vectors(seed_left, seed_right)
+        # whose fixed pairs are the fitted links (hundreds to thousands, as many as it induces).
+        svl, svr = backend.anchor_vectors(fixed_left, fixed_right)
         cross = cross + (SEED_WEIGHT - 1.0) * (svl.T @ svr)[None, :, :]
     # Rounded so that summation-order noise between backends cannot change the maps.
     maps = np.stack([procrustes_map(c, decimals=CROSS_DECIMALS) for c in cross])
@@ -421,21 +457,20 @@ def _refine_round(
         n_cells = max(1, min(block_cells(backend.n_right, FIT_BLOCK_ROWS), len(al) // 4))
         centroids = cell_centroids(vec_r, n_cells, cells_seed(n_cells, rng))
     keep = 1.0
-    if stage == "takeoff":
+    if stage == "takeoff" and not extending:
         # VecMap's stochastic dictionary induction: early maps are poor, so the next dictionary is drawn
         # from a random share of the scores; lets the loop leave a wrong fixed point.
-        level = state.keep_level
-        keep = min(1.0, rf.takeoff_keep * 2.0**level)
+        keep = min(1.0, rf.takeoff_keep * 2.0**state.keep_level)
     votes = backend.refine_votes(
         round_no,
         maps,
         centroids,
-        seed_left,
-        seed_right,
+        fixed_left,
+        fixed_right,
         phase_start,
         keep=keep,
         salt=salt,
-        probes=cfg.scale.probes if state.extend else FIT_CELL_PROBES,
+        probes=cfg.scale.probes if extending else FIT_CELL_PROBES,
     )
     return RoundPlan(votes, m, floor, branch, keep=keep, union=stage == "polish" and union)
 
@@ -447,8 +482,8 @@ def _promote(
     plan: RoundPlan,
     round_no: int,
     anchors: dict[str, np.ndarray],
-    seed_left: np.ndarray,
-    seed_right: np.ndarray,
+    fixed_left: np.ndarray,
+    fixed_right: np.ndarray,
 ) -> Promotion:
     """Score cells -> Otsu threshold (with the floor) -> integer vote thresholds -> candidates ->
     one-to-one promotion; in take-off rounds also the mixture cut of the promoted links' scores."""
@@ -475,12 +510,12 @@ def _promote(
     if state.phase == "geh" or plan.union:
         used_l, used_r = set(anchors["left_id"].tolist()), set(anchors["right_id"].tolist())
     else:
-        used_l, used_r = set(seed_left.tolist()), set(seed_right.tolist())
+        used_l, used_r = set(fixed_left.tolist()), set(fixed_right.tolist())
     # ties of the round's vote fraction go to the pair with more votes over the phase
     tie = cand.cum_votes[idx]
     keep = greedy_one_to_one(cand.left[idx], cand.right[idx], csc[idx], tie, used_l, used_r)
     out.promoted = idx[keep].tolist()
-    if state.phase == "refine" and state.stage == "takeoff" and not plan.init:
+    if state.phase != "geh" and state.stage == "takeoff" and not plan.init:
         # Computed every take-off round (cheap, on the driver), applied only to the links the take-off
         # ends with (_advance): the cut must not change the churn that decides settling.
         cut = mixture_cut(
@@ -507,12 +542,13 @@ def _advance(
     record: RoundRecord,
     round_no: int,
     anchors: dict[str, np.ndarray],
-    seeds_only: dict[str, np.ndarray],
+    fixed_only: dict[str, np.ndarray],
     before: dict[str, np.ndarray],
     prob: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """The one place that decides when a phase or stage ends, and whether the run is done. Returns the
-    anchor table the round ends with (the mixture cut replaces the take-off's last links)."""
+    anchor table the round ends with (the mixture cut replaces the take-off's last links, kept with the
+    fixed pairs ``fixed_only``)."""
     rf = cfg.refine
     added, removed = record.added, record.removed
     if state.phase == "geh":
@@ -526,7 +562,7 @@ def _advance(
         elif state.phase_rounds >= cfg.bootstrap.max_rounds:
             state.done, state.stop_reason = True, "round cap"
         return anchors
-    n_links = int((~anchors["is_seed"]).sum())
+    n_links = record.links
     if state.stage == "polish":
         state.polish_done += 1
         if state.polish_done > 1 and added + removed <= STABLE_FRACTION * max(n_links, 1):
@@ -541,15 +577,15 @@ def _advance(
     settled = (
         state.phase_rounds > 1 and plan.keep >= 1.0 and added + removed <= SETTLE_FRACTION * max(n_links, 1)
     )
-    if not (settled or state.phase_rounds >= rf.max_rounds):
+    if not (settled or state.phase_rounds >= _takeoff_rounds(cfg, state)):
         return anchors
     mixture: dict[str, Any] = record.mixture or {}  # set whenever promo.cut is
     if promo.cut is not None:
         state.cut_round = round_no
         # The take-off's last links, cut at the mixture threshold of their similarities: the lower
         # component is mostly one-side-only objects' best matches (docs/method.md).
-        anchors = _append(seeds_only, promo.cand, promo.cut, round_no, state.phase_views, prob, old=before)
-        record.links = int((~anchors["is_seed"]).sum())
+        anchors = _append(fixed_only, promo.cand, promo.cut, round_no, state.phase_views, prob, old=before)
+        record.links = len(promo.cut)
         log.info(
             "mixture cut at similarity %.4f (separation %.2f): %d of %d take-off links kept",
             mixture["threshold"],
@@ -558,8 +594,9 @@ def _advance(
             n_links,
         )
     # The polish vote is the precision filter where the mixture cut is not (its components were not
-    # separated, or it is off); after a cut it is optional (polish_after_cut).
-    polish = rf.polish_rounds > 0 and (promo.cut is None or rf.polish_after_cut)
+    # separated, or it is off); after a cut it is optional (polish_after_cut). No bagged polish in an
+    # extension (docs/method.md, "The extension").
+    polish = state.phase == "refine" and rf.polish_rounds > 0 and (promo.cut is None or rf.polish_after_cut)
     if polish and promo.cut is not None and mixture["separation"] >= rf.union_max_separation:
         # A very clean cut (docs/method.md, "A clean cut ends the run"): few right links lie under it,
         # so a union polish would mostly add one-side-only near-duplicates.
@@ -589,12 +626,14 @@ def _advance(
     return anchors
 
 
-def _churn(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> tuple[int, int]:
-    """(added, removed): links (non-seed pairs) in ``after`` and not in ``before``, and the other way."""
+def _churn(
+    before: dict[str, np.ndarray], after: dict[str, np.ndarray], fixed: set[tuple[Any, Any]]
+) -> tuple[int, int]:
+    """(added, removed): links (pairs not ``fixed``) in ``after`` and not in ``before``, and the other
+    way."""
 
     def links(a: dict[str, np.ndarray]) -> set[tuple[Any, Any]]:
-        s = ~a["is_seed"]
-        return set(zip(a["left_id"][s].tolist(), a["right_id"][s].tolist(), strict=True))
+        return set(zip(a["left_id"].tolist(), a["right_id"].tolist(), strict=True)) - fixed
 
     old, new = links(before), links(after)
     return len(new - old), len(old - new)

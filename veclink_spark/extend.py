@@ -1,16 +1,20 @@
 """The extension: link the full tables after a fit on a bounded sample (driver side).
 
 When a table has more rows than the fit sample (``scale.fit_rows``), the fit's links
-(:mod:`veclink_spark.fit`) are carried to the full tables by refinement rounds on the run's backend
-(executors for the Spark job), :func:`veclink_spark.engine.run_rounds` with the
-:func:`extension_config`: each round fits a map on the dictionary (the fitted links, kept, never revoked,
-plus every pair the previous round proposed) and proposes CSLS mutual nearest neighbours, blocked by
-:func:`extension_cells` (k-means cells of the right table fitted once), so a round is one blocked pass
-over the tables plus one commit. It ends as the refinement does (settled links and the mixture cut).
+(:mod:`veclink_spark.fit`) are carried to the full tables by the run's ``extend`` phase on the run's
+backend (executors for the Spark job): rounds of :func:`veclink_spark.engine.run_rounds` whose fixed
+pairs are the fitted links (kept, never revoked; they weigh as much as any induced pair). Each round
+fits a map on the dictionary (the fitted links, plus every pair the previous round proposed) and
+proposes CSLS mutual nearest neighbours, blocked by :func:`extension_cells` (k-means cells of the right
+table fitted once; each row meets the rows of its ``scale.probes`` nearest cells of about
+``scale.block_rows`` rows), so a round is one blocked pass over the tables plus one commit. It ends
+as a fit's take-off does, when its links settle or after ``scale.max_rounds`` rounds, with the mixture
+cut; no bagged polish (docs/method.md, "The extension"). The phase reads its settings from the
+``scale`` section directly.
 
-:func:`start` commits the extension's first state after the fit (a resumed run never fits again),
-:func:`extend` runs (or resumes) its rounds, and :func:`merge_fit` gives the fitted links back their own
-round, votes and probability.
+:func:`start` commits the phase's first state after the fit (a resumed run never fits again; the state
+records the fit in an :class:`~veclink_spark.state.ExtensionState`), and :func:`extend` runs (or
+resumes) its rounds.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from .backends.base import Backend
 from .config import LinkConfig
 from .engine import block_cells, run_rounds
 from .kernels.blocking import cell_centroids
-from .state import RunResult, RunState
+from .state import ExtensionState, RunResult, RunState
 
 log = logging.getLogger(__name__)
 
@@ -54,95 +58,56 @@ def extension_cells(backend: Backend, cfg: LinkConfig) -> np.ndarray:
 def start(
     backend: Backend, fit: RunResult, state_extra: dict[str, Any] | None
 ) -> tuple[int, dict[str, np.ndarray], RunState]:
-    """Commit the extension's first state on ``backend`` after ``fit`` (the fit's last round number, its
-    links as the extension's fixed pairs, a fresh refinement state) and return it, as
+    """Commit the extension's first state on ``backend`` after ``fit``: the fit's last round number, its
+    anchors (seeds and links, as they are) and a fresh ``extend`` phase recording the fit; return it, as
     :meth:`~veclink_spark.backends.base.Backend.load_last_round` would."""
-    anchors = fit.anchors
-    # A fresh refinement state: the caller's extras (config digest, input fingerprint) and nothing of
-    # the fit's own counters, which belong to the fit's phases.
+    anchors = {k: v.copy() for k, v in fit.anchors.items()}
+    # scored again by the extension's rounds, over the full tables (the fit's scores are the sample's)
+    anchors["similarity"] = np.full(len(anchors["left_id"]), np.nan)
+    # The caller's extras (config digest, input fingerprint) and nothing of the fit's own counters,
+    # which belong to the fit's phases.
     state = RunState(
-        phase="refine",
-        stage="takeoff",
-        keep_level=64,  # the kept share is 1: the fitted links make a good first dictionary
-        extend=True,
-        rounds_before=fit.rounds,
+        phase="extend",
         dropped_seeds=fit.state.dropped_seeds,
-        fit={
-            "rounds": fit.rounds,
-            "history": fit.state.history,
-            "stop_reason": fit.state.stop_reason,
-            "links": {k: v.tolist() for k, v in anchors.items()},
-        },
+        extension=ExtensionState(
+            fit_rounds=fit.rounds,
+            fit_history=fit.state.history,
+            fitted_left=anchors["left_id"].tolist(),
+            fitted_right=anchors["right_id"].tolist(),
+        ),
         extra=dict(state_extra or {}),
     )
-    fixed = {k: v.copy() for k, v in anchors.items()}
-    fixed["is_seed"] = np.ones(len(fixed["is_seed"]), dtype=bool)
-    # scored again by the extension's rounds, over the full tables (the fit's scores are the sample's)
-    fixed["similarity"] = np.full(len(fixed["is_seed"]), np.nan)
     log.info(
         "extend: %d fitted links kept, refinement over the full tables", int((~anchors["is_seed"]).sum())
     )
-    backend.save_round(fit.rounds, fixed, state)
-    return fit.rounds, fixed, state
+    backend.save_round(fit.rounds, anchors, state)
+    return fit.rounds, anchors, state
 
 
 def extend(
     backend: Backend,
     last: tuple[int, dict[str, np.ndarray], RunState],
-    seed_left: np.ndarray,
-    seed_right: np.ndarray,
     cfg: LinkConfig,
     state_extra: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run (or resume, from ``last``: the last committed round of an extension) the extension's rounds
-    to their end; returns the anchors with the fit's links restored and only the seeds flagged
-    (:func:`merge_fit`), and the fit's history first."""
-    anchors = last[1]
-    fixed_l, fixed_r = anchors["left_id"][anchors["is_seed"]], anchors["right_id"][anchors["is_seed"]]
-    ext_cfg = extension_config(cfg)
-    cells = extension_cells(backend, ext_cfg)
-    result = run_rounds(backend, fixed_l, fixed_r, ext_cfg, state_extra, resumed=last, cells=cells)
+    to their end; returns the anchors (the fitted links scored over the full tables) and the state with
+    the fit's history first."""
+    extension = last[2].extension
+    assert extension is not None  # an extend phase's state always records its fit (written by start)
+    fitted_left, fitted_right = np.asarray(extension.fitted_left), np.asarray(extension.fitted_right)
+    cells = extension_cells(backend, cfg)
+    result = run_rounds(backend, fitted_left, fitted_right, cfg, state_extra, resumed=last, cells=cells)
+    anchors = result.anchors
     # The fitted links' scores over the full tables: the last round searched their rows too, and left
     # its pairs out of the candidates only because their ids are taken.
-    fixed = result.anchors["is_seed"]
-    result.anchors["similarity"][fixed] = backend.proposed_similarity(
-        result.rounds, result.anchors["left_id"][fixed], result.anchors["right_id"][fixed]
+    fitted = set(zip(extension.fitted_left, extension.fitted_right, strict=True))
+    rows = np.array(
+        [p in fitted for p in zip(anchors["left_id"].tolist(), anchors["right_id"].tolist(), strict=True)],
+        dtype=bool,
     )
-    return merge_fit(result, seed_left, seed_right)
-
-
-def extension_config(cfg: LinkConfig) -> LinkConfig:
-    """The refinement of an extension: the fitted links (hundreds to thousands) are the dictionary, so
-    they weigh as much as any induced pair (the engine's seed weight, for 15 seeds against a mostly
-    wrong first dictionary, is off in an extension); the blocked search has bounded work per row (each
-    row meets the rows of its ``scale.probes`` nearest cells of about ``scale.block_rows`` rows each:
-    the engine's extension rounds and :func:`extension_cells`), so a round costs about linear time in
-    the rows; at most ``scale.max_rounds`` of them before the mixture cut, which ends the extension.
-    No bagged polish: on
-    WordNet mpnet / MiniLM-L6 at alpha 0.3 with a 3,000-row fit the union polish took precision from
-    0.941 to 0.786 (F1 0.918 -> 0.868), and its 8 maps over the full tables ran the local[*] job out of
-    its 4 GiB heap at 10,000 rows a side."""
-    sc = cfg.scale
-    refine = replace(cfg.refine, max_rounds=sc.max_rounds, polish_rounds=0)
-    return replace(cfg, refine=refine)
-
-
-def merge_fit(result: RunResult, seed_left: np.ndarray, seed_right: np.ndarray) -> RunResult:
-    """The extension's anchors with the fit's links restored (their round, votes and probability) and
-    only the original seeds flagged; the fit's history before the extension's."""
-    fit = result.state.fit
-    assert fit is not None  # an extension's state always carries its fit (written by start)
-    fitted = {
-        (a, b): i
-        for i, (a, b) in enumerate(zip(fit["links"]["left_id"], fit["links"]["right_id"], strict=True))
-    }
-    seeds = set(zip(seed_left.tolist(), seed_right.tolist(), strict=True))
-    anchors = {k: v.copy() for k, v in result.anchors.items()}
-    for i, (a, b) in enumerate(zip(anchors["left_id"].tolist(), anchors["right_id"].tolist(), strict=True)):
-        j = fitted.get((a, b))
-        if j is not None:
-            for key in ("round", "votes", "views", "probability"):
-                anchors[key][i] = fit["links"][key][j]
-        anchors["is_seed"][i] = (a, b) in seeds
-    state = replace(result.state, history=list(fit["history"]) + list(result.state.history))
+    anchors["similarity"][rows] = backend.proposed_similarity(
+        result.rounds, anchors["left_id"][rows], anchors["right_id"][rows]
+    )
+    state = replace(result.state, history=list(extension.fit_history) + list(result.state.history))
     return RunResult(anchors=anchors, state=state, rounds=result.rounds)

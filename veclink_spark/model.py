@@ -39,7 +39,7 @@ from .backends.in_process import NumpyBackend
 from .config import LinkConfig
 from .engine import BAG_FRACTION, POLISH_MAPS, vote_round
 from .errors import InputError
-from .extend import extension_cells, extension_config
+from .extend import extension_cells
 from .kernels.centre import centred_with, normalise_rows
 from .kernels.maps import CROSS_DECIMALS, bag_flags, procrustes_map
 from .kernels.samples import hash_sample
@@ -217,9 +217,9 @@ class LinkModel:
         )
 
     def search_config(self) -> LinkConfig:
-        """The configuration new rows are searched with: the full-table rounds' (``self.cells`` are
-        theirs, so each row meets the rows of its ``scale.probes`` nearest cells, as in those rounds)."""
-        return extension_config(self.config)
+        """The configuration new rows are searched with: the run's (``self.cells`` are its full-table
+        rounds', so each row meets the rows of its ``scale.probes`` nearest cells, as in those rounds)."""
+        return self.config
 
     def _linked(self) -> tuple[np.ndarray, np.ndarray]:
         """The model's links (seeds included) as id arrays, or empty arrays."""
@@ -365,7 +365,7 @@ def fit_model(
     cross = [seed_cross + xl[flags[:, b]].T @ xr[flags[:, b]] for b in range(flags.shape[1])]
     maps = np.stack([procrustes_map(c, decimals=CROSS_DECIMALS) for c in cross])
     # The cells of the full-table rounds (about scale.block_rows right rows each), not the fit's.
-    cells = extension_cells(backend, extension_config(cfg))
+    cells = extension_cells(backend, cfg)
     x_all, y_all = np.concatenate([xs, xl]), np.concatenate([ys, xr])
     forth, back = ridge_map(x_all, y_all), ridge_map(y_all, x_all)
     return LinkModel(cfg, left_mean, right_mean, maps[0], maps[1:], cells, forth, back, info)

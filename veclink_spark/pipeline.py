@@ -8,8 +8,9 @@ which centres the arrays itself). The steps, on the driver:
 
 1. **fit** (:func:`veclink_spark.fit.fit`): the method on a bounded sample around the seeds, with the
    seed check; its rounds run in the driver's process, or on executors (``scale.fit_on``);
-2. **extend** (:mod:`veclink_spark.extend`, only when a table has more rows than the sample):
-   refinement rounds over the full tables on the run's backend, keeping the fit's links;
+2. **extend** (:mod:`veclink_spark.extend`, only when a table has more rows than the sample): the
+   run's ``extend`` phase, rounds over the full tables on the run's backend whose fixed pairs are the
+   fit's links;
 3. **assess** (:func:`veclink_spark.trust.assess_links`): duplicates, the precision estimate, the
    questions to ask;
 4. **diagnose** (:func:`veclink_spark.diagnostics.diagnose`): the verdict and the run's summary;
@@ -115,8 +116,9 @@ def fit_and_extend(
     phases: Phases | None = None,
 ) -> RunResult:
     """The rounds of a run (or of its resumption) on ``backend``'s tables: the fit, then the extension
-    when the tables are larger than the fit sample. Returns what :func:`veclink_spark.engine.run_rounds`
-    returns, with the original seeds flagged and the fit's history first. ``phases`` times sample, fit,
+    when the tables are larger than the fit sample (a resumed ``extend`` phase goes on from its
+    committed state, which records the fit). Returns what :func:`veclink_spark.engine.run_rounds`
+    returns, with the seeds flagged and the fit's history first. ``phases`` times sample, fit,
     seed check and the full-table rounds."""
     phases = phases or Phases()
     order = np.lexsort((np.asarray(seed_right), np.asarray(seed_left)))
@@ -131,14 +133,14 @@ def fit_and_extend(
             return fitted.result
         last = extension.start(backend, fitted.result, state_extra)
     state = last[2]
+    if state.phase == "extend":
+        with phases("full_table_rounds"):
+            return extension.extend(backend, last, cfg, state_extra)
     if state.dropped_seeds:  # a resumed run goes on without the seeds its fit dropped
         drop = {(d["left_id"], d["right_id"]) for d in state.dropped_seeds}
         keep = np.array(
             [(a, b) not in drop for a, b in zip(seed_left.tolist(), seed_right.tolist(), strict=True)]
         )
         seed_left, seed_right = seed_left[keep], seed_right[keep]
-    if not state.extend:
-        with phases("fit"):
-            return run_rounds(backend, seed_left, seed_right, cfg, state_extra, resumed=last)
-    with phases("full_table_rounds"):
-        return extension.extend(backend, last, seed_left, seed_right, cfg, state_extra)
+    with phases("fit"):
+        return run_rounds(backend, seed_left, seed_right, cfg, state_extra, resumed=last)

@@ -2,15 +2,15 @@
 
 Plain dataclasses, numpy only, imported by every layer above (the backends, the engine, the extension,
 the fit and the pipeline): :class:`RunState` (what each committed round persists as JSON and a resumed
-run restarts from), :class:`RoundRecord` (one entry of its history), :class:`RunResult` (what a run of
-rounds returns), and the round's intermediate records (:class:`RoundVotes`, :class:`Candidates`,
-:class:`RoundPlan`, :class:`Promotion`).
+run restarts from, with an extension's :class:`ExtensionState`), :class:`RoundRecord` (one entry of
+its history), :class:`RunResult` (what a run of rounds returns), and the round's intermediate records
+(:class:`RoundVotes`, :class:`Candidates`, :class:`RoundPlan`, :class:`Promotion`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -42,13 +42,32 @@ class Candidates:
 
 
 @dataclass
+class ExtensionState:
+    """What the extension phase (:mod:`veclink_spark.extend`) keeps of the fit it carries to the full
+    tables: the fit's rounds (the extension's rounds are numbered after them) and history, and its links
+    (seeds included), the extension's fixed pairs, which its rounds never revoke and restore on resume.
+    """
+
+    fit_rounds: int
+    fit_history: list[dict[str, Any]]
+    fitted_left: list[Any]
+    fitted_right: list[Any]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExtensionState:
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+@dataclass
 class RunState:
     """The driver's state between rounds: what each committed round persists (as JSON, :meth:`to_dict`)
     and what a resumed run restarts from.
 
-    ``phase`` is ``geh`` (the published loop) or ``refine``; a refine phase runs the ``takeoff`` stage,
-    then the ``polish`` stage (``stage``). ``extra`` holds the caller's keys (config digest, input
-    fingerprint), kept at the top level of the JSON.
+    ``phase`` is ``geh`` (the published loop), ``refine`` (both a fit's phases), or ``extend`` (the
+    full-table rounds after a fit, :mod:`veclink_spark.extend`, whose fit ``extension`` records); a
+    refine phase runs the ``takeoff`` stage, then the ``polish`` stage (``stage``); the extend phase
+    runs take-off rounds only. ``extra`` holds the caller's keys (config digest, input fingerprint),
+    kept at the top level of the JSON.
     """
 
     phase: str = "geh"
@@ -65,11 +84,7 @@ class RunState:
     done: bool = False
     stop_reason: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # one RoundRecord.to_dict() per round
-    # An extension (veclink_spark.extend): refinement rounds over the full tables after a fit whose
-    # rounds_before rounds and links (``fit``) it keeps.
-    extend: bool = False
-    rounds_before: int = 0
-    fit: dict[str, Any] | None = None
+    extension: ExtensionState | None = None  # set in the extend phase
     # Seeds the fit's check dropped as probably wrong (veclink_spark.fit): left_id, right_id, rank.
     dropped_seeds: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -77,12 +92,15 @@ class RunState:
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         out["history"] = [dict(h) for h in self.history]
+        out["extension"] = None if self.extension is None else asdict(self.extension)
         return {**self.extra, **out}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunState:
         names = {f.name for f in fields(cls)} - {"extra"}
         known = {k: v for k, v in data.items() if k in names}
+        if known.get("extension") is not None:
+            known["extension"] = ExtensionState.from_dict(known["extension"])
         return cls(**known, extra={k: v for k, v in data.items() if k not in names})
 
 
