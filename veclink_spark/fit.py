@@ -37,18 +37,18 @@ from .diagnostics import (
 from .engine import run_rounds
 from .state import RunResult
 from .timing import Phases
-from .trust import fit_rows
+from .trust import FitRows, fit_rows
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Fit:
-    """What :func:`fit` learned: the fit's result, whether its sample is the whole of both tables, and
-    the seeds kept (sorted; without the ones the seed check dropped)."""
+    """What :func:`fit` learned: the fit's result, its sample (``rows.whole``: the whole of both
+    tables), and the seeds kept (sorted; without the ones the seed check dropped)."""
 
     result: RunResult
-    whole: bool
+    rows: FitRows
     seed_left: np.ndarray
     seed_right: np.ndarray
 
@@ -66,7 +66,7 @@ def fit(
     the seeds under the fit's links and, when some are probably wrong, fit again without them (the
     result's ``state.dropped_seeds`` names them). ``protected``: True for the seeds a user confirmed,
     which the check never drops."""
-    result, whole, fitted_on = _fit(backend, seed_left, seed_right, cfg, state_extra, phases, "fit")
+    result, rows, fitted_on = _fit(backend, seed_left, seed_right, cfg, state_extra, phases, "fit")
     try:
         with phases("seed_check"):
             ranks = _seed_check(result, fitted_on, seed_left, seed_right, protected)
@@ -87,10 +87,10 @@ def fit(
         )
         seed_left, seed_right = seed_left[keep], seed_right[keep]
         with phases("seed_check"):
-            result, whole, again = _fit(backend, seed_left, seed_right, cfg, state_extra, Phases(), "refit")
+            result, rows, again = _fit(backend, seed_left, seed_right, cfg, state_extra, Phases(), "refit")
         again.release()
         result.state.dropped_seeds = dropped
-    return Fit(result, whole, seed_left, seed_right)
+    return Fit(result, rows, seed_left, seed_right)
 
 
 def _fit(
@@ -101,10 +101,10 @@ def _fit(
     state_extra: dict[str, Any] | None,
     phases: Phases,
     name: str,
-) -> tuple[RunResult, bool, Backend]:
+) -> tuple[RunResult, FitRows, Backend]:
     """The fit on the sample around the seeds, on the backend ``backend`` gives for it
     (:meth:`~veclink_spark.backends.base.Backend.fit_backend`, ``name`` naming its rounds): (its result,
-    whether the sample is the whole of both tables, the backend it ran on, to be released)."""
+    the sample, the backend it ran on, to be released)."""
     with phases("sample"):
         rows = fit_rows(backend, seed_left, seed_right, cfg.scale.fit_rows)
     log.info(
@@ -122,7 +122,7 @@ def _fit(
     except BaseException:
         fit_backend.release()
         raise
-    return fit, rows.whole, fit_backend
+    return fit, rows, fit_backend
 
 
 def _seed_check(

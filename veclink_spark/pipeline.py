@@ -39,7 +39,7 @@ from .model import LinkModel, fit_model
 from .questions import Answers
 from .state import RunResult
 from .timing import Phases
-from .trust import assess_links
+from .trust import FitRows, assess_links
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,11 @@ def run(
         with_model: fit the model.
     """
     phases = phases or Phases()
-    result = fit_and_extend(backend, seed_left, seed_right, cfg, state_extra, confirmed, phases)
+    result, sample = _fit_and_extend(backend, seed_left, seed_right, cfg, state_extra, confirmed, phases)
     with phases("assess"):
-        anchors, precision, duplicates, questions = assess_links(backend, result.anchors, cfg, answers)
+        anchors, precision, duplicates, questions = assess_links(
+            backend, result.anchors, cfg, answers, sample
+        )
         links = pd.DataFrame(anchors)
         seed_ids, (sl, sr), lv = evidence_vectors(backend, anchors, links)
     model = None
@@ -120,22 +122,38 @@ def fit_and_extend(
     committed state, which records the fit). Returns what :func:`veclink_spark.engine.run_rounds`
     returns, with the seeds flagged and the fit's history first. ``phases`` times sample, fit,
     seed check and the full-table rounds."""
+    return _fit_and_extend(backend, seed_left, seed_right, cfg, state_extra, confirmed, phases)[0]
+
+
+def _fit_and_extend(
+    backend: Backend,
+    seed_left: np.ndarray,
+    seed_right: np.ndarray,
+    cfg: LinkConfig,
+    state_extra: dict[str, Any] | None,
+    confirmed: np.ndarray | None,
+    phases: Phases | None,
+) -> tuple[RunResult, FitRows | None]:
+    """:func:`fit_and_extend`, and the fit's sample when this call drew it (None on a resumed run):
+    the assessment reuses it rather than read the tables for it again."""
     phases = phases or Phases()
     order = np.lexsort((np.asarray(seed_right), np.asarray(seed_left)))
     seed_left, seed_right = np.asarray(seed_left)[order], np.asarray(seed_right)[order]
     protected = np.zeros(len(order), bool) if confirmed is None else np.asarray(confirmed, bool)[order]
     last = backend.load_last_round()
+    sample = None
     if last is None:
         fitted = fit(backend, seed_left, seed_right, cfg, state_extra, protected, phases)
         seed_left, seed_right = fitted.seed_left, fitted.seed_right
-        if fitted.whole:
+        sample = fitted.rows
+        if sample.whole:
             backend.save_round(fitted.result.rounds, fitted.result.anchors, fitted.result.state)
-            return fitted.result
+            return fitted.result, sample
         last = extension.start(backend, fitted.result, state_extra)
     state = last[2]
     if state.phase == "extend":
         with phases("full_table_rounds"):
-            return extension.extend(backend, last, cfg, state_extra)
+            return extension.extend(backend, last, cfg, state_extra), sample
     if state.dropped_seeds:  # a resumed run goes on without the seeds its fit dropped
         drop = {(d["left_id"], d["right_id"]) for d in state.dropped_seeds}
         keep = np.array(
@@ -143,4 +161,4 @@ def fit_and_extend(
         )
         seed_left, seed_right = seed_left[keep], seed_right[keep]
     with phases("fit"):
-        return run_rounds(backend, seed_left, seed_right, cfg, state_extra, resumed=last)
+        return run_rounds(backend, seed_left, seed_right, cfg, state_extra, resumed=last), None

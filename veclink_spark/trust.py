@@ -312,15 +312,22 @@ def _final_links(
 
 
 def assess_links(
-    backend: Backend, anchors: dict[str, np.ndarray], cfg: LinkConfig, answers: Answers | None = None
+    backend: Backend,
+    anchors: dict[str, np.ndarray],
+    cfg: LinkConfig,
+    answers: Answers | None = None,
+    rows: FitRows | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """The steps of the module doc on a finished run's links (``anchors``: the engine's link arrays).
+    ``rows``: the fit's sample around the run's seeds, when the caller has it (else drawn again: one
+    more pass over the tables, as long as the fit's sample phase).
 
     Returns (the links, with ``precision_estimate``; the summary's figures; the duplicate rows left out
     (:meth:`FitRows.duplicate_rows`); the questions, written when :func:`asks` says so)."""
     answers = answers or Answers.empty()
     seeds = np.asarray(anchors["is_seed"], bool)
-    rows = fit_rows(backend, anchors["left_id"][seeds], anchors["right_id"][seeds], cfg.scale.fit_rows)
+    if rows is None:
+        rows = fit_rows(backend, anchors["left_id"][seeds], anchors["right_id"][seeds], cfg.scale.fit_rows)
     anchors, rejected = drop_rejected(anchors, answers)
     final: dict[str, Any] | None = None
     basis = estimate_basis(backend, anchors, rows, cfg.scale.fit_rows)
