@@ -240,7 +240,7 @@ def run_rounds(
         cand = promo.cand
         prob = _posterior_mean(cand, n_views_phase)
         before = anchors
-        fixed_only = {k: v[_fixed_rows(anchors, fixed)] for k, v in anchors.items()}
+        fixed_only = {k: v[fixed_rows(anchors, fixed)] for k, v in anchors.items()}
         if state.phase == "geh" or plan.union:
             # The loop adds to its anchors; a union polish adds to the cut links (and the seeds).
             anchors = _append(anchors, cand, promo.promoted, round_no, n_views_phase, prob)
@@ -261,7 +261,7 @@ def run_rounds(
             promoted=len(promo.promoted),
             added=added,
             removed=removed,
-            links=int((~_fixed_rows(anchors, fixed)).sum()),
+            links=int((~fixed_rows(anchors, fixed)).sum()),
             seconds=round(time.time() - t0, 3),
             backend=dict(plan.votes.stats),
         )
@@ -296,7 +296,7 @@ def run_rounds(
     return RunResult(anchors=anchors, state=state, rounds=round_no)
 
 
-def _fixed_rows(anchors: dict[str, np.ndarray], fixed: set[tuple[Any, Any]]) -> np.ndarray:
+def fixed_rows(anchors: dict[str, np.ndarray], fixed: set[tuple[Any, Any]]) -> np.ndarray:
     """True for the anchor table's rows that are fixed pairs (:func:`run_rounds`)."""
     pairs = zip(anchors["left_id"].tolist(), anchors["right_id"].tolist(), strict=True)
     return np.fromiter((p in fixed for p in pairs), dtype=bool, count=len(anchors["left_id"]))

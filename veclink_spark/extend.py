@@ -28,7 +28,7 @@ import numpy as np
 
 from .backends.base import Backend
 from .config import LinkConfig
-from .engine import block_cells, run_rounds
+from .engine import block_cells, fixed_rows, run_rounds
 from .kernels.blocking import cell_centroids
 from .state import ExtensionState, RunResult, RunState
 
@@ -101,11 +101,7 @@ def extend(
     anchors = result.anchors
     # The fitted links' scores over the full tables: the last round searched their rows too, and left
     # its pairs out of the candidates only because their ids are taken.
-    fitted = set(zip(extension.fitted_left, extension.fitted_right, strict=True))
-    rows = np.array(
-        [p in fitted for p in zip(anchors["left_id"].tolist(), anchors["right_id"].tolist(), strict=True)],
-        dtype=bool,
-    )
+    rows = fixed_rows(anchors, set(zip(extension.fitted_left, extension.fitted_right, strict=True)))
     anchors["similarity"][rows] = backend.proposed_similarity(
         result.rounds, anchors["left_id"][rows], anchors["right_id"][rows]
     )

@@ -44,12 +44,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
-from .kernels.maps import csls_score, procrustes_map
+from .kernels.maps import CSLS_K, csls_score, procrustes_map
 
 log = logging.getLogger(__name__)
-
-#: CSLS neighbourhood size, as the refinement scores its links (backends.base.CSLS_K).
-CSLS_K = 10
 
 #: Folds of the cross-fitting: each link is scored under a map fitted on the other folds' links.
 FOLDS = 5

@@ -25,9 +25,6 @@ HASH_KEYS = 2
 #: blocks are cut and reported. A block of 50,000 rows a side is searched in slices
 #: (:data:`veclink_spark.kernels.blocking.BLOCK_ENTRIES`), in 128 MiB.
 MAX_BLOCK_SIZE = 50_000
-#: Neighbours of the CSLS hubness correction: a row's r is the mean of its 10 best similarities (as in
-#: VecMap and MUSE).
-CSLS_K = 10
 #: Cells each row of the fit's blocked search meets (its nearest one); on the 10,000-row scale pair in
 #: process, F1 for run seeds 0 / 1: one cell 0.807 / 0.814, two cells - / 0.807. The full-table rounds
 #: use ``scale.probes``.

@@ -19,7 +19,7 @@ import pandas as pd
 from ..config import LinkConfig
 from ..kernels.blocking import block_best_matches, cap_block, cell_centroids
 from ..kernels.centre import centred_with, normalise_rows, table_mean
-from ..kernels.maps import bag_flags, csls_block, csls_score, take_off_objective
+from ..kernels.maps import CSLS_K, bag_flags, csls_block, csls_score, take_off_objective
 from ..kernels.samples import hash_sample, neighbourhood_sample
 from ..kernels.signatures import (
     SignatureRows,
@@ -33,7 +33,7 @@ from ..kernels.signatures import (
     view_kernel_sums,
 )
 from ..state import Candidates, RoundVotes, RunState
-from .base import CSLS_K, FIT_CELL_PROBES, HASH_KEYS, INIT_QUANTILES, INIT_SAMPLE, MAX_BLOCK_SIZE
+from .base import FIT_CELL_PROBES, HASH_KEYS, INIT_QUANTILES, INIT_SAMPLE, MAX_BLOCK_SIZE
 
 log = logging.getLogger(__name__)
 

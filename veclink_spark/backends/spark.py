@@ -22,7 +22,7 @@ from ..config import LinkConfig
 from ..constants import ID, IS_SEED, LEFT_ID, PRECISION_ESTIMATE, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
 from ..kernels.blocking import cell_centroids
 from ..kernels.centre import normalise_rows
-from ..kernels.maps import bag_limits, take_off_objective
+from ..kernels.maps import CSLS_K, bag_limits, take_off_objective
 from ..kernels.samples import rows_per_seed
 from ..kernels.signatures import View, descriptor_sample_size, distribution_descriptors, view_column_means
 from ..stages import candidates as cand_stage
@@ -30,7 +30,6 @@ from ..stages import distribution, evidence, mutual_nn, refine, sample, signatur
 from ..state import Candidates, RoundVotes, RunState
 from ..store import RunStore
 from .base import (
-    CSLS_K,
     FIT_CELL_PROBES,
     HASH_KEYS,
     INIT_QUANTILES,

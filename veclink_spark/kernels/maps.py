@@ -27,6 +27,10 @@ OBJECTIVE_DECIMALS = 6
 #: between backends must not change the maps).
 CROSS_DECIMALS = 10
 
+#: Neighbours of the CSLS hubness correction: a row's r is the mean of its 10 best similarities (as in
+#: VecMap and MUSE). The rounds' block search and the precision estimate both score with it.
+CSLS_K = 10
+
 
 def procrustes_map(cross: np.ndarray, decimals: int | None = None) -> np.ndarray:
     """Orthogonal (semi-orthogonal if d1 != d2) map W minimising ||X W - Y|| given cross = X^T Y.
