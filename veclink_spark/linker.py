@@ -178,7 +178,7 @@ class Linker:
                 means=(left_mean, right_mean),
             )
         finally:
-            backend.release()
+            backend.clear_label()
             left_df.unpersist()
             right_df.unpersist()
         model, summary, questions = out.model, out.summary, out.questions

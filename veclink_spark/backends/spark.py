@@ -9,30 +9,17 @@ anchors' vectors, the vote histogram, the candidates above the threshold, the pa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..config import LinkConfig
-from ..constants import (
-    ID,
-    IS_SEED,
-    KEY,
-    LEFT_ID,
-    PRECISION_ESTIMATE,
-    RIGHT_ID,
-    TABLE_ANCHORS,
-    TABLE_VOTES,
-    VECTOR,
-    VIEW,
-)
+from ..constants import ID, IS_SEED, LEFT_ID, PRECISION_ESTIMATE, RIGHT_ID, TABLE_ANCHORS, TABLE_VOTES, VECTOR
 from ..kernels.blocking import cell_centroids
 from ..kernels.centre import normalise_rows
 from ..kernels.maps import CSLS_K, bag_limits, take_off_objective
@@ -105,7 +92,6 @@ class SparkBackend:
         self._anchors: dict[str, np.ndarray] | None = None
         self._tag: str | None = None
         self._held: list[DataFrame] = []  # cached by fit_backend, unpersisted by release
-        self._right_sigs: tuple[str, DataFrame] | None = None  # see _right_signatures
         self._left_type = self.left.schema[ID].dataType.simpleString()
         self._right_type = self.right.schema[ID].dataType.simpleString()
 
@@ -166,14 +152,11 @@ class SparkBackend:
         return fitted
 
     def release(self) -> None:
-        """Unpersist the rows :meth:`fit_backend` cached, the right table's signatures and the last
-        round's eligible pairs, and remove the last round's tag."""
+        """Unpersist the rows :meth:`fit_backend` cached and the last round's eligible pairs, and remove
+        the last round's tag."""
         for df in self._held:
             df.unpersist()
         self._held = []
-        if self._right_sigs is not None:
-            self._right_sigs[1].unpersist()
-            self._right_sigs = None
         if self._eligible is not None:
             self._eligible.unpersist()
             self._eligible = None
@@ -384,8 +367,6 @@ class SparkBackend:
         one co-group of the two sides' rows per round (:func:`stages.candidates.csls_best`)."""
         ls = signatures.refine_signatures(left, "left", maps, centroids, probes=probes)
         rs = signatures.refine_signatures(right, "right", maps, centroids, probes=probes)
-        if right is self.right:
-            rs = self._right_signatures(rs, len(maps), centroids, probes)
         best = cand_stage.csls_best(ls, rs, CSLS_K, MAX_BLOCK_SIZE, keep, salt).persist()
         out = self._finish(
             round_no,
@@ -409,33 +390,6 @@ class SparkBackend:
             )
         best.unpersist()
         return out
-
-    def _right_signatures(
-        self, sigs: DataFrame, n_maps: int, centroids: np.ndarray, probes: int
-    ) -> DataFrame:
-        """The right table's signature rows ``sigs``, kept from round to round while the cells, the
-        number of maps and the probes stay the same (every round of an extension: the right vectors are
-        not mapped and its cells are fitted once).
-
-        Kept on disk, hash-partitioned and sorted by (view, key) as the co-group of
-        :func:`stages.candidates.csls_best` needs them (Spark's default number of shuffle partitions):
-        each later round then maps, shuffles and sorts only the left table's rows (the event log of
-        the 100k scale run: the right side's map and shuffle were 450 MB and 6-12 s of a 60 s round,
-        and the co-group sorted both sides again). On disk, not in memory: at a million rows a side the
-        rows are 3 probes x 1.5 KB each, 4.6 GB, and the cached tables already hold 9 GB of the JVM.
-        """
-        digest = hashlib.sha256(np.ascontiguousarray(centroids, dtype=np.float64).tobytes()).hexdigest()
-        key = f"{n_maps}/{probes}/{digest}"
-        if self._right_sigs is not None and self._right_sigs[0] == key:
-            return self._right_sigs[1]
-        if self._right_sigs is not None:
-            self._right_sigs[1].unpersist()
-        parts = int(self.spark.conf.get("spark.sql.shuffle.partitions") or 200)
-        kept = (
-            sigs.repartition(parts, VIEW, KEY).sortWithinPartitions(VIEW, KEY).persist(StorageLevel.DISK_ONLY)
-        )
-        self._right_sigs = (key, kept)
-        return kept
 
     def _finish(
         self,
