@@ -69,8 +69,8 @@ def _scale_run(rows: int, cfg: LinkConfig) -> tuple[Backend, dict[str, np.ndarra
     spark = get_or_create_session()
     inputs = load_inputs(spark, str(folder / "left"), str(folder / "right"), str(folder / "seeds.parquet"))
     s = inputs.summary
-    left, _ = centred_frame(inputs.left, s.dim_left, "left")
-    right, _ = centred_frame(inputs.right, s.dim_right, "right")
+    left, _ = centred_frame(inputs.left, s.mean_left, "left")
+    right, _ = centred_frame(inputs.right, s.mean_right, "right")
     store = RunStore(spark, tempfile.mkdtemp(prefix="veclink-estimate-"))
     backend = SparkBackend(
         spark,

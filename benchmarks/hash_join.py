@@ -69,8 +69,8 @@ def _child(folder: Path, work: Path, rounds: int, views: int, result: Path) -> N
         spark, str(folder / "left"), str(folder / "right"), str(folder / "seeds.parquet"), cols
     )
     s = inputs.summary
-    left, _ = centred_frame(inputs.left, s.dim_left, "left")
-    right, _ = centred_frame(inputs.right, s.dim_right, "right")
+    left, _ = centred_frame(inputs.left, s.mean_left, "left")
+    right, _ = centred_frame(inputs.right, s.mean_right, "right")
     left, right = left.persist(), right.persist()
     left.count(), right.count()
     prepared = time.time() - t0

@@ -21,6 +21,7 @@ from veclink_spark.inputs import (
     read_table,
     validate,
 )
+from veclink_spark.kernels.centre import normalise_rows, table_mean
 
 LEFT_SCHEMA = "id bigint, vector array<float>"
 RIGHT_SCHEMA = "id string, vector array<double>"
@@ -55,6 +56,31 @@ def test_validate_good_inputs(tables: Tables) -> None:
     assert validate(left, right, seeds) == InputSummary(
         n_left=4, n_right=4, dim_left=3, dim_right=2, n_seeds=3
     )
+
+
+def test_validation_measures_the_mean_of_the_standardised_vectors(spark: SparkSession) -> None:
+    """The validation's pass is also the centring's: the summary's means are those of the unit vectors
+    the job goes on with (bit for bit, in the order a pass over them adds the batches), over several
+    partitions and batches."""
+    rng = np.random.default_rng(3)
+    rows = [(i, rng.standard_normal(5).tolist()) for i in range(3000)]
+    left = spark.createDataFrame(rows, "id bigint, vector array<double>").repartition(3)
+    right = spark.createDataFrame(RIGHT_ROWS, RIGHT_SCHEMA)
+    seeds = spark.createDataFrame([(0, "a"), (1, "b")], SEEDS_SCHEMA)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "700")
+    try:
+        summary = validate(left, right, seeds)
+        standard = load_embeddings(left, "id", "vector", "left").toPandas()
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    units = normalise_rows(np.stack(standard["vector"].to_numpy()).astype(np.float64))
+    assert summary.mean_left is not None
+    np.testing.assert_allclose(summary.mean_left, table_mean(units.sum(axis=0), len(units)), atol=2e-12)
+    raw = np.array([v for _, v in rows])
+    np.testing.assert_allclose(
+        summary.mean_left, (raw / np.linalg.norm(raw, axis=1)[:, None]).mean(0), atol=1e-7
+    )
+    assert summary.mean_right is not None and summary.mean_right.shape == (2,)
 
 
 def test_load_embeddings_unit_norm_keeps_direction_and_types(tables: Tables) -> None:

@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -43,6 +44,7 @@ from pyspark.sql import types as T
 from .constants import ID, LEFT_ID, RIGHT_ID, VECTOR
 from .encoders import vectors_to_arrow
 from .errors import InputError
+from .kernels.centre import normalise_rows, table_mean
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,9 @@ class InputSummary:
         largest_partition_left: rows of the left table's largest partition as read (how the files
             happen to be laid out, not what they hold: left out of comparisons).
         largest_partition_right: same for the right table.
+        mean_left: the mean of the left table's unit vectors (:func:`kernels.centre.table_mean`),
+            measured by the validation's pass over the vectors (the job centres on it).
+        mean_right: same for the right table.
     """
 
     n_left: int
@@ -111,6 +116,8 @@ class InputSummary:
     n_seeds: int
     largest_partition_left: int = dataclasses.field(default=0, compare=False)
     largest_partition_right: int = dataclasses.field(default=0, compare=False)
+    mean_left: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
+    mean_right: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -671,19 +678,30 @@ def _unit_vectors(df: DataFrame, id_type: str) -> DataFrame:
     return df.mapInArrow(udf, f"{ID} {id_type}, {VECTOR} array<float>")
 
 
-def _vector_flags(df: DataFrame, vector: Column) -> DataFrame:
-    """Per row of ``vector``: (dim int, null for a null vector; null_elements, nonfinite, zero booleans),
-    computed with numpy on whole Arrow batches on executors (see :func:`_unit_vectors` for why not SQL).
+#: Per-batch counts of :func:`_vector_batches`, added up over a table by :func:`_aggregate_stats`.
+_BATCH_COUNTS = ("nonnull_vectors", "null_elements", "nonfinite", "zero")
 
-    ``zero``: a non-null vector of zeros only (or empty); ``nonfinite``: a NaN or infinite element;
-    ``null_elements``: a null inside the vector.
+
+def _vector_batches(df: DataFrame, vector: Column) -> DataFrame:
+    """One row per Arrow batch of ``vector``: its partition and place (``part``, ``batch``), the
+    counts of :data:`_BATCH_COUNTS` (non-null vectors; rows with a null element, a NaN or infinite
+    element, or only zeros (or empty)), the vectors' smallest and largest size (``min_dim``,
+    ``max_dim``), and ``unit_sum``: the sum of the batch's vectors normalised as the job standardises
+    them (:func:`_unit_rows`, then float64 unit rows as :func:`stages.signatures.batch_vectors` reads
+    them), null unless every vector of the batch is non-null, of one size and without null elements.
+
+    Computed with numpy on whole Arrow batches on executors (see :func:`_unit_vectors` for why not SQL).
+    The unit sums make validation also the centring's pass: the table's mean is their sum in the
+    order of ``part`` then ``batch``, the order in which a pass over the standardised table would add
+    them (the same batches: standardising maps each batch to one), so the mean is the same to the bit
+    without a second read of the table.
     """
 
     def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
+        for index, batch in enumerate(batches):
             if batch.num_rows == 0:
                 continue
-            vec = batch.column(0)
+            vec = batch.column(1)
             n = len(vec)
             values = vec.flatten()
             parents = pc.list_parent_indices(vec).to_numpy(zero_copy_only=False)
@@ -695,18 +713,47 @@ def _vector_flags(df: DataFrame, vector: Column) -> DataFrame:
 
             null_elements = rows(null)
             valid = vec.is_valid().to_numpy(zero_copy_only=False)
-            yield pa.RecordBatch.from_arrays(
+            zero = valid & ~null_elements & ~rows(~null & (x != 0))
+            lengths = pc.list_value_length(vec)
+            low, high = pc.min(lengths).as_py(), pc.max(lengths).as_py()
+            nonfinite = rows(~null & ~np.isfinite(x))
+            unit_sum = None
+            if valid.all() and low == high and not (null_elements.any() or nonfinite.any()):
+                units = normalise_rows(_unit_rows(x.reshape(n, low)).astype(np.float64))
+                unit_sum = units.sum(axis=0).tolist()
+            counts = [int(valid.sum()), int(null_elements.sum()), int(nonfinite.sum()), int(zero.sum())]
+            yield pa.RecordBatch.from_pylist(
                 [
-                    pc.list_value_length(vec).cast(pa.int32()),
-                    pa.array(null_elements),
-                    pa.array(rows(~null & ~np.isfinite(x))),
-                    pa.array(valid & ~null_elements & ~rows(~null & (x != 0))),
+                    {
+                        "part": batch.column(0)[0].as_py(),
+                        "batch": index,
+                        **dict(zip(_BATCH_COUNTS, counts, strict=True)),
+                        "min_dim": low,
+                        "max_dim": high,
+                        "unit_sum": unit_sum,
+                    }
                 ],
-                names=["dim", "null_elements", "nonfinite", "zero"],
+                schema=_BATCH_SCHEMA,
             )
 
-    schema = "dim int, null_elements boolean, nonfinite boolean, zero boolean"
-    return df.select(vector.alias("v")).mapInArrow(udf, schema)
+    ddl = ", ".join(
+        ["part int", "batch int", *(f"{c} long" for c in _BATCH_COUNTS), "min_dim int", "max_dim int"]
+    )
+    return df.select(F.spark_partition_id().alias("part"), vector.alias("v")).mapInArrow(
+        udf, f"{ddl}, unit_sum array<double>"
+    )
+
+
+_BATCH_SCHEMA = pa.schema(
+    [
+        ("part", pa.int32()),
+        ("batch", pa.int32()),
+        *((c, pa.int64()) for c in _BATCH_COUNTS),
+        ("min_dim", pa.int32()),
+        ("max_dim", pa.int32()),
+        ("unit_sum", pa.list_(pa.float64())),
+    ]
+)
 
 
 def load_embeddings(
@@ -854,19 +901,75 @@ def _embedding_tables(
     return out, problems
 
 
-def _aggregate_stats(tables: dict[str, _EmbeddingTable], extra: list[DataFrame]) -> dict[str, int | None]:
-    """Every table's aggregates (and the ``extra`` (key, value) parts) fetched by one action."""
-    parts = [_one_row_as_pairs(agg, t.name) for t in tables.values() for agg in _embedding_aggregates(t)]
+@dataclass
+class _Stats:
+    """What the validation action measured: the one-row aggregates as ``table:name`` -> value, and each
+    embedding table's sum of standardised unit vectors (None when a batch had none: see
+    :func:`_vector_batches`)."""
+
+    values: dict[str, int | None]
+    unit_sums: dict[str, np.ndarray | None]
+
+    def __getitem__(self, key: str) -> int | None:
+        return self.values[key]
+
+    def get(self, key: str) -> int | None:
+        return self.values.get(key)
+
+    def mean(self, table: str) -> np.ndarray | None:
+        """The table's mean unit vector (:func:`kernels.centre.table_mean`), None when not measured."""
+        total = self.unit_sums.get(table)
+        return None if total is None else table_mean(total, int(self.values[f"{table}:rows"] or 0))
+
+
+def _aggregate_stats(tables: dict[str, _EmbeddingTable], extra: list[DataFrame]) -> _Stats:
+    """Every table's aggregates (and the ``extra`` (key, value) parts) fetched by one action: the
+    one-row aggregates as (key, value) rows, and the per-batch rows of :func:`_vector_batches` (one per
+    Arrow batch: a few hundred rows at a million), added up here."""
+    parts: list[DataFrame] = []
+    for t in tables.values():
+        parts += [_one_row_as_pairs(agg, t.name) for agg in _embedding_aggregates(t)]
+        if t.vec_field is not None:
+            batches = _vector_batches(t.df, _quoted(t.vec_field.name))
+            parts.append(batches.select(F.lit(f"{t.name}:batch").alias("key"), "*"))
     union = parts[0]
     for part in parts[1:] + extra:
-        union = union.union(part)
-    return {row["key"]: row["value"] for row in union.collect()}
+        union = union.unionByName(part, allowMissingColumns=True)
+    values: dict[str, int | None] = {}
+    by_table: dict[str, list[Any]] = {}
+    for row in union.collect():
+        if row["key"].endswith(":batch"):
+            by_table.setdefault(row["key"][: -len(":batch")], []).append(row)
+        else:
+            values[row["key"]] = row["value"]
+    unit_sums: dict[str, np.ndarray | None] = {}
+    for name, rows in by_table.items():
+        for col in _BATCH_COUNTS:
+            values[f"{name}:{col}"] = sum(int(r[col]) for r in rows)
+        dims = [r[c] for r in rows for c in ("min_dim", "max_dim") if r[c] is not None]
+        values[f"{name}:min_dim"] = min(dims, default=None)
+        values[f"{name}:max_dim"] = max(dims, default=None)
+        unit_sums[name] = _added(sorted(rows, key=lambda r: (r["part"], r["batch"])))
+    return _Stats(values, unit_sums)
+
+
+def _added(rows: list[Any]) -> np.ndarray | None:
+    """The batches' unit sums added one after the other in the given order (None if any is missing or
+    their sizes differ: the table is invalid then)."""
+    if not rows or any(r["unit_sum"] is None for r in rows):
+        return None
+    if len({len(r["unit_sum"]) for r in rows}) > 1:
+        return None
+    total = np.zeros(len(rows[0]["unit_sum"]))
+    for r in rows:
+        total += np.asarray(r["unit_sum"], dtype=np.float64)
+    return total
 
 
 def _embedding_aggregates(table: _EmbeddingTable) -> list[DataFrame]:
-    """The one-row aggregates over an embedding table: counts and distinct ids (SQL), the rows of its
-    largest partition as read (no column is read for it), and the vectors' null/NaN/zero rows and dims
-    (from :func:`_vector_flags`)."""
+    """The one-row aggregates over an embedding table: counts and distinct ids (SQL) and the rows of its
+    largest partition as read (no column is read for it). The vectors' checks are
+    :func:`_vector_batches`'."""
     df = table.df
     aggs: list[Column] = [F.count(F.lit(1)).alias("rows")]
     if table.id_field is not None:
@@ -875,22 +978,10 @@ def _embedding_aggregates(table: _EmbeddingTable) -> list[DataFrame]:
     out = [df.agg(*aggs)]
     per_partition = df.groupBy(F.spark_partition_id().alias("partition")).count()
     out.append(per_partition.agg(F.max("count").alias("largest_partition")))
-    if table.vec_field is not None:
-        flags = _vector_flags(df, _quoted(table.vec_field.name))
-        out.append(
-            flags.agg(
-                F.count("dim").alias("nonnull_vectors"),
-                F.min("dim").alias("min_dim"),
-                F.max("dim").alias("max_dim"),
-                F.count_if("null_elements").alias("null_elements"),
-                F.count_if("nonfinite").alias("nonfinite"),
-                F.count_if("zero").alias("zero"),
-            )
-        )
     return out
 
 
-def _embedding_findings(table: _EmbeddingTable, stats: dict[str, int | None]) -> tuple[list[str], int | None]:
+def _embedding_findings(table: _EmbeddingTable, stats: _Stats) -> tuple[list[str], int | None]:
     """Problems of one embedding table from its aggregate, and its dimension when it has exactly one."""
 
     def get(name: str) -> int:
@@ -1016,7 +1107,7 @@ def _seed_findings(
     seeds: DataFrame,
     seed_fields: dict[str, T.StructField],
     sides: list[_SeedSide],
-    stats: dict[str, int | None],
+    stats: _Stats,
 ) -> tuple[list[str], int]:
     """Problems of the seeds from their aggregates, plus one tiny query per problem needing examples."""
 
@@ -1079,12 +1170,14 @@ def validate(
     Works on the tables as read (user column names, given by ``columns``) or on the standardised ones
     from :func:`load_embeddings` / :func:`load_seeds` (the default ``columns`` match those).
 
-    Spark work, valid inputs: a single action fetching two aggregates per embedding table (rows,
-    non-null and distinct ids; and from an Arrow UDF over the vectors, :func:`_vector_flags`: non-null
-    vectors, min/max vector size, rows with null or NaN/infinite elements, all-zero rows), one over the
-    seeds, and per side the count of seed ids found by a semi-join of the table with the broadcast seed
-    ids. Each problem that needs examples (duplicate ids, dimensions seen, absent seed ids) adds one tiny
-    query. No table is collected.
+    Spark work, valid inputs: a single action fetching per embedding table an aggregate of its ids
+    (rows, non-null and distinct ids) and one row per Arrow batch of its vectors
+    (:func:`_vector_batches`: non-null vectors, min/max vector size, rows with null or NaN/infinite
+    elements, all-zero rows, and the sum of the unit vectors, from which the summary's mean: the
+    validation is also the centring's pass), one aggregate over the seeds, and per side the count of
+    seed ids found by a semi-join of the table with the broadcast seed ids. Each problem that needs
+    examples (duplicate ids, dimensions seen, absent seed ids) adds one tiny query. No table is
+    collected.
 
     Args:
         left: left embedding table.
@@ -1093,7 +1186,7 @@ def validate(
         columns: column names in these tables; default ``InputColumns()``.
 
     Returns:
-        InputSummary with row counts, dimensions and the number of seeds.
+        InputSummary with row counts, dimensions, the number of seeds and the tables' mean unit vectors.
 
     Raises:
         InputError: one message listing every problem, each prefixed ``table.column:``: missing
@@ -1134,6 +1227,8 @@ def validate(
         n_seeds=n_seeds,
         largest_partition_left=int(stats["left:largest_partition"] or 0),
         largest_partition_right=int(stats["right:largest_partition"] or 0),
+        mean_left=stats.mean("left"),
+        mean_right=stats.mean("right"),
     )
     log.info(
         "inputs valid: left %d x %d, right %d x %d, %d seeds",

@@ -33,7 +33,6 @@ from .config import LinkConfig
 from .constants import ID, LEFT_ID, RIGHT_ID, TABLE_DUPLICATES, TABLE_LINKS, TABLE_QUESTIONS, TABLE_SUMMARY
 from .errors import ConfigError, InputError
 from .inputs import InputColumns, InputSummary, LinkerInputs, load_inputs, read_table
-from .kernels.centre import table_mean
 from .model import LinkModel
 from .model_spark import load_model, save_model
 from .questions import Answers, apply_answers, read_answers
@@ -159,8 +158,8 @@ class Linker:
         left_mean = right_mean = None
         if cfg.vectors.centre:
             with phases("centre"):
-                left_df, left_mean = centred_frame(left_df, s.dim_left, "left")
-                right_df, right_mean = centred_frame(right_df, s.dim_right, "right")
+                left_df, left_mean = centred_frame(left_df, s.mean_left, "left")
+                right_df, right_mean = centred_frame(right_df, s.mean_right, "right")
         left_df, right_df = left_df.persist(), right_df.persist()
         backend = SparkBackend(
             spark, left_df, right_df, store, run_id, cfg, s.n_left, s.n_right, s.dim_left, s.dim_right
@@ -415,13 +414,10 @@ def _located(location: str) -> str:
     return str(local.resolve()) if local is not None and local.exists() else location
 
 
-def centred_frame(df: DataFrame, dim: int, side: str) -> tuple[DataFrame, np.ndarray]:
-    """The table centred on its mean unit vector (one aggregate pass over it, then a lazy map)."""
-    parts: pd.DataFrame = centre_stage.unit_sums(df, dim).toPandas()
-    total = np.zeros(dim)
-    for part in parts["total"].to_numpy():
-        total += np.asarray(part, dtype=np.float64)
-    mean = table_mean(total, int(parts["n"].sum()))
+def centred_frame(df: DataFrame, mean: np.ndarray | None, side: str) -> tuple[DataFrame, np.ndarray]:
+    """The table centred on its mean unit vector, measured by the validation's pass
+    (:attr:`InputSummary.mean_left`): a lazy map, no pass of its own."""
+    assert mean is not None  # valid inputs have one (inputs.validate)
     log.info("%s table centred: mean unit vector has length %.3f", side, float(np.linalg.norm(mean)))
     return centre_stage.centred(df, mean), mean
 
