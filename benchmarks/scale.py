@@ -281,17 +281,23 @@ def run_one(
     return rec
 
 
-def resume_check(folder: Path, rows: int, work: Path) -> dict:
+def resume_check(folder: Path, rows: int, work: Path, layout: str = "files") -> dict:
     """Kill the Spark job (SIGKILL to its whole process tree) right after its first full-table round is
-    committed, resume it with the same run id, and compare its links with an undisturbed run's."""
+    committed, resume it with the same run id, and compare its links with an undisturbed run's (the
+    benchmark's own run at ROWS in the multi-file layout). With ``layout`` single-file both the killed
+    and the resumed job read the single-file copy (:func:`_single_file`): identical links then also
+    say that the layout changes nothing."""
     import signal
 
     import pandas as pd
 
-    out = work / f"resume-{rows}"
+    if layout == "single-file":
+        folder = _single_file(folder)
+    name = f"resume-{rows}" + ("" if layout == "files" else f"-{layout}")
+    out = work / name
     subprocess.run(["rm", "-rf", str(out)], check=True)
     cmd = _spark_command(folder, out)
-    log_path = work / f"resume-{rows}.log"
+    log_path = work / f"{name}.log"
     t0 = time.time()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
@@ -304,11 +310,17 @@ def resume_check(folder: Path, rows: int, work: Path) -> dict:
                 break
         proc.wait()
     killed_after = time.time() - t0
-    code, seconds, _ = _run(cmd, work / f"resume-{rows}-resumed.log")
-    rec = {"rows": rows, "killed_after_commits": commits, "killed_after_s": round(killed_after, 1)}
-    rec.update({"resume_exit": code, "resume_seconds": round(seconds, 1)})
+    code, seconds, peaks = _run(cmd, work / f"{name}-resumed.log")
+    rec = {
+        "rows": rows,
+        "layout": layout,
+        "killed_after_commits": commits,
+        "killed_after_s": round(killed_after, 1),
+    }
+    rec.update({"resume_exit": code, "resume_seconds": round(seconds, 1), **peaks.record()})
     if code == 0:
-        dump = work / f"resume-{rows}-links.parquet"
+        rec["resume_phases"] = json.loads((out / "summary.json").read_text()).get("phases")
+        dump = work / f"{name}-links.parquet"
         ref = work / f"spark-{rows}" / "links.parquet"  # written by the benchmark's own run at ROWS
         _dump_links(out, dump)
         a, b = pd.read_parquet(dump), pd.read_parquet(ref)
@@ -509,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     results_path = OUT / "results.jsonl"
     if args.resume_check:
         cache = Path(args.cache)
-        rec = resume_check(_data(cache, args.resume_check, args.seed), args.resume_check, cache / "runs")
+        folder = _data(cache, args.resume_check, args.seed)
+        rec = resume_check(folder, args.resume_check, cache / "runs", args.layout)
         rec["commit"] = code_version()
         print(json.dumps(rec), flush=True)
         with open(OUT / "resume.jsonl", "a") as f:
