@@ -447,12 +447,14 @@ def report(results: list[dict]) -> None:
         lines += ["its first full-table round was committed, then the same command again):", ""]
         for line in resumes.read_text().splitlines():
             r = json.loads(line)
+            layout = "" if r.get("layout", "files") == "files" else f", {r['layout']} layout"
+            peak = f", peak {r['peak_gib']} GiB (resumed job)" if "peak_gib" in r else ""
             lines.append(
-                f"- {r['rows']:,} rows: killed after {r['killed_after_commits']} commits "
+                f"- {r['rows']:,} rows{layout}: killed after {r['killed_after_commits']} commits "
                 f"({r['killed_after_s']} s), "
                 f"resumed in {r['resume_seconds']} s, exit {r['resume_exit']}, "
                 f"{r.get('links_resumed', '-')} links against {r.get('links_undisturbed', '-')} undisturbed, "
-                f"identical: {r.get('identical', '-')} (code {r.get('commit', '-')})"
+                f"identical: {r.get('identical', '-')}{peak} (code {r.get('commit', '-')})"
             )
     lines += phase_tables(rows)
     lines.append("")
