@@ -80,7 +80,7 @@ log = logging.getLogger(__name__)
 # The method's fixed settings (no measurement in the repository varies them; docs/method.md has the
 # ones that were measured). The settings a run or a study changes are in veclink_spark.config.
 
-# Views of the published loop (kernels.sample_views): m_t = ceil(m0 (1 + c log g_t)) views of
+# Views of the published loop (kernels.signatures.sample_views): m_t = ceil(m0 (1 + c log g_t)) views of
 # s_t = ceil(rho0 |L| / sf_t) anchors, sf_t = 1 + c log g_t, g_t = |L_t-1| / |L_0| (anchor growth).
 #: c: how fast the views multiply and shrink as the anchors grow (our reading of the paper's schedule).
 VIEW_GROWTH = 0.5

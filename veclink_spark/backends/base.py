@@ -102,14 +102,15 @@ class Backend(Protocol):
         n_bags: int,
         fraction: float,
         salt: int,
-        seed_left: np.ndarray,
-        seed_right: np.ndarray,
+        fixed_left: np.ndarray,
+        fixed_right: np.ndarray,
     ) -> np.ndarray:
         """sum of x_left y_right^T over the dictionary pairs in bag b, for every bag: (n_bags, d1, d2).
 
-        The dictionary is the seeds (in every bag) plus, for ``prev_round`` None, the current non-seed
-        anchors, else every eligible pair proposed in round ``prev_round``; bag membership of a non-seed
-        pair is :func:`veclink_spark.kernels.maps.bag_flags` with ``fraction`` and ``salt``.
+        The dictionary is the fixed pairs ``fixed_left``/``fixed_right`` (in every bag: the seeds, or an
+        extension's fitted links) plus, for ``prev_round`` None, the current non-seed anchors, else every
+        eligible pair proposed in round ``prev_round``; bag membership of a non-seed pair is
+        :func:`veclink_spark.kernels.maps.bag_flags` with ``fraction`` and ``salt``.
         """
         ...
 

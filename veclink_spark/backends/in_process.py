@@ -200,8 +200,8 @@ class NumpyBackend:
         n_bags: int,
         fraction: float,
         salt: int,
-        seed_left: np.ndarray,
-        seed_right: np.ndarray,
+        fixed_left: np.ndarray,
+        fixed_right: np.ndarray,
     ) -> np.ndarray:
         if prev_round is None:
             a = self.rounds[-1][1] if self.rounds else None
@@ -213,7 +213,7 @@ class NumpyBackend:
             t = self.tables[prev_round]
             dl, dr = t["left_id"].to_numpy(), t["right_id"].to_numpy()
         flags = bag_flags(dl, dr, n_bags, fraction, salt)
-        xs, ys = self.anchor_vectors(seed_left, seed_right)
+        xs, ys = self.anchor_vectors(fixed_left, fixed_right)
         seed_cross = xs.T @ ys
         if len(dl) == 0:
             return np.stack([seed_cross] * n_bags)

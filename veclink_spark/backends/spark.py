@@ -446,8 +446,8 @@ class SparkBackend:
         n_bags: int,
         fraction: float,
         salt: int,
-        seed_left: np.ndarray,
-        seed_right: np.ndarray,
+        fixed_left: np.ndarray,
+        fixed_right: np.ndarray,
     ) -> np.ndarray:
         if prev_round is None:
             a = self._anchors
@@ -458,7 +458,7 @@ class SparkBackend:
             pairs = self._pairs_df(dl, dr).drop("_i")
         else:
             stored = self.store.read_round(TABLE_VOTES, self.run_id, prev_round).drop("run_id", "round")
-            exclude = self._pairs_df(seed_left, seed_right)
+            exclude = self._pairs_df(fixed_left, fixed_right)
             pairs = evidence.eligible(stored, exclude).select(LEFT_ID, RIGHT_ID)
         limits = bag_limits(n_bags, fraction)
         key = F.concat_ws("|", F.col(LEFT_ID).cast("string"), F.col(RIGHT_ID).cast("string"))
@@ -468,7 +468,7 @@ class SparkBackend:
                 for b in range(n_bags)
             ]
         )
-        seeds = self._pairs_df(seed_left, seed_right).select(
+        seeds = self._pairs_df(fixed_left, fixed_right).select(
             LEFT_ID, RIGHT_ID, F.array(*[F.lit(True) for _ in range(n_bags)]).alias("bags")
         )
         dictionary = pairs.select(LEFT_ID, RIGHT_ID, flags.alias("bags")).unionByName(seeds)
