@@ -288,8 +288,10 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> None:
     lines = [
         "# Estimated precision, final matching and the ceiling",
         "",
-        "Made by `python benchmarks/trust.py run` then `python benchmarks/trust.py report` (defaults,",
-        "in process, 15 seeds, split seed 0). P / R / F1 of the final links, seeds excluded; `est` the",
+        "Made by `python benchmarks/trust.py run`, `python benchmarks/trust.py reassess` (the cached",
+        "rounds' links assessed with the current code) and `python benchmarks/trust.py report --cache",
+        "~/.cache/veclink-spark/trust/v2-reassessed` (defaults, in process, 15 seeds, split seed 0). P /",
+        "R / F1 of the final links, seeds excluded; `est` the",
         "run's `estimated_precision`; `0.9` / `0.95`: the links kept at `--min-precision` 0.9 / 0.95",
         "(their count, measured precision, and the estimate of the kept set); `rounds` the F1 of the",
         "rounds' links before the final matching; `ceiling` the F1 of an orthogonal map fitted on half",
