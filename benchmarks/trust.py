@@ -3,6 +3,7 @@
 ceiling (issue 28). Three steps; each writes under ``--out-dir`` (default benchmarks/trust):
 
     python benchmarks/trust.py run [--part I --parts N]   # link every cell, cache the runs (slow)
+    python benchmarks/trust.py reassess [--cells C ...]   # assess the cached rounds' links again
     python benchmarks/trust.py report                     # score the cached runs: results + REPORT.md
     python benchmarks/trust.py render                     # REPORT.md and figures from the results only
     python benchmarks/trust.py questions --cells C ...    # a simulated user answers 1-4 x 15 questions
@@ -11,7 +12,11 @@ Cells: the targets grid (2 corpora x 6 encoder pairs x alpha 0.15 / 0.3 x in- / 
 15 seeds, split seed 0) and the negative control (GloVe mean against MiniLM-L6 and mpnet, alpha 0.3;
 ``python benchmarks/negative_control_data.py`` builds its data). A cached run (a pickle under
 ``--cache``, outside the repository) holds the rounds' links, the final links and the summary figures
-of :func:`veclink_spark.trust.assess_links`, exactly as ``link_arrays`` makes them.
+of :func:`veclink_spark.trust.assess_links`, exactly as ``link_arrays`` makes them. ``reassess`` runs
+that last step again with the current code on each cached run's rounds' links (10-200 s a cell, where
+the rounds take 3-25 min) and writes the runs so assessed under ``--into`` (default: the cache's folder
+with ``-reassessed`` appended); ``report --cache`` that folder scores them. It says, per cell, whether
+the links and the estimate changed.
 
 The report gives, per cell: measured P / R / F1 of the final links, the estimated precision, the links
 kept at ``--min-precision`` 0.9 and 0.95 (their measured precision beside the estimate), the rounds'
@@ -129,6 +134,62 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def reassessed_dir(args: argparse.Namespace) -> Path:
+    return args.into or args.cache.with_name(args.cache.name + "-reassessed")
+
+
+def reassess(args: argparse.Namespace) -> int:
+    """Each cached run's rounds' links assessed again with the current code (the rounds are not run):
+    the estimator can be changed and measured on every cell in minutes."""
+    into = reassessed_dir(args)
+    into.mkdir(parents=True, exist_ok=True)
+    for cell in cells():
+        path = args.cache / f"{key(cell)}.pkl"
+        if (args.cells and key(cell) not in args.cells) or not path.exists():
+            continue
+        with open(path, "rb") as f:
+            cached = pickle.load(f)
+        sp = split_of(cell, args.data_dir)
+        cfg = LinkConfig()
+        backend = NumpyBackend(sp.left.ids, sp.left.vectors, sp.right.ids, sp.right.vectors, cfg)
+        t0 = time.time()
+        links, facts, _, questions = assess_links(backend, cached["rounds_anchors"], cfg)
+        out = {**cached, "links": links, "facts": facts, "questions": questions, "t_assess": time.time() - t0}
+        with open(into / path.name, "wb") as f:
+            pickle.dump(out, f)
+        old = cached["links"]
+        same = len(old["left_id"]) == len(links["left_id"]) and all(
+            np.array_equal(np.asarray(old[c]), np.asarray(links[c]))
+            for c in ("left_id", "right_id", "is_seed")
+        )
+        # the largest change of a link's precision_estimate (float round-off: about 1e-16)
+        moved = (
+            float(
+                np.nanmax(
+                    np.abs(np.asarray(old["precision_estimate"]) - links["precision_estimate"]), initial=0.0
+                )
+            )
+            if same
+            else None
+        )
+        print(
+            json.dumps(
+                {
+                    "cell": key(cell),
+                    "seconds": round(out["t_assess"], 1),
+                    "same_links": bool(same),
+                    "precision_estimate_moved": moved,
+                    "estimated_precision": [
+                        cached["facts"]["estimated_precision"],
+                        facts["estimated_precision"],
+                    ],
+                }
+            ),
+            flush=True,
+        )
+    return 0
+
+
 def _truth_set(sp: Split) -> tuple[set[tuple[int, int]], int]:
     truth = {(int(a), int(b)) for (a, b), s in zip(sp.truth.tolist(), sp.truth_is_seed, strict=True) if not s}
     return truth, len(truth)
@@ -227,8 +288,10 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> None:
     lines = [
         "# Estimated precision, final matching and the ceiling",
         "",
-        "Made by `python benchmarks/trust.py run` then `python benchmarks/trust.py report` (defaults,",
-        "in process, 15 seeds, split seed 0). P / R / F1 of the final links, seeds excluded; `est` the",
+        "Made by `python benchmarks/trust.py run`, `python benchmarks/trust.py reassess` (the cached",
+        "rounds' links assessed with the current code) and `python benchmarks/trust.py report --cache",
+        "~/.cache/veclink-spark/trust/v2-reassessed` (defaults, in process, 15 seeds, split seed 0). P /",
+        "R / F1 of the final links, seeds excluded; `est` the",
         "run's `estimated_precision`; `0.9` / `0.95`: the links kept at `--min-precision` 0.9 / 0.95",
         "(their count, measured precision, and the estimate of the kept set); `rounds` the F1 of the",
         "rounds' links before the final matching; `ceiling` the F1 of an orthogonal map fitted on half",
@@ -401,9 +464,10 @@ def questions(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("step", choices=["run", "report", "questions", "render"])
+    ap.add_argument("step", choices=["run", "reassess", "report", "questions", "render"])
     ap.add_argument("--data-dir", type=Path, default=DATA)
     ap.add_argument("--cache", type=Path, default=CACHE)
+    ap.add_argument("--into", type=Path, default=None, help="reassess: where (default: CACHE-reassessed)")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "trust")
     ap.add_argument("--part", type=int, default=0)
     ap.add_argument("--parts", type=int, default=1)
@@ -412,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.step != "render" and not args.data_dir.is_dir():
         ap.error(f"no data folder {args.data_dir}: this benchmark needs ../shared/data")
-    return {"run": run, "report": report, "questions": questions, "render": render}[args.step](args)
+    steps = {"run": run, "reassess": reassess, "report": report, "questions": questions, "render": render}
+    return steps[args.step](args)
 
 
 if __name__ == "__main__":

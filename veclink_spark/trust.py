@@ -217,9 +217,11 @@ def link_precision(
     pos = np.where(inside, pl, -1)
     if basis.core is None:
         est = estimate_precision(rows.left, rows.right, pl[inside], pr[inside], seeds[inside])
-        lfdr, score = np.full(len(ll), np.nan), np.full(len(ll), np.nan)
-        lfdr[inside], score[inside] = est.lfdr, est.score
-        return replace(est, lfdr=lfdr, score=score, precision=prefix_precision(score, lfdr)), pos
+        lfdr, score, first = (np.full(len(ll), np.nan) for _ in range(3))
+        lfdr[inside], score[inside], first[inside] = est.lfdr, est.score, est.first_lfdr
+        return replace(
+            est, lfdr=lfdr, score=score, precision=prefix_precision(score, lfdr), first_lfdr=first
+        ), pos
     core_l, core_r = basis.core
     counted = basis.counted(anchors)
     est = estimate_precision(
@@ -239,6 +241,7 @@ def link_precision(
     est = replace(
         est,
         lfdr=lfdr,
+        first_lfdr=lfdr,  # the links outside the regions have no first fit of their own
         score=score,
         precision=prefix_precision(score, lfdr),
         estimated_precision=float(1.0 - known.mean()) if len(known) else None,
