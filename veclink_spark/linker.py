@@ -177,7 +177,7 @@ class Linker:
                 means=(left_mean, right_mean),
             )
         finally:
-            backend.clear_label()
+            backend.release()
             left_df.unpersist()
             right_df.unpersist()
         model, summary, questions = out.model, out.summary, out.questions
