@@ -225,7 +225,11 @@ def _combine(lf_left: np.ndarray, lf_right: np.ndarray) -> np.ndarray:
 
 
 def _right_null_lfdr(
-    s: np.ndarray, lfdr: np.ndarray, knocked_link: np.ndarray, sides: list[list[np.ndarray]]
+    s: np.ndarray,
+    lfdr: np.ndarray,
+    knocked_link: np.ndarray,
+    left: tuple[np.ndarray, np.ndarray, np.ndarray],
+    right: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> np.ndarray:
     """The links' lfdr with each knock-out's score counted by the chance its link is right (``1 -
     lfdr``, fitted again from the lfdr so obtained, :data:`NULL_FITS` times at most).
@@ -234,18 +238,16 @@ def _right_null_lfdr(
     removes a row that is not the partner and leaves the row's second choice, which scores lower than
     a row without partner does; where many links are wrong (a low-precision run, or the low end of a
     final matching) the null so drawn is too light at high scores and the lfdr too low (Debian mpnet
-    / MiniLM-L6, alpha 0.15: its final links estimated 0.884, measured 0.819). ``sides``: as
-    :func:`estimate_precision` collects them; ``knocked_link``: each knock-out's link (a position in
-    ``s``)."""
-    match_l, weight_l, knocked_l = (np.concatenate(v) for v in sides[:3])
-    match_r, weight_r, knocked_r = (np.concatenate(v) for v in sides[3:])
+    / MiniLM-L6, alpha 0.15: its final links estimated 0.884, measured 0.819). ``left`` / ``right``:
+    each side's (match, weight, knocked) arrays, as :func:`estimate_precision` gives them to
+    :func:`_lfdr`; ``knocked_link``: each knock-out's link (a position in ``s``)."""
     out = lfdr
     for _ in range(NULL_FITS):
-        right = 1.0 - out[knocked_link]
-        if right.sum() < 1.0:  # not one right link among them: nothing to count the knock-outs by
+        chance = 1.0 - out[knocked_link]
+        if chance.sum() < 1.0:  # not one right link among them: nothing to count the knock-outs by
             break
-        iso_l = _lfdr(match_l, weight_l, knocked_l, right)[0]
-        iso_r = _lfdr(match_r, weight_r, knocked_r, right)[0]
+        iso_l = _lfdr(*left, chance)[0]
+        iso_r = _lfdr(*right, chance)[0]
         out, before = _combine(_predict(iso_l, s), _predict(iso_r, s)), out
         if np.max(np.abs(out - before)) < NULL_TOLERANCE:
             break
@@ -328,7 +330,13 @@ def estimate_precision(
     iso_r, none_r, rate_r = _lfdr(match_r, weight_r, knocked_r)
     first = _combine(_predict(iso_l, s), _predict(iso_r, s))
     # each knock-out's link, as a position in s (the knock-outs are in fold order)
-    lf = np.maximum(first, _right_null_lfdr(s, first, np.argsort(fold[found], kind="stable"), sides))
+    knocked_link = np.argsort(fold[found], kind="stable")
+    lf = np.maximum(
+        first,
+        _right_null_lfdr(
+            s, first, knocked_link, (match_l, weight_l, knocked_l), (match_r, weight_r, knocked_r)
+        ),
+    )
     lfdr_all, first_all = nan.copy(), nan.copy()
     lfdr_all[found], first_all[found] = lf, first
     est = PrecisionEstimate(
