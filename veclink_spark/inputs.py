@@ -682,13 +682,14 @@ def _unit_vectors(df: DataFrame, id_type: str) -> DataFrame:
 _BATCH_COUNTS = ("nonnull_vectors", "null_elements", "nonfinite", "zero")
 
 
-def _vector_batches(df: DataFrame, vector: Column) -> DataFrame:
+def _vector_batches(df: DataFrame, vector: Column, unit_sums: bool) -> DataFrame:
     """One row per Arrow batch of ``vector``: its partition and place (``part``, ``batch``), the
     counts of :data:`_BATCH_COUNTS` (non-null vectors; rows with a null element, a NaN or infinite
     element, or only zeros (or empty)), the vectors' smallest and largest size (``min_dim``,
     ``max_dim``), and ``unit_sum``: the sum of the batch's vectors normalised as the job standardises
     them (:func:`_unit_rows`, then float64 unit rows as :func:`stages.signatures.batch_vectors` reads
-    them), null unless every vector of the batch is non-null, of one size and without null elements.
+    them), null unless every vector of the batch is non-null, of one size and without null elements,
+    or unless ``unit_sums`` (tables centred on other means, as a model's new rows, skip that work).
 
     Computed with numpy on whole Arrow batches on executors (see :func:`_unit_vectors` for why not SQL).
     The unit sums make validation also the centring's pass: the table's mean is their sum in the
@@ -718,7 +719,7 @@ def _vector_batches(df: DataFrame, vector: Column) -> DataFrame:
             low, high = pc.min(lengths).as_py(), pc.max(lengths).as_py()
             nonfinite = rows(~null & ~np.isfinite(x))
             unit_sum = None
-            if valid.all() and low == high and not (null_elements.any() or nonfinite.any()):
+            if unit_sums and valid.all() and low == high and not (null_elements.any() or nonfinite.any()):
                 units = normalise_rows(_unit_rows(x.reshape(n, low)).astype(np.float64))
                 unit_sum = units.sum(axis=0).tolist()
             counts = [int(valid.sum()), int(null_elements.sum()), int(nonfinite.sum()), int(zero.sum())]
@@ -922,15 +923,16 @@ class _Stats:
         return None if total is None else table_mean(total, int(self.values[f"{table}:rows"] or 0))
 
 
-def _aggregate_stats(tables: dict[str, _EmbeddingTable], extra: list[DataFrame]) -> _Stats:
+def _aggregate_stats(tables: dict[str, _EmbeddingTable], extra: list[DataFrame], unit_sums: bool) -> _Stats:
     """Every table's aggregates (and the ``extra`` (key, value) parts) fetched by one action: the
     one-row aggregates as (key, value) rows, and the per-batch rows of :func:`_vector_batches` (one per
-    Arrow batch: a few hundred rows at a million), added up here."""
+    Arrow batch: a few hundred rows at a million), added up here; the unit vectors' sums only with
+    ``unit_sums``."""
     parts: list[DataFrame] = []
     for t in tables.values():
         parts += [_one_row_as_pairs(agg, t.name) for agg in _embedding_aggregates(t)]
         if t.vec_field is not None:
-            batches = _vector_batches(t.df, _quoted(t.vec_field.name))
+            batches = _vector_batches(t.df, _quoted(t.vec_field.name), unit_sums)
             parts.append(batches.select(F.lit(f"{t.name}:batch").alias("key"), "*"))
     union = parts[0]
     for part in parts[1:] + extra:
@@ -942,15 +944,15 @@ def _aggregate_stats(tables: dict[str, _EmbeddingTable], extra: list[DataFrame])
             by_table.setdefault(row["key"][: -len(":batch")], []).append(row)
         else:
             values[row["key"]] = row["value"]
-    unit_sums: dict[str, np.ndarray | None] = {}
+    sums: dict[str, np.ndarray | None] = {}
     for name, rows in by_table.items():
         for col in _BATCH_COUNTS:
             values[f"{name}:{col}"] = sum(int(r[col]) for r in rows)
         dims = [r[c] for r in rows for c in ("min_dim", "max_dim") if r[c] is not None]
         values[f"{name}:min_dim"] = min(dims, default=None)
         values[f"{name}:max_dim"] = max(dims, default=None)
-        unit_sums[name] = _added(sorted(rows, key=lambda r: (r["part"], r["batch"])))
-    return _Stats(values, unit_sums)
+        sums[name] = _added(sorted(rows, key=lambda r: (r["part"], r["batch"])))
+    return _Stats(values, sums)
 
 
 def _added(rows: list[Any]) -> np.ndarray | None:
@@ -1207,7 +1209,7 @@ def validate(
             seed_fields[side] = field
 
     seed_parts, sides, seed_type_problems = _seed_aggregates(seeds, seed_fields, tables)
-    stats = _aggregate_stats(tables, seed_parts)
+    stats = _aggregate_stats(tables, seed_parts, unit_sums=True)
 
     left_problems, dim_left = _embedding_findings(tables["left"], stats)
     right_problems, dim_right = _embedding_findings(tables["right"], stats)
@@ -1327,7 +1329,7 @@ def load_tables(
         }
     )
     check_row_groups(spark, {role: (location, [i, v]) for role, (location, i, v) in tables.items()})
-    stats = _aggregate_stats(found, [])
+    stats = _aggregate_stats(found, [], unit_sums=False)
     dims: dict[str, int | None] = {}
     for role, table in found.items():
         table_problems, dims[role] = _embedding_findings(table, stats)
