@@ -4,9 +4,13 @@ A pair of :func:`veclink_spark.synthetic.write_scale_pair` with many clusters (d
 from anywhere or from a few clusters only (``--seed-clusters``), linked in process with the defaults
 (``link_arrays``) or with config overrides (``--set section.field=value``); scored against the truth
 and against the ceiling (:mod:`benchmarks.harness.ceiling`, whole tables in memory: up to about 30,000
-rows a side). Data is cached under ``~/.cache/veclink-spark/density/``.
+rows a side; beyond, exact faiss searches). ``--engine spark`` runs ``jobs/link.py`` as a user
+would (defaults, local[*]; its work folder beside the data) instead of ``link_arrays``: the in-process
+engine holds both tables and more on the driver, too much at 200,000 rows a side. Data is cached under
+``~/.cache/veclink-spark/density/``.
 
     python benchmarks/density.py run --rows 20000 [--seed-clusters 3] [--set scale.fit_rows=20000]
+    python benchmarks/density.py run --rows 200000 --engine spark   # jobs/link.py, defaults, local[*]
     python benchmarks/density.py report      # writes benchmarks/density/REPORT.md
 """
 
@@ -15,11 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,19 +58,38 @@ def data(rows: int, clusters: int, seed_clusters: int, seed: int = 0) -> Path:
     return folder
 
 
+def _spark(folder: Path) -> tuple[pd.DataFrame, dict, float]:
+    """``jobs/link.py`` on the pair (scale benchmark's command, run id ``scale``): (links, summary, s)."""
+    from benchmarks.scale import _dump_links, _run, _spark_command
+
+    out = folder / "spark-run"
+    shutil.rmtree(out, ignore_errors=True)
+    code, seconds, _ = _run(_spark_command(folder, out), folder / "spark-run.log")
+    if code != 0:
+        raise SystemExit(f"jobs/link.py exited {code}: see {folder / 'spark-run.log'}")
+    _dump_links(out, folder / "spark-links.parquet")
+    summary = json.loads((out / "summary.json").read_text())
+    return pd.read_parquet(folder / "spark-links.parquet"), summary, seconds
+
+
 def run(args: argparse.Namespace) -> int:
     folder = data(args.rows, args.clusters, args.seed_clusters)
-    li, lv = _table(folder, "left")
-    ri, rv = _table(folder, "right")
     seeds = pq.read_table(folder / "seeds.parquet").to_pandas()
     truth = pq.read_table(folder / "truth.parquet").to_pandas()
     overrides = config_overrides(args.set)
-    cfg = LinkConfig.from_dict(overrides)
-    t0 = time.time()
-    links, summary = link_arrays(
-        li, lv, ri, rv, seeds["left_id"].to_numpy(), seeds["right_id"].to_numpy(), cfg
-    )
-    seconds = time.time() - t0
+    if args.engine == "spark":
+        if overrides:
+            raise SystemExit("--set applies to the in-process engine only")
+        links, summary, seconds = _spark(folder)  # before the tables are read here: memory
+    li, lv = _table(folder, "left")
+    ri, rv = _table(folder, "right")
+    if args.engine != "spark":
+        cfg = LinkConfig.from_dict(overrides)
+        t0 = time.time()
+        links, summary = link_arrays(
+            li, lv, ri, rv, seeds["left_id"].to_numpy(), seeds["right_id"].to_numpy(), cfg
+        )
+        seconds = time.time() - t0
     got = score_links(links, truth, seeds)  # seed pairs excluded
     p, r = got["precision"], got["recall"]
     rec = {
@@ -72,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         "clusters": args.clusters,
         "seeds": f"{args.seed_clusters} clusters" if args.seed_clusters else "anywhere",
         "overrides": overrides,
+        "engine": args.engine,
         "code": code_version(),  # the commit measured
         "seconds": round(seconds, 1),
         "links": got["n_links"],
@@ -104,8 +130,9 @@ def report(args: argparse.Namespace) -> int:
     lines = [
         "# Dense, clustered synthetic pairs against their ceiling",
         "",
-        "Made by `python benchmarks/density.py run ...` (one line per run, in process) and "
-        "`python benchmarks/density.py report`. Pairs of `veclink_spark.synthetic.write_scale_pair` "
+        "Made by `python benchmarks/density.py run ...` (one line per run, in process or, with "
+        "`--engine spark`, by `jobs/link.py`) and `python benchmarks/density.py report`. Pairs of "
+        "`veclink_spark.synthetic.write_scale_pair` "
         "(768-d left, 384-d right, alpha 0.3, 15 seeds), with `clusters` latent clusters; seeds from "
         "anywhere or from a few clusters only. Ceiling: benchmarks/harness/ceiling.py (an orthogonal map "
         "fitted on half of the true pairs, CSLS mutual nearest neighbours, the best cut chosen with the "
@@ -118,6 +145,8 @@ def report(args: argparse.Namespace) -> int:
         ceil = ceilings.get((r["rows"], r["clusters"], r["seeds"]))
         gap = "-" if ceil is None else f"{ceil - r['f1']:+.3f}"
         over = json.dumps(r["overrides"]) if r["overrides"] else "defaults"
+        if r.get("engine") == "spark":
+            over = "jobs/link.py"
         lines.append(
             f"| {r['rows']:,} | {r['clusters']} | {r['seeds']} | {over} | {r['precision']:.3f} | "
             f"{r['recall']:.3f} | {r['f1']:.3f} | {r['estimated_precision']} | "
@@ -135,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clusters", type=int, default=300)
     ap.add_argument("--seed-clusters", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], help="config override, section.field=value")
+    ap.add_argument("--engine", choices=["inprocess", "spark"], default="inprocess")
     ap.add_argument("--no-ceiling", dest="ceiling", action="store_false")
     args = ap.parse_args(argv)
     return {"run": run, "report": report}[args.step](args)
