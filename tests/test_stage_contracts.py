@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from veclink_spark.backends.in_process import mutual_nearest, rescored
+from veclink_spark.backends.in_process import crowded_mutual_nearest, mutual_nearest, rescored
 from veclink_spark.kernels.centre import normalise_rows
 from veclink_spark.kernels.maps import csls_block
 from veclink_spark.stages import candidates, evidence, mutual_nn
@@ -110,6 +110,52 @@ def test_rescored_mutual_pairs_equal_the_reference(spark) -> None:
     # Where a row's largest r is another block's, the pair scores lower than in its own block.
     plain = mutual_nearest(best)[key + ["sim"]].merge(w, on=key, suffixes=("_block", ""))
     assert (plain["sim"] <= plain["sim_block"]).all() and (plain["sim"] < plain["sim_block"]).any()
+
+
+def test_crowded_choice_across_blocks_equals_the_reference(spark) -> None:
+    # The rows of the test above, each row's match across its blocks chosen by CSLS with its largest r:
+    # the same pairs and the same bits in SQL as in numpy.
+    rng = np.random.default_rng(8)
+    left = normalise_rows(rng.normal(size=(30, 5))).astype(np.float32)
+    right = normalise_rows(rng.normal(size=(25, 5))).astype(np.float32)
+    lkey = [i % 3 for i in range(30)] + [(i + 1) % 3 for i in range(30)]
+    rkey = [i % 3 for i in range(25)] + [(i + 2) % 3 for i in range(25)]
+    lids, rids = [2**60 + i for i in range(30)], [7 * i for i in range(25)]
+    ls = _sig_rows(spark, [0] * 60, lkey, lids * 2, np.vstack([left, left]))
+    rs = _sig_rows(spark, [0] * 50, rkey, rids * 2, np.vstack([right, right]))
+    best_sdf = candidates.csls_best(ls, rs, k=3, max_block_size=100)
+    got = mutual_nn.mutual_nearest_pairs(best_sdf, rescore=True, crowded=True).toPandas()
+    want = crowded_mutual_nearest(best_sdf.toPandas())
+    key = ["view", "left_id", "right_id"]
+    assert len(want) >= 5
+    g, w = got.sort_values(key).reset_index(drop=True), want.sort_values(key).reset_index(drop=True)
+    assert g[key].values.tolist() == w[key].values.tolist()
+    assert g["sim"].tolist() == w["sim"].tolist()  # bit for bit
+
+
+def test_a_far_block_does_not_win_by_its_low_r(spark) -> None:
+    # Left 1 sits in its own block 0 (right 10 at cos 0.9, a crowded neighbourhood: r 0.875) and probes
+    # block 1 far away (right 20 at cos 0.6, sparse: r 0.35). By each block's own CSLS the far pair
+    # scores 0.55 against 0.045 and wins; with each row's largest r, 0.025 against 0.045: right 10.
+    best = pd.DataFrame(
+        {
+            "view": [0, 0, 0, 0],
+            "left_id": [1, 1, 1, 1],
+            "right_id": [10, 20, 10, 20],
+            "sim": [0.045, 0.55, 0.045, 0.55],
+            "dir": ["L", "L", "R", "R"],
+            "r": [0.875, 0.35, 0.88, 0.3],
+            "cos": [0.9, 0.6, 0.9, 0.6],
+        }
+    )
+    key = ["view", "left_id", "right_id"]
+    assert rescored(best, mutual_nearest(best))[key].values.tolist() == [[0, 1, 20]]
+    want = crowded_mutual_nearest(best)
+    assert want[key].values.tolist() == [[0, 1, 10]]
+    assert want["sim"].tolist() == [0.045]
+    schema = "view int, left_id bigint, right_id bigint, sim double, dir string, r double, cos double"
+    got = mutual_nn.mutual_nearest_pairs(spark.createDataFrame(best, schema), rescore=True, crowded=True)
+    assert got.toPandas()[key + ["sim"]].values.tolist() == [[0, 1, 10, 0.045]]
 
 
 def test_votes_accumulate_and_eligibility(spark) -> None:

@@ -471,6 +471,7 @@ def _refine_round(
         keep=keep,
         salt=salt,
         probes=cfg.scale.probes if extending else FIT_CELL_PROBES,
+        crowded=extending,
     )
     return RoundPlan(votes, m, floor, branch, keep=keep, union=stage == "polish" and union)
 

@@ -72,6 +72,33 @@ def rescored(best: pd.DataFrame, mnn: pd.DataFrame) -> pd.DataFrame:
     return m[["view", "left_id", "right_id", "sim"]]
 
 
+def crowded_mutual_nearest(best: pd.DataFrame) -> pd.DataFrame:
+    """Per-view mutual nearest neighbours of a refine round's block best matches (with r and cos), each
+    row's match across its blocks chosen by CSLS with each row's largest r over its blocks of the view
+    (:func:`veclink_spark.kernels.maps.csls_score`), the score the mutual pair then carries. As
+    :func:`veclink_spark.stages.mutual_nn.mutual_nearest_pairs` with ``crowded``.
+
+    Why not each block's own CSLS (:func:`mutual_nearest` then :func:`rescored`): a block's r is the mean
+    of a row's best similarities in that block, low in a block far from the row's own neighbourhood,
+    so the same cosine scores higher there and the row's far blocks win. With CSLS over a row's every
+    block, r must be one number per row; the largest over its blocks is the one its most crowded block
+    gives (:func:`~veclink_spark.kernels.maps.csls_score`). Measured on a clustered synthetic pair
+    (20,000 rows a side, 300 clusters, 20 cells, 3 probes; one map fitted on a run's 11,275 links;
+    scratch numpy): block CSLS gave 10,693 mutual pairs at P 0.713, R 0.838; the largest r 12,123 at
+    P 0.746, R 0.993, where the exact CSLS over the whole tables gives 12,126 at P 0.746, R 0.994.
+    Rows whose partner has no r in the view (every pair of the block dropped by ``keep``) are left out.
+    """
+    if best.empty:
+        return best[["view", "left_id", "right_id", "sim"]]
+    r_left = best[best["dir"] == "L"].groupby(["view", "left_id"], sort=False)["r"].max()
+    r_right = best[best["dir"] == "R"].groupby(["view", "right_id"], sort=False)["r"].max()
+    b = best.drop(columns=["sim", "r"])
+    b = b.merge(r_left.rename("r_left").reset_index(), on=["view", "left_id"])
+    b = b.merge(r_right.rename("r_right").reset_index(), on=["view", "right_id"])
+    b["sim"] = csls_score(b["cos"].to_numpy(), b["r_left"].to_numpy(), b["r_right"].to_numpy())
+    return mutual_nearest(b)[["view", "left_id", "right_id", "sim"]]
+
+
 class NumpyBackend:
     """Holds both tables in memory and computes a round's votes with the shared kernels."""
 
@@ -159,6 +186,7 @@ class NumpyBackend:
         keep: float = 1.0,
         salt: int = 0,
         probes: int = 1,
+        crowded: bool = False,
     ) -> RoundVotes:
         self._round_no = round_no
         rl = refine_signature_rows(self.left, maps, centroids, probes=probes)
@@ -173,6 +201,7 @@ class NumpyBackend:
             csls_k=CSLS_K,
             keep=keep,
             salt=salt,
+            crowded=crowded,
         )
 
     def distribution_votes(
@@ -298,6 +327,7 @@ class NumpyBackend:
         csls_k: int | None = None,
         keep: float = 1.0,
         salt: int = 0,
+        crowded: bool = False,
     ) -> RoundVotes:
         cap = MAX_BLOCK_SIZE
         lids, rids = self.left_ids[rl.row], self.right_ids[rr.row]
@@ -333,9 +363,12 @@ class NumpyBackend:
             parts.append(pd.DataFrame(rpart))
         columns = ["view", "left_id", "right_id", "sim", "dir"] + (["r", "cos"] if csls_k is not None else [])
         best = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-        mnn = mutual_nearest(best)
-        if csls_k is not None:
-            mnn = rescored(best, mnn)
+        if csls_k is not None and crowded:
+            mnn = crowded_mutual_nearest(best)
+        else:
+            mnn = mutual_nearest(best)
+            if csls_k is not None:
+                mnn = rescored(best, mnn)
         rv = (
             mnn.groupby(["left_id", "right_id"], sort=False)
             .agg(round_votes=("view", "size"), sim=("sim", "max"))

@@ -295,6 +295,7 @@ class SparkBackend:
         keep: float = 1.0,
         salt: int = 0,
         probes: int = 1,
+        crowded: bool = False,
     ) -> RoundVotes:
         return self._mapped_votes(
             self.left,
@@ -308,6 +309,7 @@ class SparkBackend:
             keep,
             salt,
             probes,
+            crowded,
         )
 
     def distribution_votes(
@@ -362,6 +364,7 @@ class SparkBackend:
         keep: float,
         salt: int,
         probes: int,
+        crowded: bool = False,
     ) -> RoundVotes:
         """CSLS mutual nearest neighbours of ``left`` mapped by each of ``maps`` and ``right``, blocked:
         one co-group of the two sides' rows per round (:func:`stages.candidates.csls_best`)."""
@@ -377,6 +380,7 @@ class SparkBackend:
             exclude_right,
             phase_start,
             rescore=True,
+            crowded=crowded,
         )
         if keep < 1.0:
             # The take-off's progress measure (kernels.maps.take_off_objective), needed only in the dropout
@@ -401,8 +405,9 @@ class SparkBackend:
         exclude_right: np.ndarray,
         phase_start: bool,
         rescore: bool = False,
+        crowded: bool = False,
     ) -> RoundVotes:
-        mnn = mutual_nn.mutual_nearest_pairs(best, rescore=rescore)
+        mnn = mutual_nn.mutual_nearest_pairs(best, rescore=rescore, crowded=crowded)
         votes = evidence.round_votes(mnn)
         previous = None
         if not phase_start:

@@ -13,14 +13,32 @@ from ..constants import LEFT_ID, RIGHT_ID, SIM, VIEW
 from ..kernels.centre import SIM_DECIMALS
 
 
-def mutual_nearest_pairs(best: DataFrame, rescore: bool = False) -> DataFrame:
+def _csls(cos: Column, r_left: Column, r_right: Column) -> Column:
+    """:func:`veclink_spark.kernels.maps.csls_score` in SQL: the same double operations and rounding."""
+    scale = float(10**SIM_DECIMALS)
+    return F.rint(((F.lit(2.0) * cos - r_left) - r_right) * F.lit(scale)) / F.lit(scale)
+
+
+def mutual_nearest_pairs(best: DataFrame, rescore: bool = False, crowded: bool = False) -> DataFrame:
     """Rows (view, left_id, right_id, sim) of the per-view mutual nearest neighbours.
 
     ``rescore`` (a refine round's :func:`veclink_spark.stages.candidates.csls_best` rows, with r and
     cos): a pair's sim is its CSLS with each row's largest r over its blocks of the view
-    (:func:`veclink_spark.kernels.maps.csls_score`, the same double operations and rounding in SQL), as
-    :func:`veclink_spark.backends.in_process.rescored`.
+    (:func:`veclink_spark.kernels.maps.csls_score`), as :func:`veclink_spark.backends.in_process.rescored`.
+    ``crowded`` (with ``rescore``): each row's match across its blocks is chosen by that score too, as
+    :func:`veclink_spark.backends.in_process.crowded_mutual_nearest` (where the reason is).
     """
+    if rescore and crowded:
+        is_l, is_r = F.col("dir") == "L", F.col("dir") == "R"
+        rl = best.filter(is_l).groupBy(VIEW, LEFT_ID).agg(F.max("r").alias("_rl"))
+        rr = best.filter(is_r).groupBy(VIEW, RIGHT_ID).agg(F.max("r").alias("_rr"))
+        scored = (
+            best.drop(SIM)
+            .join(rl, [VIEW, LEFT_ID])
+            .join(rr, [VIEW, RIGHT_ID])
+            .withColumn(SIM, _csls(F.col("cos"), F.col("_rl"), F.col("_rr")))
+        )
+        return mutual_nearest_pairs(scored.select(VIEW, LEFT_ID, RIGHT_ID, SIM, "dir"))
     wl = Window.partitionBy(VIEW, LEFT_ID).orderBy(F.col(SIM).desc(), F.col(RIGHT_ID).asc())
     wr = Window.partitionBy(VIEW, RIGHT_ID).orderBy(F.col(SIM).desc(), F.col(LEFT_ID).asc())
     extra_l: list[Column] = []
@@ -43,6 +61,4 @@ def mutual_nearest_pairs(best: DataFrame, rescore: bool = False) -> DataFrame:
     pairs = lb.join(rb, [VIEW, LEFT_ID, RIGHT_ID])
     if not rescore:
         return pairs
-    scale = float(10**SIM_DECIMALS)
-    csls = (F.lit(2.0) * F.col("cos") - F.col("_rl")) - F.col("_rr")
-    return pairs.select(VIEW, LEFT_ID, RIGHT_ID, (F.rint(csls * F.lit(scale)) / F.lit(scale)).alias(SIM))
+    return pairs.select(VIEW, LEFT_ID, RIGHT_ID, _csls(F.col("cos"), F.col("_rl"), F.col("_rr")).alias(SIM))
