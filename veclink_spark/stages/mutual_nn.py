@@ -1,7 +1,8 @@
 """Mutual-nearest-neighbour stage: per view, pairs that are each other's best match.
 
 A vector sits in several blocks (its ``probes`` keys); across them it keeps its highest-similarity
-match, ties going to the smaller id, exactly as :func:`veclink_spark.backends.in_process.mutual_nearest`.
+match, ties going to the smaller id, exactly as :func:`veclink_spark.backends.in_process.mutual_nearest`
+(a full-table round's similarity: CSLS with each row's largest r over its blocks, ``crowded``).
 """
 
 from __future__ import annotations
