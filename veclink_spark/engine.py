@@ -328,14 +328,17 @@ def vote_round(
 
     This is how a fitted model links rows that arrive later (:mod:`veclink_spark.model`): each of the
     ``maps`` (the bagged maps) proposes the CSLS mutual nearest neighbours in its mapped space, blocked by
-    ``cells`` (each row searched in its ``scale.probes`` nearest, as in the full-table rounds); a pair
+    ``cells`` (each row searched in its ``scale.probes`` nearest and its match chosen across them with
+    its largest r, as in the full-table rounds); a pair
     needs :data:`POLISH_MIN_VOTE_FRACTION` of the maps, pairs touching an excluded id (the
     pairs ``exclude_left[i], exclude_right[i]``: links already made) are left out, the rest are promoted
     one-to-one, and a link's probability is the posterior mean of its votes, as in a run's polish round.
     Returns the link table (the columns of a run's anchors, none a seed) and the round's record.
     """
     t0 = time.time()
-    votes = backend.refine_votes(1, maps, cells, exclude_left, exclude_right, True, probes=cfg.scale.probes)
+    votes = backend.refine_votes(
+        1, maps, cells, exclude_left, exclude_right, True, probes=cfg.scale.probes, crowded=True
+    )
     plan = RoundPlan(votes, len(maps), POLISH_MIN_VOTE_FRACTION, "procrustes/new-rows")
     state = RunState(phase="refine", stage="polish")
     empty = _anchor_table([], [], [], [], [], [], [], [])
