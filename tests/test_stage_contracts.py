@@ -87,9 +87,8 @@ def test_mutual_nearest_pairs_equal_the_reference_with_ties(spark) -> None:
     assert want.sort_values(key)[key].values.tolist() == [[0, 1, 10], [1, 1, 10]]
 
 
-def test_rescored_mutual_pairs_equal_the_reference(spark) -> None:
-    # Rows of a refine round whose rows sit in two overlapping cells each (probes 2): a mutual pair is
-    # scored with each row's largest r over its blocks, the same bits in SQL as in numpy.
+def _two_probe_best(spark):
+    """A refine round's block best rows (csls_best, k 3) of random rows in two overlapping cells each."""
     rng = np.random.default_rng(8)
     left = normalise_rows(rng.normal(size=(30, 5))).astype(np.float32)
     right = normalise_rows(rng.normal(size=(25, 5))).astype(np.float32)
@@ -98,7 +97,13 @@ def test_rescored_mutual_pairs_equal_the_reference(spark) -> None:
     lids, rids = [2**60 + i for i in range(30)], [7 * i for i in range(25)]
     ls = _sig_rows(spark, [0] * 60, lkey, lids * 2, np.vstack([left, left]))
     rs = _sig_rows(spark, [0] * 50, rkey, rids * 2, np.vstack([right, right]))
-    best_sdf = candidates.csls_best(ls, rs, k=3, max_block_size=100)
+    return candidates.csls_best(ls, rs, k=3, max_block_size=100)
+
+
+def test_rescored_mutual_pairs_equal_the_reference(spark) -> None:
+    # Rows of a refine round whose rows sit in two overlapping cells each (probes 2): a mutual pair is
+    # scored with each row's largest r over its blocks, the same bits in SQL as in numpy.
+    best_sdf = _two_probe_best(spark)
     got = mutual_nn.mutual_nearest_pairs(best_sdf, rescore=True).toPandas()
     best = best_sdf.toPandas()
     want = rescored(best, mutual_nearest(best))
@@ -115,15 +120,7 @@ def test_rescored_mutual_pairs_equal_the_reference(spark) -> None:
 def test_crowded_choice_across_blocks_equals_the_reference(spark) -> None:
     # The rows of the test above, each row's match across its blocks chosen by CSLS with its largest r:
     # the same pairs and the same bits in SQL as in numpy.
-    rng = np.random.default_rng(8)
-    left = normalise_rows(rng.normal(size=(30, 5))).astype(np.float32)
-    right = normalise_rows(rng.normal(size=(25, 5))).astype(np.float32)
-    lkey = [i % 3 for i in range(30)] + [(i + 1) % 3 for i in range(30)]
-    rkey = [i % 3 for i in range(25)] + [(i + 2) % 3 for i in range(25)]
-    lids, rids = [2**60 + i for i in range(30)], [7 * i for i in range(25)]
-    ls = _sig_rows(spark, [0] * 60, lkey, lids * 2, np.vstack([left, left]))
-    rs = _sig_rows(spark, [0] * 50, rkey, rids * 2, np.vstack([right, right]))
-    best_sdf = candidates.csls_best(ls, rs, k=3, max_block_size=100)
+    best_sdf = _two_probe_best(spark)
     got = mutual_nn.mutual_nearest_pairs(best_sdf, rescore=True, crowded=True).toPandas()
     want = crowded_mutual_nearest(best_sdf.toPandas())
     key = ["view", "left_id", "right_id"]
