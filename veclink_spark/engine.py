@@ -336,9 +336,7 @@ def vote_round(
     Returns the link table (the columns of a run's anchors, none a seed) and the round's record.
     """
     t0 = time.time()
-    votes = backend.refine_votes(
-        1, maps, cells, exclude_left, exclude_right, True, probes=cfg.scale.probes, crowded=True
-    )
+    votes = backend.refine_votes(1, maps, cells, exclude_left, exclude_right, True, probes=cfg.scale.probes)
     plan = RoundPlan(votes, len(maps), POLISH_MIN_VOTE_FRACTION, "procrustes/new-rows")
     state = RunState(phase="refine", stage="polish")
     empty = _anchor_table([], [], [], [], [], [], [], [])
@@ -474,7 +472,6 @@ def _refine_round(
         keep=keep,
         salt=salt,
         probes=cfg.scale.probes if extending else FIT_CELL_PROBES,
-        crowded=extending,
     )
     return RoundPlan(votes, m, floor, branch, keep=keep, union=stage == "polish" and union)
 

@@ -72,7 +72,6 @@ class Backend(Protocol):
         keep: float = 1.0,
         salt: int = 0,
         probes: int = 1,
-        crowded: bool = False,
     ) -> RoundVotes:
         """Compute the round's bagged-map votes, add them to the phase's cumulative votes; each row is
         searched in its ``probes`` nearest cells of ``centroids``.
@@ -80,9 +79,8 @@ class Backend(Protocol):
         ``keep`` < 1: each pair competes for a best match only if ``kernels.maps.keep_mask(.., keep, salt)``
         keeps it (stochastic dictionary induction).
 
-        ``crowded``: a row's match across its blocks is the block best of highest CSLS with each row's
-        largest r over its blocks (:func:`veclink_spark.backends.in_process.crowded_mutual_nearest`);
-        False: of highest block CSLS (each block's own r).
+        A row's match across its blocks is its block best of highest CSLS with each row's largest r over
+        its blocks (:func:`veclink_spark.backends.in_process.crowded_mutual_nearest`).
         """
         ...
 

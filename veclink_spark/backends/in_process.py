@@ -186,7 +186,6 @@ class NumpyBackend:
         keep: float = 1.0,
         salt: int = 0,
         probes: int = 1,
-        crowded: bool = False,
     ) -> RoundVotes:
         self._round_no = round_no
         rl = refine_signature_rows(self.left, maps, centroids, probes=probes)
@@ -201,7 +200,7 @@ class NumpyBackend:
             csls_k=CSLS_K,
             keep=keep,
             salt=salt,
-            crowded=crowded,
+            crowded=True,
         )
 
     def distribution_votes(
@@ -329,6 +328,9 @@ class NumpyBackend:
         salt: int = 0,
         crowded: bool = False,
     ) -> RoundVotes:
+        """One round's votes from both sides' signature rows; ``csls_k``: a refine (or distribution)
+        round's CSLS blocks; ``crowded``: each row's match across its blocks by its largest r (the
+        refine rounds; :func:`crowded_mutual_nearest`)."""
         cap = MAX_BLOCK_SIZE
         lids, rids = self.left_ids[rl.row], self.right_ids[rr.row]
         lgroups = pd.DataFrame({"view": rl.view, "key": rl.key}).groupby(["view", "key"], sort=True).indices

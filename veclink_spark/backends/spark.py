@@ -295,7 +295,6 @@ class SparkBackend:
         keep: float = 1.0,
         salt: int = 0,
         probes: int = 1,
-        crowded: bool = False,
     ) -> RoundVotes:
         return self._mapped_votes(
             self.left,
@@ -309,7 +308,7 @@ class SparkBackend:
             keep,
             salt,
             probes,
-            crowded,
+            crowded=True,
         )
 
     def distribution_votes(
@@ -367,7 +366,9 @@ class SparkBackend:
         crowded: bool = False,
     ) -> RoundVotes:
         """CSLS mutual nearest neighbours of ``left`` mapped by each of ``maps`` and ``right``, blocked:
-        one co-group of the two sides' rows per round (:func:`stages.candidates.csls_best`)."""
+        one co-group of the two sides' rows per round (:func:`stages.candidates.csls_best`).
+        ``crowded``: each row's match across its blocks by its largest r (the refine rounds); the
+        distribution round keeps each block's own CSLS, as before the refine rounds changed."""
         ls = signatures.refine_signatures(left, "left", maps, centroids, probes=probes)
         rs = signatures.refine_signatures(right, "right", maps, centroids, probes=probes)
         best = cand_stage.csls_best(ls, rs, CSLS_K, MAX_BLOCK_SIZE, keep, salt).persist()
