@@ -64,12 +64,19 @@ def rescored(best: pd.DataFrame, mnn: pd.DataFrame) -> pd.DataFrame:
     """
     if mnn.empty:
         return mnn[["view", "left_id", "right_id", "sim"]]
+    return _largest_r_scored(mnn.drop(columns=["sim"]), best)[["view", "left_id", "right_id", "sim"]]
+
+
+def _largest_r_scored(pairs: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """``pairs`` (view, left_id, right_id, cos, ...) with ``sim``: each pair's CSLS with each row's
+    largest r over its blocks of the view, read from ``best`` (the rows 'L' for the left rows' r, 'R'
+    for the right rows'); pairs one of whose rows has no r there are left out."""
     r_left = best[best["dir"] == "L"].groupby(["view", "left_id"], sort=False)["r"].max()
     r_right = best[best["dir"] == "R"].groupby(["view", "right_id"], sort=False)["r"].max()
-    m = mnn.merge(r_left.rename("r_left").reset_index(), on=["view", "left_id"])
+    m = pairs.merge(r_left.rename("r_left").reset_index(), on=["view", "left_id"])
     m = m.merge(r_right.rename("r_right").reset_index(), on=["view", "right_id"])
     m["sim"] = csls_score(m["cos"].to_numpy(), m["r_left"].to_numpy(), m["r_right"].to_numpy())
-    return m[["view", "left_id", "right_id", "sim"]]
+    return m
 
 
 def crowded_mutual_nearest(best: pd.DataFrame) -> pd.DataFrame:
@@ -90,13 +97,8 @@ def crowded_mutual_nearest(best: pd.DataFrame) -> pd.DataFrame:
     """
     if best.empty:
         return best[["view", "left_id", "right_id", "sim"]]
-    r_left = best[best["dir"] == "L"].groupby(["view", "left_id"], sort=False)["r"].max()
-    r_right = best[best["dir"] == "R"].groupby(["view", "right_id"], sort=False)["r"].max()
-    b = best.drop(columns=["sim", "r"])
-    b = b.merge(r_left.rename("r_left").reset_index(), on=["view", "left_id"])
-    b = b.merge(r_right.rename("r_right").reset_index(), on=["view", "right_id"])
-    b["sim"] = csls_score(b["cos"].to_numpy(), b["r_left"].to_numpy(), b["r_right"].to_numpy())
-    return mutual_nearest(b)[["view", "left_id", "right_id", "sim"]]
+    scored = _largest_r_scored(best.drop(columns=["sim", "r"]), best)
+    return mutual_nearest(scored)[["view", "left_id", "right_id", "sim"]]
 
 
 class NumpyBackend:

@@ -20,6 +20,17 @@ def _csls(cos: Column, r_left: Column, r_right: Column) -> Column:
     return F.rint(((F.lit(2.0) * cos - r_left) - r_right) * F.lit(scale)) / F.lit(scale)
 
 
+def _largest_r_scored(pairs: DataFrame, best: DataFrame) -> DataFrame:
+    """``pairs`` (view, left_id, right_id, cos, ...) with ``sim``: each pair's CSLS with each row's
+    largest r over its blocks of the view, read from ``best`` (the rows 'L' for the left rows' r, 'R' for
+    the right rows'); pairs one of whose rows has no r there are left out. As
+    :func:`veclink_spark.backends.in_process._largest_r_scored`."""
+    rl = best.filter(F.col("dir") == "L").groupBy(VIEW, LEFT_ID).agg(F.max("r").alias("_rl"))
+    rr = best.filter(F.col("dir") == "R").groupBy(VIEW, RIGHT_ID).agg(F.max("r").alias("_rr"))
+    scored = pairs.join(rl, [VIEW, LEFT_ID]).join(rr, [VIEW, RIGHT_ID])
+    return scored.withColumn(SIM, _csls(F.col("cos"), F.col("_rl"), F.col("_rr")))
+
+
 def mutual_nearest_pairs(best: DataFrame, rescore: bool = False, crowded: bool = False) -> DataFrame:
     """Rows (view, left_id, right_id, sim) of the per-view mutual nearest neighbours.
 
@@ -30,36 +41,30 @@ def mutual_nearest_pairs(best: DataFrame, rescore: bool = False, crowded: bool =
     :func:`veclink_spark.backends.in_process.crowded_mutual_nearest` (where the reason is).
     """
     if rescore and crowded:
-        is_l, is_r = F.col("dir") == "L", F.col("dir") == "R"
-        rl = best.filter(is_l).groupBy(VIEW, LEFT_ID).agg(F.max("r").alias("_rl"))
-        rr = best.filter(is_r).groupBy(VIEW, RIGHT_ID).agg(F.max("r").alias("_rr"))
-        scored = (
-            best.drop(SIM)
-            .join(rl, [VIEW, LEFT_ID])
-            .join(rr, [VIEW, RIGHT_ID])
-            .withColumn(SIM, _csls(F.col("cos"), F.col("_rl"), F.col("_rr")))
-        )
-        return mutual_nearest_pairs(scored.select(VIEW, LEFT_ID, RIGHT_ID, SIM, "dir"))
+        scored = _largest_r_scored(best.drop(SIM), best)
+        return _mutual(scored.select(VIEW, LEFT_ID, RIGHT_ID, SIM, "dir"))
+    if rescore:
+        pairs = _mutual(best, keep_cos=True).drop(SIM)
+        return _largest_r_scored(pairs, best).select(VIEW, LEFT_ID, RIGHT_ID, SIM)
+    return _mutual(best)
+
+
+def _mutual(best: DataFrame, keep_cos: bool = False) -> DataFrame:
+    """Each row's highest-sim match across its blocks (ties: the smaller id), kept where mutual: rows
+    (view, left_id, right_id, sim), and the pair's cos with ``keep_cos``."""
     wl = Window.partitionBy(VIEW, LEFT_ID).orderBy(F.col(SIM).desc(), F.col(RIGHT_ID).asc())
     wr = Window.partitionBy(VIEW, RIGHT_ID).orderBy(F.col(SIM).desc(), F.col(LEFT_ID).asc())
-    extra_l: list[Column] = []
-    extra_r: list[Column] = []
-    if rescore:
-        extra_l = [F.max("r").over(Window.partitionBy(VIEW, LEFT_ID)).alias("_rl"), F.col("cos")]
-        extra_r = [F.max("r").over(Window.partitionBy(VIEW, RIGHT_ID)).alias("_rr")]
+    extra = [F.col("cos")] if keep_cos else []
     lb = (
         best.filter(F.col("dir") == "L")
-        .select(VIEW, LEFT_ID, RIGHT_ID, SIM, F.row_number().over(wl).alias("_rn"), *extra_l)
+        .select(VIEW, LEFT_ID, RIGHT_ID, SIM, F.row_number().over(wl).alias("_rn"), *extra)
         .filter(F.col("_rn") == 1)
         .drop("_rn")
     )
     rb = (
         best.filter(F.col("dir") == "R")
-        .select(VIEW, LEFT_ID, RIGHT_ID, F.row_number().over(wr).alias("_rn"), *extra_r)
+        .select(VIEW, LEFT_ID, RIGHT_ID, F.row_number().over(wr).alias("_rn"))
         .filter(F.col("_rn") == 1)
         .drop("_rn")
     )
-    pairs = lb.join(rb, [VIEW, LEFT_ID, RIGHT_ID])
-    if not rescore:
-        return pairs
-    return pairs.select(VIEW, LEFT_ID, RIGHT_ID, _csls(F.col("cos"), F.col("_rl"), F.col("_rr")).alias(SIM))
+    return lb.join(rb, [VIEW, LEFT_ID, RIGHT_ID])
