@@ -137,25 +137,37 @@ def mutual_nearest_links(
         return empty
     a, b = _unit(xm[keep_l]), _unit(ym[keep_r])
     if csls_k > 0:
-        r_a = _search(b, a, min(csls_k, b.shape[0]))[0].mean(axis=1)  # r_Y(x)
-        r_b = _search(a, b, min(csls_k, a.shape[0]))[0].mean(axis=1)  # r_X(y)
-        # argmax_y CSLS(x, y) = argmax_y <[2x, -1], [y, r_X(y)]>: an exact inner-product search in faiss.
-        a_q = np.hstack([2 * a, -np.ones((a.shape[0], 1), np.float32)])
-        b_q = np.hstack([2 * b, -np.ones((b.shape[0], 1), np.float32)])
-        a_b = np.hstack([a, r_a[:, None].astype(np.float32)])
-        b_b = np.hstack([b, r_b[:, None].astype(np.float32)])
-        _, fwd = _search(b_b, a_q, 1)
-        _, bwd = _search(a_b, b_q, 1)
+        li, ri, score = csls_mutual_search(a, b, csls_k)
     else:
         _, fwd = _search(b, a, 1)
         _, bwd = _search(a, b, 1)
-    fwd, bwd = fwd[:, 0], bwd[:, 0]
-    li = np.flatnonzero(bwd[fwd] == np.arange(a.shape[0]))
-    ri = fwd[li]
-    score = np.einsum("ij,ij->i", a[li], b[ri])
-    if csls_k > 0:
-        score = 2 * score - r_a[li] - r_b[ri]
+        fwd, bwd = fwd[:, 0], bwd[:, 0]
+        li = np.flatnonzero(bwd[fwd] == np.arange(a.shape[0]))
+        ri = fwd[li]
+        score = np.einsum("ij,ij->i", a[li], b[ri])
     return Links(keep_l[li].astype(np.int64), keep_r[ri].astype(np.int64), score.astype(np.float32))
+
+
+def csls_mutual_search(a: np.ndarray, b: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The CSLS mutual nearest neighbours of ``a @ b.T`` (rows as given, not normalised here) without the
+    matrix: (rows of ``a``, their rows of ``b``, CSLS scores), as
+    :func:`veclink_spark.precision.csls_mutual` gives them from the matrix (up to float32 ties). r: the
+    mean of a row's ``k`` best similarities on the other side; argmax_j CSLS(i, j) = argmax_j
+    <[2 a_i, -1], [b_j, r_b(j)]>, one more exact inner-product search per side. faiss rather than a
+    hand-blocked numpy loop: it blocks the product and keeps the top k per row itself."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    r_a = _search(b, a, min(k, b.shape[0]))[0].mean(axis=1)  # r_Y(x)
+    r_b = _search(a, b, min(k, a.shape[0]))[0].mean(axis=1)  # r_X(y)
+    a_q = np.hstack([2 * a, -np.ones((a.shape[0], 1), np.float32)])
+    b_q = np.hstack([2 * b, -np.ones((b.shape[0], 1), np.float32)])
+    _, fwd = _search(np.hstack([b, r_b[:, None].astype(np.float32)]), a_q, 1)
+    _, bwd = _search(np.hstack([a, r_a[:, None].astype(np.float32)]), b_q, 1)
+    fwd, bwd = fwd[:, 0], bwd[:, 0]
+    rows = np.flatnonzero(bwd[fwd] == np.arange(a.shape[0]))
+    cols = fwd[rows]
+    score = 2 * np.einsum("ij,ij->i", a[rows], b[cols]) - r_a[rows] - r_b[cols]
+    return rows, cols, score
 
 
 # ----------------------------------------------------------------------------------------------------

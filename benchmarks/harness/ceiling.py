@@ -8,8 +8,9 @@ in 384-768 dimensions the map interpolates its own training pairs.
 
 Up to :data:`DENSE_CELLS` similarities the CSLS matching is one dense matrix
 (:func:`veclink_spark.precision.csls_mutual`, as the final matching does it); beyond, four exact faiss
-inner-product searches give the same matching without holding the matrix (:func:`csls_mutual_search`):
-at 200,000 rows a side the matrix alone would be 160 GB.
+inner-product searches give the same matching without holding the matrix
+(:func:`benchmarks.harness.baselines.csls_mutual_search`): at 200,000 rows a side the matrix alone would
+be 160 GB.
 """
 
 from __future__ import annotations
@@ -18,35 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness.baselines import _search
+from benchmarks.harness.baselines import csls_mutual_search
 from veclink_spark.kernels.centre import centred_table
 from veclink_spark.kernels.maps import CSLS_K, procrustes_map
 from veclink_spark.precision import csls_mutual
 
 #: Largest left x right similarity matrix matched densely (30,000 a side: 3.6 GB of float32).
 DENSE_CELLS = 30_000 * 30_000
-
-
-def csls_mutual_search(
-    a: np.ndarray, b: np.ndarray, k: int = CSLS_K
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`~veclink_spark.precision.csls_mutual` of ``a @ b.T`` without the matrix: exact faiss
-    searches (flat inner product, so the same pairs up to float32 ties). r: the mean of a row's ``k``
-    best similarities on the other side; argmax_j CSLS(i, j) = argmax_j <[2 a_i, -1], [b_j, r_b(j)]>,
-    one more inner-product search per side. faiss rather than a hand-blocked numpy loop: it blocks
-    the product and keeps the top k per row itself."""
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    b = np.ascontiguousarray(b, dtype=np.float32)
-    r_a = _search(b, a, min(k, len(b)))[0].mean(axis=1)
-    r_b = _search(a, b, min(k, len(a)))[0].mean(axis=1)
-    minus = -np.ones((1, 1), np.float32)
-    _, fwd = _search(np.hstack([b, r_b[:, None]]), np.hstack([2 * a, np.repeat(minus, len(a), 0)]), 1)
-    _, bwd = _search(np.hstack([a, r_a[:, None]]), np.hstack([2 * b, np.repeat(minus, len(b), 0)]), 1)
-    fwd, bwd = fwd[:, 0], bwd[:, 0]
-    rows = np.flatnonzero(bwd[fwd] == np.arange(len(a)))
-    cols = fwd[rows]
-    score = 2.0 * np.einsum("ij,ij->i", a[rows], b[cols]) - r_a[rows] - r_b[cols]
-    return rows, cols, score
 
 
 def ceiling(
@@ -73,7 +52,7 @@ def ceiling(
     if len(keep_l) * len(keep_r) <= DENSE_CELLS:
         rows, cols, score = csls_mutual((x[keep_l] @ w) @ y[keep_r].T)
     else:
-        rows, cols, score = csls_mutual_search(x[keep_l] @ w, y[keep_r])
+        rows, cols, score = csls_mutual_search(x[keep_l] @ w, y[keep_r], CSLS_K)
     ml, mr = keep_l[rows], keep_r[cols]
     partner = dict(zip(truth_left[held].tolist(), truth_right[held].tolist(), strict=True))
     right_pair = np.array([partner.get(a) == b for a, b in zip(ml.tolist(), mr.tolist(), strict=True)])
