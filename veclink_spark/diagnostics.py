@@ -187,11 +187,13 @@ def stall_checks(
     if link_vectors is not None and len(link_vectors[0]) >= 3:
         link_consistency = seed_consistency(link_vectors[0], link_vectors[1])
     churn = float("nan")
-    # The churn of the last self-learning (take-off) round: polish rounds drop links by design.
+    # The churn of the last self-learning (take-off) round: polish rounds drop links by design, and an
+    # extension's last search proposes in more cells than the rounds that settled its map.
     takeoff = [
         h
         for h in history
-        if h.get("phase") in ("refine", "extend") and "polish" not in str(h.get("views_branch"))
+        if h.get("phase") in ("refine", "extend")
+        and not any(s in str(h.get("views_branch")) for s in ("polish", "last-search"))
     ]
     last = takeoff[-1] if takeoff else None
     if last is not None:

@@ -38,8 +38,9 @@ Refine rounds re-derive the link set each round (earlier refine links can be rev
 The ``extend`` phase (:mod:`veclink_spark.extend`) links the full tables after a fit on a sample: its
 fixed pairs are the fitted links (no seed weight, no distribution initialisation, kept share 1 from
 its first round, whose dictionary is the fitted links alone), its rounds search each row in
-``scale.probes`` of the extension's fixed cells, and its take-off ends (settled, or after
-``scale.max_rounds`` rounds) with the mixture cut and no polish.
+:data:`SETTLE_PROBES` of the extension's fixed cells until the take-off settles (or for
+``scale.max_rounds`` rounds), then one last round searches each row in ``scale.probes`` cells, and its
+links end the run, with the mixture cut and no polish.
 
 Shape of a round (:func:`run_rounds`): the phase's round function (:func:`_geh_round` or
 :func:`_refine_round`) asks the backend for the round's votes (a :class:`RoundPlan`), :func:`_promote`
@@ -132,6 +133,13 @@ STABLE_FRACTION = 0.01
 #: a block's dense score matrices are block_rows^2 floats per side. The full-table rounds use
 #: ``scale.block_rows``.
 FIT_BLOCK_ROWS = 8000
+#: Cells each row of an extension's rounds is searched in while its map settles; its last round uses
+#: ``scale.probes``. A map fitted on the pairs found within one cell is as good as one fitted on those
+#: found across three (thousands of pairs either way), and a one-probe round is about a ninth of the
+#: block work of a three-probe one (a block's work is left rows x right rows, each side's rows
+#: replicated per probe). Measured, three-probe rounds throughout against this (scratch runs of
+#: ``jobs/link.py``): see docs/method.md, "The extension".
+SETTLE_PROBES = 1
 
 
 def block_cells(n_right: int, block_rows: int) -> int:
@@ -309,11 +317,24 @@ def _takeoff_rounds(cfg: LinkConfig, state: RunState) -> int:
 
 
 def _round_cap(cfg: LinkConfig, state: RunState) -> int:
-    """The last round a run may reach: the fit's phases at their caps, or the fit's rounds and the
-    extension's take-off."""
+    """The last round a run may reach: the fit's phases at their caps, or the fit's rounds, the
+    extension's take-off and its last search."""
     if state.extension is not None:
-        return state.extension.fit_rounds + cfg.scale.max_rounds
+        return state.extension.fit_rounds + cfg.scale.max_rounds + int(_last_search_needed(cfg))
     return cfg.bootstrap.max_rounds + cfg.refine.max_rounds + cfg.refine.polish_rounds
+
+
+def _last_search_needed(cfg: LinkConfig) -> bool:
+    """Whether an extension ends with a round in more cells than its settling rounds'."""
+    return cfg.scale.probes > SETTLE_PROBES
+
+
+def _search_probes(cfg: LinkConfig, state: RunState) -> int:
+    """Cells each row of a refine round is searched in: the fit's FIT_CELL_PROBES; an extension's
+    SETTLE_PROBES while its map settles, ``scale.probes`` in its last round (and when that is fewer)."""
+    if state.phase != "extend":
+        return FIT_CELL_PROBES
+    return cfg.scale.probes if state.last_search else min(SETTLE_PROBES, cfg.scale.probes)
 
 
 def vote_round(
@@ -413,7 +434,7 @@ def _refine_round(
     phase_start = state.phase_rounds == 0
     stage = state.stage
     extending = state.phase == "extend"
-    branch = f"procrustes/{stage}"
+    branch = "procrustes/last-search" if extending and state.last_search else f"procrustes/{stage}"
     if stage == "takeoff" and phase_start and rf.init == "distribution" and not extending:
         # The first take-off dictionary from the similarity-distribution descriptors (no map yet): the
         # next round fits its map on these proposals plus the weighted seeds (docs/method.md).
@@ -471,7 +492,7 @@ def _refine_round(
         phase_start,
         keep=keep,
         salt=salt,
-        probes=cfg.scale.probes if extending else FIT_CELL_PROBES,
+        probes=_search_probes(cfg, state),
     )
     return RoundPlan(votes, m, floor, branch, keep=keep, union=stage == "polish" and union)
 
@@ -578,7 +599,19 @@ def _advance(
     settled = (
         state.phase_rounds > 1 and plan.keep >= 1.0 and added + removed <= SETTLE_FRACTION * max(n_links, 1)
     )
-    if not (settled or state.phase_rounds >= _takeoff_rounds(cfg, state)):
+    last = state.phase == "extend" and state.last_search
+    if last:
+        pass  # the last search ends the extension, whatever its churn against the settling rounds
+    elif not (settled or state.phase_rounds >= _takeoff_rounds(cfg, state)):
+        return anchors
+    elif state.phase == "extend" and _last_search_needed(cfg):
+        state.last_search = True
+        log.info(
+            "extension: the map settled in %d-cell searches; the last round searches each row in "
+            "scale.probes = %d cells",
+            SETTLE_PROBES,
+            cfg.scale.probes,
+        )
         return anchors
     mixture: dict[str, Any] = record.mixture or {}  # set whenever promo.cut is
     if promo.cut is not None:
@@ -609,7 +642,8 @@ def _advance(
             rf.union_max_separation,
         )
     if not polish:
-        state.done, state.stop_reason = True, "links stable" if settled else "refine round cap"
+        reason = "last search" if last else "links stable" if settled else "refine round cap"
+        state.done, state.stop_reason = True, reason
         return anchors
     state.stage, state.polish_done = "polish", 0
     log.info(

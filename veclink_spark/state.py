@@ -81,6 +81,9 @@ class RunState:
     objective_best: float | None = None
     cut_round: int | None = None  # the take-off round whose links the mixture cut kept
     polish_done: int = 0  # polish rounds run
+    # The extension's last round, searched in scale.probes cells (its earlier rounds settle the map in
+    # one: engine.SETTLE_PROBES).
+    last_search: bool = False
     done: bool = False
     stop_reason: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # one RoundRecord.to_dict() per round
