@@ -142,3 +142,36 @@ def test_a_weak_matching_of_small_tables_is_not_overestimated() -> None:
     errors = [est - measured for est, measured in map(_weak_matching, range(1, 5))]
     assert np.mean(errors) <= 0.06, errors
     assert max(abs(e) for e in errors) <= 0.12, errors
+
+
+def test_a_large_run_is_cut_where_its_estimated_f1_peaks() -> None:
+    # Four scored links, best first by score: chances right 0.9, 0.8, 0.1, 0.05; 3 true pairs beyond the
+    # one seed (tables of 4 rows a side, none partnerless). Expected F1 of the first k links:
+    # 2 * (0.9, 1.7, 1.8, 1.85) / (k + 3) = 0.45, 0.68, 0.6, 0.53: the first two are kept, with the seed
+    # and the link no round scored (kept, as the fitted links are).
+    from veclink_spark.precision import PrecisionEstimate
+    from veclink_spark.trust import f1_cut
+
+    anchors = {
+        "left_id": np.array([1, 2, 3, 4, 5, 6]),
+        "right_id": np.array([11, 12, 13, 14, 15, 16]),
+        "is_seed": np.array([True, False, False, False, False, False]),
+    }
+    score = np.array([np.nan, 0.2, 0.9, 0.05, 0.5, np.nan])
+    lfdr = np.array([np.nan, 0.9, 0.1, 0.95, 0.2, 0.5])
+    est = PrecisionEstimate(
+        lfdr=lfdr,
+        precision=np.zeros(6),
+        score=score,
+        estimated_precision=None,
+        estimated_true_links=0.0,
+        partnerless_left=0.0,
+        partnerless_right=0.0,
+        null_match_rate=(0.0, 0.0),
+        first_lfdr=lfdr,
+    )
+    kept, cut, pos, facts = f1_cut(anchors, est, np.arange(6), 4, 4)
+    assert kept["left_id"].tolist() == [1, 3, 5, 6]
+    assert pos.tolist() == [0, 2, 4, 5]
+    assert facts == {"links_before": 5, "kept": 3, "estimated_f1": 0.68}
+    assert cut.estimated_precision == pytest.approx(1 - (0.1 + 0.2 + 0.5) / 3)

@@ -220,24 +220,26 @@ class ScaleConfig:
     block_rows: int = _f(
         1000,
         "right rows per k-means cell of the full-table search (a row is compared with the rows of its "
-        "scale.probes nearest cells only), so a round's cost grows linearly with the rows",
+        "nearest cells only), so a round's cost grows linearly with the rows",
         lo=10,
         hi=10**7,
         kind=int,
     )
     probes: int = _f(
         3,
-        "cells each row of the full-table search meets (its nearest ones): with one, a pair whose two "
-        "rows fall in different cells is never proposed (on the 117k WordNet pair a third of the true "
-        "pairs); a block's work grows with the square of the probes",
+        "cells each row of the last full-table round meets (its nearest ones; the rounds before it, "
+        "which settle the map, search one): with one, a pair whose two rows fall in different cells is "
+        "never proposed (on the 117k WordNet pair a third of the true pairs); a block's work grows "
+        "with the square of the probes",
         lo=1,
         hi=64,
         kind=int,
     )
     max_rounds: int = _f(
         4,
-        "cap on the full-table refinement rounds before the mixture cut (each is one pass over "
-        "both tables); they start from the fitted links, so a few suffice",
+        "cap on the full-table rounds that settle the map (each one pass over both tables, each row "
+        "searched in its nearest cell), before the last round in scale.probes cells and the mixture "
+        "cut; they start from the fitted links, so a few suffice",
         lo=1,
         hi=1000,
         kind=int,
@@ -267,8 +269,9 @@ class LinksConfig:
     final_match: bool = _f(
         True,
         "after the rounds, match the tables once more under one map fitted on the run's links and keep "
-        "the pairs up to where the estimated F1 peaks (tables that fit in scale.fit_rows; docs/method.md "
-        "'Final matching'); false: the rounds' links as they are",
+        "the pairs up to where the estimated F1 peaks (tables that fit in scale.fit_rows; larger ones "
+        "keep their last round's links up to where the estimated F1 peaks; docs/method.md 'Final "
+        "matching'); false: the rounds' links as they are, a large run's cut at the mixture threshold",
         kind=bool,
     )
     questions: int = _f(

@@ -614,7 +614,14 @@ def _advance(
         )
         return anchors
     mixture: dict[str, Any] = record.mixture or {}  # set whenever promo.cut is
-    if promo.cut is not None:
+    if state.phase == "extend" and cfg.links.final_match:
+        # A large run's links are cut after the rounds, where their estimated F1 peaks
+        # (veclink_spark.trust.f1_cut), not at the mixture threshold.
+        log.info(
+            "the extension keeps its last round's %d links; they are cut where their estimated F1 peaks",
+            n_links,
+        )
+    elif promo.cut is not None:
         state.cut_round = round_no
         # The take-off's last links, cut at the mixture threshold of their similarities: the lower
         # component is mostly one-side-only objects' best matches (docs/method.md).

@@ -6,11 +6,13 @@ backend (executors for the Spark job): rounds of :func:`veclink_spark.engine.run
 pairs are the fitted links (kept, never revoked; they weigh as much as any induced pair). Each round
 fits a map on the dictionary (the fitted links, plus every pair the previous round proposed) and
 proposes CSLS mutual nearest neighbours, blocked by :func:`extension_cells` (k-means cells of the right
-table fitted once; each row meets the rows of its ``scale.probes`` nearest cells of about
-``scale.block_rows`` rows), so a round is one blocked pass over the tables plus one commit. It ends
-as a fit's take-off does, when its links settle or after ``scale.max_rounds`` rounds, with the mixture
-cut; no bagged polish (docs/method.md, "The extension"). The phase reads its settings from the
-``scale`` section directly.
+table fitted once, of about ``scale.block_rows`` rows), so a round is one blocked pass over the tables
+plus one commit. While the map settles (its links change by at most 3 %, or for ``scale.max_rounds``
+rounds) each row meets the rows of its nearest cell (:data:`veclink_spark.engine.SETTLE_PROBES`); one
+last round then searches each row in its ``scale.probes`` nearest cells, and its links end the run,
+cut after the rounds where their estimated F1 peaks (:func:`veclink_spark.trust.f1_cut`; with
+``links.final_match`` false, at the mixture threshold); no bagged polish (docs/method.md, "The
+extension"). The phase reads its settings from the ``scale`` section directly.
 
 :func:`start` commits the phase's first state after the fit (a resumed run never fits again; the state
 records the fit in an :class:`~veclink_spark.state.ExtensionState`), and :func:`extend` runs (or

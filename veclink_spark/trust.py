@@ -278,6 +278,61 @@ def _calibrated(score: np.ndarray, own: np.ndarray, counted: np.ndarray, seeds: 
     return lfdr
 
 
+def f1_cut(
+    anchors: dict[str, np.ndarray], est: PrecisionEstimate, pos: np.ndarray, n_left: int, n_right: int
+) -> tuple[dict[str, np.ndarray], PrecisionEstimate, np.ndarray, dict[str, Any]]:
+    """A large run's links (its extension's last round, uncut) kept up to where their estimated F1
+    peaks, as :func:`veclink_spark.precision.final_matching` cuts the final matching of a small one:
+    best score first, the expected right links of a prefix are the sum of ``1 - lfdr``, the expected
+    true pairs the rows that have a partner (the mean of the two sides' estimates, seeds excluded).
+    Seeds and links without a score are kept. Returns the kept links, their estimate, their rows in
+    the basis, and the summary's figures.
+
+    Why not the mixture cut of the links' similarities: on the 117k WordNet pair (MiniLM-L6 / L3) the
+    last round's 46,297 pairs hold 34,172 of the 35,298 true ones; the mixture cut kept 28,224 of them
+    (P 0.970, R 0.776 over the true pairs) where the best cut by similarity, chosen with the truth,
+    keeps 35,843 (P 0.915, R 0.929: F1 0.922 against 0.862). Scratch script on the run's stored votes.
+    """
+    seeds = np.asarray(anchors["is_seed"], bool)
+    ranked = np.nonzero(~seeds & np.isfinite(est.score) & np.isfinite(est.lfdr))[0]
+    if not len(ranked):
+        n = int((~seeds).sum())
+        return anchors, est, pos, {"links_before": n, "kept": n, "estimated_f1": None}
+    order = ranked[np.argsort(-est.score[ranked], kind="stable")]
+    expected_right = np.cumsum(1.0 - est.lfdr[order])
+    shared = max(1.0, (n_left - est.partnerless_left + n_right - est.partnerless_right) / 2.0 - seeds.sum())
+    f1 = 2.0 * expected_right / (np.arange(1, len(order) + 1) + shared)
+    k = int(np.argmax(f1)) + 1
+    keep = np.ones(len(seeds), bool)
+    keep[order[k:]] = False
+    at = np.nonzero(keep)[0]
+    kept = {key: np.asarray(v)[at] for key, v in anchors.items()}
+    lf, score = est.lfdr[at], est.score[at]
+    known = lf[~seeds[at] & np.isfinite(lf)]
+    cut = replace(
+        est,
+        lfdr=lf,
+        score=score,
+        first_lfdr=est.first_lfdr[at],
+        precision=prefix_precision(score, lf),
+        estimated_precision=float(1.0 - known.mean()) if len(known) else None,
+        estimated_true_links=float((1.0 - known).sum()),
+    )
+    log.info(
+        "estimated F1 cut: %d of %d links kept (estimated F1 %.3f, expected true pairs %.0f)",
+        int((~seeds[at]).sum()),
+        int((~seeds).sum()),
+        float(f1[k - 1]),
+        shared,
+    )
+    facts = {
+        "links_before": int((~seeds).sum()),
+        "kept": int((~seeds[at]).sum()),
+        "estimated_f1": round(float(f1[k - 1]), 4),
+    }
+    return kept, cut, pos[at], facts
+
+
 def _final_links(
     anchors: dict[str, np.ndarray], rows: FitRows
 ) -> tuple[dict[str, np.ndarray], PrecisionEstimate, dict[str, Any]]:
@@ -336,6 +391,9 @@ def assess_links(
     basis = estimate_basis(backend, anchors, rows, cfg.scale.fit_rows)
     est, pos = link_precision(backend, anchors, basis)
     rounds_precision = est.estimated_precision
+    f1_facts: dict[str, Any] | None = None
+    if cfg.links.final_match and basis.core is not None:
+        anchors, est, pos, f1_facts = f1_cut(anchors, est, pos, backend.n_left, backend.n_right)
     if cfg.links.final_match and rows.whole and (rounds_precision or 0.0) >= FINAL_MATCH_MIN_PRECISION:
         anchors, est, final = _final_links(anchors, rows)
         final["rounds_estimated_precision"] = round(float(rounds_precision or 0.0), 4)
@@ -391,6 +449,7 @@ def assess_links(
             "links_estimated_in_regions": int(basis.counted(anchors).sum()),
         },
         "final_matching": final,
+        "f1_cut": f1_facts,
         "min_precision": {"value": floor, "links_before": before, "links_dropped": before - int(found.sum())},
         "duplicates": {
             side: {"groups": dup.groups, "rows_left_out": dup.dropped}
