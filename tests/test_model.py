@@ -213,3 +213,9 @@ def test_model_blocks_new_rows_like_the_full_table_rounds() -> None:
         pair.left_ids, pair.left, pair.right_ids, pair.right, pair.seed_left, pair.seed_right, cfg
     )
     assert len(model.cells) == -(-len(pair.right_ids) // 200)
+    # the numbers extension_cells gives (a run passes its extension's on rather than draw them again)
+    from veclink_spark.backends.in_process import NumpyBackend
+    from veclink_spark.extend import extension_cells
+
+    backend = NumpyBackend(pair.left_ids, pair.left, pair.right_ids, pair.right, cfg)
+    assert np.array_equal(model.cells, extension_cells(backend, cfg))

@@ -108,4 +108,4 @@ def extend(
         result.rounds, anchors["left_id"][rows], anchors["right_id"][rows]
     )
     state = replace(result.state, history=list(extension.fit_history) + list(result.state.history))
-    return RunResult(anchors=anchors, state=state, rounds=result.rounds)
+    return RunResult(anchors=anchors, state=state, rounds=result.rounds, cells=cells)

@@ -101,7 +101,7 @@ def run(
     model = None
     if with_model:
         with phases("model"):
-            model = fit_model(backend, cfg, anchors, means[0], means[1], {})
+            model = fit_model(backend, cfg, anchors, means[0], means[1], {}, cells=result.cells)
     summary = diagnose(
         result.state, links, backend.n_left, backend.n_right, sl, sr, cfg, lv, seed_ids, precision
     )

@@ -143,6 +143,8 @@ class RunResult:
     anchors: dict[str, np.ndarray]
     state: RunState
     rounds: int
+    # An extension's blocking cells (veclink_spark.extend.extension_cells), which the model reuses.
+    cells: np.ndarray | None = None
 
 
 @dataclass
