@@ -40,7 +40,8 @@ fixed pairs are the fitted links (no seed weight, no distribution initialisation
 its first round, whose dictionary is the fitted links alone), its rounds search each row in
 :data:`SETTLE_PROBES` of the extension's fixed cells until the take-off settles (or for
 ``scale.max_rounds`` rounds), then one last round searches each row in ``scale.probes`` cells, and its
-links end the run, with the mixture cut and no polish.
+links end the run, uncut (:func:`veclink_spark.trust.f1_cut` cuts them after the rounds; with
+``links.final_match`` false, the mixture cut), with no polish.
 
 Shape of a round (:func:`run_rounds`): the phase's round function (:func:`_geh_round` or
 :func:`_refine_round`) asks the backend for the round's votes (a :class:`RoundPlan`), :func:`_promote`
@@ -599,20 +600,20 @@ def _advance(
     settled = (
         state.phase_rounds > 1 and plan.keep >= 1.0 and added + removed <= SETTLE_FRACTION * max(n_links, 1)
     )
+    # The last search ends the extension, whatever its churn against the settling rounds.
     last = state.phase == "extend" and state.last_search
-    if last:
-        pass  # the last search ends the extension, whatever its churn against the settling rounds
-    elif not (settled or state.phase_rounds >= _takeoff_rounds(cfg, state)):
-        return anchors
-    elif state.phase == "extend" and _last_search_needed(cfg):
-        state.last_search = True
-        log.info(
-            "extension: the map settled in %d-cell searches; the last round searches each row in "
-            "scale.probes = %d cells",
-            SETTLE_PROBES,
-            cfg.scale.probes,
-        )
-        return anchors
+    if not last:
+        if not (settled or state.phase_rounds >= _takeoff_rounds(cfg, state)):
+            return anchors
+        if state.phase == "extend" and _last_search_needed(cfg):
+            state.last_search = True
+            log.info(
+                "extension: the map settled in %d-cell searches; the last round searches each row in "
+                "scale.probes = %d cells",
+                SETTLE_PROBES,
+                cfg.scale.probes,
+            )
+            return anchors
     mixture: dict[str, Any] = record.mixture or {}  # set whenever promo.cut is
     if state.phase == "extend" and cfg.links.final_match:
         # A large run's links are cut after the rounds, where their estimated F1 peaks

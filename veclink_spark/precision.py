@@ -405,27 +405,40 @@ def final_matching(
     aseed = np.concatenate([np.ones(len(sl), bool), np.zeros(len(rows), bool)])
     est = estimate_precision(x, y, al, ar, aseed)
     if not len(rows) or est.estimated_precision is None:
-        return FinalMatching(sl, sr, np.ones(len(sl), bool), _take(est, np.arange(len(sl))), len(rows), None)
+        return FinalMatching(sl, sr, np.ones(len(sl), bool), take(est, np.arange(len(sl))), len(rows), None)
     # cut by the first fit's lfdr: counted by the chance their link is right, the knock-outs moved the
     # cut on 8 of 22 trust benchmark cells and cost WordNet e5 / MiniLM-L3 and mpnet / e5 0.011-0.012
     # of F1 (their precision up 0.023-0.037, recall down 0.035-0.054)
-    lfdr, score = est.first_lfdr[~aseed], est.score[~aseed]
-    order = np.argsort(-score, kind="stable")
-    expected_right = np.cumsum(1.0 - lfdr[order])
-    shared = max(1.0, (len(x) - est.partnerless_left + len(y) - est.partnerless_right) / 2.0 - len(sl))
-    f1 = 2.0 * expected_right / (np.arange(1, len(order) + 1) + shared)
-    k = int(np.argmax(f1)) + 1
+    shared = expected_true_pairs(est, len(x), len(y), len(sl))
+    order, k, f1 = f1_peak(est.score[~aseed], est.first_lfdr[~aseed], shared)
     keep = np.concatenate([np.arange(len(sl)), len(sl) + order[:k]])
     log.info(
         "final matching: %d mutual nearest pairs under the links' map, %d kept (estimated F1 %.3f)",
         len(rows),
         k,
-        float(f1[k - 1]),
+        f1,
     )
-    return FinalMatching(al[keep], ar[keep], aseed[keep], _take(est, keep), len(rows), float(f1[k - 1]))
+    return FinalMatching(al[keep], ar[keep], aseed[keep], take(est, keep), len(rows), f1)
 
 
-def _take(est: PrecisionEstimate, at: np.ndarray) -> PrecisionEstimate:
+def expected_true_pairs(est: PrecisionEstimate, n_left: int, n_right: int, n_seeds: int) -> float:
+    """The true pairs a run's links can find: the rows that have a partner (the mean of the two sides'
+    estimates), the seeds' pairs excluded; at least 1."""
+    return max(1.0, (n_left - est.partnerless_left + n_right - est.partnerless_right) / 2.0 - n_seeds)
+
+
+def f1_peak(score: np.ndarray, lfdr: np.ndarray, shared: float) -> tuple[np.ndarray, int, float]:
+    """Links ranked best ``score`` first (ties in the order given) and the length of the prefix with the
+    largest estimated F1, with that F1: a prefix's expected right links are the sum of its ``1 - lfdr``,
+    against ``shared`` true pairs (:func:`expected_true_pairs`). Returns (order, k, F1)."""
+    order = np.argsort(-score, kind="stable")
+    expected_right = np.cumsum(1.0 - lfdr[order])
+    f1 = 2.0 * expected_right / (np.arange(1, len(order) + 1) + shared)
+    k = int(np.argmax(f1)) + 1
+    return order, k, float(f1[k - 1])
+
+
+def take(est: PrecisionEstimate, at: np.ndarray) -> PrecisionEstimate:
     """The estimate of a prefix of the links (best first): the run-level figures over the kept ones."""
     lf = est.lfdr[at]
     known = lf[np.isfinite(lf)]

@@ -30,7 +30,15 @@ from .backends.base import Backend
 from .config import LinkConfig
 from .duplicates import Duplicates, find_duplicates
 from .kernels.samples import hash_sample, neighbourhood_sample
-from .precision import PrecisionEstimate, estimate_precision, final_matching, prefix_precision
+from .precision import (
+    PrecisionEstimate,
+    estimate_precision,
+    expected_true_pairs,
+    f1_peak,
+    final_matching,
+    prefix_precision,
+    take,
+)
 from .questions import ASK_BELOW_PRECISION, Answers, choose_questions, drop_rejected
 
 log = logging.getLogger(__name__)
@@ -298,37 +306,25 @@ def f1_cut(
     if not len(ranked):
         n = int((~seeds).sum())
         return anchors, est, pos, {"links_before": n, "kept": n, "estimated_f1": None}
-    order = ranked[np.argsort(-est.score[ranked], kind="stable")]
-    expected_right = np.cumsum(1.0 - est.lfdr[order])
-    shared = max(1.0, (n_left - est.partnerless_left + n_right - est.partnerless_right) / 2.0 - seeds.sum())
-    f1 = 2.0 * expected_right / (np.arange(1, len(order) + 1) + shared)
-    k = int(np.argmax(f1)) + 1
+    shared = expected_true_pairs(est, n_left, n_right, int(seeds.sum()))
+    order, k, f1 = f1_peak(est.score[ranked], est.lfdr[ranked], shared)
     keep = np.ones(len(seeds), bool)
-    keep[order[k:]] = False
+    keep[ranked[order[k:]]] = False
     at = np.nonzero(keep)[0]
     kept = {key: np.asarray(v)[at] for key, v in anchors.items()}
-    lf, score = est.lfdr[at], est.score[at]
-    known = lf[~seeds[at] & np.isfinite(lf)]
-    cut = replace(
-        est,
-        lfdr=lf,
-        score=score,
-        first_lfdr=est.first_lfdr[at],
-        precision=prefix_precision(score, lf),
-        estimated_precision=float(1.0 - known.mean()) if len(known) else None,
-        estimated_true_links=float((1.0 - known).sum()),
-    )
+    sub = take(est, at)  # seeds' lfdr are NaN: the run-level figures are the kept links'
+    cut = replace(sub, precision=prefix_precision(sub.score, sub.lfdr))
     log.info(
         "estimated F1 cut: %d of %d links kept (estimated F1 %.3f, expected true pairs %.0f)",
         int((~seeds[at]).sum()),
         int((~seeds).sum()),
-        float(f1[k - 1]),
+        f1,
         shared,
     )
     facts = {
         "links_before": int((~seeds).sum()),
         "kept": int((~seeds[at]).sum()),
-        "estimated_f1": round(float(f1[k - 1]), 4),
+        "estimated_f1": round(f1, 4),
     }
     return kept, cut, pos[at], facts
 
