@@ -200,6 +200,10 @@ def get_or_create_session(
         # 3-4 s of task overhead per commit on two cores (event log of the 100k scale run), for logs of
         # a few kilobytes. One task per core.
         settings["spark.databricks.delta.snapshotPartitions"] = str(os.cpu_count() or 2)
+        # A finished round's shuffle files are removed only after a JVM garbage collection notices
+        # the round is gone; Spark forces one every 30 minutes by default, so on a long run the rounds'
+        # shuffles (several GB a round at a million rows a side) pile up on the one local disk.
+        settings["spark.cleaner.periodicGC.interval"] = "5min"
     settings["spark.driver.maxResultSize"] = "2g"
     settings.update(conf or {})
     for key, value in settings.items():
