@@ -9,7 +9,7 @@ import pytest
 
 from veclink_spark.kernels.centre import centred_table
 from veclink_spark.kernels.maps import procrustes_map
-from veclink_spark.precision import csls_mutual, estimate_precision
+from veclink_spark.precision import _column_top_mean, _top_mean, _transposed, csls_mutual, estimate_precision
 from veclink_spark.synthetic import make_pair
 
 try:
@@ -175,3 +175,13 @@ def test_a_large_run_is_cut_where_its_estimated_f1_peaks() -> None:
     assert pos.tolist() == [0, 2, 4, 5]
     assert facts == {"links_before": 5, "kept": 3, "estimated_f1": 0.68}
     assert cut.estimated_precision == pytest.approx(1 - (0.1 + 0.2 + 0.5) / 3)
+
+
+def test_column_top_mean_is_the_strided_partition_bit_for_bit() -> None:
+    # The estimate partitions the columns of its similarity matrices from a tiled transposed copy; the
+    # numbers must be those of the partition of the strided view (ties included: values on a grid).
+    rng = np.random.default_rng(3)
+    g = (np.round(rng.normal(size=(301, 517)), 2)).astype(np.float32)
+    gt = _transposed(g, tile=64)
+    assert gt.flags["C_CONTIGUOUS"] and np.array_equal(gt, g.T)
+    assert np.array_equal(_column_top_mean(gt, 10), _top_mean(g.T, 10))
