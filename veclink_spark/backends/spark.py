@@ -48,6 +48,12 @@ log = logging.getLogger(__name__)
 #: where the sample's rounds may not fit the driver. A choice, not a measured limit.
 DRIVER_FIT_ROWS = 50_000
 
+#: A round's map is fitted from the previous round's pairs (:meth:`SparkBackend.cross_covariance`).
+#: Up to this many, the pairs are broadcast to the tables' tasks (a few hundred MB at most) instead of
+#: being joined with each whole table in a shuffle (:func:`veclink_spark.stages.refine.
+#: cross_covariance_parts`). A bound on what a task's memory takes, not a measured optimum.
+BROADCAST_PAIRS = 5_000_000
+
 
 def fit_on_executors(fit_on: str, n_left: int, n_right: int) -> bool:
     """Whether a fit sample of ``n_left`` and ``n_right`` rows runs its rounds on executors: as
@@ -221,16 +227,28 @@ class SparkBackend:
     def anchor_vectors(self, left_ids: np.ndarray, right_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(left_ids) == 0:  # as the in-process backend: no pairs, no vectors (np.stack needs one)
             return np.zeros((0, self.dim_left)), np.zeros((0, self.dim_right))
-        pairs = self._pairs_df(left_ids, right_ids)
-        lv = self.left.select(F.col(ID).alias(LEFT_ID), F.col(VECTOR).alias("lv"))
-        rv = self.right.select(F.col(ID).alias(RIGHT_ID), F.col(VECTOR).alias("rv"))
-        rows: pd.DataFrame = pairs.join(lv, LEFT_ID).join(rv, RIGHT_ID).select("_i", "lv", "rv").toPandas()
-        rows = rows.sort_values("_i")
-        if len(rows) != len(left_ids):
-            raise RuntimeError(f"anchor vectors: expected {len(left_ids)} rows, found {len(rows)}")
-        x = normalise_rows(np.stack(rows["lv"].to_numpy()).astype(np.float64))
-        y = normalise_rows(np.stack(rows["rv"].to_numpy()).astype(np.float64))
+        x = self._rows_of(self.left, self._left_type, left_ids, "left")
+        y = self._rows_of(self.right, self._right_type, right_ids, "right")
         return x, y
+
+    def _rows_of(self, df: DataFrame, kind: str, ids: np.ndarray, side: str) -> np.ndarray:
+        """The unit vectors of rows ``ids`` of table ``df`` (ids of Spark type ``kind``), in that order.
+
+        The distinct ids (at most tens of thousands: seeds, a fit's links, the estimate's regions) are
+        broadcast and the table is filtered where it lies. A join of a driver-built frame with the
+        table is planned as a sort-merge join, which shuffles the whole table (measured at 3M rows a
+        side: 8.9 GB written to fetch a fit sample's 8,000 rows)."""
+        ids = np.asarray(ids)
+        unique = pd.unique(ids)
+        keys = self.spark.createDataFrame(
+            pd.DataFrame({ID: list(np.asarray(unique).tolist())}), f"{ID} {kind}"
+        )
+        rows: pd.DataFrame = df.join(F.broadcast(keys), ID).select(ID, VECTOR).toPandas()
+        at = pd.Index(rows[ID]).get_indexer(pd.Index(ids))
+        if len(rows) != len(unique) or (at < 0).any():
+            raise RuntimeError(f"{side} vectors: expected {len(unique)} rows, found {len(rows)}")
+        vectors = np.stack(rows[VECTOR].to_numpy())[at] if len(rows) else np.zeros((0, 0))
+        return normalise_rows(vectors.astype(np.float64))
 
     def geh_votes(
         self,
@@ -346,7 +364,7 @@ class SparkBackend:
         """(ids, unit vectors) of the table's ``size`` rows of smallest sample key (ties by id), in order."""
         keys = distribution.sample_keys(df, salt).orderBy(distribution.SAMPLE_KEY, ID).limit(int(size))
         rows: pd.DataFrame = (
-            keys.join(df, ID).orderBy(distribution.SAMPLE_KEY, ID).select(ID, VECTOR).toPandas()
+            F.broadcast(keys).join(df, ID).orderBy(distribution.SAMPLE_KEY, ID).select(ID, VECTOR).toPandas()
         )
         return rows[ID].to_numpy(), normalise_rows(np.stack(rows[VECTOR].to_numpy()))
 
@@ -478,8 +496,16 @@ class SparkBackend:
             LEFT_ID, RIGHT_ID, F.array(*[F.lit(True) for _ in range(n_bags)]).alias("bags")
         )
         dictionary = pairs.select(LEFT_ID, RIGHT_ID, flags.alias("bags")).unionByName(seeds)
+        small = prev_round is None or dictionary.count() <= BROADCAST_PAIRS
         parts: pd.DataFrame = refine.cross_covariance_parts(
-            dictionary, self.left, self.right, n_bags, self.dim_left, self.dim_right, partitions=2
+            dictionary,
+            self.left,
+            self.right,
+            n_bags,
+            self.dim_left,
+            self.dim_right,
+            partitions=2,
+            broadcast=small,
         ).toPandas()
         out = np.zeros((n_bags, self.dim_left, self.dim_right))
         for bag, cross in zip(parts["bag"].to_numpy(), parts["cross"].to_numpy(), strict=False):
@@ -545,7 +571,12 @@ class SparkBackend:
             rows = df
             if n > size:
                 per_seed = rows_per_seed(size, len(seeds))
-                rows = sample.neighbourhood_ids(df, seeds, per_seed).join(df, ID)
+                # The ids (at most ``size``) are collected and broadcast back: a join of the window's
+                # output with the table would shuffle the whole table (see _rows_of).
+                near: pd.DataFrame = sample.neighbourhood_ids(df, seeds, per_seed).toPandas()
+                kind = df.schema[ID].dataType.simpleString()
+                keys = self.spark.createDataFrame(near[[ID]], f"{ID} {kind}")
+                rows = df.join(F.broadcast(keys), ID)
             pdf: pd.DataFrame = rows.select(ID, VECTOR).toPandas()
             ids = pdf[ID].to_numpy()
             order = np.argsort(ids, kind="stable")
