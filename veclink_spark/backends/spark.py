@@ -422,7 +422,7 @@ class SparkBackend:
         """CSLS mutual nearest neighbours of ``left`` mapped by each of ``maps`` and ``right``, blocked:
         one co-group of the two sides' rows per round (:func:`stages.candidates.csls_best`).
         ``crowded``: each row's match across its blocks by its largest r (the refine rounds); the
-        distribution round keeps each block's own CSLS, as before the refine rounds changed."""
+        distribution round keeps each block's own CSLS."""
         ls = signatures.refine_signatures(left, "left", maps, centroids, probes=probes)
         if right is self.right:
             rs = self._right_signatures(len(maps), centroids, probes)
