@@ -8,6 +8,7 @@ import pytest
 from benchmarks.harness.baselines import (
     BASELINES,
     Links,
+    csls_mutual_search,
     mutual_nearest_links,
     oracle_links,
     procrustes_links,
@@ -134,3 +135,21 @@ def test_bad_seed_indices_raise() -> None:
         procrustes_links(x, y, np.arange(3), np.arange(4))
     with pytest.raises(InputError, match="out of range"):
         procrustes_links(x, y, np.array([0, N]), np.array([0, 1]))
+
+
+def test_approximate_csls_search_matches_exact_when_it_probes_every_list_and_audits_its_misses() -> None:
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(30, 16))
+    x = unit(centres[rng.integers(0, 30, 2500)] + 0.3 * rng.normal(size=(2500, 16)))
+    y = unit(x + 0.05 * rng.normal(size=x.shape))
+    exact = csls_mutual_search(x, y, 10)
+    every: dict[str, float] = {}
+    whole = csls_mutual_search(x, y, 10, nprobe=int(np.sqrt(len(y))), audit=every)  # all 50 lists
+    assert every == {"r_exact": 1.0, "nearest_exact": 1.0}
+    assert all(np.array_equal(e, w) for e, w in zip(exact[:2], whole[:2], strict=True))
+    few: dict[str, float] = {}
+    rows, cols, _ = csls_mutual_search(x, y, 10, nprobe=1, audit=few)
+    assert 0.0 < few["r_exact"] < 1.0 and 0.5 < few["nearest_exact"] <= 1.0  # one list of 50 misses some
+    approx_pairs = set(zip(rows.tolist(), cols.tolist(), strict=True))
+    exact_pairs = set(zip(exact[0].tolist(), exact[1].tolist(), strict=True))
+    assert len(approx_pairs & exact_pairs) > 0.5 * len(rows)

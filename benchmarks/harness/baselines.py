@@ -148,25 +148,98 @@ def mutual_nearest_links(
     return Links(keep_l[li].astype(np.int64), keep_r[ri].astype(np.int64), score.astype(np.float32))
 
 
-def csls_mutual_search(a: np.ndarray, b: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+Groups = list[tuple[np.ndarray, np.ndarray]]
+
+
+def _cells(base: np.ndarray, queries: np.ndarray, nprobe: int) -> Groups:
+    """An approximate search's blocks: faiss k-means cuts ``base`` into sqrt(rows) cells; each query
+    joins its nearest cell, and a cell's queries search the base rows of its ``nprobe`` nearest cells
+    (itself first). Hand-blocked rather than faiss's IndexIVFFlat: that scans each query's lists one
+    vector at a time (about 6 GFLOP/s measured here), where one matrix product per cell runs at BLAS
+    speed."""
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    nlist = max(1, int(np.sqrt(len(base))))
+    km = faiss.Kmeans(base.shape[1], nlist, niter=10, seed=0, max_points_per_centroid=64)
+    km.train(base)
+    base_cell = km.index.search(base, 1)[1][:, 0]
+    query_cell = km.index.search(np.ascontiguousarray(queries, dtype=np.float32), 1)[1][:, 0]
+    near = km.index.search(km.centroids, min(nprobe, nlist))[1]
+
+    def by_cell(cell: np.ndarray) -> list[np.ndarray]:
+        return np.split(np.argsort(cell, kind="stable"), np.cumsum(np.bincount(cell, minlength=nlist))[:-1])
+
+    members = by_cell(base_cell)
+    return [
+        (rows, np.concatenate([members[m] for m in near[c] if m >= 0]))
+        for c, rows in enumerate(by_cell(query_cell))
+        if len(rows)
+    ]
+
+
+def _blocked(base: np.ndarray, queries: np.ndarray, k: int, groups: Groups) -> np.ndarray:
+    """An exact search within the blocks of :func:`_cells`, 2,048 queries at a time: each query's mean
+    similarity to its ``k`` best candidates (CSLS's r; over all its candidates where there are fewer)
+    or, with ``k`` 0, its best candidate's row. Values by np.partition: the k best need no order, and
+    argpartition costs three times as much here."""
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    out = np.full(len(queries), -1, np.int64) if k == 0 else np.zeros(len(queries), np.float32)
+    for rows, cand in groups:
+        block = base[cand]
+        for part in np.array_split(rows, -(-len(rows) // 2048)):
+            sims = queries[part] @ block.T
+            if k == 0:
+                out[part] = cand[sims.argmax(axis=1)]
+            else:
+                kk = min(k, len(cand))
+                out[part] = np.partition(sims, -kk, axis=1)[:, -kk:].mean(axis=1)
+    return out
+
+
+def csls_mutual_search(
+    a: np.ndarray, b: np.ndarray, k: int, nprobe: int = 0, audit: dict[str, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The CSLS mutual nearest neighbours of ``a @ b.T`` (rows as given, not normalised here) without the
     matrix: (rows of ``a``, their rows of ``b``, CSLS scores), as
     :func:`veclink_spark.precision.csls_mutual` gives them from the matrix (up to float32 ties). r: the
     mean of a row's ``k`` best similarities on the other side; argmax_j CSLS(i, j) = argmax_j
     <[2 a_i, -1], [b_j, r_b(j)]>, one more exact inner-product search per side. faiss rather than a
-    hand-blocked numpy loop: it blocks the product and keeps the top k per row itself."""
+    hand-blocked numpy loop: it blocks the product and keeps the top k per row itself.
+
+    ``nprobe`` > 0: the four searches are approximate, within the blocks of :func:`_cells` (of the
+    plain vectors, for all four), and ``audit`` (when given) receives how often they miss on 2,000
+    random rows of ``a``, against an exact scan of those rows: ``r_exact``, the share whose ``r`` is
+    exact (to 1e-4), and ``nearest_exact``, the share whose CSLS nearest row of ``b`` is the exact one
+    (under the searched ``r`` of ``b``'s rows).
+    """
     a = np.ascontiguousarray(a, dtype=np.float32)
     b = np.ascontiguousarray(b, dtype=np.float32)
-    r_a = _search(b, a, min(k, b.shape[0]))[0].mean(axis=1)  # r_Y(x)
-    r_b = _search(a, b, min(k, a.shape[0]))[0].mean(axis=1)  # r_X(y)
     a_q = np.hstack([2 * a, -np.ones((a.shape[0], 1), np.float32)])
     b_q = np.hstack([2 * b, -np.ones((b.shape[0], 1), np.float32)])
-    _, fwd = _search(np.hstack([b, r_b[:, None].astype(np.float32)]), a_q, 1)
-    _, bwd = _search(np.hstack([a, r_a[:, None].astype(np.float32)]), b_q, 1)
-    fwd, bwd = fwd[:, 0], bwd[:, 0]
+    if nprobe > 0:
+        on_b, on_a = _cells(b, a, nprobe), _cells(a, b, nprobe)
+        r_a = _blocked(b, a, min(k, b.shape[0]), on_b)  # r_Y(x)
+        r_b = _blocked(a, b, min(k, a.shape[0]), on_a)  # r_X(y)
+        fwd = _blocked(np.hstack([b, r_b[:, None]]), a_q, 0, on_b)
+        bwd = _blocked(np.hstack([a, r_a[:, None]]), b_q, 0, on_a)
+    else:
+        r_a = _search(b, a, min(k, b.shape[0]))[0].mean(axis=1)  # r_Y(x)
+        r_b = _search(a, b, min(k, a.shape[0]))[0].mean(axis=1)  # r_X(y)
+        fwd = _search(np.hstack([b, r_b[:, None].astype(np.float32)]), a_q, 1)[1][:, 0]
+        bwd = _search(np.hstack([a, r_a[:, None].astype(np.float32)]), b_q, 1)[1][:, 0]
     rows = np.flatnonzero(bwd[fwd] == np.arange(a.shape[0]))
     cols = fwd[rows]
     score = 2 * np.einsum("ij,ij->i", a[rows], b[cols]) - r_a[rows] - r_b[cols]
+    if nprobe > 0 and audit is not None:
+        probe = np.sort(np.random.default_rng(1).choice(a.shape[0], min(a.shape[0], 2000), replace=False))
+        kk = min(k, b.shape[0])
+        r_exact, nearest = [], []
+        for part in np.array_split(probe, -(-len(probe) // 100)):  # 100 x rows of b at a time
+            sims = a[part] @ b.T
+            r_exact.append(np.partition(sims, -kk, axis=1)[:, -kk:].mean(axis=1))
+            nearest.append(np.argmax(2 * sims - r_b[None, :], axis=1))
+        audit["r_exact"] = float(np.mean(np.abs(np.concatenate(r_exact) - r_a[probe]) <= 1e-4))
+        audit["nearest_exact"] = float(np.mean(np.concatenate(nearest) == fwd[probe]))
     return rows, cols, score
 
 
