@@ -215,3 +215,23 @@ def test_a_run_names_its_wrong_seeds(pair, run) -> None:
     named = {(s["left_id"], s["right_id"]) for s in summary["suspect_seeds"]}
     assert named == set(zip(pair.seed_left[wrong].tolist(), seed_right[wrong].tolist(), strict=True))
     assert run[1]["suspect_seeds"] == []  # the same pair with its right seeds: none named
+
+
+def test_churn_stalls_a_run_unless_an_extension_is_converging_on_links_that_keep_distances() -> None:
+    from veclink_spark.diagnostics import stall_checks
+    from veclink_spark.kernels.centre import normalise_rows
+
+    rng = np.random.default_rng(12)
+    q, _ = np.linalg.qr(rng.normal(size=(32, 32)))
+    left = normalise_rows(rng.normal(size=(300, 32)))
+    kept = (left, normalise_rows(left @ q + 0.05 * rng.normal(size=(300, 32))))  # distances kept
+    chance = (left, normalise_rows(rng.normal(size=(300, 32))))  # a chance matching's links
+
+    def checks(phase: str, links: tuple[np.ndarray, np.ndarray]):
+        last = {"phase": phase, "views_branch": "procrustes/takeoff", "added": 150, "removed": 140}
+        return stall_checks([dict(last, links=1000)], 1000, 15, 5000, 5000, links)
+
+    moving = checks("extend", kept)  # churn 29 %, as the 3M run's fourth settling round
+    assert moving.churn > 0.25 and moving.converging and not moving.unsettled and not moving.stalled
+    assert checks("refine", kept).unsettled and checks("refine", kept).stalled  # the fit's rounds
+    assert checks("extend", chance).stalled and not checks("extend", chance).converging

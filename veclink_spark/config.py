@@ -238,8 +238,8 @@ class ScaleConfig:
     max_rounds: int = _f(
         4,
         "cap on the full-table rounds that settle the map (each one pass over both tables, each row "
-        "searched in its nearest cell), before the last round in scale.probes cells and the mixture "
-        "cut; they start from the fitted links, so a few suffice",
+        "searched in its nearest cell), before the last round in scale.probes cells and its "
+        "estimated-F1 cut; they start from the fitted links, so a few usually suffice",
         lo=1,
         hi=1000,
         kind=int,
