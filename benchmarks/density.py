@@ -47,7 +47,8 @@ OUT = ROOT / "benchmarks" / "density"
 def _table(folder: Path, side: str) -> tuple[np.ndarray, np.ndarray]:
     t = pq.read_table(folder / side)
     ids = t.column("id").to_numpy()
-    vec = np.stack(t.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
+    vectors = t.column("vector").combine_chunks()  # one flat buffer, not a million row arrays (memory)
+    vec = np.asarray(vectors.flatten().to_numpy(), np.float32).reshape(len(t), -1)
     return ids, vec
 
 
@@ -59,11 +60,16 @@ def data(rows: int, clusters: int, seed_clusters: int, seed: int = 0) -> Path:
     return folder
 
 
-def _spark(folder: Path) -> tuple[pd.DataFrame, dict, float]:
-    """``jobs/link.py`` on the pair (scale benchmark's command, run id ``scale``): (links, summary, s)."""
+def _spark(folder: Path, reuse: bool) -> tuple[pd.DataFrame, dict, float]:
+    """``jobs/link.py`` on the pair (scale benchmark's command, run id ``scale``): (links, summary, s).
+    ``reuse``: the last run's links and summary, where it ended (to score it again, or when the scoring
+    or the ceiling failed after the job)."""
     from benchmarks.scale import _dump_links, _run, _spark_command
 
     out = folder / "spark-run"
+    if reuse and (folder / "spark-links.parquet").exists() and (out / "summary.json").exists():
+        summary = json.loads((out / "summary.json").read_text())
+        return pd.read_parquet(folder / "spark-links.parquet"), summary, float(summary["seconds"])
     shutil.rmtree(out, ignore_errors=True)
     code, seconds, _ = _run(_spark_command(folder, out), folder / "spark-run.log")
     if code != 0:
@@ -81,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.engine == "spark":
         if overrides:
             raise SystemExit("--set applies to the in-process engine only")
-        links, summary, seconds = _spark(folder)  # before the tables are read here: memory
+        links, summary, seconds = _spark(folder, args.reuse)  # before the tables are read here: memory
     li, lv = _table(folder, "left")
     ri, rv = _table(folder, "right")
     if args.engine != "spark":
@@ -178,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], help="config override, section.field=value")
     ap.add_argument("--engine", choices=["inprocess", "spark"], default="inprocess")
     ap.add_argument("--no-ceiling", dest="ceiling", action="store_false")
+    ap.add_argument("--reuse", action="store_true", help="--engine spark: score the last run again")
     args = ap.parse_args(argv)
     return {"run": run, "report": report}[args.step](args)
 

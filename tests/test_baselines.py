@@ -153,3 +153,20 @@ def test_approximate_csls_search_matches_exact_when_it_probes_every_list_and_aud
     approx_pairs = set(zip(rows.tolist(), cols.tolist(), strict=True))
     exact_pairs = set(zip(exact[0].tolist(), exact[1].tolist(), strict=True))
     assert len(approx_pairs & exact_pairs) > 0.5 * len(rows)
+
+
+def test_ceiling_beyond_exact_rows_agrees_with_the_exact_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.harness import ceiling as ceiling_module
+
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(20, 24))
+    x = unit(centres[rng.integers(0, 20, 3000)] + 0.4 * rng.normal(size=(3000, 24)))
+    q, _ = np.linalg.qr(rng.normal(size=(24, 24)))
+    y = unit(x[:2000] @ q + 0.05 * rng.normal(size=(2000, 24)))
+    truth = np.arange(1500)  # rows 0-1499 of each side are pairs; the rest have no partner
+    exact = ceiling_module.ceiling(x, y, truth, truth)
+    monkeypatch.setattr(ceiling_module, "EXACT_ROWS", 1000)
+    monkeypatch.setattr(ceiling_module, "DENSE_CELLS", 0)
+    approx = ceiling_module.ceiling(x, y, truth, truth)
+    assert exact["search"] == "exact" and "k-means cells" in approx["search"]
+    assert exact["f1"] > 0.5 and abs(approx["f1"] - exact["f1"]) < 0.03
