@@ -170,7 +170,7 @@ class StallChecks:
     few: bool
     #: The churn was above :data:`MAX_FINAL_CHURN` in an extension's settling round whose links keep
     #: distances: not a stall, more settling rounds may help.
-    converging: bool = False
+    converging: bool
 
     @property
     def stalled(self) -> bool:

@@ -170,7 +170,7 @@ def _cells(base: np.ndarray, queries: np.ndarray, nprobe: int) -> Groups:
 
     members = by_cell(base_cell)
     return [
-        (rows, np.concatenate([members[m] for m in near[c] if m >= 0]))
+        (rows, np.concatenate([members[m] for m in near[c]]))
         for c, rows in enumerate(by_cell(query_cell))
         if len(rows)
     ]
