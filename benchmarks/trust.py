@@ -42,6 +42,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.grid import code_version  # noqa: E402
 from benchmarks.harness.ceiling import ceiling  # noqa: E402
 from veclink_spark.arrays import link_arrays  # noqa: E402
 from veclink_spark.backends.in_process import NumpyBackend  # noqa: E402
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
             "questions": questions,
             "t_rounds": t1 - t0,
             "t_assess": time.time() - t1,
+            "code": code_version(),
         }
         with open(path, "wb") as f:
             pickle.dump(out, f)
@@ -229,16 +231,26 @@ def score_cell(cell: Cell, cached: dict[str, Any], data: Path) -> dict[str, Any]
     row["ceiling"] = ceiling(sp.left.vectors, sp.right.vectors, tl, tr)
     row["final_matching"] = cached["facts"].get("final_matching")
     row["seconds"] = round(cached["t_rounds"] + cached["t_assess"], 1)
+    row["code"] = cached.get("code")  # the commit whose rounds these are (None: before it was recorded)
     return row
 
 
 def report(args: argparse.Namespace) -> int:
+    """Score the cached runs. A cell without a cached run keeps its row of ``results.jsonl`` (the cache
+    lives outside the repository and may be gone; each row says which commit ran it)."""
+    path = args.out_dir / "results.jsonl"
+    before = {}
+    if path.exists():
+        before = {r["cell"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
     rows = []
     for cell in cells():
-        path = args.cache / f"{key(cell)}.pkl"
-        if not path.exists():
+        cached = args.cache / f"{key(cell)}.pkl"
+        if not cached.exists():
+            if key(cell) in before:
+                rows.append(before[key(cell)])
+                print(f"{key(cell)}: no cached run, its earlier row kept", flush=True)
             continue
-        with open(path, "rb") as f:
+        with open(cached, "rb") as f:
             rows.append(score_cell(cell, pickle.load(f), args.data_dir))
         print(json.dumps(rows[-1]), flush=True)
     args.out_dir.mkdir(parents=True, exist_ok=True)
