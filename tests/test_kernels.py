@@ -240,6 +240,20 @@ def test_mixture_cut_separates_two_humps_and_leaves_one_whole() -> None:
     assert mixture_cut(right[:10], min_separation=2.0) is None
 
 
+def test_mixture_cut_does_not_apply_to_a_lone_outlier() -> None:
+    # A tight hump and one far link: EM gives the outlier a component of its own, with a near-zero
+    # spread and a huge separation (a million-row fit kept 1 of 4,361 links so). Not a cut.
+    rng = np.random.default_rng(0)
+    sims = np.concatenate([rng.normal(0.3, 0.002, 4360), [0.7171]])
+    cut = mixture_cut(sims, min_separation=2.0)
+    assert cut is not None and cut.separation > 100 and cut.threshold == 0.7171
+    assert not cut.applies
+    # Fifty links above it are a hump: the same shape then cuts.
+    humps = np.concatenate([rng.normal(0.3, 0.002, 4360), rng.normal(0.7, 0.002, 50)])
+    hump = mixture_cut(humps, min_separation=2.0)
+    assert hump is not None and hump.applies
+
+
 def test_distribution_descriptors_ignore_rotations_and_the_rows_own_similarity() -> None:
     rng = np.random.default_rng(2)
     x = normalise_rows(rng.normal(size=(300, 24)))
