@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         sp = split_of(cell, args.data_dir)
         cfg = LinkConfig()
+        code = code_version()  # before the run: the commit whose library this process imported
         t0 = time.time()
         backend = NumpyBackend(sp.left.ids, sp.left.vectors, sp.right.ids, sp.right.vectors, cfg)
         result = fit_and_extend(backend, sp.seeds[:, 0], sp.seeds[:, 1], cfg)
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             "questions": questions,
             "t_rounds": t1 - t0,
             "t_assess": time.time() - t1,
-            "code": code_version(),
+            "code": code,
         }
         with open(path, "wb") as f:
             pickle.dump(out, f)
