@@ -388,8 +388,9 @@ def questions_section(out: Path) -> list[str]:
         mine = [r for r in rows if r["cell"] == cell]
         for r in mine:
             q, rnd = r["questions"], r["random_seeds"]
+            yes = f" ({r['yes']} yes)" if "yes" in r else ""  # rows of older runs did not count them
             lines.append(
-                f"| {cell} | {r['answers']} | {q['links']} / {_f(q['precision'])} / {_f(q['recall'])} / "
+                f"| {cell} | {r['answers']}{yes} | {q['links']} / {_f(q['precision'])} / {_f(q['recall'])} / "
                 f"{_f(q['f1'])} | {rnd['links']} / {_f(rnd['precision'])} / {_f(rnd['recall'])} / "
                 f"{_f(rnd['f1'])} | {_f(r['ceiling'])} |"
             )
@@ -458,6 +459,7 @@ def questions(args: argparse.Namespace) -> int:
             row = {
                 "cell": name,
                 "answers": len(answers),
+                "yes": int(answers["match"].astype(bool).sum()) if len(answers) else 0,
                 "questions": got,
                 "random_seeds": rand,
                 "ceiling": ceil,
