@@ -65,12 +65,12 @@ def mixture_cut(
     two-humped mixture (measured: Ashman's D 3.1-3.5 on the easy pairs at alpha 0.15), and the upper
     hump's posterior is a cut with no label needed. Where nearly all links are right, a mixture still
     fits but splits the one hump in two (D ~ 1.5 at alpha 0.9): the cut ``applies`` only when
-    D >= ``min_separation`` (D > 2 is Ashman's criterion for a clean separation) and at least
-    ``min_links`` links lie at or above the threshold: EM can also fit one component to a lone
-    outlier, whose near-zero spread makes D huge (a million-row fit measured D 61.5 with 1 of 4,361
-    links above the cut), and that is no cut of a hump. Returns None for fewer than ``min_links``
-    links. scikit-learn's EM, on sorted values rounded to ``CUT_DECIMALS``, with a fixed random
-    state: the same input gives the same cut in both engines.
+    D >= ``min_separation`` (D > 2 is Ashman's criterion for a clean separation) and the upper
+    component holds at least ``min_links`` links (its weight x the links): EM can also fit one
+    component to a lone outlier, whose near-zero spread makes D huge (a million-row fit measured D
+    61.5 with 1 of 4,361 links above the cut), and that is no cut of a hump. Returns None for
+    fewer than ``min_links`` links. scikit-learn's EM, on sorted values rounded to
+    ``CUT_DECIMALS``, with a fixed random state: the same input gives the same cut in both engines.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
@@ -94,7 +94,7 @@ def mixture_cut(
     # the smallest value at or above the lower mean whose posterior reaches the level.
     above = (post >= posterior) & (v >= mu.min())
     threshold = float(v[np.argmax(above)]) if above.any() else math.inf
-    upper = len(v) - int(np.searchsorted(v, threshold, side="left"))  # links at or above the cut
+    upper = float(gm.weights_[hi]) * len(v)  # the upper component's links (whatever the posterior level)
     return MixtureCut(threshold, d, float(gm.weights_[hi]), d >= min_separation and upper >= min_links)
 
 
