@@ -105,7 +105,10 @@ def test_a_confirmed_wrong_pair_is_kept_as_a_seed_and_named_doubted() -> None:
     b = free[1 + int(np.argmin(cos))][1]
     answers = pd.DataFrame({"left_id": [a], "right_id": [b], "match": [True]})
     links, summary = link_pair(pair, FAST, answers=answers)
-    assert summary["verdict"] == "took off"
+    # the wrong seed, weighted as every seed, leaves 33 links estimated 0 % right: the rounds settled,
+    # the estimate overrules them
+    assert summary["verdict"] == "stalled" and summary["estimated_precision"] < 0.3
+    assert summary["polish_retention"] is None or summary["polish_retention"] >= 0.3
     kept = links[links["is_seed"]]
     assert (a, b) in set(zip(kept["left_id"], kept["right_id"], strict=True))  # the check never drops it
     doubted = [(s["left_id"], s["right_id"]) for s in summary["suspect_seeds"] if not s["dropped"]]

@@ -235,3 +235,32 @@ def test_churn_stalls_a_run_unless_an_extension_is_converging_on_links_that_keep
     assert moving.churn > 0.25 and moving.converging and not moving.unsettled and not moving.stalled
     assert checks("refine", kept).unsettled and checks("refine", kept).stalled  # the fit's rounds
     assert checks("extend", chance).stalled and not checks("extend", chance).converging
+
+
+def test_links_estimated_mostly_wrong_stall_a_run_whose_rounds_settled() -> None:
+    import pandas as pd
+
+    from veclink_spark.diagnostics import MIN_ESTIMATED_PRECISION, diagnose
+    from veclink_spark.kernels.centre import normalise_rows
+    from veclink_spark.state import RunState
+
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.normal(size=(32, 32)))
+    left = normalise_rows(rng.normal(size=(300, 32)))
+    kept = (left, normalise_rows(left @ q + 0.05 * rng.normal(size=(300, 32))))  # distances kept
+    # settled rounds (2 % churn), no polish: every check of the rounds says "took off"
+    history = [{"round": 1, "phase": "refine", "views_branch": "procrustes/takeoff", "added": 10,
+                "removed": 10, "links": 1000}]  # fmt: skip
+    state = RunState(phase="refine", done=True, stop_reason="links stable", history=history)
+    links = pd.DataFrame({"left_id": np.arange(1015), "right_id": np.arange(1015),
+                          "is_seed": np.arange(1015) < 15})  # fmt: skip
+    seeds = (kept[0][:15], kept[1][:15])
+
+    def verdict(estimate: float | None) -> dict:
+        precision = None if estimate is None else {"estimated_precision": estimate, "trusted_links": 0}
+        return diagnose(state, links, 5000, 5000, *seeds, LinkConfig(), kept, None, precision)
+
+    assert verdict(None)["verdict"] == "took off" and verdict(0.8)["verdict"] == "took off"
+    low = verdict(MIN_ESTIMATED_PRECISION - 0.01)
+    assert low["verdict"] == "stalled" and not low["took_off"]
+    assert any("estimated 29% right" in r for r in low["reasons"])

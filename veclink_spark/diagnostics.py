@@ -41,6 +41,12 @@ MAX_FINAL_CHURN = 0.25
 #: two spaces, on a sample of the links) is below this stalled: a chance matching does not preserve
 #: geometry (measured: 0.22-0.26 on chance matchings, 0.46-0.64 on runs that took off).
 MIN_LINK_CONSISTENCY = 0.35
+#: A run whose links are estimated (``estimated_precision``, :mod:`veclink_spark.precision`) at less
+#: than this stalled, whatever its rounds looked like: most of its links are estimated wrong (measured:
+#: the negative control's WordNet GloVe / mpnet cell settled, kept its polish and said "took off" with
+#: links estimated at 0.015, measured 0.163; runs that took off estimate 0.67-0.95, stalled ones
+#: 0.00-0.24, over the trust benchmark's grid and the large runs).
+MIN_ESTIMATED_PRECISION = 0.3
 #: A stalled run also warns when the Spearman correlation of seed-to-seed distances across the two
 #: spaces is below this.
 MIN_SEED_CONSISTENCY = 0.3
@@ -264,7 +270,9 @@ def diagnose(
     the links changed in the last take-off refinement round (self-learning can always produce *some* matching,
     even between unrelated tables; such a matching keeps churning, a real one converges).
     ``link_vectors`` (a sample of the links' vectors) gives the link-to-link distance consistency; below
-    :data:`MIN_LINK_CONSISTENCY` the run is stalled too (a chance matching can settle). The
+    :data:`MIN_LINK_CONSISTENCY` the run is stalled too (a chance matching can settle), and so it is
+    when ``precision`` (the assessment's figures) estimates its links under
+    :data:`MIN_ESTIMATED_PRECISION`. The
     summary then says so with the evidence (seed-to-seed distance consistency across the spaces, vote
     margins, links per round) and what the user can do. Logged at WARNING.
 
@@ -278,7 +286,11 @@ def diagnose(
     n_seeds = int(links["is_seed"].astype(bool).sum()) if len(links) else 0
     consistency = seed_consistency(seed_left, seed_right)
     checks = stall_checks(history, n_links, n_seeds, n_left, n_right, link_vectors)
-    stalled, last = checks.stalled, checks.last
+    estimate = None if precision is None else precision.get("estimated_precision")
+    # The rounds can look settled where the links are not worth much (a chance matching that held
+    # still): the estimate of what the links are worth has the last word.
+    worthless = estimate is not None and n_links >= checks.needed and estimate < MIN_ESTIMATED_PRECISION
+    stalled, last = checks.stalled or worthless, checks.last
     per_round = [int(h.get("added", 0)) for h in history]
     margins = [
         {
@@ -318,6 +330,11 @@ def diagnose(
                 f"{checks.churn:.0%}, more than {MAX_FINAL_CHURN:.0%}), as happens when "
                 "self-learning matches unrelated tables; treat these links as chance matches"
             )
+        if worthless:
+            reasons.append(
+                f"the links are estimated {estimate:.0%} right (under {MIN_ESTIMATED_PRECISION:.0%}): "
+                "most of them are estimated wrong; treat them as chance matches"
+            )
         if np.isfinite(consistency) and consistency < MIN_SEED_CONSISTENCY:
             reasons.append(
                 f"seed-to-seed distances agree poorly across the two spaces (Spearman "
@@ -340,10 +357,12 @@ def diagnose(
             f"more settling rounds (scale.max_rounds, {cfg.scale.max_rounds} now) may raise recall"
         )
     verdict = "stalled" if stalled else "took off"
-    # The seeds the fit dropped (veclink_spark.fit), then the ones the final links doubt.
+    # The seeds the fit dropped (veclink_spark.fit), then the ones the final links doubt: where the
+    # rounds took off, even if the estimate overrules them (a wrong confirmed answer, which the seed
+    # check never drops, can leave a few links mostly wrong; naming it says why).
     suspects: list[dict[str, Any]] = [dict(d, dropped=True) for d in state.dropped_seeds]
     if (
-        not stalled
+        not checks.stalled
         and seed_ids is not None
         and link_vectors is not None
         and len(link_vectors[0]) >= SEED_CHECK_MIN_LINKS
