@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.grid import code_version  # noqa: E402
 from benchmarks.harness.ceiling import ceiling  # noqa: E402
+from benchmarks.harness.runner import read_results  # noqa: E402
 from veclink_spark.arrays import link_arrays  # noqa: E402
 from veclink_spark.backends.in_process import NumpyBackend  # noqa: E402
 from veclink_spark.config import LinkConfig  # noqa: E402
@@ -239,10 +240,7 @@ def score_cell(cell: Cell, cached: dict[str, Any], data: Path) -> dict[str, Any]
 def report(args: argparse.Namespace) -> int:
     """Score the cached runs. A cell without a cached run keeps its row of ``results.jsonl`` (the cache
     lives outside the repository and may be gone; each row says which commit ran it)."""
-    path = args.out_dir / "results.jsonl"
-    before = {}
-    if path.exists():
-        before = {r["cell"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
+    before = {r["cell"]: r for r in read_results(args.out_dir / "results.jsonl")}
     rows = []
     for cell in cells():
         cached = args.cache / f"{key(cell)}.pkl"
@@ -362,7 +360,7 @@ def questions_section(out: Path) -> list[str]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_results(path)
     names = {c: cell_name(c) for c in dict.fromkeys(r["cell"] for r in rows)}
     lines = [
         "",
