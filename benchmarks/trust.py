@@ -232,6 +232,22 @@ def score_cell(cell: Cell, cached: dict[str, Any], data: Path) -> dict[str, Any]
     tr = np.array([rpos[b] for _, b in sp.truth.tolist()])
     row["ceiling"] = ceiling(sp.left.vectors, sp.right.vectors, tl, tr)
     row["final_matching"] = cached["facts"].get("final_matching")
+    facts = cached["facts"]
+    # runs cached before the summary had the field: every row of a side counted without a partner
+    basis, none = facts["precision_basis"], facts["estimated_partnerless_rows"]
+    row["estimate_is_lower_bound"] = bool(
+        facts.get("estimate_is_lower_bound")
+        if "estimate_is_lower_bound" in facts
+        else none["left"] >= basis["left_rows"] or none["right"] >= basis["right_rows"]
+    )
+    # the seed check's false alarms: every seed of the grid is a true pair
+    dropped = [(int(d["left_id"]), int(d["right_id"])) for d in cached["state"].get("dropped_seeds") or []]
+    all_true = {(int(a), int(b)) for a, b in sp.truth.tolist()}
+    row["seed_check"] = {
+        "seeds": len(sp.seeds),
+        "dropped": len(dropped),
+        "dropped_right": sum(p in all_true for p in dropped),
+    }
     row["seconds"] = round(cached["t_rounds"] + cached["t_assess"], 1)
     row["code"] = cached.get("code")  # the commit whose rounds these are (None: before it was recorded)
     return row
@@ -347,6 +363,24 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> None:
         f"Kept at 0.95 where the ceiling reaches P 0.95 at recall >= 0.2: measured P >= 0.92 on "
         f"{sum(r['at_0.95']['precision'] >= 0.92 for r in need)} of {len(need)}.",
     ]
+    floors = [r for r in rows if "estimate_is_lower_bound" in r]
+    low = [r for r in floors if r["estimate_is_lower_bound"]]
+    if low:
+        est = [r["estimated_precision"] for r in low]
+        got = [r["final"]["precision"] for r in low]
+        lines.append(
+            f"Estimates that say they are a floor (`estimate_is_lower_bound`): {len(low)} of the "
+            f"{len(floors)} cells that record it ({sum(r['corpus'].startswith('neg-') for r in low)} of "
+            f"them the negative control's), estimated {min(est):.3f}-{max(est):.3f}, measured "
+            f"{min(got):.3f}-{max(got):.3f}."
+        )
+    checked = [r["seed_check"] for r in rows if "seed_check" in r]
+    if checked:
+        lines.append(
+            f"Seed check (every seed here is a true pair): {sum(c['dropped_right'] for c in checked)} of "
+            f"{sum(c['seeds'] for c in checked)} seeds named probably wrong, over the {len(checked)} cells "
+            "that record it."
+        )
     lines += questions_section(out)
     (out / "REPORT.md").write_text("\n".join(lines) + "\n")
 

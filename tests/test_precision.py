@@ -43,6 +43,7 @@ def test_known_answer_on_a_syntheticlink_pair(pair, run) -> None:
     # the 700 rows a side without a partner, estimated from the matches alone
     partnerless = len(pair.left_ids) - len(pair.truth_left)
     assert abs(summary["estimated_partnerless_rows"]["left"] - partnerless) <= 0.15 * partnerless
+    assert summary["estimate_is_lower_bound"] is False
     # one number cuts the table: the better half by the estimate is right more often than the whole
     order = np.argsort(-got["precision_estimate"].to_numpy(), kind="stable")
     assert right[order][: len(order) // 2].mean() > measured
@@ -71,6 +72,8 @@ def test_a_chance_matching_is_estimated_near_zero() -> None:
     seed[:15] = True
     est = estimate_precision(x, y, ll, lr, seed)
     assert est.estimated_precision is not None and est.estimated_precision <= 0.2
+    # no row finds its partner: every row is counted without one, and the estimate says it is a floor
+    assert est.lower_bound and est.summary()["estimate_is_lower_bound"]
 
 
 def test_min_precision_keeps_the_links_it_promises(pair, run) -> None:

@@ -264,3 +264,12 @@ def test_links_estimated_mostly_wrong_stall_a_run_whose_rounds_settled() -> None
     low = verdict(MIN_ESTIMATED_PRECISION - 0.01)
     assert low["verdict"] == "stalled" and not low["took_off"]
     assert any("estimated 29% right" in r for r in low["reasons"])
+    assert not any("floor" in r for r in low["reasons"])
+    # where every row of a side was counted without a partner, the estimate is a floor and says so
+    floor = diagnose(
+        state, links, 5000, 5000, *seeds, LinkConfig(), kept, None,
+        {"estimated_precision": 0.01, "trusted_links": 0, "estimate_is_lower_bound": True},
+    )  # fmt: skip
+    assert floor["verdict"] == "stalled"
+    assert any("that is a floor" in r for r in floor["reasons"])
+    assert not any("chance matches" in r for r in floor["reasons"])

@@ -330,7 +330,14 @@ def diagnose(
                 f"{checks.churn:.0%}, more than {MAX_FINAL_CHURN:.0%}), as happens when "
                 "self-learning matches unrelated tables; treat these links as chance matches"
             )
-        if worthless:
+        if worthless and precision is not None and precision.get("estimate_is_lower_bound"):
+            reasons.append(
+                f"the links are estimated {estimate:.0%} right (under {MIN_ESTIMATED_PRECISION:.0%}), and "
+                "that is a floor: the run found too little of the overlap for the estimate to tell rows "
+                "with a partner from rows without one (every row of a side counted without one), so it "
+                "cannot tell a few right links from none; answer the run's questions to find out"
+            )
+        elif worthless:
             reasons.append(
                 f"the links are estimated {estimate:.0%} right (under {MIN_ESTIMATED_PRECISION:.0%}): "
                 "most of them are estimated wrong; treat them as chance matches"

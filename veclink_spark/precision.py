@@ -84,6 +84,10 @@ class PrecisionEstimate:
         null_match_rate: share of knocked-out rows that still found a match (left, right).
         first_lfdr: each link's lfdr from the first fit alone (every knock-out counted alike, before
             they are counted by the chance their link is right): the final matching cuts by it.
+        lower_bound: True when every row of a side was counted without a partner (assumption (b) of
+            the module doc failed outright: the rows that found no match outnumber what the knock-outs'
+            match rate allows for rows without one). The estimate is then a floor that says about 0
+            however many links are right; it cannot tell a stalled run's few right links from none.
     """
 
     lfdr: np.ndarray
@@ -95,6 +99,7 @@ class PrecisionEstimate:
     partnerless_right: float
     null_match_rate: tuple[float, float]
     first_lfdr: np.ndarray
+    lower_bound: bool = False
 
     def summary(self) -> dict[str, object]:
         """The run-level figures, as ``summary.json`` holds them."""
@@ -111,6 +116,7 @@ class PrecisionEstimate:
                 "left": round(self.null_match_rate[0], 4),
                 "right": round(self.null_match_rate[1], 4),
             },
+            "estimate_is_lower_bound": self.lower_bound,
         }
 
 
@@ -385,6 +391,8 @@ def estimate_precision(
         partnerless_right=none_r,
         null_match_rate=(rate_l, rate_r),
         first_lfdr=first_all,
+        # _lfdr caps the rows without a partner at the rows counted
+        lower_bound=bool(none_l >= float(weight_l.sum()) or none_r >= float(weight_r.sum())),
     )
     log.info(
         "precision: estimated %.3f over %d links (%.0f right); partnerless rows %.0f left, %.0f right",
@@ -488,4 +496,5 @@ def take(est: PrecisionEstimate, at: np.ndarray) -> PrecisionEstimate:
         partnerless_right=est.partnerless_right,
         null_match_rate=est.null_match_rate,
         first_lfdr=est.first_lfdr[at],
+        lower_bound=est.lower_bound,
     )

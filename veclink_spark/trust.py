@@ -437,6 +437,7 @@ def assess_links(
         "trusted_links": int((np.nan_to_num(prec, nan=-1.0) >= TRUST_PRECISION).sum()),
         "estimated_partnerless_rows": est.summary()["estimated_partnerless_rows"],
         "knockout_match_rate": est.summary()["knockout_match_rate"],
+        "estimate_is_lower_bound": est.lower_bound,
         "precision_basis": {
             "rows": "whole tables" if basis.core is None else "regions",
             "left_rows": len(basis.rows.left_ids),
