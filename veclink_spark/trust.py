@@ -5,9 +5,9 @@ random links (:func:`estimate_basis`), duplicates left out:
 
 1. the links a user rejected (answers to an earlier run's questions) are dropped;
 2. **final matching** (whole tables, ``links.final_match``, rounds' links estimated at precision
-   :data:`FINAL_MATCH_MIN_PRECISION` or more by an estimate that is no floor): the tables are matched
-   once more under one map fitted
-   on the run's links and cut where the estimated F1 peaks
+   :data:`FINAL_MATCH_MIN_PRECISION` or more by an estimate that is no floor, or a user's answers
+   mostly confirmed, :data:`FINAL_MATCH_MIN_CONFIRMED`): the tables are matched once more under one
+   map fitted on the run's links and cut where the estimated F1 peaks
    (:func:`veclink_spark.precision.final_matching`);
 3. each link gets ``precision_estimate`` (:mod:`veclink_spark.precision`; on regions, the links
    outside them through their scores, :func:`link_precision`); ``links.min_precision`` keeps the
@@ -59,6 +59,13 @@ TRUST_PRECISION = 0.9
 #: (F1 0.333; with the final matching 0.511, ceiling 0.498); mpnet / MiniLM-L3, P 0.639 estimated
 #: 0.344 (F1 0.428; 0.575, ceiling 0.508).
 FINAL_MATCH_MIN_PRECISION = 0.1
+
+#: The final matching runs too when a user's answers confirmed at least this many pairs and no fewer
+#: than they rejected: labels say the run's links are no chance matching, whatever the label-free
+#: estimate says. A question is one of a run's links, so after a chance matching a yes is rare (the
+#: stalled Debian mpnet / MiniLM-L3 at alpha 0.15 got 4 of 15); on Debian e5 / MiniLM-L3 at alpha 0.15
+#: the run's questions got 13 yeses of 15 and its rounds' estimate stayed a floor.
+FINAL_MATCH_MIN_CONFIRMED = 5
 
 
 @dataclass(frozen=True)
@@ -398,6 +405,11 @@ def assess_links(
     if cfg.links.final_match and basis.core is not None:
         anchors, est, pos, f1_facts = f1_cut(anchors, est, pos, backend.n_left, backend.n_right)
     informative = not est.lower_bound and (rounds_precision or 0.0) >= FINAL_MATCH_MIN_PRECISION
+    yes, no = len(answers.confirmed), len(answers.rejected)
+    vouched = yes >= FINAL_MATCH_MIN_CONFIRMED and yes >= no
+    if vouched and not informative:
+        log.info("final matching: %d of the user's %d answers confirmed pairs", yes, yes + no)
+    informative = informative or vouched
     if cfg.links.final_match and rows.whole and informative:
         anchors, est, final = _final_links(anchors, rows)
         final["rounds_estimated_precision"] = round(float(rounds_precision or 0.0), 4)
