@@ -468,6 +468,7 @@ def questions(args: argparse.Namespace) -> int:
         tr = np.array([rpos[b] for _, b in sp.truth.tolist()])
         ceil = ceiling(sp.left.vectors, sp.right.vectors, tl, tr)["f1"]
         cfg = LinkConfig.from_dict({"links": {"ask": "always"}})
+        code = code_version()  # the commit whose library this process imported
         answers = pd.DataFrame(columns=["left_id", "right_id", "match"])
         rng = np.random.default_rng(0)
         pool = [p for p in truth if p not in set(map(tuple, sp.seeds.tolist()))]
@@ -496,6 +497,7 @@ def questions(args: argparse.Namespace) -> int:
                 "questions": got,
                 "random_seeds": rand,
                 "ceiling": ceil,
+                "code": code,
             }
             print(json.dumps(row), flush=True)
             with open(out, "a") as fh:
