@@ -414,10 +414,13 @@ def questions_section(out: Path) -> list[str]:
         "| ceiling F1 |",
         "|---|---|---|---|---|",
     ]
-    fig = Figure(figsize=(5.5, 4), constrained_layout=True)
+    # one panel per cell: a shared legend would hide the curves
+    cols = min(2, len(names))
+    grid_rows = (len(names) + cols - 1) // cols
+    fig = Figure(figsize=(4.2 * cols, 3.3 * grid_rows), constrained_layout=True)
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    for i, (cell, name) in enumerate(names.items()):
+    axes = np.atleast_1d(fig.subplots(grid_rows, cols, squeeze=False)).ravel()
+    for ax, (cell, name) in zip(axes, names.items(), strict=False):
         mine = [r for r in rows if r["cell"] == cell]
         for r in mine:
             q, rnd = r["questions"], r["random_seeds"]
@@ -428,18 +431,18 @@ def questions_section(out: Path) -> list[str]:
                 f"{_f(rnd['f1'])} | {_f(r['ceiling'])} |"
             )
         n = [r["answers"] for r in mine]
-        suffix = f" ({name})" if len(names) > 1 else ""
-        marker = "os^Dv"[i % 5]  # the series by colour, the cells (when several) by marker
-        q_f1, rnd_f1 = [r["questions"]["f1"] for r in mine], [r["random_seeds"]["f1"] for r in mine]
-        ax.plot(n, q_f1, "-", marker=marker, color="C0", label="answered questions" + suffix)
-        ax.plot(n, rnd_f1, "--", marker=marker, color="C1", label="random true pairs" + suffix)
-        ax.axhline(mine[0]["ceiling"], color="0.4", lw=0.8, ls=":", label="ceiling (orthogonal map)" + suffix)
-    ax.set(xlabel="pairs added (answers, or random true pairs)", ylabel="F1", ylim=(0, 1))
-    ax.set_xticks(sorted({r["answers"] for r in rows}))
-    if len(names) == 1:
-        ax.set_title(next(iter(names.values())), fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+        ax.plot(n, [r["questions"]["f1"] for r in mine], "-o", color="C0", label="answered questions")
+        ax.plot(n, [r["random_seeds"]["f1"] for r in mine], "--s", color="C1", label="random true pairs")
+        ax.axhline(mine[0]["ceiling"], color="0.4", lw=0.8, ls=":", label="ceiling (orthogonal map)")
+        ceil = mine[0]["ceiling"]
+        ax.axhspan(ceil - 0.05, ceil, color="0.5", alpha=0.12, label="within 0.05")
+        ax.set(xlabel="pairs added (answers, or random true pairs)", ylabel="F1", ylim=(0, 0.8))
+        ax.set_xticks(sorted({r["answers"] for r in rows}))
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7, loc="upper left")
     fig.savefig(out / "REPORT-questions.png", dpi=110)
     return lines
 
