@@ -108,6 +108,9 @@ def split_of(cell: Cell, data: Path, n_seeds: int = 15) -> Split:
 
 def run(args: argparse.Namespace) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
+    # the commit whose library this process imported: read once, at the start (a run of many cells
+    # outlives commits made meanwhile; reading it per cell named those)
+    code = code_version()
     for cell in cells()[args.part :: args.parts]:
         if args.cells and key(cell) not in args.cells:
             continue
@@ -116,7 +119,6 @@ def run(args: argparse.Namespace) -> int:
             continue
         sp = split_of(cell, args.data_dir)
         cfg = LinkConfig()
-        code = code_version()  # before the run: the commit whose library this process imported
         t0 = time.time()
         backend = NumpyBackend(sp.left.ids, sp.left.vectors, sp.right.ids, sp.right.vectors, cfg)
         result = fit_and_extend(backend, sp.seeds[:, 0], sp.seeds[:, 1], cfg)
@@ -460,6 +462,7 @@ def questions(args: argparse.Namespace) -> int:
     the same number of random true pairs added as seeds."""
     out = args.out_dir / "questions.jsonl"
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    code = code_version()  # the commit whose library this process imported (see run)
     for name in args.cells:
         cell = next(c for c in cells() if key(c) == name)
         sp = split_of(cell, args.data_dir)
@@ -471,7 +474,6 @@ def questions(args: argparse.Namespace) -> int:
         tr = np.array([rpos[b] for _, b in sp.truth.tolist()])
         ceil = ceiling(sp.left.vectors, sp.right.vectors, tl, tr)["f1"]
         cfg = LinkConfig.from_dict({"links": {"ask": "always"}})
-        code = code_version()  # the commit whose library this process imported
         answers = pd.DataFrame(columns=["left_id", "right_id", "match"])
         rng = np.random.default_rng(0)
         pool = [p for p in truth if p not in set(map(tuple, sp.seeds.tolist()))]
