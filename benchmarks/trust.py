@@ -233,15 +233,15 @@ def score_cell(cell: Cell, cached: dict[str, Any], data: Path) -> dict[str, Any]
     tl = np.array([lpos[a] for a, _ in sp.truth.tolist()])
     tr = np.array([rpos[b] for _, b in sp.truth.tolist()])
     row["ceiling"] = ceiling(sp.left.vectors, sp.right.vectors, tl, tr)
-    row["final_matching"] = cached["facts"].get("final_matching")
     facts = cached["facts"]
-    # runs cached before the summary had the field: every row of a side counted without a partner
-    basis, none = facts["precision_basis"], facts["estimated_partnerless_rows"]
-    row["estimate_is_lower_bound"] = bool(
-        facts.get("estimate_is_lower_bound")
-        if "estimate_is_lower_bound" in facts
-        else none["left"] >= basis["left_rows"] or none["right"] >= basis["right_rows"]
-    )
+    row["final_matching"] = facts.get("final_matching")
+    if "estimate_is_lower_bound" in facts:
+        row["estimate_is_lower_bound"] = bool(facts["estimate_is_lower_bound"])
+    else:  # a run cached before the summary had the field: every row of a side counted partnerless
+        basis, none = facts["precision_basis"], facts["estimated_partnerless_rows"]
+        row["estimate_is_lower_bound"] = (
+            none["left"] >= basis["left_rows"] or none["right"] >= basis["right_rows"]
+        )
     # the seed check's false alarms: every seed of the grid is a true pair
     dropped = [(int(d["left_id"]), int(d["right_id"])) for d in cached["state"].get("dropped_seeds") or []]
     all_true = {(int(a), int(b)) for a, b in sp.truth.tolist()}
@@ -421,7 +421,7 @@ def questions_section(out: Path) -> list[str]:
     grid_rows = (len(names) + cols - 1) // cols
     fig = Figure(figsize=(4.2 * cols, 3.3 * grid_rows), constrained_layout=True)
     FigureCanvasAgg(fig)
-    axes = np.atleast_1d(fig.subplots(grid_rows, cols, squeeze=False)).ravel()
+    axes = fig.subplots(grid_rows, cols, squeeze=False).ravel()
     for ax, (cell, name) in zip(axes, names.items(), strict=False):
         mine = [r for r in rows if r["cell"] == cell]
         for r in mine:
@@ -435,8 +435,8 @@ def questions_section(out: Path) -> list[str]:
         n = [r["answers"] for r in mine]
         ax.plot(n, [r["questions"]["f1"] for r in mine], "-o", color="C0", label="answered questions")
         ax.plot(n, [r["random_seeds"]["f1"] for r in mine], "--s", color="C1", label="random true pairs")
-        ax.axhline(mine[0]["ceiling"], color="0.4", lw=0.8, ls=":", label="ceiling (orthogonal map)")
         ceil = mine[0]["ceiling"]
+        ax.axhline(ceil, color="0.4", lw=0.8, ls=":", label="ceiling (orthogonal map)")
         ax.axhspan(ceil - 0.05, ceil, color="0.5", alpha=0.12, label="within 0.05")
         ax.set(xlabel="pairs added (answers, or random true pairs)", ylabel="F1", ylim=(0, 0.8))
         ax.set_xticks(sorted({r["answers"] for r in rows}))

@@ -404,13 +404,12 @@ def assess_links(
     f1_facts: dict[str, Any] | None = None
     if cfg.links.final_match and basis.core is not None:
         anchors, est, pos, f1_facts = f1_cut(anchors, est, pos, backend.n_left, backend.n_right)
-    informative = not est.lower_bound and (rounds_precision or 0.0) >= FINAL_MATCH_MIN_PRECISION
+    estimated = not est.lower_bound and (rounds_precision or 0.0) >= FINAL_MATCH_MIN_PRECISION
     yes, no = len(answers.confirmed), len(answers.rejected)
     vouched = yes >= FINAL_MATCH_MIN_CONFIRMED and yes >= no
-    if vouched and not informative:
-        log.info("final matching: %d of the user's %d answers confirmed pairs", yes, yes + no)
-    informative = informative or vouched
-    if cfg.links.final_match and rows.whole and informative:
+    if cfg.links.final_match and rows.whole and (estimated or vouched):
+        if not estimated:
+            log.info("final matching: %d of the user's %d answers confirmed pairs", yes, yes + no)
         anchors, est, final = _final_links(anchors, rows)
         final["rounds_estimated_precision"] = round(float(rounds_precision or 0.0), 4)
         anchors, again = drop_rejected(anchors, answers)
@@ -451,13 +450,15 @@ def assess_links(
     found = ~np.asarray(links["is_seed"], bool)
     known = lfdr[found][np.isfinite(lfdr[found])]
     prec = links["precision_estimate"][found]
+    run_figures = est.summary()
     facts: dict[str, Any] = {
         "estimated_precision": round(float(1.0 - known.mean()), 4) if len(known) else None,
         "estimated_true_links": round(float((1.0 - known).sum()), 1),
         "trusted_links": int((np.nan_to_num(prec, nan=-1.0) >= TRUST_PRECISION).sum()),
-        "estimated_partnerless_rows": est.summary()["estimated_partnerless_rows"],
-        "knockout_match_rate": est.summary()["knockout_match_rate"],
-        "estimate_is_lower_bound": est.lower_bound,
+        **{
+            k: run_figures[k]
+            for k in ("estimated_partnerless_rows", "knockout_match_rate", "estimate_is_lower_bound")
+        },
         "precision_basis": {
             "rows": "whole tables" if basis.core is None else "regions",
             "left_rows": len(basis.rows.left_ids),
