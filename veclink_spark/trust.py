@@ -375,6 +375,7 @@ def _final_links(
         "kept": int((~fm.is_seed).sum()),
         "from_the_rounds": int((old & ~fm.is_seed).sum()),
         "estimated_f1": None if fm.estimated_f1 is None else round(fm.estimated_f1, 4),
+        "fits": fm.fits,
     }
     return links, fm.estimate, facts
 
