@@ -447,7 +447,7 @@ def final_matching(
     the sum of ``1 - lfdr``, the expected true pairs the rows that have a partner (the mean of
     the two sides' estimates, seeds excluded); the prefix with the largest estimated F1 is kept. This
     recovers the pairs a run's cut and polish leave out where its map already finds them (the demo: 253
-    links at P 0.917, R 0.552 before, 396 at P 0.957, R 0.902 after; docs/method.md, "Final matching").
+    links at P 0.917, R 0.552 before, 419 at P 0.959, R 0.957 after; docs/method.md, "Final matching").
 
     The next map is fitted on the kept links (seeds included), as the refinement of MUSE and VecMap
     refits a map on the dictionary it induced; fitted on every mutual pair instead, the partnerless
