@@ -33,6 +33,7 @@ import os
 import pickle
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,7 @@ def reassess(args: argparse.Namespace) -> int:
     the estimator can be changed and measured on every cell in minutes."""
     into = reassessed_dir(args)
     into.mkdir(parents=True, exist_ok=True)
+    code = code_version()  # read once, as in run
     for cell in cells():
         path = args.cache / f"{key(cell)}.pkl"
         if (args.cells and key(cell) not in args.cells) or not path.exists():
@@ -161,6 +163,7 @@ def reassess(args: argparse.Namespace) -> int:
         t0 = time.time()
         links, facts, _, questions = assess_links(backend, cached["rounds_anchors"], cfg)
         out = {**cached, "links": links, "facts": facts, "questions": questions, "t_assess": time.time() - t0}
+        out["assessed_code"] = code  # the commit whose final matching and estimate these links are
         with open(into / path.name, "wb") as f:
             pickle.dump(out, f)
         old = cached["links"]
@@ -252,6 +255,7 @@ def score_cell(cell: Cell, cached: dict[str, Any], data: Path) -> dict[str, Any]
     }
     row["seconds"] = round(cached["t_rounds"] + cached["t_assess"], 1)
     row["code"] = cached.get("code")  # the commit whose rounds these are (None: before it was recorded)
+    row["assessed"] = cached.get("assessed_code", cached.get("code"))  # reassessed: a later commit
     return row
 
 
@@ -326,7 +330,8 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> None:
         "rounds' links before the final matching; `ceiling` the F1 of an orthogonal map fitted on half",
         "of the true pairs with the best cut (benchmarks/harness/ceiling.py), and its largest recall at",
         "precision 0.95. Each row of `results.jsonl` names the commit whose rounds it scores (`code`;",
-        "the rows without one were run before it was recorded, and kept when their cached runs were gone).",
+        "the rows without one were run before it was recorded, and kept when their cached runs were gone)",
+        "and the commit whose final matching and estimate it scores (`assessed`, when recorded).",
         "",
         "![Is a run's estimated precision its measured precision?](REPORT-estimate.png)",
         "",
@@ -376,6 +381,8 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> None:
             f"them the negative control's), estimated {min(est):.3f}-{max(est):.3f}, measured "
             f"{min(got):.3f}-{max(got):.3f}."
         )
+    by = Counter(r.get("assessed") or r.get("code") or "unrecorded" for r in rows)
+    lines.append("Assessed at: " + ", ".join(f"{n} cells at {c}" for c, n in by.items()) + ".")
     checked = [r["seed_check"] for r in rows if "seed_check" in r]
     if checked:
         lines.append(
