@@ -273,3 +273,12 @@ def test_links_estimated_mostly_wrong_stall_a_run_whose_rounds_settled() -> None
     assert floor["verdict"] == "stalled"
     assert any("that is a floor" in r for r in floor["reasons"])
     assert not any("chance matches" in r for r in floor["reasons"])
+    assert not any("none of the" in a for a in floor["advice"])
+    # a round of questions answered all no: the advice turns from questions to known pairs
+    no_yes = diagnose(
+        state, links, 5000, 5000, *seeds, LinkConfig(), kept, None,
+        {"estimated_precision": 0.01, "trusted_links": 0, "estimate_is_lower_bound": True,
+         "answers": {"confirmed": 0, "rejected": 15, "rejected_links_dropped": 15}},
+    )  # fmt: skip
+    assert any("none of the 15 pairs answered was right" in a for a in no_yes["advice"])
+    assert not any("answer the run's questions" in r for r in no_yes["reasons"])
