@@ -420,8 +420,8 @@ def questions_section(out: Path) -> list[str]:
         "always` (so that every run asks), the random-seed runs with the default configuration.*",
         "",
         "| cell | answers | questions: links / P / R / F1 | random true seeds: links / P / R / F1 "
-        "| ceiling F1 |",
-        "|---|---|---|---|---|",
+        "| ceiling F1 | commit |",
+        "|---|---|---|---|---|---|",
     ]
     # one panel per cell: a shared legend would hide the curves
     cols = min(2, len(names))
@@ -437,7 +437,7 @@ def questions_section(out: Path) -> list[str]:
             lines.append(
                 f"| {cell} | {r['answers']}{yes} | {q['links']} / {_f(q['precision'])} / {_f(q['recall'])} / "
                 f"{_f(q['f1'])} | {rnd['links']} / {_f(rnd['precision'])} / {_f(rnd['recall'])} / "
-                f"{_f(rnd['f1'])} | {_f(r['ceiling'])} |"
+                f"{_f(rnd['f1'])} | {_f(r['ceiling'])} | {r.get('code') or '-'} |"
             )
         n = [r["answers"] for r in mine]
         ax.plot(n, [r["questions"]["f1"] for r in mine], "-o", color="C0", label="answered questions")
