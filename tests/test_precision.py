@@ -188,3 +188,34 @@ def test_column_top_mean_is_the_strided_partition_bit_for_bit() -> None:
     gt = _transposed(g, tile=64)
     assert gt.flags["C_CONTIGUOUS"] and np.array_equal(gt, g.T)
     assert np.array_equal(_column_top_mean(gt, 10), _top_mean(g.T, 10))
+
+
+def test_the_final_matching_refits_its_map_on_the_links_it_kept(monkeypatch) -> None:
+    """A map fitted on 12 right links and 40 wrong ones finds few pairs; refitted on what it kept, it
+    finds most of the overlap (the refits of precision.final_matching)."""
+    from veclink_spark import precision
+    from veclink_spark.kernels.centre import normalise_rows
+
+    rng = np.random.default_rng(0)
+    n, d, shared = 600, 24, 300
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    objects = normalise_rows(rng.normal(size=(2 * n - shared, d)))
+    left, theirs = objects[:n], np.concatenate([objects[:shared], objects[n:]])
+    order = rng.permutation(len(theirs))  # the right table in its own order
+    right = normalise_rows(theirs[order] @ q + 0.1 * rng.normal(size=theirs.shape))
+    partner = np.argsort(order)[:shared]  # left row i < shared is right row partner[i]
+    wrong_left, wrong_right = np.arange(300, 340), rng.choice(len(right), 40, replace=False)
+    link_left = np.concatenate([np.arange(22), wrong_left])  # 10 seeds, 12 right links, 40 wrong
+    link_right = np.concatenate([partner[:22], wrong_right])
+    is_seed = np.arange(len(link_left)) < 10
+
+    def right_links(fits: int) -> tuple[int, int]:
+        monkeypatch.setattr(precision, "FINAL_MATCH_FITS", fits)
+        fm = precision.final_matching(left, right, link_left, link_right, is_seed)
+        found = [(a, b) for a, b, s in zip(fm.left, fm.right, fm.is_seed, strict=True) if not s]
+        return sum(a < shared and partner[a] == b for a, b in found), fm.fits
+
+    once, one_fit = right_links(1)
+    refitted, fits = right_links(4)
+    assert one_fit == 1 and 1 < fits <= 4
+    assert refitted >= 2 * once and refitted >= 100, (once, refitted)

@@ -66,12 +66,12 @@ KNOCKOUT_BATCH = 2048
 #: 0.005 after the second.
 NULL_FITS = 10
 
+#: Those fits stop when no link's lfdr moved by more than this.
+NULL_TOLERANCE = 1e-3
+
 #: The final matching's fits at most: the first on the run's links, each next on the links the one
 #: before kept (:func:`final_matching`).
 FINAL_MATCH_FITS = 4
-
-#: Those fits stop when no link's lfdr moved by more than this.
-NULL_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -458,9 +458,9 @@ def final_matching(
     fits = 1
     while fits < FINAL_MATCH_FITS and fm.estimated_f1 is not None:
         nxt = _match_once(left, right, fm.left, fm.right, fm.is_seed)
-        fits += 1
-        if nxt.estimated_f1 is None:
+        if nxt.estimated_f1 is None:  # nothing matched under the new map: keep the last matching
             break
+        fits += 1
         same = _pairs(nxt) == _pairs(fm)
         fm = nxt
         if same:
