@@ -6,9 +6,9 @@ random links (:func:`estimate_basis`), duplicates left out:
 1. the links a user rejected (answers to an earlier run's questions) are dropped;
 2. **final matching** (whole tables, ``links.final_match``, rounds' links estimated at precision
    :data:`FINAL_MATCH_MIN_PRECISION` or more by an estimate that is no floor, or a user's answers
-   mostly confirmed, :data:`FINAL_MATCH_MIN_CONFIRMED`): the tables are matched once more under one
-   map fitted on the run's links and cut where the estimated F1 peaks
-   (:func:`veclink_spark.precision.final_matching`);
+   mostly confirmed, :data:`FINAL_MATCH_MIN_CONFIRMED`): the tables are matched once more under a
+   map fitted on the run's links, refitted on the links it keeps until they settle, and cut where
+   the estimated F1 peaks (:func:`veclink_spark.precision.final_matching`);
 3. each link gets ``precision_estimate`` (:mod:`veclink_spark.precision`; on regions, the links
    outside them through their scores, :func:`link_precision`); ``links.min_precision`` keeps the
    links at or above it (seeds always);
