@@ -409,19 +409,23 @@ def questions_section(out: Path) -> list[str]:
         "",
         "## Questions: a simulated user",
         "",
-        "`python benchmarks/trust.py questions --cells CELL --rounds 3`: the run's 15 questions answered",
-        "from the truth, the answers given to the next run (`--answers`), three times; beside it, the",
-        "same number of random true pairs added as seeds (both scored without the pairs they were given).",
+        "`python benchmarks/trust.py questions --cells CELL --rounds 3 [--user names-partners]`: the",
+        "run's 15 questions answered from the truth, the answers given to the next run (`--answers`),",
+        "three times; beside it, the same number of random true pairs added as seeds (both scored without",
+        "the pairs they were given). The simulated user answers yes / no (`yes-no`), or also names the",
+        "left row's partner beside a no when it has one (`names-partners`, as `n=ID` in",
+        "`notebooks/answer_questions.py`); answers count the questions answered.",
         "",
         "![Do answered questions help as much as random true pairs?](REPORT-questions.png)",
         "",
         "*Do answered questions help as much as the same number of random true pairs given as seeds? F1 "
-        f"against the pairs added, {' and '.join(names.values())}; the questions runs with `links.ask: "
-        "always` (so that every run asks), the random-seed runs with the default configuration.*",
+        f"against the questions answered, {' and '.join(names.values())}; the questions runs with "
+        "`links.ask: always` (so that every run asks), the random-seed runs with the default "
+        "configuration.*",
         "",
-        "| cell | answers | questions: links / P / R / F1 | random true seeds: links / P / R / F1 "
-        "| ceiling F1 | commit |",
-        "|---|---|---|---|---|---|",
+        "| cell | user | answers (yes, partners named) | questions: links / P / R / F1 "
+        "| random true seeds: links / P / R / F1 | ceiling F1 | commit |",
+        "|---|---|---|---|---|---|---|",
     ]
     # one panel per cell: a shared legend would hide the curves
     cols = min(2, len(names))
@@ -429,23 +433,37 @@ def questions_section(out: Path) -> list[str]:
     fig = Figure(figsize=(4.2 * cols, 3.3 * grid_rows), constrained_layout=True)
     FigureCanvasAgg(fig)
     axes = fig.subplots(grid_rows, cols, squeeze=False).ravel()
+    label = {"yes-no": "answered yes / no", "names-partners": "yes / no, partners named"}
     for ax, (cell, name) in zip(axes, names.items(), strict=False):
         mine = [r for r in rows if r["cell"] == cell]
         for r in mine:
             q, rnd = r["questions"], r["random_seeds"]
-            yes = f" ({r['yes']} yes)" if "yes" in r else ""  # rows of older runs did not count them
+            yes = f" ({r['yes']}, {r.get('named', 0)})" if "yes" in r else ""  # older rows did not count
+            baseline = "-"
+            if rnd:
+                baseline = f"{rnd['links']} / {_f(rnd['precision'])} / {_f(rnd['recall'])} / {_f(rnd['f1'])}"
             lines.append(
-                f"| {cell} | {r['answers']}{yes} | {q['links']} / {_f(q['precision'])} / {_f(q['recall'])} / "
-                f"{_f(q['f1'])} | {rnd['links']} / {_f(rnd['precision'])} / {_f(rnd['recall'])} / "
-                f"{_f(rnd['f1'])} | {_f(r['ceiling'])} | {r.get('code') or '-'} |"
+                f"| {cell} | {r.get('user', 'yes-no')} | {r['answers']}{yes} | {q['links']} / "
+                f"{_f(q['precision'])} / {_f(q['recall'])} / {_f(q['f1'])} | {baseline} | "
+                f"{_f(r['ceiling'])} | {r.get('code') or '-'} |"
             )
-        n = [r["answers"] for r in mine]
-        ax.plot(n, [r["questions"]["f1"] for r in mine], "-o", color="C0", label="answered questions")
-        ax.plot(n, [r["random_seeds"]["f1"] for r in mine], "--s", color="C1", label="random true pairs")
+        users = dict.fromkeys(r.get("user", "yes-no") for r in mine)
+        for i, user in enumerate(users):
+            run = [r for r in mine if r.get("user", "yes-no") == user]
+            ax.plot(
+                [r["answers"] for r in run], [r["questions"]["f1"] for r in run], ("-o", "-^")[i % 2],
+                color=f"C{2 * i}", label=label.get(user, user),
+            )  # fmt: skip
+        base = [r for r in mine if r["random_seeds"]]
+        base = [r for r in base if r.get("user", "yes-no") == base[0].get("user", "yes-no")] if base else []
+        ax.plot(
+            [r["answers"] for r in base], [r["random_seeds"]["f1"] for r in base], "--s", color="C1",
+            label="random true pairs",
+        )  # fmt: skip
         ceil = mine[0]["ceiling"]
         ax.axhline(ceil, color="0.4", lw=0.8, ls=":", label="ceiling (orthogonal map)")
         ax.axhspan(ceil - 0.05, ceil, color="0.5", alpha=0.12, label="within 0.05")
-        ax.set(xlabel="pairs added (answers, or random true pairs)", ylabel="F1", ylim=(0, 0.8))
+        ax.set(xlabel="questions answered (or random true pairs)", ylabel="F1", ylim=(0, 0.8))
         ax.set_xticks(sorted({r["answers"] for r in rows}))
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
@@ -485,6 +503,7 @@ def questions(args: argparse.Namespace) -> int:
         rng = np.random.default_rng(0)
         pool = [p for p in truth if p not in set(map(tuple, sp.seeds.tolist()))]
         order = rng.permutation(len(pool))
+        asked_so_far = named = 0  # questions answered; partners the user named beside a no
         for step in range(args.rounds + 1):
             links, summary = link_arrays(
                 sp.left.ids, sp.left.vectors, sp.right.ids, sp.right.vectors,
@@ -492,20 +511,24 @@ def questions(args: argparse.Namespace) -> int:
             )  # fmt: skip
             f = ~links["is_seed"].to_numpy()
             got = _prf(links["left_id"].to_numpy()[f], links["right_id"].to_numpy()[f], truth, n_true)
-            extra = [pool[i] for i in order[: len(answers)]]
-            seeds = np.vstack([sp.seeds, np.array(extra, dtype=np.int64).reshape(-1, 2)])
-            rl, rs = link_arrays(
-                sp.left.ids, sp.left.vectors, sp.right.ids, sp.right.vectors, seeds[:, 0], seeds[:, 1]
-            )
-            rf = ~rl["is_seed"].to_numpy()
-            # random true pairs added as seeds are excluded from the score like the answered ones
-            rand = _prf(
-                rl["left_id"].to_numpy()[rf], rl["right_id"].to_numpy()[rf], truth - set(extra), n_true
-            )
+            rand = None
+            if args.baseline:
+                extra = [pool[i] for i in order[:asked_so_far]]
+                seeds = np.vstack([sp.seeds, np.array(extra, dtype=np.int64).reshape(-1, 2)])
+                rl, rs = link_arrays(
+                    sp.left.ids, sp.left.vectors, sp.right.ids, sp.right.vectors, seeds[:, 0], seeds[:, 1]
+                )
+                rf = ~rl["is_seed"].to_numpy()
+                # random true pairs added as seeds are excluded from the score like the answered ones
+                rand = _prf(
+                    rl["left_id"].to_numpy()[rf], rl["right_id"].to_numpy()[rf], truth - set(extra), n_true
+                )
             row = {
                 "cell": name,
-                "answers": len(answers),
-                "yes": int(answers["match"].astype(bool).sum()) if len(answers) else 0,
+                "user": args.user,
+                "answers": asked_so_far,
+                "yes": int(answers["match"].astype(bool).sum()) - named if len(answers) else 0,
+                "named": named,
                 "questions": got,
                 "random_seeds": rand,
                 "ceiling": ceil,
@@ -520,7 +543,18 @@ def questions(args: argparse.Namespace) -> int:
             asked["match"] = [
                 partner.get(a) == b for a, b in zip(asked["left_id"], asked["right_id"], strict=True)
             ]
-            answers = pd.concat([answers, asked[["left_id", "right_id", "match"]]], ignore_index=True)
+            asked_so_far += len(asked)
+            given = [asked[["left_id", "right_id", "match"]]]
+            if args.user == "names-partners":
+                # a no, and the user finds the left row's object among the right rows (by its text)
+                found = [
+                    (a, partner[a], True)
+                    for a, m in zip(asked["left_id"], asked["match"], strict=True)
+                    if not m and a in partner
+                ]
+                named += len(found)
+                given.append(pd.DataFrame(found, columns=["left_id", "right_id", "match"]))
+            answers = pd.concat([answers, *given], ignore_index=True).drop_duplicates()
     return 0
 
 
@@ -535,6 +569,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parts", type=int, default=1)
     ap.add_argument("--cells", nargs="*", default=[])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--user",
+        choices=["yes-no", "names-partners"],
+        default="yes-no",
+        help="questions: the simulated user answers yes / no, or also names the left row's partner "
+        "beside a no when it has one",
+    )
+    ap.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="questions: skip the random-true-pairs runs",
+    )
     args = ap.parse_args(argv)
     if args.step != "render" and not args.data_dir.is_dir():
         ap.error(f"no data folder {args.data_dir}: this benchmark needs ../shared/data")

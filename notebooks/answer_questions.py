@@ -8,7 +8,7 @@
 # MAGIC id and text; a `side` column, as in `data/demo/texts.parquet`, picks that side's rows), takes your
 # MAGIC answers and writes them as a Delta table for the next run:
 # MAGIC `python jobs/link.py ... --answers <output>/answers` (confirmed pairs become seeds, rejected pairs
-# MAGIC are never linked).
+# MAGIC are never linked). Beside a no you can name the left row's partner, a known pair.
 
 # COMMAND ----------
 
@@ -27,13 +27,15 @@ except NameError:
         "answers": os.environ.get("VECLINK_ANSWERS", ""),
     }
 # answers: one entry per question, in question order, y or n ("y,n,y,..."), or "question:y" pairs
-# ("3:n,7:y"); questions left out are not answered.
+# ("3:n,7:y"); questions left out are not answered. "n=ID" (or "3:n=ID") says no and names the right
+# row ID that is the left row's object (found with find_right below): that pair is written as a yes.
 
 # COMMAND ----------
 
 import logging
 
 from pyspark.sql import functions as F
+from pyspark.sql.types import IntegralType
 
 from veclink_spark.inputs import read_table
 from veclink_spark.session import get_or_create_session
@@ -72,29 +74,51 @@ except NameError:
 # COMMAND ----------
 
 # MAGIC %md ## Your answers
-# MAGIC Yes when the two rows are the same object. Set the `answers` widget, or edit `given` below.
+# MAGIC Yes when the two rows are the same object. When the answer is no and you can find the left
+# MAGIC object among the right rows (`find_right("words of its text")` lists the right rows whose text
+# MAGIC holds them), answer `n=ID` with that row's id: a named partner is a known pair, and after a stall
+# MAGIC whose questions are all no, known pairs are what lifts the next run. Set the `answers` widget, or
+# MAGIC edit `given` below.
 
 # COMMAND ----------
 
 
-def parse(text: str, n: int) -> dict[int, bool]:
-    """'y,n,...' (question order) or '3:n,7:y' into {question: match}."""
-    out: dict[int, bool] = {}
+def find_right(words: str, limit: int = 20):
+    """The right rows whose text holds ``words`` (case-insensitive): where to look for a partner."""
+    if not params["texts_right"]:
+        raise ValueError("give texts_right to search the right rows")
+    t = texts(params["texts_right"], "right")
+    return t.where(F.lower(F.col("text")).contains(words.lower())).limit(limit)
+
+
+def parse(text: str, n: int) -> dict[int, tuple[bool, str | None]]:
+    """'y,n,n=ID,...' (question order) or '3:n,7:y,9:n=ID' into {question: (match, named partner)}."""
+    out: dict[int, tuple[bool, str | None]] = {}
     items = [s.strip() for s in text.split(",") if s.strip()]
     for i, item in enumerate(items, start=1):
-        q, _, a = item.rpartition(":")
+        q, _, a = item.partition(":") if ":" in item.split("=", 1)[0] else ("", "", item)
         number = int(q) if q else i
+        a, _, named = a.partition("=")
         if a.lower() not in ("y", "n", "yes", "no"):
-            raise ValueError(f"answer {item!r}: use y or n")
+            raise ValueError(f"answer {item!r}: use y, n or n=ID")
+        if named and a.lower().startswith("y"):
+            raise ValueError(f"answer {item!r}: name a partner only beside a no")
         if not 1 <= number <= n:
             raise ValueError(f"answer {item!r}: there are questions 1 to {n}")
-        out[number] = a.lower().startswith("y")
+        out[number] = (a.lower().startswith("y"), named.strip() or None)
     return out
 
 
 rows = questions.select("question", "left_id", "right_id").orderBy("question").collect()
 given = parse(params["answers"], len(rows))
-answered = [(r["left_id"], r["right_id"], given[r["question"]]) for r in rows if r["question"] in given]
+# a named partner is written with the right ids' own type
+integral = isinstance(questions.schema["right_id"].dataType, IntegralType)
+answered = [(r["left_id"], r["right_id"], given[r["question"]][0]) for r in rows if r["question"] in given]
+answered += [
+    (r["left_id"], int(named) if integral else named, True)
+    for r in rows
+    if r["question"] in given and (named := given[r["question"]][1]) is not None
+]
 if answered:
     schema = questions.select("left_id", "right_id").schema.add("match", "boolean")
     answers = spark.createDataFrame(answered, schema)

@@ -86,15 +86,22 @@ def test_questions_notebook_writes_answers_a_run_takes(linked, tmp_path, monkeyp
     first = runpy.run_path(str(ROOT / "notebooks" / "answer_questions.py"), run_name="__main__")
     rows = first["rows"]
     assert rows and first["shown"].where("left_text is null or right_text is null").count() == 0
-    # A simulated user answers from the truth, and says no to the last question whatever it is.
+    # A simulated user answers from the truth, and says no to the last question whatever it is; beside
+    # the first wrong pair whose left row has a partner, it names that partner (n=ID).
     answers = [partner.get(r["left_id"]) == r["right_id"] for r in rows]
     answers[-1] = False
-    monkeypatch.setenv("VECLINK_ANSWERS", ",".join("y" if a else "n" for a in answers))
+    wrong = [i for i, r in enumerate(rows[:-1]) if partner.get(r["left_id"], r["right_id"]) != r["right_id"]]
+    assert wrong, "the demo's fast run should ask about some wrong pair"
+    named = {wrong[0]: partner[rows[wrong[0]]["left_id"]]}
+    text = [("y" if a else "n") + (f"={named[i]}" if i in named else "") for i, a in enumerate(answers)]
+    monkeypatch.setenv("VECLINK_ANSWERS", ",".join(text))
     runpy.run_path(str(ROOT / "notebooks" / "answer_questions.py"), run_name="__main__")
     spark = first["spark"]
     written = spark.read.format("delta").load(str(out / "answers")).toPandas()
     got = dict(zip(zip(written["left_id"], written["right_id"], strict=True), written["match"], strict=True))
-    assert got == {(r["left_id"], r["right_id"]): a for r, a in zip(rows, answers, strict=True)}
+    expected = {(r["left_id"], r["right_id"]): a for r, a in zip(rows, answers, strict=True)}
+    expected |= {(rows[i]["left_id"], right): True for i, right in named.items()}
+    assert got == expected
     cfg = LinkConfig.from_dict(
         {
             "advanced": {
@@ -113,11 +120,11 @@ def test_questions_notebook_writes_answers_a_run_takes(linked, tmp_path, monkeyp
     )
     yes = sum(answers)
     assert again.summary["answers"] == {
-        "confirmed": yes,
+        "confirmed": yes + len(named),
         "rejected": len(answers) - yes,
         "rejected_links_dropped": again.summary["answers"]["rejected_links_dropped"],
     }
-    assert again.summary["n_seeds"] == 30 + yes
+    assert again.summary["n_seeds"] == 30 + yes + len(named)
     linked_pairs = {(r["left_id"], r["right_id"]) for r in again.links.collect()}
     rejected = {(r["left_id"], r["right_id"]) for r, a in zip(rows, answers, strict=True) if not a}
     assert not linked_pairs & rejected

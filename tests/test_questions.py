@@ -46,8 +46,10 @@ def test_questions_are_likely_right_and_spread_out() -> None:
     assert {int(p) >= 20 for p in picked[:1]} == {True} and "chance 0.99" in why[0]
     assert choose_questions(links, links[:3], chance, np.zeros(40), 0)[0].size == 0
     # no chance anywhere (a stall): the best scored link is asked first
-    first, _ = choose_questions(links, links[:3], np.zeros(40), np.arange(40.0), 1)
+    first, unsure = choose_questions(links, links[:3], np.zeros(40), np.arange(40.0), 1)
     assert first.tolist() == [39]
+    # and its reason asks for the left row's partner beside a no; a likely link's does not
+    assert "name the left row's partner" in unsure[0] and "partner" not in why[0]
 
 
 def test_answers_are_read_strictly_and_confirmed_pairs_become_seeds() -> None:

@@ -366,8 +366,9 @@ def diagnose(
             # as seeds instead reached F1 0.661, ceiling 0.592)
             advice.append(
                 f"none of the {answered['rejected']} pairs answered was right: this run's links are "
-                "about as wrong as chance, so more of its questions will not help; give pairs you know "
-                "as seeds instead (15 more, spread over the data)"
+                "about as wrong as chance, so yes / no answers will not help; give pairs you know "
+                "as seeds instead (15 more, spread over the data), or name the partner of a question's "
+                "left row when you answer no (n=ID in notebooks/answer_questions.py)"
             )
         advice += [
             "add seed pairs (30-50 spread over the data help most)",

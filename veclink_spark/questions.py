@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 #: A run that took off still asks when its estimated precision is under this.
 ASK_BELOW_PRECISION = 0.9
 
+#: Under this chance a question's reason adds :data:`UNSURE_HINT`.
+UNSURE_CHANCE = 0.1
+
+#: After a stall a yes is as rare as a right link; a partner the user finds is a known pair.
+UNSURE_HINT = "; if no, name the left row's partner when you find it among the right rows (a known pair)"
+
 #: Values of the answers' ``match`` column read as yes and as no (case-insensitive for strings).
 YES = {"true", "yes", "y", "1", "match"}
 NO = {"false", "no", "n", "0", "no match"}
@@ -72,6 +78,7 @@ def choose_questions(
         reasons.append(
             f"estimated right with chance {p[i]:.2f}; its left row is {near[i]:.2f} from the nearest seed "
             f"or earlier question (median over the links {scale:.2f}): a yes adds a seed where there is none"
+            + (UNSURE_HINT if p[i] < UNSURE_CHANCE else "")
         )
         d = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (x @ x[i])))
         near = np.minimum(near, d)
