@@ -88,11 +88,12 @@ def key(cell: Cell) -> str:
     return "__".join(map(str, cell))
 
 
-def split_of(cell: Cell, data: Path, n_seeds: int = 15) -> Split:
+def split_of(cell: Cell, data: Path, n_seeds: int = 15, seed: int = 0) -> Split:
     corpus, left, right, alpha, kind = cell
     if corpus.startswith("neg-"):
         c = corpus[4:]
-        return make_split(load_corpus(NEGATIVE, c, left), load_corpus(NEGATIVE, c, right), alpha, n_seeds, 0)
+        pair = load_corpus(NEGATIVE, c, left), load_corpus(NEGATIVE, c, right)
+        return make_split(*pair, alpha, n_seeds, seed)
     ood = None
     if kind == "out_of_domain":
         o = OTHER[corpus]
@@ -102,7 +103,7 @@ def split_of(cell: Cell, data: Path, n_seeds: int = 15) -> Split:
         load_corpus(data, corpus, right),
         alpha,
         n_seeds,
-        0,
+        seed,
         ood_seed_vectors=ood,
     )
 
@@ -404,7 +405,7 @@ def questions_section(out: Path) -> list[str]:
     from matplotlib.figure import Figure
 
     rows = read_results(path)
-    names = {c: cell_name(c) for c in dict.fromkeys(r["cell"] for r in rows)}
+    names = {panel(r): cell_name(r["cell"], r.get("split_seed", 0)) for r in rows}
     lines = [
         "",
         "## Questions: a simulated user",
@@ -435,7 +436,7 @@ def questions_section(out: Path) -> list[str]:
     axes = fig.subplots(grid_rows, cols, squeeze=False).ravel()
     label = {"yes-no": "answered yes / no", "names-partners": "yes / no, partners named"}
     for ax, (cell, name) in zip(axes, names.items(), strict=False):
-        mine = [r for r in rows if r["cell"] == cell]
+        mine = [r for r in rows if panel(r) == cell]
         for r in mine:
             q, rnd = r["questions"], r["random_seeds"]
             yes = f" ({r['yes']}, {r.get('named', 0)})" if "yes" in r else ""  # older rows did not count
@@ -474,12 +475,19 @@ def questions_section(out: Path) -> list[str]:
     return lines
 
 
-def cell_name(cell_key: str) -> str:
+def panel(row: dict[str, Any]) -> str:
+    """A questions row's cell, with its split seed when it is not 0 (one panel of the figure each)."""
+    seed = row.get("split_seed", 0)
+    return row["cell"] + (f" (split seed {seed})" if seed else "")
+
+
+def cell_name(cell_key: str, split_seed: int = 0) -> str:
     """A cell's key (``debian__all-mpnet-base-v2__...__0.15__in_domain``) as a reader names it:
     ``debian mpnet/L3, α 0.15, in-domain seeds``."""
     corpus, left, right, alpha, kind = cell_key.split("__")
     seeds = "in-domain" if kind == "in_domain" else "out-of-domain"
-    return f"{corpus} {SHORT.get(left, left)}/{SHORT.get(right, right)}, α {alpha}, {seeds} seeds"
+    split = f", split seed {split_seed}" if split_seed else ""
+    return f"{corpus} {SHORT.get(left, left)}/{SHORT.get(right, right)}, α {alpha}, {seeds} seeds{split}"
 
 
 def questions(args: argparse.Namespace) -> int:
@@ -490,7 +498,7 @@ def questions(args: argparse.Namespace) -> int:
     code = code_version()  # the commit whose library this process imported (see run)
     for name in args.cells:
         cell = next(c for c in cells() if key(c) == name)
-        sp = split_of(cell, args.data_dir)
+        sp = split_of(cell, args.data_dir, seed=args.split_seed)
         truth, n_true = _truth_set(sp)
         partner = dict(sp.truth.tolist())
         lpos = {k: i for i, k in enumerate(sp.left.ids.tolist())}
@@ -525,6 +533,7 @@ def questions(args: argparse.Namespace) -> int:
                 )
             row = {
                 "cell": name,
+                "split_seed": args.split_seed,
                 "user": args.user,
                 "answers": asked_so_far,
                 "yes": int(answers["match"].astype(bool).sum()) - named if len(answers) else 0,
@@ -576,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         help="questions: the simulated user answers yes / no, or also names the left row's partner "
         "beside a no when it has one",
     )
+    ap.add_argument("--split-seed", type=int, default=0, help="questions: the split's random seed")
     ap.add_argument(
         "--no-baseline",
         dest="baseline",
