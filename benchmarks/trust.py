@@ -435,6 +435,7 @@ def questions_section(out: Path) -> list[str]:
     FigureCanvasAgg(fig)
     axes = fig.subplots(grid_rows, cols, squeeze=False).ravel()
     label = {"yes-no": "answered yes / no", "names-partners": "yes / no, partners named"}
+    style = {"yes-no": ("-o", "C0"), "names-partners": ("-^", "C2")}  # the same in every panel
     for ax, (cell, name) in zip(axes, names.items(), strict=False):
         mine = [r for r in rows if panel(r) == cell]
         for r in mine:
@@ -449,11 +450,12 @@ def questions_section(out: Path) -> list[str]:
                 f"{_f(r['ceiling'])} | {r.get('code') or '-'} |"
             )
         users = dict.fromkeys(r.get("user", "yes-no") for r in mine)
-        for i, user in enumerate(users):
+        for user in users:
             run = [r for r in mine if r.get("user", "yes-no") == user]
+            marker, color = style.get(user, ("-x", "C3"))
             ax.plot(
-                [r["answers"] for r in run], [r["questions"]["f1"] for r in run], ("-o", "-^")[i % 2],
-                color=f"C{2 * i}", label=label.get(user, user),
+                [r["answers"] for r in run], [r["questions"]["f1"] for r in run], marker, color=color,
+                label=label.get(user, user),
             )  # fmt: skip
         base = [r for r in mine if r["random_seeds"]]
         base = [r for r in base if r.get("user", "yes-no") == base[0].get("user", "yes-no")] if base else []
@@ -464,7 +466,7 @@ def questions_section(out: Path) -> list[str]:
         ceil = mine[0]["ceiling"]
         ax.axhline(ceil, color="0.4", lw=0.8, ls=":", label="ceiling (orthogonal map)")
         ax.axhspan(ceil - 0.05, ceil, color="0.5", alpha=0.12, label="within 0.05")
-        ax.set(xlabel="questions answered (or random true pairs)", ylabel="F1", ylim=(0, 0.8))
+        ax.set(xlabel="questions answered (or random true pairs)", ylabel="F1", ylim=(0, 0.9))
         ax.set_xticks(sorted({r["answers"] for r in rows}))
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)

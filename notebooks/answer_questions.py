@@ -113,11 +113,14 @@ rows = questions.select("question", "left_id", "right_id").orderBy("question").c
 given = parse(params["answers"], len(rows))
 # a named partner is written with the right ids' own type
 integral = isinstance(questions.schema["right_id"].dataType, IntegralType)
+named = {q: p for q, (_, p) in given.items() if p is not None}
+if integral and (bad := [p for p in named.values() if not p.lstrip("-").isdigit()]):
+    raise ValueError(f"named partner(s) {', '.join(bad)}: the right ids are integers")
 answered = [(r["left_id"], r["right_id"], given[r["question"]][0]) for r in rows if r["question"] in given]
 answered += [
-    (r["left_id"], int(named) if integral else named, True)
+    (r["left_id"], int(named[r["question"]]) if integral else named[r["question"]], True)
     for r in rows
-    if r["question"] in given and (named := given[r["question"]][1]) is not None
+    if r["question"] in named
 ]
 if answered:
     schema = questions.select("left_id", "right_id").schema.add("match", "boolean")
