@@ -7,7 +7,9 @@ the evidence that lifts a stalled pair is a few more right pairs spread over the
 "Questions"). So a question is a link that is likely right (its ``1 - lfdr``,
 :mod:`veclink_spark.precision`) and far from every seed and every earlier question (greedy, each pick
 maximising chance x distance, as farthest-point sampling does with a weight). A rejected pair is never
-linked again and tells the user where the run errs.
+linked again and tells the user where the run errs. Beside a no the user may name the left row's
+partner (a confirmed pair that was not asked, ``n=ID`` in ``notebooks/answer_questions.py``): after a
+deep stall, where hardly any question is right, such known pairs are what lifts the next run.
 
 Answers come back as a table of ``left_id``, ``right_id``, ``match`` (yes / no); :func:`apply_answers`
 turns them into seeds the seed check never drops and pairs the run never links.
