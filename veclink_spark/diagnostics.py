@@ -363,7 +363,7 @@ def diagnose(
         if no_yes:
             # a question is one of the run's links: after such a stall more of them will not get a yes
             # (WordNet e5 / MiniLM-L3 alpha 0.15 in the trust benchmark: 0 of 45; 15 known pairs given
-            # as seeds instead reached F1 0.661, and 15 questions answered no with the 4 partners that
+            # as seeds instead reached F1 0.679, and 15 questions answered no with the 4 partners that
             # exist named 0.684; ceiling 0.592)
             advice.append(
                 f"none of the {answered['rejected']} pairs answered was right: this run's links are "
