@@ -494,7 +494,8 @@ def cell_name(cell_key: str, split_seed: int = 0) -> str:
 
 def questions(args: argparse.Namespace) -> int:
     """A simulated user: the run's questions answered from the truth, 1 to ``--rounds`` times, against
-    the same number of random true pairs added as seeds."""
+    the same number of random true pairs added as seeds. ``--user names-partners`` also names, beside
+    each no, the left row's true partner when it has one (``n=ID`` in the notebook)."""
     out = args.out_dir / "questions.jsonl"
     args.out_dir.mkdir(parents=True, exist_ok=True)
     code = code_version()  # the commit whose library this process imported (see run)
