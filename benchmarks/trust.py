@@ -436,6 +436,7 @@ def questions_section(out: Path) -> list[str]:
     axes = fig.subplots(grid_rows, cols, squeeze=False).ravel()
     label = {"yes-no": "answered yes / no", "names-partners": "yes / no, partners named"}
     style = {"yes-no": ("-o", "C0"), "names-partners": ("-^", "C2")}  # the same in every panel
+    label |= {f"names-partners ({r}%)": f"yes / no, {r} % of partners named" for r in range(1, 100)}
     for ax, (cell, name) in zip(axes, names.items(), strict=False):
         mine = [r for r in rows if panel(r) == cell]
         for r in mine:
@@ -445,14 +446,14 @@ def questions_section(out: Path) -> list[str]:
             if rnd:
                 baseline = f"{rnd['links']} / {_f(rnd['precision'])} / {_f(rnd['recall'])} / {_f(rnd['f1'])}"
             lines.append(
-                f"| {cell} | {r.get('user', 'yes-no')} | {r['answers']}{yes} | {q['links']} / "
+                f"| {cell} | {user_of(r)} | {r['answers']}{yes} | {q['links']} / "
                 f"{_f(q['precision'])} / {_f(q['recall'])} / {_f(q['f1'])} | {baseline} | "
                 f"{_f(r['ceiling'])} | {r.get('code') or '-'} |"
             )
-        users = dict.fromkeys(r.get("user", "yes-no") for r in mine)
+        users = dict.fromkeys(map(user_of, mine))
         for user in users:
-            run = [r for r in mine if r.get("user", "yes-no") == user]
-            marker, color = style.get(user, ("-x", "C3"))
+            run = [r for r in mine if user_of(r) == user]
+            marker, color = style.get(user, ("-v", "C4"))
             ax.plot(
                 [r["answers"] for r in run], [r["questions"]["f1"] for r in run], marker, color=color,
                 label=label.get(user, user),
@@ -475,6 +476,12 @@ def questions_section(out: Path) -> list[str]:
     axes[0].legend(fontsize=7, loc="upper left")
     fig.savefig(out / "REPORT-questions.png", dpi=110)
     return lines
+
+
+def user_of(row: dict[str, Any]) -> str:
+    """A questions row's simulated user, with the share of partners it finds when under 1."""
+    rate = row.get("find_rate", 1.0)
+    return row.get("user", "yes-no") + (f" ({round(100 * rate)}%)" if rate < 1 else "")
 
 
 def panel(row: dict[str, Any]) -> str:
@@ -515,6 +522,7 @@ def questions(args: argparse.Namespace) -> int:
         pool = [p for p in truth if p not in set(map(tuple, sp.seeds.tolist()))]
         order = rng.permutation(len(pool))
         asked_so_far = named = 0  # questions answered; partners the user named beside a no
+        finds = np.random.default_rng(1)  # whether the user finds a partner that exists (--find-rate)
         for step in range(args.rounds + 1):
             links, summary = link_arrays(
                 sp.left.ids, sp.left.vectors, sp.right.ids, sp.right.vectors,
@@ -538,6 +546,7 @@ def questions(args: argparse.Namespace) -> int:
                 "cell": name,
                 "split_seed": args.split_seed,
                 "user": args.user,
+                "find_rate": args.find_rate,
                 "answers": asked_so_far,
                 "yes": int(answers["match"].astype(bool).sum()) - named if len(answers) else 0,
                 "named": named,
@@ -562,7 +571,7 @@ def questions(args: argparse.Namespace) -> int:
                 found = [
                     (a, partner[a], True)
                     for a, m in zip(asked["left_id"], asked["match"], strict=True)
-                    if not m and a in partner
+                    if not m and a in partner and finds.random() < args.find_rate
                 ]
                 named += len(found)
                 given.append(pd.DataFrame(found, columns=["left_id", "right_id", "match"]))
@@ -589,6 +598,12 @@ def main(argv: list[str] | None = None) -> int:
         "beside a no when it has one",
     )
     ap.add_argument("--split-seed", type=int, default=0, help="questions: the split's random seed")
+    ap.add_argument(
+        "--find-rate",
+        type=float,
+        default=1.0,
+        help="questions, names-partners: the chance that the user finds a partner that exists",
+    )
     ap.add_argument(
         "--no-baseline",
         dest="baseline",
