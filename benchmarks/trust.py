@@ -436,7 +436,6 @@ def questions_section(out: Path) -> list[str]:
     axes = fig.subplots(grid_rows, cols, squeeze=False).ravel()
     label = {"yes-no": "answered yes / no", "names-partners": "yes / no, partners named"}
     style = {"yes-no": ("-o", "C0"), "names-partners": ("-^", "C2")}  # the same in every panel
-    label |= {f"names-partners ({r}%)": f"yes / no, {r} % of partners named" for r in range(1, 100)}
     for ax, (cell, name) in zip(axes, names.items(), strict=False):
         mine = [r for r in rows if panel(r) == cell]
         for r in mine:
@@ -446,20 +445,21 @@ def questions_section(out: Path) -> list[str]:
             if rnd:
                 baseline = f"{rnd['links']} / {_f(rnd['precision'])} / {_f(rnd['recall'])} / {_f(rnd['f1'])}"
             lines.append(
-                f"| {cell} | {user_of(r)} | {r['answers']}{yes} | {q['links']} / "
+                f"| {cell} | {user_name(user_of(r))} | {r['answers']}{yes} | {q['links']} / "
                 f"{_f(q['precision'])} / {_f(q['recall'])} / {_f(q['f1'])} | {baseline} | "
                 f"{_f(r['ceiling'])} | {r.get('code') or '-'} |"
             )
-        users = dict.fromkeys(map(user_of, mine))
-        for user in users:
+        for user in dict.fromkeys(map(user_of, mine)):
             run = [r for r in mine if user_of(r) == user]
-            marker, color = style.get(user, ("-v", "C4"))
+            kind, rate = user
+            marker, color = style[kind] if rate == 1 else ("-v", "C4")
+            text = label[kind] if rate == 1 else f"yes / no, {round(100 * rate)} % of partners named"
             ax.plot(
                 [r["answers"] for r in run], [r["questions"]["f1"] for r in run], marker, color=color,
-                label=label.get(user, user),
+                label=text,
             )  # fmt: skip
         base = [r for r in mine if r["random_seeds"]]
-        base = [r for r in base if r.get("user", "yes-no") == base[0].get("user", "yes-no")] if base else []
+        base = [r for r in base if user_of(r) == user_of(base[0])] if base else []
         ax.plot(
             [r["answers"] for r in base], [r["random_seeds"]["f1"] for r in base], "--s", color="C1",
             label="random true pairs",
@@ -478,10 +478,15 @@ def questions_section(out: Path) -> list[str]:
     return lines
 
 
-def user_of(row: dict[str, Any]) -> str:
-    """A questions row's simulated user, with the share of partners it finds when under 1."""
-    rate = row.get("find_rate", 1.0)
-    return row.get("user", "yes-no") + (f" ({round(100 * rate)}%)" if rate < 1 else "")
+def user_of(row: dict[str, Any]) -> tuple[str, float]:
+    """A questions row's simulated user and the share of partners it finds (rows of older runs: yes-no)."""
+    return row.get("user", "yes-no"), row.get("find_rate", 1.0)
+
+
+def user_name(user: tuple[str, float]) -> str:
+    """The user as the report's table names it: ``names-partners (50%)`` when it finds some partners."""
+    kind, rate = user
+    return kind + (f" ({round(100 * rate)}%)" if rate < 1 else "")
 
 
 def panel(row: dict[str, Any]) -> str:
