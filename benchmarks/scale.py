@@ -203,7 +203,7 @@ def _inprocess(folder: Path, out: Path, config: str | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     links.to_parquet(out / "links.parquet")
     (out / "summary.json").write_text(
-        json.dumps({"rounds": summary["rounds"], "verdict": summary["verdict"]})
+        json.dumps({k: summary.get(k) for k in ("rounds", "verdict", "estimated_precision")})
     )
 
 
@@ -216,6 +216,30 @@ def _score(folder: Path, links_path: Path) -> dict:
     return score_links(
         links, pd.read_parquet(folder / "truth.parquet"), pd.read_parquet(folder / "seeds.parquet")
     )
+
+
+#: The ``--min-precision`` cuts whose kept links a run's record scores (issue 28's targets).
+CUTS = (0.9, 0.95)
+
+
+def _estimate(folder: Path, links_path: Path, summary: dict) -> dict:
+    """The run's ``estimated_precision`` beside what it measures: the links kept at each of
+    :data:`CUTS` (their ``precision_estimate`` at least the cut), counted and scored against the
+    truth. Empty for a run whose links carry no estimate."""
+    import pandas as pd
+
+    from veclink_spark.evaluate import score_links
+
+    links = pd.read_parquet(links_path)
+    if "precision_estimate" not in links.columns:
+        return {}
+    truth, seeds = pd.read_parquet(folder / "truth.parquet"), pd.read_parquet(folder / "seeds.parquet")
+    rec: dict = {"estimated_precision": summary.get("estimated_precision")}
+    for cut in CUTS:
+        kept = links[links["precision_estimate"].fillna(-1.0) >= cut]
+        got = score_links(kept, truth, seeds)
+        rec[f"kept_at_{cut}"] = {"links": got["n_links"], "precision": got["precision"]}
+    return rec
 
 
 def _side(folder: Path, side: str) -> Path:
@@ -268,6 +292,7 @@ def run_one(
         summary = json.loads((out / "summary.json").read_text())
         rec["rounds"] = summary["rounds"]
         rec["verdict"] = summary["verdict"]
+        rec.update(_estimate(folder, out / "links.parquet", summary))
         if "phases" in summary:  # the Spark job's summary (veclink_spark.timing)
             rec["phases"] = summary["phases"]
             rec["full_table_rounds"] = [

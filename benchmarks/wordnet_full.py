@@ -84,17 +84,25 @@ def report(rows: list[dict]) -> None:
         "encoders with `jobs/embed.py` (local[*], this 2-core machine), split by the benchmark protocol",
         "(alpha 0.3, 15 in-domain seeds, fresh ids, split seed 0), linked by `jobs/link.py` with the",
         "default configuration; `12k subset` is the same protocol on 12,000 glosses drawn at random from",
-        "the same embeddings. Seconds and peak memory are the link job's (process tree).",
+        "the same embeddings. Seconds and peak memory are the link job's (process tree). `est`: the",
+        "run's `estimated_precision`; `0.9` / `0.95`: the links kept at `--min-precision` 0.9 / 0.95",
+        "(`precision_estimate` at least the cut), their count and measured precision (recorded since",
+        "the estimate's cuts were added to the benchmark; `-` before).",
         "",
-        "| pair | glosses | rows a side | seconds | peak GiB | precision | recall | F1 | verdict | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| pair | glosses | rows a side | seconds | peak GiB | precision | recall | F1 | est | "
+        "0.9: n / P | 0.95: n / P | verdict | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        est = r.get("estimated_precision")
+        cuts = [r.get(f"kept_at_{c}") for c in (0.9, 0.95)]
         lines.append(
             f"| {r['left']} / {r['right']} | {r['name']} | {r['rows']:,} | {r['seconds']} | "
             f"{r['peak_gib']} | "
             f"{r.get('precision', float('nan')):.3f} | {r.get('recall', float('nan')):.3f} | "
-            f"{r.get('f1', float('nan')):.3f} | {r.get('verdict', '-')} | {r.get('code', '-')} |"
+            f"{r.get('f1', float('nan')):.3f} | {'-' if est is None else f'{est:.3f}'} | "
+            + " | ".join("-" if c is None else f"{c['links']:,} / {c['precision']:.3f}" for c in cuts)
+            + f" | {r.get('verdict', '-')} | {r.get('code', '-')} |"
         )
     embeds = {r["left"]: r.get("embed_left_s") for r in rows} | {
         r["right"]: r.get("embed_right_s") for r in rows
