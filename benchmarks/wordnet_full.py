@@ -1,7 +1,7 @@
 """Real-pair scale benchmark: all 117,659 WordNet 3.0 glosses embedded by two torch-free encoders with
-``jobs/embed.py`` on Spark, split by the benchmark protocol (alpha 0.3, 15 seeds, fresh ids), linked by
-``jobs/link.py``; and, for comparison, the same protocol on a random 12,000-gloss subset of the same
-embeddings (tables of about 7,800 rows a side, the size of the committed grid's WordNet cells).
+``jobs/embed.py`` on Spark, split by the benchmark protocol (``--alpha``, default 0.3; 15 seeds, fresh
+ids), linked by ``jobs/link.py``; and, for comparison, the same protocol on a random 12,000-gloss subset
+of the same embeddings (tables of about 7,800 rows a side, the size of the committed grid's WordNet cells).
 
     python benchmarks/wordnet_full.py [--cache DIR] [--left minilm-l6-int8] [--right e5-small-q4]
 
@@ -82,22 +82,23 @@ def report(rows: list[dict]) -> None:
         "",
         "Command: `python benchmarks/wordnet_full.py`. All 117,659 glosses embedded by two torch-free",
         "encoders with `jobs/embed.py` (local[*], this 2-core machine), split by the benchmark protocol",
-        "(alpha 0.3, 15 in-domain seeds, fresh ids, split seed 0), linked by `jobs/link.py` with the",
-        "default configuration; `12k subset` is the same protocol on 12,000 glosses drawn at random from",
-        "the same embeddings. Seconds and peak memory are the link job's (process tree). `est`: the",
-        "run's `estimated_precision`; `0.9` / `0.95`: the links kept at `--min-precision` 0.9 / 0.95",
-        "(`precision_estimate` at least the cut), their count and measured precision (recorded since",
-        "the estimate's cuts were added to the benchmark; `-` before).",
+        "(`--alpha`, 0.3 by default; 15 in-domain seeds, fresh ids, split seed 0), linked by",
+        "`jobs/link.py` with the default configuration; `12k subset` is the same protocol on 12,000",
+        "glosses drawn at random from the same embeddings. Seconds and peak memory are the link job's",
+        "(process tree). `est`: the run's `estimated_precision`; `0.9` / `0.95`: the links kept at",
+        "`--min-precision` 0.9 / 0.95 (`precision_estimate` at least the cut), their count and measured",
+        "precision (recorded since the estimate's cuts were added to the benchmark; `-` before).",
         "",
-        "| pair | glosses | rows a side | seconds | peak GiB | precision | recall | F1 | est | "
+        "| pair | glosses | alpha | rows a side | seconds | peak GiB | precision | recall | F1 | est | "
         "0.9: n / P | 0.95: n / P | verdict | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         est = r.get("estimated_precision")
         cuts = [r.get(f"kept_at_{c}") for c in (0.9, 0.95)]
         lines.append(
-            f"| {r['left']} / {r['right']} | {r['name']} | {r['rows']:,} | {r['seconds']} | "
+            f"| {r['left']} / {r['right']} | {r['name']} | {r.get('alpha', 0.3)} | {r['rows']:,} | "
+            f"{r['seconds']} | "
             f"{r['peak_gib']} | "
             f"{r.get('precision', float('nan')):.3f} | {r.get('recall', float('nan')):.3f} | "
             f"{r.get('f1', float('nan')):.3f} | {'-' if est is None else f'{est:.3f}'} | "
@@ -144,12 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, pick in (("117,659 (all)", slice(None)), ("12k subset", subset)):
             split = make_split((lids[pick], lx[pick]), (rids[pick], rx[pick]), args.alpha, args.seeds, seed=0)
             tag = "all" if name.endswith("(all)") else "12k"
-            folder = cache / f"split-{args.left}-{args.right}-{tag}"
+            # the split's every parameter in its name: a cached split is reused only for the same one
+            folder = cache / f"split-{args.left}-{args.right}-a{args.alpha}-s{args.seeds}-{tag}"
             if not (folder / "truth.parquet").is_file():
                 _write(split, folder)
             rec = run_one(folder, len(split.left.ids), "spark", cache / "runs", None)
             rec.update(
                 name=name,
+                alpha=args.alpha,
+                seeds=args.seeds,
                 left=args.left,
                 right=args.right,
                 embed_left_s=seconds[args.left],
