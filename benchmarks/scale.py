@@ -207,33 +207,26 @@ def _inprocess(folder: Path, out: Path, config: str | None) -> None:
     )
 
 
-def _score(folder: Path, links_path: Path) -> dict:
+def _tables(folder: Path, links_path: Path) -> tuple:
+    """A run's links and its folder's truth and seeds, read once for its scores and
+    :func:`_estimate`."""
     import pandas as pd
 
-    from veclink_spark.evaluate import score_links
-
-    links = pd.read_parquet(links_path)
-    return score_links(
-        links, pd.read_parquet(folder / "truth.parquet"), pd.read_parquet(folder / "seeds.parquet")
-    )
+    return tuple(pd.read_parquet(p) for p in (links_path, folder / "truth.parquet", folder / "seeds.parquet"))
 
 
 #: The ``--min-precision`` cuts whose kept links a run's record scores (issue 28's targets).
 CUTS = (0.9, 0.95)
 
 
-def _estimate(folder: Path, links_path: Path, summary: dict) -> dict:
+def _estimate(links, truth, seeds, summary: dict) -> dict:  # type: ignore[no-untyped-def]
     """The run's ``estimated_precision`` beside what it measures: the links kept at each of
     :data:`CUTS` (their ``precision_estimate`` at least the cut), counted and scored against the
     truth. Empty for a run whose links carry no estimate."""
-    import pandas as pd
-
     from veclink_spark.evaluate import score_links
 
-    links = pd.read_parquet(links_path)
     if "precision_estimate" not in links.columns:
         return {}
-    truth, seeds = pd.read_parquet(folder / "truth.parquet"), pd.read_parquet(folder / "seeds.parquet")
     rec: dict = {"estimated_precision": summary.get("estimated_precision")}
     for cut in CUTS:
         kept = links[links["precision_estimate"].fillna(-1.0) >= cut]
@@ -288,11 +281,14 @@ def run_one(
     if code == 0:
         if engine == "spark":
             _dump_links(out, out / "links.parquet")
-        rec.update(_score(folder, out / "links.parquet"))
+        from veclink_spark.evaluate import score_links
+
+        links, truth, seeds = _tables(folder, out / "links.parquet")
+        rec.update(score_links(links, truth, seeds))
         summary = json.loads((out / "summary.json").read_text())
         rec["rounds"] = summary["rounds"]
         rec["verdict"] = summary["verdict"]
-        rec.update(_estimate(folder, out / "links.parquet", summary))
+        rec.update(_estimate(links, truth, seeds, summary))
         if "phases" in summary:  # the Spark job's summary (veclink_spark.timing)
             rec["phases"] = summary["phases"]
             rec["full_table_rounds"] = [

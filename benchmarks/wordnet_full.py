@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "scale"
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.scale import run_one  # noqa: E402
+from benchmarks.scale import CUTS, run_one  # noqa: E402
 from veclink_spark.encoders import vectors_to_arrow  # noqa: E402
 from veclink_spark.splits import make_split  # noqa: E402
 
@@ -95,7 +95,7 @@ def report(rows: list[dict]) -> None:
     ]
     for r in rows:
         est = r.get("estimated_precision")
-        cuts = [r.get(f"kept_at_{c}") for c in (0.9, 0.95)]
+        cuts = [r.get(f"kept_at_{c}") for c in CUTS]
         lines.append(
             f"| {r['left']} / {r['right']} | {r['name']} | {r.get('alpha', 0.3)} | {r['rows']:,} | "
             f"{r['seconds']} | "
