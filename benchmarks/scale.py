@@ -28,12 +28,16 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "scale"
 sys.path.insert(0, str(ROOT))  # the harness (benchmarks.harness) is imported from the checkout
 
 from benchmarks.grid import code_version  # noqa: E402
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _kind(pid: int) -> str:
@@ -207,19 +211,21 @@ def _inprocess(folder: Path, out: Path, config: str | None) -> None:
     )
 
 
-def _tables(folder: Path, links_path: Path) -> tuple:
+def _tables(folder: Path, links_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """A run's links and its folder's truth and seeds, read once for its scores and
     :func:`_estimate`."""
     import pandas as pd
 
-    return tuple(pd.read_parquet(p) for p in (links_path, folder / "truth.parquet", folder / "seeds.parquet"))
+    paths = (links_path, folder / "truth.parquet", folder / "seeds.parquet")
+    links, truth, seeds = (pd.read_parquet(p) for p in paths)
+    return links, truth, seeds
 
 
 #: The ``--min-precision`` cuts whose kept links a run's record scores (issue 28's targets).
 CUTS = (0.9, 0.95)
 
 
-def _estimate(links, truth, seeds, summary: dict) -> dict:  # type: ignore[no-untyped-def]
+def _estimate(links: pd.DataFrame, truth: pd.DataFrame, seeds: pd.DataFrame, summary: dict) -> dict:
     """The run's ``estimated_precision`` beside what it measures: the links kept at each of
     :data:`CUTS` (their ``precision_estimate`` at least the cut), counted and scored against the
     truth. Empty for a run whose links carry no estimate."""
