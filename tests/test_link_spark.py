@@ -108,6 +108,11 @@ def test_spark_links_equal_the_reference(spark, data, first_run) -> None:
     # The mixture cut ran, and on the same scores in both engines.
     cuts = [h["mixture"] for h in result.summary["history"] if h.get("mixture")]
     assert cuts and cuts == [h["mixture"] for h in ref_summary["history"] if h.get("mixture")]
+    # The last round's search recall: the same sample, the same exact nearest rows in both engines
+    # (the job's map is its model's, the reference's the same numbers without a model).
+    recall = result.summary["search_recall"]
+    assert recall["mutual_pairs"] > 0 and recall["probes"] == 3
+    assert recall == ref_summary["search_recall"]
 
 
 def test_wrong_seeds_are_dropped_alike_in_both_engines(spark, data, tmp_path) -> None:
@@ -194,7 +199,8 @@ def test_output_tables_and_summary(spark, first_run) -> None:
     # Where the time went: every phase of a run that extends beyond its fit sample, in order.
     phases = [p["phase"] for p in summary["phases"]]
     assert phases == [
-        "inputs", "centre", "sample", "fit", "seed_check", "full_table_rounds", "assess", "model", "write"
+        "inputs", "centre", "sample", "fit", "seed_check", "full_table_rounds", "assess", "model",
+        "search_recall", "write",
     ]  # fmt: skip
     assert all(p["seconds"] >= 0 for p in summary["phases"])
     assert abs(sum(p["share"] for p in summary["phases"]) - 1.0) < 0.01

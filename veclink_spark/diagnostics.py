@@ -17,6 +17,7 @@ from .backends.base import Backend
 from .config import LinkConfig
 from .kernels.centre import normalise_rows
 from .kernels.maps import procrustes_map, seed_consistency
+from .search_recall import advice as search_advice
 from .state import RunState
 
 log = logging.getLogger(__name__)
@@ -264,6 +265,7 @@ def diagnose(
     link_vectors: tuple[np.ndarray, np.ndarray] | None = None,
     seed_ids: tuple[np.ndarray, np.ndarray] | None = None,
     precision: dict[str, Any] | None = None,
+    search: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the run summary from the run's final state: history, link counts, seed consistency and
     the take-off verdict.
@@ -283,6 +285,10 @@ def diagnose(
     in the links) and, for a run that took off, the seeds it kept that :meth:`SeedRanks.doubted` still
     names under the map of the final links (:func:`seed_ranks`; ``seed_ids``
     are the ids of ``seed_left`` / ``seed_right``, row for row; ``dropped``: false).
+
+    ``search``: the last full-table round's search recall (:func:`veclink_spark.search_recall.search_recall`;
+    None when the run had no such round), the summary's ``search_recall``; below its target, the
+    advice names the ``scale.probes`` that reach it.
     """
     history = state.history
     n_links = int((~links["is_seed"].astype(bool)).sum()) if len(links) else 0
@@ -377,6 +383,9 @@ def diagnose(
             "raise advanced.views.base_views (more, independent views)",
             "keep advanced.refine.mode: procrustes (it can take off where the published loop stalls)",
         ]
+    more_probes = None if search is None else search_advice(search)
+    if more_probes:
+        advice.append(more_probes)
     if checks.converging and last is not None:
         advice.append(
             f"the full-table settling rounds had not settled: the last one changed "
@@ -427,6 +436,7 @@ def diagnose(
         if not np.isfinite(checks.link_consistency)
         else round(float(checks.link_consistency), 4),
         "suspect_seeds": suspects,
+        "search_recall": search,
         "links_per_round": per_round,
         "vote_margins": margins,
         "rounds": len(history),

@@ -353,14 +353,7 @@ def fit_model(
     cells took 13 s of k-means and a pass over the right table to draw again). Both engines fit the
     same numbers in the same order (driver numpy)."""
     salt = cfg.run.seed * 1_000_003 + _MAP_SALT
-    seeds = np.asarray(links["is_seed"], dtype=bool)
-    ll, lr = np.asarray(links["left_id"])[~seeds], np.asarray(links["right_id"])[~seeds]
-    if len(ll) > FIT_PAIRS:
-        pick = np.sort(hash_sample(ll, FIT_PAIRS))
-        ll, lr = ll[pick], lr[pick]
-    sl, sr = np.asarray(links["left_id"])[seeds], np.asarray(links["right_id"])[seeds]
-    xs, ys = backend.anchor_vectors(sl, sr)
-    xl, xr = backend.anchor_vectors(ll, lr) if len(ll) else (xs[:0], ys[:0])
+    ll, lr, (xs, ys), (xl, xr) = _map_pairs(backend, links)
     # "Bag" 0 holds every sampled link (fraction 1): the orthogonal map; the others the bagged maps of
     # the new-rows vote (POLISH_MAPS maps on BAG_FRACTION each). Seeds are in every bag.
     flags = bag_flags(ll, lr, 1 + POLISH_MAPS, [1.0] + [BAG_FRACTION] * POLISH_MAPS, salt)
@@ -373,6 +366,29 @@ def fit_model(
     x_all, y_all = np.concatenate([xs, xl]), np.concatenate([ys, xr])
     forth, back = ridge_map(x_all, y_all), ridge_map(y_all, x_all)
     return LinkModel(cfg, left_mean, right_mean, maps[0], maps[1:], cells, forth, back, info)
+
+
+def _map_pairs(
+    backend: Backend, links: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The pairs a model's maps are fitted on: (the sampled links' left and right ids, the seeds'
+    vectors, the sampled links' vectors); see :func:`fit_model`."""
+    seeds = np.asarray(links["is_seed"], dtype=bool)
+    ll, lr = np.asarray(links["left_id"])[~seeds], np.asarray(links["right_id"])[~seeds]
+    if len(ll) > FIT_PAIRS:
+        pick = np.sort(hash_sample(ll, FIT_PAIRS))
+        ll, lr = ll[pick], lr[pick]
+    sl, sr = np.asarray(links["left_id"])[seeds], np.asarray(links["right_id"])[seeds]
+    xs, ys = backend.anchor_vectors(sl, sr)
+    xl, xr = backend.anchor_vectors(ll, lr) if len(ll) else (xs[:0], ys[:0])
+    return ll, lr, (xs, ys), (xl, xr)
+
+
+def orthogonal_map(backend: Backend, links: dict[str, np.ndarray]) -> np.ndarray:
+    """The ``map`` of :func:`fit_model` alone (the same numbers: its bag 0 keeps every sampled link),
+    for a run that fits no model."""
+    _, _, (xs, ys), (xl, xr) = _map_pairs(backend, links)
+    return procrustes_map(xs.T @ ys + xl.T @ xr, decimals=CROSS_DECIMALS)
 
 
 def ridge_map(x: np.ndarray, y: np.ndarray, penalty: float = RIDGE) -> np.ndarray:

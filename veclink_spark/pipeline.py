@@ -1,4 +1,4 @@
-"""One run of the method, whatever the backend: fit -> extend -> assess -> diagnose -> model.
+"""One run of the method, whatever the backend: fit -> extend -> assess -> model -> diagnose.
 
 Both entry points call :func:`run` with the backend they built on their inputs:
 :meth:`veclink_spark.linker.Linker.link` (a :class:`veclink_spark.backends.spark.SparkBackend` over the
@@ -13,8 +13,11 @@ which centres the arrays itself). The steps, on the driver:
    fit's links;
 3. **assess** (:func:`veclink_spark.trust.assess_links`): duplicates, the precision estimate, the
    questions to ask;
-4. **diagnose** (:func:`veclink_spark.diagnostics.diagnose`): the verdict and the run's summary;
-5. **model** (:func:`veclink_spark.model.fit_model`): the maps and cells that link rows arriving later.
+4. **model** (:func:`veclink_spark.model.fit_model`): the maps and cells that link rows arriving later;
+5. **search recall** (:mod:`veclink_spark.search_recall`, only after an extension): how much of what
+   the model's map (:func:`veclink_spark.model.orthogonal_map` when no model is fitted) links the last
+   full-table round's blocked search could reach, measured on a sample;
+6. **diagnose** (:func:`veclink_spark.diagnostics.diagnose`): the verdict and the run's summary.
 
 The fit is committed as the first round of the run before the extension starts, so a resumed run never
 fits again; a run whose tables fit in the sample commits its final state once.
@@ -35,8 +38,9 @@ from .config import LinkConfig
 from .diagnostics import diagnose, evidence_vectors
 from .engine import run_rounds
 from .fit import fit
-from .model import LinkModel, fit_model
+from .model import LinkModel, fit_model, orthogonal_map
 from .questions import Answers
+from .search_recall import search_recall
 from .state import RunResult
 from .timing import Phases
 from .trust import FitRows, assess_links
@@ -102,8 +106,13 @@ def run(
     if with_model:
         with phases("model"):
             model = fit_model(backend, cfg, anchors, means[0], means[1], {}, cells=result.cells)
+    search = None
+    if result.cells is not None:
+        with phases("search_recall"):
+            w = model.map if model is not None else orthogonal_map(backend, anchors)
+            search = search_recall(backend, w, result.cells, cfg.scale.probes)
     summary = diagnose(
-        result.state, links, backend.n_left, backend.n_right, sl, sr, cfg, lv, seed_ids, precision
+        result.state, links, backend.n_left, backend.n_right, sl, sr, cfg, lv, seed_ids, precision, search
     )
     return Outcome(result, anchors, summary, duplicates, questions, model)
 

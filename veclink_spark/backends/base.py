@@ -140,6 +140,17 @@ class Backend(Protocol):
         :func:`veclink_spark.kernels.samples.sample_keys` (ties by id), in that order."""
         ...
 
+    def left_sample(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, unit vectors) of the left table's ``size`` rows of smallest
+        :func:`veclink_spark.kernels.samples.sample_keys` (ties by id), in that order."""
+        ...
+
+    def nearest_rows(self, side: str, queries: np.ndarray) -> np.ndarray:
+        """For each of ``queries`` (unit vectors in ``side``'s space), the id of its most similar row of
+        the ``side`` table ("left" or "right"), found exactly
+        (:func:`veclink_spark.kernels.search.best_rows`: ties go to the smaller id)."""
+        ...
+
     def fit_tables(
         self, seed_left: np.ndarray, seed_right: np.ndarray, size: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:

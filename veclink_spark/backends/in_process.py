@@ -21,6 +21,7 @@ from ..kernels.blocking import block_best_matches, cap_block, cell_centroids
 from ..kernels.centre import centred_with, normalise_rows, table_mean
 from ..kernels.maps import CSLS_K, bag_flags, csls_block, csls_score, take_off_objective
 from ..kernels.samples import hash_sample, neighbourhood_sample
+from ..kernels.search import best_rows
 from ..kernels.signatures import (
     SignatureRows,
     View,
@@ -303,6 +304,14 @@ class NumpyBackend:
 
     def right_sample(self, size: int) -> np.ndarray:
         return self.right[hash_sample(self.right_ids, size)]
+
+    def left_sample(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        at = hash_sample(self.left_ids, size)
+        return self.left_ids[at], self.left[at]
+
+    def nearest_rows(self, side: str, queries: np.ndarray) -> np.ndarray:
+        ids, x = (self.left_ids, self.left) if side == "left" else (self.right_ids, self.right)
+        return ids[best_rows(ids, x, queries)[0]]
 
     def label_round(self, round_no: int, phase: str) -> None:
         """Nothing to label in process (the Spark backend tags the round's jobs)."""

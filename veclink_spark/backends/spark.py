@@ -27,7 +27,7 @@ from ..kernels.maps import CSLS_K, bag_limits, take_off_objective
 from ..kernels.samples import rows_per_seed
 from ..kernels.signatures import View, descriptor_sample_size, distribution_descriptors, view_column_means
 from ..stages import candidates as cand_stage
-from ..stages import distribution, evidence, mutual_nn, refine, sample, signatures
+from ..stages import distribution, evidence, mutual_nn, nearest, refine, sample, signatures
 from ..state import Candidates, RoundVotes, RunState
 from ..store import RunStore
 from .base import (
@@ -599,6 +599,17 @@ class SparkBackend:
 
     def right_sample(self, size: int) -> np.ndarray:
         return self._sample(self.right, size)[1]
+
+    def left_sample(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._sample(self.left, size)
+
+    def nearest_rows(self, side: str, queries: np.ndarray) -> np.ndarray:
+        """One pass over the table (:func:`stages.nearest.nearest_rows`); the queries' rows collected."""
+        df = self.left if side == "left" else self.right
+        found: pd.DataFrame = nearest.nearest_rows(df, queries).toPandas()
+        if len(found) != len(queries):
+            raise RuntimeError(f"{side} nearest rows: expected {len(queries)}, found {len(found)}")
+        return found.sort_values("q")[ID].to_numpy()
 
     def fit_tables(
         self, seed_left: np.ndarray, seed_right: np.ndarray, size: int

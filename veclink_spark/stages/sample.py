@@ -7,8 +7,6 @@ rows as :func:`veclink_spark.kernels.samples.neighbourhood_sample` in the in-pro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame, Window
@@ -16,7 +14,7 @@ from pyspark.sql import functions as F
 
 from ..constants import ID
 from ..kernels.samples import nearest_seed
-from .signatures import batch_vectors
+from .signatures import map_batches
 
 
 def neighbourhood_ids(df: DataFrame, seed_vectors: np.ndarray, per_seed: int) -> DataFrame:
@@ -24,16 +22,11 @@ def neighbourhood_ids(df: DataFrame, seed_vectors: np.ndarray, per_seed: int) ->
     seeds = np.asarray(seed_vectors, dtype=np.float64)
     id_type = df.schema[ID].dataType.simpleString()
 
-    def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            ids, x = batch_vectors(batch)
-            near, sim = nearest_seed(x, seeds)
-            yield pa.RecordBatch.from_arrays(
-                [ids, pa.array(near, pa.int32()), pa.array(sim, pa.float64())], names=[ID, "seed", "sim"]
-            )
+    def nearest(ids: pa.Array, x: np.ndarray) -> pa.RecordBatch:
+        near, sim = nearest_seed(x, seeds)
+        columns = [ids, pa.array(near, pa.int32()), pa.array(sim, pa.float64())]
+        return pa.RecordBatch.from_arrays(columns, names=[ID, "seed", "sim"])
 
-    near = df.mapInArrow(udf, f"{ID} {id_type}, seed int, sim double")
+    near = map_batches(df, nearest, f"{ID} {id_type}, seed int, sim double")
     rank = F.row_number().over(Window.partitionBy("seed").orderBy(F.col("sim").desc(), F.col(ID)))
     return near.withColumn("_rank", rank).filter(F.col("_rank") <= int(per_seed)).select(ID)

@@ -45,6 +45,20 @@ def batch_vectors(batch: pa.RecordBatch) -> tuple[pa.Array, np.ndarray]:
     return batch.column(ID), normalise_rows(np.asarray(flat, dtype=np.float64).reshape(n, dim))
 
 
+def map_batches(
+    df: DataFrame, fn: Callable[[pa.Array, np.ndarray], pa.RecordBatch], schema: str
+) -> DataFrame:
+    """Rows of ``schema``: ``fn(ids, unit vectors)`` of every non-empty Arrow batch of the table (id,
+    vector), on executors via ``mapInArrow``."""
+
+    def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows:
+                yield fn(*batch_vectors(batch))
+
+    return df.select(ID, VECTOR).mapInArrow(udf, schema)
+
+
 def map_vectors(
     df: DataFrame, fn: Callable[[pa.Array, np.ndarray], np.ndarray], element: str = "double"
 ) -> DataFrame:
