@@ -295,6 +295,8 @@ def run_one(
         rec["rounds"] = summary["rounds"]
         rec["verdict"] = summary["verdict"]
         rec.update(_estimate(links, truth, seeds, summary))
+        # the last full-table round's search recall (veclink_spark.search_recall), when it had one
+        rec["search_recall"] = summary.get("search_recall")
         if "phases" in summary:  # the Spark job's summary (veclink_spark.timing)
             rec["phases"] = summary["phases"]
             rec["full_table_rounds"] = [

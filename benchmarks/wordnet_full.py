@@ -88,13 +88,19 @@ def report(rows: list[dict]) -> None:
         "(process tree). `est`: the run's `estimated_precision`; `0.9` / `0.95`: the links kept at",
         "`--min-precision` 0.9 / 0.95 (`precision_estimate` at least the cut), their count and measured",
         "precision (recorded since the estimate's cuts were added to the benchmark; `-` before).",
+        "`search`: the summary's `search_recall` at `scale.probes`, and the probes it advises when",
+        "they are more (`-`: no full-table round, or recorded before it was measured).",
         "",
         "| pair | glosses | alpha | rows a side | seconds | peak GiB | precision | recall | F1 | est | "
-        "0.9: n / P | 0.95: n / P | verdict | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "0.9: n / P | 0.95: n / P | search | verdict | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         est = r.get("estimated_precision")
+        sr = r.get("search_recall") or {}
+        search = "-" if sr.get("recall_at_probes") is None else f"{sr['recall_at_probes']:.3f}"
+        if sr.get("probes_for_target") and sr["probes_for_target"] > sr["probes"]:
+            search += f" (advice: {sr['probes_for_target']})"
         cuts = [r.get(f"kept_at_{c}") for c in CUTS]
         lines.append(
             f"| {r['left']} / {r['right']} | {r['name']} | {r.get('alpha', 0.3)} | {r['rows']:,} | "
@@ -103,7 +109,7 @@ def report(rows: list[dict]) -> None:
             f"{r.get('precision', float('nan')):.3f} | {r.get('recall', float('nan')):.3f} | "
             f"{r.get('f1', float('nan')):.3f} | {'-' if est is None else f'{est:.3f}'} | "
             + " | ".join("-" if c is None else f"{c['links']:,} / {c['precision']:.3f}" for c in cuts)
-            + f" | {r.get('verdict', '-')} | {r.get('code', '-')} |"
+            + f" | {search} | {r.get('verdict', '-')} | {r.get('code', '-')} |"
         )
     embeds = {r["left"]: r.get("embed_left_s") for r in rows} | {
         r["right"]: r.get("embed_right_s") for r in rows
