@@ -11,7 +11,7 @@ from veclink_spark.backends.in_process import NumpyBackend
 from veclink_spark.kernels.centre import normalise_rows
 from veclink_spark.kernels.maps import procrustes_map
 from veclink_spark.kernels.search import CHUNK_ROWS, best_rows, probes_needed
-from veclink_spark.search_recall import RECALL_TARGET, advice, search_recall
+from veclink_spark.search_recall import RECALL_TARGET, advice, chosen_probes, search_recall
 from veclink_spark.synthetic import make_pair
 
 try:
@@ -86,7 +86,7 @@ def test_search_recall_falls_with_fewer_probes_and_advises_more() -> None:
     assert r[0] < RECALL_TARGET <= r[2]
     assert one["probes_for_target"] == 1 + next(i for i, v in enumerate(r) if v >= RECALL_TARGET)
     text = advice(one)
-    assert text is not None and f"scale.probes: {one['probes_for_target']} reaches" in text
+    assert text is not None and f"{one['probes_for_target']} probes reach" in text
     assert advice(three) is None
 
 
@@ -94,15 +94,15 @@ def test_a_run_beyond_its_fit_sample_reports_its_search_recall() -> None:
     pair = make_pair(n_objects=1000, seed=5)
     scale = {"fit_rows": 300, "block_rows": 100, "max_rounds": 3}
     summaries = {}
-    for probes in (1, 3):
-        cfg = LinkConfig.from_dict({**FAST, "scale": {**scale, "probes": probes}})
+    for probes in (1, 3):  # max_probes 1: the last round searches scale.probes, unmeasured
+        cfg = LinkConfig.from_dict({**FAST, "scale": {**scale, "probes": probes, "max_probes": 1}})
         _, summaries[probes] = link_arrays(
             pair.left_ids, pair.left, pair.right_ids, pair.right, pair.seed_left, pair.seed_right, cfg
         )
     one, three = summaries[1]["search_recall"], summaries[3]["search_recall"]
     assert one["probes"] == 1 and three["probes"] == 3 and one["mutual_pairs"] > 100
     assert one["recall_at_probes"] < RECALL_TARGET <= three["recall_at_probes"]
-    assert any("scale.probes: 2" in a for a in summaries[1]["advice"])
+    assert any("2 probes reach" in a for a in summaries[1]["advice"])
     assert not any("scale.probes" in a for a in summaries[3]["advice"])
     # a run within its fit sample has no full-table round to measure
     cfg = LinkConfig.from_dict(FAST)
@@ -110,3 +110,38 @@ def test_a_run_beyond_its_fit_sample_reports_its_search_recall() -> None:
         pair.left_ids, pair.left, pair.right_ids, pair.right, pair.seed_left, pair.seed_right, cfg
     )
     assert whole["search_recall"] is None
+
+
+def test_the_last_round_chooses_its_probes_up_to_max_probes() -> None:
+    pair = make_pair(n_objects=1000, seed=5)
+    scale = {"fit_rows": 300, "block_rows": 100, "max_rounds": 3}
+    runs = {}
+    fixed, chosen = {"probes": 2, "max_probes": 2}, {"probes": 1, "max_probes": 8}
+    for name, extra in (("fixed 2", fixed), ("1 to 8", chosen)):
+        cfg = LinkConfig.from_dict({**FAST, "scale": {**scale, **extra}})
+        runs[name] = link_arrays(
+            pair.left_ids, pair.left, pair.right_ids, pair.right, pair.seed_left, pair.seed_right, cfg
+        )
+    links, summary = runs["1 to 8"]
+    last = summary["history"][-1]
+    # one probe reaches 0.77 of the sample's mutual pairs here, two 0.99: the round chose two ...
+    assert last["probes"] == 2 and last["search_recall"]["recall_at_probes"] < RECALL_TARGET
+    assert last["search_recall"]["recall"]["2"] >= RECALL_TARGET
+    # ... and linked as a round told to search two does; the summary measures the two it searched
+    fixed_links, fixed_summary = runs["fixed 2"]
+    pairs = {(a, b) for a, b in zip(links["left_id"], links["right_id"], strict=True)}
+    assert pairs == {(a, b) for a, b in zip(fixed_links["left_id"], fixed_links["right_id"], strict=True)}
+    # the summary's figures are the round's own measurement, read at the two it chose
+    measured = last["search_recall"]
+    assert summary["search_recall"] == {**measured, "probes": 2, "recall_at_probes": measured["recall"]["2"]}
+    assert fixed_summary["search_recall"]["probes"] == 2  # measured after the run, under the model's map
+    assert not any("probes reach" in a for a in summary["advice"])
+
+
+def test_chosen_probes_stay_between_scale_probes_and_max_probes() -> None:
+    figures = {"recall_at_probes": 0.5, "probes_for_target": 6}
+    assert chosen_probes(figures, 3, 8) == 6
+    assert chosen_probes(figures, 3, 5) == 5  # the target is out of reach: the most allowed
+    assert chosen_probes({"recall_at_probes": 0.5, "probes_for_target": None}, 3, 5) == 5
+    assert chosen_probes({"recall_at_probes": 0.99, "probes_for_target": 1}, 3, 8) == 3
+    assert chosen_probes({"recall_at_probes": None, "probes_for_target": None}, 3, 8) == 3  # nothing measured

@@ -205,8 +205,8 @@ class RefineConfig:
 class ScaleConfig:
     """How much of the tables the method learns on, and how the rest is linked: the fit sample
     (``fit_rows``, ``fit_on``) and the settings the extension phase (:mod:`veclink_spark.extend`) reads
-    directly (``block_rows``, ``probes``, ``max_rounds``). One section, named for what it is about:
-    ``fit_rows`` decides whether an extension runs at all."""
+    directly (``block_rows``, ``probes``, ``max_probes``, ``max_rounds``). One section, named for what
+    it is about: ``fit_rows`` decides whether an extension runs at all."""
 
     fit_rows: int = _f(
         8000,
@@ -227,14 +227,25 @@ class ScaleConfig:
     )
     probes: int = _f(
         3,
-        "cells each row of the last full-table round meets (its nearest ones; the rounds before it, "
-        "which settle the map, search one): with one, a pair whose two rows fall in different cells is "
-        "never proposed (on the 117k WordNet pair a third of the true pairs); a block's work grows "
-        "with the square of the probes. Across encoder families more are worth their cost: WordNet "
-        "MiniLM-L6 / e5 at 76,478 rows a side, F1 0.735 with 3, 0.806 with 8 (its ceiling 0.802), for "
-        "about 7 times the last round's block work. The run summary's search_recall measures, on a "
-        "sample, the share of mutual nearest pairs each number of probes reaches, and its advice names "
-        "the probes that reach 97 %",
+        "cells each row of the last full-table round meets at least (its nearest ones; more, up to "
+        "scale.max_probes, where that round's measured search recall asks for them; the rounds before "
+        "it, which settle the map, search one): with one, a pair whose two rows fall in different "
+        "cells is never proposed (on the 117k WordNet pair a third of the true pairs); a block's work "
+        "grows with the square of the probes. Across encoder families more are worth their cost: "
+        "WordNet MiniLM-L6 / e5 at 76,478 rows a side, F1 0.735 with 3, 0.790 with 5, 0.806 with 8 "
+        "(its ceiling 0.802)",
+        lo=1,
+        hi=64,
+        kind=int,
+    )
+    max_probes: int = _f(
+        8,
+        "most cells each row of the last full-table round may meet: before that round the share of a "
+        "sample's mutual nearest pairs whose two rows share a cell is measured under its map for each "
+        "number of probes (as the summary's search_recall), and it searches the fewest probes from "
+        "scale.probes up to this one that reach 97 % (this at or below scale.probes: scale.probes, "
+        "unmeasured). WordNet MiniLM-L6 / e5 at 76,478 rows a side: 6, F1 0.799 against 0.735 with 3 "
+        "(ceiling 0.802); WordNet MiniLM-L6 / L3 at alpha 0.15 keeps 3",
         lo=1,
         hi=64,
         kind=int,

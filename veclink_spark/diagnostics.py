@@ -288,7 +288,7 @@ def diagnose(
 
     ``search``: the last full-table round's search recall (:func:`veclink_spark.search_recall.search_recall`;
     None when the run had no such round), the summary's ``search_recall``; below its target, the
-    advice names the ``scale.probes`` that reach it.
+    advice names the probes that reach it.
     """
     history = state.history
     n_links = int((~links["is_seed"].astype(bool)).sum()) if len(links) else 0

@@ -39,9 +39,11 @@ The ``extend`` phase (:mod:`veclink_spark.extend`) links the full tables after a
 fixed pairs are the fitted links (no seed weight, no distribution initialisation, kept share 1 from
 its first round, whose dictionary is the fitted links alone), its rounds search each row in
 :data:`SETTLE_PROBES` of the extension's fixed cells until the take-off settles (or for
-``scale.max_rounds`` rounds), then one last round searches each row in ``scale.probes`` cells, and its
-links end the run, uncut (:func:`veclink_spark.trust.f1_cut` cuts them after the rounds; with
-``links.final_match`` false, the mixture cut), with no polish.
+``scale.max_rounds`` rounds), then one last round searches each row in ``scale.probes`` cells or more
+(up to ``scale.max_probes``, as many as its measured search recall asks for:
+:mod:`veclink_spark.search_recall`), and its links end the run, uncut
+(:func:`veclink_spark.trust.f1_cut` cuts them after the rounds; with ``links.final_match`` false,
+the mixture cut), with no polish.
 
 Shape of a round (:func:`run_rounds`): the phase's round function (:func:`_geh_round` or
 :func:`_refine_round`) asks the backend for the round's votes (a :class:`RoundPlan`), :func:`_promote`
@@ -67,6 +69,7 @@ from .kernels.blocking import cell_centroids
 from .kernels.maps import CROSS_DECIMALS, procrustes_map
 from .kernels.promotion import CUT_DECIMALS, greedy_one_to_one, mixture_cut, otsu_threshold
 from .kernels.signatures import sample_views
+from .search_recall import chosen_probes, search_recall
 from .state import (
     Candidates,
     Promotion,
@@ -326,13 +329,15 @@ def _round_cap(cfg: LinkConfig, state: RunState) -> int:
 
 
 def _last_search_needed(cfg: LinkConfig) -> bool:
-    """Whether an extension ends with a round in more cells than its settling rounds'."""
-    return cfg.scale.probes > SETTLE_PROBES
+    """Whether an extension ends with a round in more cells than its settling rounds' (or one that
+    chooses how many, ``scale.max_probes``)."""
+    return cfg.scale.probes > SETTLE_PROBES or cfg.scale.max_probes > cfg.scale.probes
 
 
 def _search_probes(cfg: LinkConfig, state: RunState) -> int:
     """Cells each row of a refine round is searched in: the fit's FIT_CELL_PROBES; an extension's
-    SETTLE_PROBES while its map settles, ``scale.probes`` in its last round (and when that is fewer)."""
+    SETTLE_PROBES while its map settles, ``scale.probes`` in its last round (and when that is fewer;
+    the last round may then search more: :func:`_refine_round`)."""
     if state.phase != "extend":
         return FIT_CELL_PROBES
     return cfg.scale.probes if state.last_search else min(SETTLE_PROBES, cfg.scale.probes)
@@ -484,6 +489,20 @@ def _refine_round(
         # VecMap's stochastic dictionary induction: early maps are poor, so the next dictionary is drawn
         # from a random share of the scores; lets the loop leave a wrong fixed point.
         keep = min(1.0, rf.takeoff_keep * 2.0**state.keep_level)
+    probes, measured = _search_probes(cfg, state), None
+    if extending and state.last_search and cfg.scale.max_probes > cfg.scale.probes:
+        # The last round chooses its probes: the fewest whose search recall, measured under this
+        # round's map on a sample (veclink_spark.search_recall), reaches the target.
+        measured = search_recall(backend, maps[0], centroids, cfg.scale.probes, cfg.scale.max_probes)
+        probes = chosen_probes(measured, cfg.scale.probes, cfg.scale.max_probes)
+        log.info(
+            "last round: search recall %s at scale.probes = %d; searching each row in %d cells "
+            "(scale.max_probes %d)",
+            measured["recall_at_probes"],
+            cfg.scale.probes,
+            probes,
+            cfg.scale.max_probes,
+        )
     votes = backend.refine_votes(
         round_no,
         maps,
@@ -493,8 +512,10 @@ def _refine_round(
         phase_start,
         keep=keep,
         salt=salt,
-        probes=_search_probes(cfg, state),
+        probes=probes,
     )
+    if measured is not None:  # recorded in the round's history entry
+        votes.stats.update(probes=probes, search_recall=measured)
     return RoundPlan(votes, m, floor, branch, keep=keep, union=stage == "polish" and union)
 
 
@@ -609,9 +630,12 @@ def _advance(
             state.last_search = True
             log.info(
                 "extension: the map settled in %d-cell searches; the last round searches each row in "
-                "scale.probes = %d cells",
+                "scale.probes = %d cells%s",
                 SETTLE_PROBES,
                 cfg.scale.probes,
+                f" or more, up to scale.max_probes = {cfg.scale.max_probes}"
+                if cfg.scale.max_probes > cfg.scale.probes
+                else "",
             )
             return anchors
     mixture: dict[str, Any] = record.mixture or {}  # set whenever promo.cut is
