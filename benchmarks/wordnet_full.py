@@ -88,8 +88,9 @@ def report(rows: list[dict]) -> None:
         "(process tree). `est`: the run's `estimated_precision`; `0.9` / `0.95`: the links kept at",
         "`--min-precision` 0.9 / 0.95 (`precision_estimate` at least the cut), their count and measured",
         "precision (recorded since the estimate's cuts were added to the benchmark; `-` before).",
-        "`search`: the summary's `search_recall` at `scale.probes`, and the probes it advises when",
-        "they are more (`-`: no full-table round, or recorded before it was measured).",
+        "`search`: the summary's `search_recall` at the probes the last full-table round searched,",
+        "and the probes it advises when they are more (`-`: no full-table round, or recorded before",
+        "it was measured).",
         "",
         "| pair | glosses | alpha | rows a side | seconds | peak GiB | precision | recall | F1 | est | "
         "0.9: n / P | 0.95: n / P | search | verdict | commit |",
@@ -98,7 +99,8 @@ def report(rows: list[dict]) -> None:
     for r in rows:
         est = r.get("estimated_precision")
         sr = r.get("search_recall") or {}
-        search = "-" if sr.get("recall_at_probes") is None else f"{sr['recall_at_probes']:.3f}"
+        at = sr.get("recall_at_probes")
+        search = "-" if at is None else f"{at:.3f} at {sr['probes']}"
         if sr.get("probes_for_target") and sr["probes_for_target"] > sr["probes"]:
             search += f" (advice: {sr['probes_for_target']})"
         cuts = [r.get(f"kept_at_{c}") for c in CUTS]
