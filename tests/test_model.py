@@ -63,6 +63,13 @@ def test_saved_model_loads_back_identical(spark, case) -> None:
         assert np.array_equal(getattr(loaded, name), getattr(model, name)), name
     assert loaded.config.to_dict() == model.config.to_dict()
     assert loaded.info == model.info
+    # the cells the run's last round searched, which new rows search too
+    assert (
+        loaded.probes
+        == model.probes
+        == json.loads((d / "out" / "summary.json").read_text())["search_recall"]["probes"]
+    )
+    assert loaded.search_config().scale.probes == loaded.probes
     assert loaded.links.count() == model.info["n_links"] + model.info["n_seeds"]
     meta = json.loads((d / "out" / "model" / "model.json").read_text())
     assert meta["format"] == 1 and meta["links"]["run_id"] == "fit"
@@ -219,3 +226,12 @@ def test_model_blocks_new_rows_like_the_full_table_rounds() -> None:
 
     backend = NumpyBackend(pair.left_ids, pair.left, pair.right_ids, pair.right, cfg)
     assert np.array_equal(model.cells, extension_cells(backend, cfg))
+    # new rows meet as many cells as the last round's rows did: the probes it chose, when it chose
+    # (scale.max_probes), else scale.probes
+    ids_and_vectors = (pair.left_ids, pair.left, pair.right_ids, pair.right)
+    for scale, chosen in (({"probes": 1, "max_probes": 8}, True), ({"probes": 1, "max_probes": 1}, False)):
+        conf = {**CONFIG, "scale": {"fit_rows": 300, "block_rows": 200, **scale}}
+        fitted = fit_arrays(*ids_and_vectors, pair.seed_left, pair.seed_right, LinkConfig.from_dict(conf))
+        searched = fitted.info["summary"]["history"][-1].get("probes", 1)
+        assert fitted.probes == searched == fitted.search_config().scale.probes
+        assert (searched > 1) == chosen  # one probe reaches too few of this pair's mutual pairs

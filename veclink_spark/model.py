@@ -28,7 +28,7 @@ are the functions of :mod:`veclink_spark.model_spark`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,8 @@ class LinkModel:
         translation: (dim_left, dim_right) ridge map left -> right; translation_back: right -> left.
         info: run id, verdict, link and seed counts, table sizes, dimensions, id types.
         links: the run's links (a Spark DataFrame when loaded, pandas in process), or None.
+        probes: the cells each row of the run's last full-table round met, which it may have chosen
+            above ``scale.probes`` (:mod:`veclink_spark.search_recall`); None: ``scale.probes``.
     """
 
     config: LinkConfig
@@ -81,6 +83,7 @@ class LinkModel:
     translation_back: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
     links: Any = None
+    probes: int | None = None
 
     @property
     def dim_left(self) -> int:
@@ -218,8 +221,11 @@ class LinkModel:
 
     def search_config(self) -> LinkConfig:
         """The configuration new rows are searched with: the run's (``self.cells`` are its full-table
-        rounds', so each row meets the rows of its ``scale.probes`` nearest cells, as in those rounds)."""
-        return self.config
+        rounds', so each row meets the rows of as many nearest cells as the last of those rounds did:
+        ``probes``, else ``scale.probes``)."""
+        if self.probes is None:
+            return self.config
+        return replace(self.config, scale=replace(self.config.scale, probes=self.probes))
 
     def _linked(self) -> tuple[np.ndarray, np.ndarray]:
         """The model's links (seeds included) as id arrays, or empty arrays."""
@@ -258,6 +264,7 @@ class LinkModel:
             "n_cells": int(len(self.cells)),
             "centred": self.left_mean is not None,
             "info": self.info,
+            "probes": self.probes,
         }
 
     def array_rows(self) -> pd.DataFrame:
@@ -321,6 +328,7 @@ class LinkModel:
             translation_back=need("translation_back", (dr, dl)),
             info=dict(meta.get("info") or {}),
             links=links,
+            probes=None if meta.get("probes") is None else int(meta["probes"]),
         )
 
 

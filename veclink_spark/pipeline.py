@@ -116,6 +116,8 @@ def run(
             with phases("search_recall"):
                 w = model.map if model is not None else orthogonal_map(backend, anchors)
                 search = search_recall(backend, w, result.cells, cfg.scale.probes)
+        if model is not None:  # rows that arrive later meet as many cells as the last round's rows
+            model.probes = int(search["probes"])
     summary = diagnose(
         result.state, links, backend.n_left, backend.n_right, sl, sr, cfg, lv, seed_ids, precision, search
     )
