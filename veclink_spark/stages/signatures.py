@@ -67,19 +67,15 @@ def map_vectors(
     id_type = df.schema[ID].dataType.simpleString()
     arrow_type = pa.float32() if element == "float" else pa.float64()
 
-    def udf(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            ids, x = batch_vectors(batch)
-            y = fn(ids, x)
-            offsets = np.arange(len(y) + 1, dtype=np.int32) * y.shape[1]
-            values = pa.array(y.reshape(-1).astype(arrow_type.to_pandas_dtype()), arrow_type)
-            yield pa.RecordBatch.from_arrays(
-                [ids, pa.ListArray.from_arrays(pa.array(offsets), values)], names=[ID, VECTOR]
-            )
+    def mapped(ids: pa.Array, x: np.ndarray) -> pa.RecordBatch:
+        y = fn(ids, x)
+        offsets = np.arange(len(y) + 1, dtype=np.int32) * y.shape[1]
+        values = pa.array(y.reshape(-1).astype(arrow_type.to_pandas_dtype()), arrow_type)
+        return pa.RecordBatch.from_arrays(
+            [ids, pa.ListArray.from_arrays(pa.array(offsets), values)], names=[ID, VECTOR]
+        )
 
-    return df.select(ID, VECTOR).mapInArrow(udf, f"{ID} {id_type}, {VECTOR} array<{element}>")
+    return map_batches(df, mapped, f"{ID} {id_type}, {VECTOR} array<{element}>")
 
 
 def _rows_to_batch(ids: pa.Array, rows: SignatureRows, widths: np.ndarray | None) -> pa.RecordBatch:
