@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from veclink_spark import LinkConfig, link_arrays
+from veclink_spark import LinkConfig
 from veclink_spark.backends.in_process import NumpyBackend
 from veclink_spark.kernels.centre import normalise_rows
 from veclink_spark.kernels.maps import procrustes_map
@@ -15,9 +15,9 @@ from veclink_spark.search_recall import RECALL_TARGET, advice, chosen_probes, se
 from veclink_spark.synthetic import make_pair
 
 try:
-    from synthetic_runs import FAST
+    from synthetic_runs import FAST, link_pair
 except ImportError:  # tests/ became a package
-    from tests.synthetic_runs import FAST
+    from tests.synthetic_runs import FAST, link_pair
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -88,6 +88,10 @@ def test_search_recall_falls_with_fewer_probes_and_advises_more() -> None:
     text = advice(one)
     assert text is not None and f"{one['probes_for_target']} probes reach" in text
     assert advice(three) is None
+    # measured up to one probe only, as a last round held to one would: the fewest that reach the
+    # target are still named (the advice's figure), beyond the probes allowed
+    capped = search_recall(backend, w, cells, 1, most=1)
+    assert capped["probes_for_target"] == one["probes_for_target"] and capped["recall"] == one["recall"]
 
 
 def test_a_run_beyond_its_fit_sample_reports_its_search_recall() -> None:
@@ -95,20 +99,15 @@ def test_a_run_beyond_its_fit_sample_reports_its_search_recall() -> None:
     scale = {"fit_rows": 300, "block_rows": 100, "max_rounds": 3}
     summaries = {}
     for probes in (1, 3):  # max_probes 1: the last round searches scale.probes, unmeasured
-        cfg = LinkConfig.from_dict({**FAST, "scale": {**scale, "probes": probes, "max_probes": 1}})
-        _, summaries[probes] = link_arrays(
-            pair.left_ids, pair.left, pair.right_ids, pair.right, pair.seed_left, pair.seed_right, cfg
-        )
+        conf = {**FAST, "scale": {**scale, "probes": probes, "max_probes": 1}}
+        _, summaries[probes] = link_pair(pair, conf)
     one, three = summaries[1]["search_recall"], summaries[3]["search_recall"]
     assert one["probes"] == 1 and three["probes"] == 3 and one["mutual_pairs"] > 100
     assert one["recall_at_probes"] < RECALL_TARGET <= three["recall_at_probes"]
     assert any("2 probes reach" in a for a in summaries[1]["advice"])
     assert not any("scale.probes" in a for a in summaries[3]["advice"])
     # a run within its fit sample has no full-table round to measure
-    cfg = LinkConfig.from_dict(FAST)
-    _, whole = link_arrays(
-        pair.left_ids, pair.left, pair.right_ids, pair.right, pair.seed_left, pair.seed_right, cfg
-    )
+    _, whole = link_pair(pair, FAST)
     assert whole["search_recall"] is None
 
 
@@ -118,10 +117,7 @@ def test_the_last_round_chooses_its_probes_up_to_max_probes() -> None:
     runs = {}
     fixed, chosen = {"probes": 2, "max_probes": 2}, {"probes": 1, "max_probes": 8}
     for name, extra in (("fixed 2", fixed), ("1 to 8", chosen)):
-        cfg = LinkConfig.from_dict({**FAST, "scale": {**scale, **extra}})
-        runs[name] = link_arrays(
-            pair.left_ids, pair.left, pair.right_ids, pair.right, pair.seed_left, pair.seed_right, cfg
-        )
+        runs[name] = link_pair(pair, {**FAST, "scale": {**scale, **extra}})
     links, summary = runs["1 to 8"]
     last = summary["history"][-1]
     # one probe reaches 0.77 of the sample's mutual pairs here, two 0.99: the round chose two ...

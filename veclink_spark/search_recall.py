@@ -61,13 +61,13 @@ def search_recall(
 ) -> dict[str, Any]:
     """The summary's ``search_recall`` of a run whose last round searched ``backend``'s full tables in
     ``probes`` of the k-means ``cells``, under the map ``w`` (left to right, on the backend's unit
-    vectors: the model's). Five passes over the tables' rows, of :data:`SAMPLE_ROWS` queries at most.
-    ``probes_for_target`` is the fewest probes, up to ``most`` (or ``probes`` when more), that reach
-    :data:`RECALL_TARGET`."""
+    vectors: the model's). Four passes over the tables' rows, of :data:`SAMPLE_ROWS` queries at most.
+    The recall is measured up to ``most`` probes (or ``probes``, or :data:`REPORT_PROBES`, when more);
+    ``probes_for_target`` is the fewest of them that reach :data:`RECALL_TARGET`."""
     ids, x = backend.left_sample(SAMPLE_ROWS)
     xm = normalise_rows(x @ w)
     partners = backend.nearest_rows("right", xm)
-    y = backend.anchor_vectors(ids, partners)[1]
+    y = backend.anchor_vectors(ids[:0], partners)[1]  # the sample's own vectors are in hand
     back = backend.nearest_rows("left", normalise_rows(y @ w.T))
     mutual = back == ids
     k = max(REPORT_PROBES, probes, most)
@@ -79,7 +79,7 @@ def search_recall(
     n = int(mutual.sum())
     # None when no sampled row has a mutual nearest neighbour (nothing to measure the search by)
     recall = {p: round(float(np.mean(need <= p)), 4) if n else None for p in range(1, k + 1)}
-    enough = [p for p, r in recall.items() if r is not None and r >= RECALL_TARGET and p <= max(most, probes)]
+    enough = [p for p, r in recall.items() if r is not None and r >= RECALL_TARGET]
     out = {
         "probes": probes,
         "sample_rows": len(ids),
@@ -126,10 +126,11 @@ def advice(recall: dict[str, Any]) -> str | None:
     if at is None or at >= RECALL_TARGET:
         return None
     probes, better = recall["probes"], recall.get("probes_for_target")
+    most = max(recall["recall"], key=int)  # the most probes measured
     raise_to = (
         f"{better} probes reach {recall['recall'][str(better)]:.0%}"
         if better is not None
-        else f"even {REPORT_PROBES} probes reach only {recall['recall'][str(REPORT_PROBES)]:.0%}"
+        else f"even {most} probes reach only {recall['recall'][most]:.0%}"
     )
     cells = "nearest cell" if probes == 1 else f"{probes} nearest cells"
     return (

@@ -261,11 +261,13 @@ class SparkBackend:
 
     # -- Backend protocol ------------------------------------------------------------------------
     def anchor_vectors(self, left_ids: np.ndarray, right_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(left_ids) == 0:  # as the in-process backend: no pairs, no vectors (np.stack needs one)
-            return np.zeros((0, self.dim_left)), np.zeros((0, self.dim_right))
-        x = self._rows_of(self.left, self._left_type, left_ids, "left")
-        y = self._rows_of(self.right, self._right_type, right_ids, "right")
-        return x, y
+        # as the in-process backend: no ids, no vectors (np.stack needs one), and no pass over that table
+        x = self._rows_of(self.left, self._left_type, left_ids, "left") if len(left_ids) else None
+        y = self._rows_of(self.right, self._right_type, right_ids, "right") if len(right_ids) else None
+        return (
+            np.zeros((0, self.dim_left)) if x is None else x,
+            np.zeros((0, self.dim_right)) if y is None else y,
+        )
 
     def _rows_of(self, df: DataFrame, kind: str, ids: np.ndarray, side: str) -> np.ndarray:
         """The unit vectors of rows ``ids`` of table ``df`` (ids of Spark type ``kind``), in that order.
