@@ -45,15 +45,20 @@ logging.getLogger("notebook").info(
 # COMMAND ----------
 
 # MAGIC %md ## The new rows' links
-# MAGIC `probability`: the share of the model's bagged maps that vote for the link (posterior mean), as
-# MAGIC for a run's polished links. The summary carries the fitted run's verdict.
+# MAGIC `precision_estimate`: the estimated precision of all new links at least as confident as this one,
+# MAGIC estimated on these tables as a run's links are (so one number cuts the table: `min_precision=0.9`
+# MAGIC keeps the links at 0.9 or more). `probability`: the share of the model's bagged maps that vote
+# MAGIC for the link (posterior mean). The summary carries the new links' `estimated_precision` and the
+# MAGIC fitted run's verdict.
 
 # COMMAND ----------
 
 result = link_new(model, params["new"], f"{params['output']}/new_rows_out", side=params["side"], spark=spark)
 summary = result.summary
-logging.getLogger("notebook").info("new rows: %s", {k: summary[k] for k in ("new_rows", "n_links")})
-new_links = result.links.orderBy("probability", ascending=False)
+logging.getLogger("notebook").info(
+    "new rows: %s", {k: summary[k] for k in ("new_rows", "n_links", "estimated_precision", "trusted_links")}
+)
+new_links = result.links.orderBy("precision_estimate", ascending=False)
 try:
     display(new_links)  # type: ignore[name-defined]  # noqa: F821
 except NameError:

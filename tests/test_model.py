@@ -129,6 +129,35 @@ def test_new_rows_link_alike_on_spark_and_in_process(spark, case, tmp_path) -> N
 
     fitted = ref.links[~ref.links.is_seed]
     assert precision(got) >= precision(fitted) - 0.15
+    # Each new link is estimated as a run's links are, alike on Spark and in process; the estimate
+    # falls as the similarity it ranks by falls, and the summary's figures are the new links'.
+    assert merged["precision_estimate"].between(0.0, 1.0).all()
+    assert np.allclose(merged["precision_estimate"], merged["precision_estimate_ref"])
+    assert np.allclose(merged["similarity"], merged["similarity_ref"])
+    ranked = got.sort_values("similarity", ascending=False, kind="stable")["precision_estimate"]
+    assert (np.diff(ranked.to_numpy()) <= 1e-12).all()
+    assert s["estimated_precision"] == summary["estimated_precision"] is not None
+    assert 0 <= s["estimated_true_links"] <= len(got)
+    assert s["precision_basis"]["rows"] == "regions"  # fit_rows 150: the tables do not fit
+    assert s["precision_basis"]["new_links_estimated_in_regions"] > 0
+
+
+def test_new_rows_min_precision_keeps_the_links_estimated_above_it(case) -> None:
+    pair, new, _, _, ref = case
+    args = (pair.left_ids[new], pair.left[new], pair.right_ids, pair.right)
+    more = {"existing_ids": pair.left_ids[~new], "existing": pair.left[~new]}
+    every, s_every = ref.link_arrays(*args, **more)
+    cut = float(np.median(every["precision_estimate"]))
+    kept, s_kept = ref.link_arrays(*args, **more, min_precision=cut)
+    want = every[every["precision_estimate"] >= cut]
+    assert 0 < len(kept) == len(want) < len(every) or cut == every["precision_estimate"].min()
+    assert set(zip(kept.left_id, kept.right_id, strict=True)) == set(
+        zip(want.left_id, want.right_id, strict=True)
+    )
+    assert s_kept["n_links"] == len(kept) and s_kept["min_precision"]["links_dropped"] == len(every) - len(
+        kept
+    )
+    assert s_every["min_precision"] == {"value": 0.0, "links_before": len(every), "links_dropped": 0}
 
 
 def test_merged_index(spark, case, tmp_path) -> None:
@@ -199,8 +228,13 @@ def test_jobs_link_new_and_merge_command_lines(spark, case, tmp_path, capsys) ->
     m = str(d / "out" / "model")
     code = _job("link_new").main(
         ["--model", m, "--new", str(d / "new.parquet"), "--output", str(tmp_path / "n")]
+        + ["--run-id", "j1", "--min-precision", "0.5"]
     )
     assert code == 0 and (tmp_path / "n" / "links" / "_delta_log").is_dir()
+    summary = json.loads((tmp_path / "n" / "new_rows" / "j1.json").read_text())
+    assert summary["min_precision"]["value"] == 0.5
+    kept = spark.read.format("delta").load(str(tmp_path / "n" / "links")).toPandas()
+    assert len(kept) == summary["n_links"] and (kept["precision_estimate"] >= 0.5).all()
     args = ["--model", m, "--left", str(d / "left.parquet"), "--right", str(d / "right.parquet")]
     assert _job("merge").main([*args, "--output", str(tmp_path / "m")]) == 0
     assert (tmp_path / "m" / "merged" / "_delta_log").is_dir()

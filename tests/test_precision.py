@@ -219,3 +219,35 @@ def test_the_final_matching_refits_its_map_on_the_links_it_kept(monkeypatch) -> 
     refitted, fits = right_links(4)
     assert one_fit == 1 and 1 < fits <= 4
     assert refitted >= 2 * once and refitted >= 100, (once, refitted)
+
+
+def test_the_vote_null_counts_a_knockout_as_the_maps_vote_on_it() -> None:
+    # Each knocked-out row's new match, checked against CSLS mutual nearest neighbours computed whole
+    # for every map on the tables without the row's partner (csls_mutual): the same votes.
+    from veclink_spark.precision import _vote_keeps
+
+    rng = np.random.default_rng(5)
+    n, d = 60, 8
+    own = rng.normal(size=(n, d))
+    other = own @ np.linalg.qr(rng.normal(size=(d, d)))[0] + 0.6 * rng.normal(size=(n, d))
+    own /= np.linalg.norm(own, axis=1, keepdims=True)
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    maps = np.stack([procrustes_map(own[b::2].T @ other[b::2]) for b in (0, 1)] + [np.eye(d)])
+    rows = np.arange(0, n, 3)  # row i's partner is row i of the other table
+    got_to, want = [], []
+    for r in rows:
+        keep = np.arange(n) != r
+        # the row's match under the first map with its partner gone: the candidate each map votes on
+        lrows, rcols, _ = csls_mutual((own @ maps[0]) @ other[keep].T)
+        to = np.nonzero(keep)[0][rcols[lrows == r]] if (lrows == r).any() else None
+        if to is None:
+            continue
+        votes = 0
+        for w in maps:
+            lr, rc, _ = csls_mutual((own @ w) @ other[keep].T)
+            votes += int(((lr == r) & (np.nonzero(keep)[0][rc] == to[0])).any())
+        got_to.append((r, to[0]))
+        want.append(votes)
+    assert len(want) >= 5 and len(set(want)) > 1
+    r_, t_ = (np.array(v) for v in zip(*got_to, strict=True))
+    assert _vote_keeps(own, other, maps, r_, r_, t_).tolist() == want  # each row's partner: itself

@@ -37,12 +37,13 @@ import pandas as pd
 from .backends.base import Backend
 from .backends.in_process import NumpyBackend
 from .config import LinkConfig
-from .engine import BAG_FRACTION, POLISH_MAPS, vote_round
+from .engine import BAG_FRACTION, POLISH_MAPS, POLISH_MIN_VOTE_FRACTION, vote_round
 from .errors import InputError
 from .extend import extension_cells
 from .kernels.centre import centred_with, normalise_rows
 from .kernels.maps import CROSS_DECIMALS, bag_flags, procrustes_map
 from .kernels.samples import hash_sample
+from .trust import assess_new_links
 
 #: Format of a saved model's ``model.json`` (bumped when the saved layout changes).
 MODEL_FORMAT = 1
@@ -142,6 +143,7 @@ class LinkModel:
         side: str = "left",
         existing_ids: np.ndarray | None = None,
         existing: np.ndarray | None = None,
+        min_precision: float | None = None,
     ) -> tuple[pd.DataFrame, dict[str, Any]]:
         """Link rows of ``side`` that arrived after the fit against the other side's table.
 
@@ -151,8 +153,13 @@ class LinkModel:
         links of new rows are returned. Without ``existing`` the new rows compete only among themselves
         (many more false links where few new rows have a partner: measured in docs/use.md).
 
+        Each new link gets ``precision_estimate`` as a run's links do, estimated on these tables
+        (:func:`veclink_spark.trust.assess_new_links`); ``min_precision`` (default: the run's
+        ``links.min_precision``) keeps the links estimated at least that precise.
+
         Returns (links, summary): links as a run's (left_id, right_id, probability, votes, views,
-        round 1, is_seed False), summary with the counts and the fitted run's verdict.
+        round 1, is_seed False, precision_estimate, similarity), summary with the counts, the
+        estimated precision of the new links and the fitted run's verdict.
         """
         ids, x = np.asarray(new_ids), self._checked(new, side)
         if existing_ids is not None and existing is not None:
@@ -173,7 +180,13 @@ class LinkModel:
         links, record = vote_round(backend, cfg, self.bag_maps, self.cells, ex_l, ex_r)
         new_set = set(np.asarray(new_ids).tolist())
         links = links_of_new(links, "left_id" if side == "left" else "right_id", new_set)
+        there = np.isin(ex_l, backend.left_ids) & np.isin(ex_r, backend.right_ids)
+        fitted = {"left_id": ex_l[there], "right_id": ex_r[there], "is_seed": self._seed_flags()[there]}
+        links, facts = assess_new_links(
+            backend, fitted, links, (side, np.asarray(new_ids)), self.vote(), cfg, min_precision
+        )
         summary = self.new_rows_summary(len(new_ids), len(other_ids), side, links, record)
+        summary.update(facts)
         return pd.DataFrame(links), summary
 
     def merge_arrays(
@@ -234,11 +247,21 @@ class LinkModel:
             return e, e
         return self.links["left_id"].to_numpy(), self.links["right_id"].to_numpy()
 
+    def vote(self) -> tuple[np.ndarray, int]:
+        """The vote that keeps a new row's link: the bagged maps, and how many of them it needs."""
+        return self.bag_maps, int(math.ceil(POLISH_MIN_VOTE_FRACTION * len(self.bag_maps) - 1e-9))
+
+    def _seed_flags(self) -> np.ndarray:
+        """Which of the model's links (:meth:`_linked`) are seeds."""
+        if not isinstance(self.links, pd.DataFrame) or "is_seed" not in self.links:
+            return np.zeros(len(self._linked()[0]), bool)
+        return self.links["is_seed"].to_numpy(bool)
+
     def new_rows_summary(
         self, n_new: int, n_other: int, side: str, links: dict[str, np.ndarray], record: dict[str, Any]
     ) -> dict[str, Any]:
         """What a new-rows run reports: counts, the share linked, mean probability, and the verdict of
-        the run that fitted the model (new links are as trustworthy as that run's)."""
+        the run that fitted the model (the new links' own estimate is added by the caller)."""
         prob = np.asarray(links["probability"], dtype=np.float64)
         return {
             "side": side,

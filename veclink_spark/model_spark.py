@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .backends.spark import SparkBackend
-from .constants import ID, LEFT_ID, RIGHT_ID, TABLE_LINKS, VECTOR
+from .constants import ID, IS_SEED, LEFT_ID, RIGHT_ID, TABLE_LINKS, VECTOR
 from .engine import vote_round
 from .errors import InputError
 from .inputs import load_tables
@@ -27,6 +28,7 @@ from .session import get_or_create_session
 from .stages import centre as centre_stage
 from .stages.signatures import map_vectors
 from .store import RunStore, run_id_or_new
+from .trust import assess_new_links
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,7 @@ def link_new(
     id_col: str = "id",
     vector_col: str = "vector",
     spark: SparkSession | None = None,
+    min_precision: float | None = None,
 ) -> NewLinks:
     """Link rows of ``side`` that arrived after the fit (``new``) against the other side's table.
 
@@ -157,8 +160,11 @@ def link_new(
     left out, and only links of new rows are kept. ``against`` and ``existing`` default to the tables of
     the run that fitted the model.
     One refinement-sized pass over the tables (each row meets the rows of its ``scale.probes`` nearest
-    cells). Writes ``links`` and ``votes`` under ``output`` (rows tagged with the run id) and
-    ``new_rows/<run_id>.json``.
+    cells). Each new link gets ``precision_estimate``, estimated on these tables
+    (:func:`veclink_spark.trust.assess_new_links`: on the whole tables when they fit in
+    ``scale.fit_rows``, else on regions around new links); ``min_precision`` (default: the run's
+    ``links.min_precision``) keeps the new links estimated at least that precise. Writes ``links``
+    and ``votes`` under ``output`` (rows tagged with the run id) and ``new_rows/<run_id>.json``.
 
     Raises:
         InputError: a table is missing or invalid, its dimension is not the model's side's, new ids are
@@ -201,9 +207,13 @@ def link_new(
     new_ids = set(r[0] for r in new_df.select(ID).collect())
     side_df = old_df.unionByName(new_df)
     linked: pd.DataFrame = (
-        model.links.select(LEFT_ID, RIGHT_ID).toPandas()
+        model.links.select(
+            LEFT_ID,
+            RIGHT_ID,
+            F.col(IS_SEED) if IS_SEED in model.links.columns else F.lit(False).alias(IS_SEED),
+        ).toPandas()
         if model.links is not None
-        else pd.DataFrame({LEFT_ID: [], RIGHT_ID: []})
+        else pd.DataFrame({LEFT_ID: [], RIGHT_ID: [], IS_SEED: []})
     )
     new_mean = model.left_mean if side == "left" else model.right_mean
     against_mean = model.right_mean if side == "left" else model.left_mean
@@ -227,11 +237,16 @@ def link_new(
             linked[RIGHT_ID].to_numpy(),
         )
         found = links_of_new(found, LEFT_ID if side == "left" else RIGHT_ID, new_ids)
+        fitted = _links_within(spark, linked, lt, rt)
+        found, facts = assess_new_links(
+            backend, fitted, found, (side, np.asarray(sorted(new_ids))), model.vote(), cfg, min_precision
+        )
         store.replace_run(TABLE_LINKS, backend.links_frame(found), run_id)
     finally:
         side_df.unpersist()
         against_df.unpersist()
     summary = model.new_rows_summary(n_new, n_against, side, found, record)
+    summary.update(facts)
     summary.update(run_id=run_id, existing_rows=n_old, seconds=round(time.time() - t0, 2))
     store.write_json(f"new_rows/{run_id}.json", summary)
     log.info(
@@ -246,6 +261,31 @@ def link_new(
         summary["seconds"],
     )
     return NewLinks(run_id, store.read_run(TABLE_LINKS, run_id), summary)
+
+
+def _links_within(
+    spark: SparkSession, linked: pd.DataFrame, left: DataFrame, right: DataFrame
+) -> dict[str, Any]:
+    """The model's links (``linked``: left_id, right_id, is_seed) whose two rows are in the tables
+    ``left`` and ``right`` (a table given in place of the run's may lack some), as arrays. The ids
+    alone are joined, so only they move."""
+    if not len(linked):
+        return {k: linked[k].to_numpy() for k in (LEFT_ID, RIGHT_ID, IS_SEED)}
+    kinds = (left.schema[ID].dataType.simpleString(), right.schema[ID].dataType.simpleString())
+    pairs = spark.createDataFrame(
+        linked[[LEFT_ID, RIGHT_ID, IS_SEED]],
+        f"{LEFT_ID} {kinds[0]}, {RIGHT_ID} {kinds[1]}, {IS_SEED} boolean",
+    )
+    within: pd.DataFrame = (
+        pairs.join(left.select(F.col(ID).alias(LEFT_ID)), LEFT_ID, "left_semi")
+        .join(right.select(F.col(ID).alias(RIGHT_ID)), RIGHT_ID, "left_semi")
+        .toPandas()
+    )
+    return {
+        LEFT_ID: within[LEFT_ID].to_numpy(),
+        RIGHT_ID: within[RIGHT_ID].to_numpy(),
+        IS_SEED: within[IS_SEED].to_numpy(bool),
+    }
 
 
 def merge(

@@ -30,6 +30,9 @@ measures what an absent partner looks like, by making partners absent on purpose
    (CSLS at least as high): the precision of the table cut at that link. The run's
    ``estimated_precision`` is the mean over all links, ``estimated_true_links`` the expected count.
 
+Rows linked after a run (a model's new-rows round) are links a vote of maps kept, not every match:
+:class:`VoteNull` makes the null count only the knock-outs whose match the same vote keeps.
+
 What it assumes, in words a user can check: (a) a linked row with its partner removed behaves as a row
 that never had one (its neighbourhood is as crowded); (b) rows with a partner find a match; (c) the
 run's links are, at every score, a fair sample of the mutual matches at that score. (a) fails when the
@@ -124,6 +127,63 @@ class PrecisionEstimate:
         }
 
 
+#: One side's counts for :func:`_lfdr`: (match, weight, knocked, kept, linked).
+Side = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+
+
+@dataclass(frozen=True)
+class VoteNull:
+    """The links to estimate were kept by a vote of maps (a model's new-rows round,
+    :func:`veclink_spark.engine.vote_round`): a pair is a link when at least ``min_votes`` of ``maps``
+    (d_left x d_right) make it a CSLS mutual nearest neighbour. The vote drops most of the matches of
+    rows without partner, so the links are more often right than the matches of their score; the
+    null then counts a knock-out only when the maps' vote keeps its match (:func:`_vote_keeps`), and
+    the matches it is compared with are the links' alone.
+
+    ``side``: 0 when the voted links' new rows are left rows, 1 when right rows; only that side's
+    rows are knocked out for the links' lfdr (the other side's rows, whose matches no vote chose, would
+    hold the links to the error of an unvoted match: on Debian MiniLM-L6 / L3, new rows like the
+    fitted ones, 0.851 estimated with that side's lfdr, 0.884 without, 0.919 measured; scratch, before
+    the second fit was left out). ``links``: which of the links given were voted
+    (the others, a model's links, fit the maps and compete)."""
+
+    maps: np.ndarray
+    min_votes: int
+    side: int
+    links: np.ndarray
+
+
+def _vote_keeps(
+    own: np.ndarray, other: np.ndarray, maps: np.ndarray, rows: np.ndarray, gone: np.ndarray, to: np.ndarray
+) -> np.ndarray:
+    """How many of ``maps`` (each own -> other) make each knocked-out row ``rows[i]``, its partner
+    ``gone[i]`` removed, and the row ``to[i]`` it then matched CSLS mutual nearest neighbours (each
+    map scores every row against every row: one similarity matrix a map, exact where the vote's
+    round searched cells). The knocked-out row's neighbourhood is measured without its partner, as in
+    :func:`_side`."""
+    votes = np.zeros(len(rows), dtype=np.int64)
+    for w in maps:
+        g = ((own @ w) @ other.T).astype(np.float32)
+        gt = _transposed(g)
+        r_own, r_other = _top_mean(g, CSLS_K), _column_top_mean(gt, CSLS_K)
+        for lo in range(0, len(rows), KNOCKOUT_BATCH):
+            rs, gs, ts = (
+                rows[lo : lo + KNOCKOUT_BATCH],
+                gone[lo : lo + KNOCKOUT_BATCH],
+                to[lo : lo + KNOCKOUT_BATCH],
+            )
+            at = np.arange(len(rs))
+            gk = g[rs].astype(np.float64)
+            gk[at, gs] = -np.inf
+            r_k = _top_mean(gk, CSLS_K)
+            row_best = (2.0 * gk - r_k[:, None] - r_other[None, :]).argmax(axis=1)
+            col = 2.0 * gt[ts].astype(np.float64) - r_own[None, :] - r_other[ts][:, None]
+            col[at, rs] = 2.0 * gk[at, ts] - r_k - r_other[ts]
+            votes[lo : lo + len(rs)] += (row_best == ts) & (col.argmax(axis=1) == rs)
+        del g, gt
+    return votes
+
+
 def _top_mean(g: np.ndarray, k: int) -> np.ndarray:
     k = min(k, g.shape[1])
     return np.partition(g, g.shape[1] - k, axis=1)[:, g.shape[1] - k :].mean(axis=1)
@@ -167,12 +227,12 @@ def _side(
     r_other: np.ndarray,
     rows: np.ndarray,
     partners: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One side's matches and knock-outs.
 
     ``g`` is the (own x other) similarity matrix, ``gt`` a C-contiguous copy of its transpose. Returns
     (every own row's match score, -inf when it has no mutual nearest neighbour; each knocked-out row's
-    match score with its partner removed)."""
+    match score with its partner removed; the other-side row it then matches, -1 for none)."""
     c = csls_score(g, r_own[:, None], r_other[None, :])
     best = c.argmax(axis=1)
     n_own = g.shape[0]
@@ -195,6 +255,7 @@ def _side(
     own = np.arange(n_own)
     match = np.where(first[best] == own, c[own, best], -np.inf)
     knocked = np.full(len(rows), -np.inf)
+    again = np.full(len(rows), -1, dtype=np.int64)
     for lo in range(0, len(rows), KNOCKOUT_BATCH):
         rs, ps = rows[lo : lo + KNOCKOUT_BATCH], partners[lo : lo + KNOCKOUT_BATCH]
         gk = g[rs].astype(np.float64)
@@ -204,20 +265,33 @@ def _side(
         val = ck[np.arange(len(rs)), bk]
         rival = np.where(first[bk] == rs, col_second[bk], col_best[bk])
         knocked[lo : lo + len(rs)] = np.where(val >= rival, val, -np.inf)
-    return match, knocked
+        again[lo : lo + len(rs)] = np.where(val >= rival, bk, -1)
+    return match, knocked, again
 
 
 def _lfdr(
-    match: np.ndarray, weight: np.ndarray, knocked: np.ndarray, shape: np.ndarray | None = None
+    match: np.ndarray,
+    weight: np.ndarray,
+    knocked: np.ndarray,
+    shape: np.ndarray | None = None,
+    kept: np.ndarray | None = None,
+    linked: np.ndarray | None = None,
 ) -> tuple[IsotonicRegression | None, float, float]:
     """The isotonic fit of P(knock-out | score) (see :func:`_predict` for the lfdr it gives); the
     partnerless rows; the knock-out match rate. ``match`` / ``weight``: every row's match score (-inf:
     none) and how much it counts. ``shape``: how much each knock-out's score counts in the null's
     distribution of scores (default: all alike; the rate counts every knock-out alike). None when no
-    row has a match (every link is then wrong)."""
+    row has a match (every link is then wrong).
+
+    Links kept by a vote (:class:`VoteNull`): ``kept`` says which knock-outs' matches the vote keeps
+    (the others count for nothing: a partnerless row's match the vote drops makes no link) and
+    ``linked`` which rows' matches are links (the others are left out of the matches the null is
+    compared with; every match still counts towards the rows without partner)."""
     n = float(weight.sum())
     ok = np.isfinite(match) & (weight > 0)
-    found, fw = match[ok], weight[ok]
+    fw = weight[ok]
+    fit_on = ok if linked is None else ok & linked
+    found, fwl = match[fit_on], weight[fit_on]
     if len(found) == 0:
         return None, n, 0.0
     hit = np.isfinite(knocked)
@@ -232,8 +306,10 @@ def _lfdr(
     partnerless = n * min(1.0, unmatched / max(1.0 - rate, 1e-9))
     x = np.concatenate([null, found])
     y = np.concatenate([np.ones(len(null)), np.zeros(len(found))])
-    # weight the knock-outs so that together they stand for every partnerless row's match
-    w = np.concatenate([share / share.sum() * partnerless * rate, fw])
+    # weight the knock-outs so that together they stand for every partnerless row's match (those the
+    # vote keeps, with a vote; the pseudo knock-out always kept)
+    counts = np.ones(len(null)) if kept is None else np.append(kept[hit], 1.0)
+    w = np.concatenate([share / share.sum() * partnerless * rate * counts, fwl])
     iso = IsotonicRegression(increasing=False, out_of_bounds="clip", y_min=0.0, y_max=1.0)
     iso.fit(x, y, sample_weight=w)
     return iso, partnerless, rate
@@ -263,7 +339,7 @@ def _predict(iso: IsotonicRegression | None, score: np.ndarray) -> np.ndarray:
     return np.minimum(1.0, p / np.maximum(1.0 - p, 1e-12))
 
 
-def _combine(lf_left: np.ndarray, lf_right: np.ndarray) -> np.ndarray:
+def _combine(*lfdr: np.ndarray) -> np.ndarray:
     """A link's lfdr from its two sides' values: the larger (a wrong link is wrong from either end).
     The mean was measured too (scratch, the rounds' links): closer to the measured precision by
     0.012-0.019 on three Debian alpha 0.3 cells, but it put the negative control's Debian GloVe /
@@ -274,16 +350,13 @@ def _combine(lf_left: np.ndarray, lf_right: np.ndarray) -> np.ndarray:
     same-family ones become optimistic (WordNet mpnet / MiniLM-L6 +0.029 to +0.047), the links kept
     at 0.95 on WordNet mpnet / MiniLM-L3 measure 0.917 (0.930 with the larger) and the negative
     control's Debian GloVe / mpnet says 0.064 (measured 0.003). A promise that holds at the cut is
-    worth more to a user than a closer mean, so the larger stays."""
-    return np.maximum(lf_left, lf_right)
+    worth more to a user than a closer mean, so the larger stays. With a vote (:class:`VoteNull`)
+    only the new rows' side is fitted, and its values are the links'."""
+    return np.maximum.reduce(lfdr) if len(lfdr) > 1 else lfdr[0]
 
 
 def _right_null_lfdr(
-    s: np.ndarray,
-    lfdr: np.ndarray,
-    knocked_link: np.ndarray,
-    left: tuple[np.ndarray, np.ndarray, np.ndarray],
-    right: tuple[np.ndarray, np.ndarray, np.ndarray],
+    s: np.ndarray, lfdr: np.ndarray, knocked_link: np.ndarray, sides: list[Side]
 ) -> np.ndarray:
     """The links' lfdr with each knock-out's score counted by the chance its link is right (``1 -
     lfdr``, fitted again from the lfdr so obtained, :data:`NULL_FITS` times at most).
@@ -292,17 +365,16 @@ def _right_null_lfdr(
     removes a row that is not the partner and leaves the row's second choice, which scores lower than
     a row without partner does; where many links are wrong (a low-precision run, or the low end of a
     final matching) the null so drawn is too light at high scores and the lfdr too low (Debian mpnet
-    / MiniLM-L6, alpha 0.15: its final links estimated 0.884, measured 0.819). ``left`` / ``right``:
-    each side's (match, weight, knocked) arrays, as :func:`estimate_precision` gives them to
+    / MiniLM-L6, alpha 0.15: its final links estimated 0.884, measured 0.819). ``sides``: each side's
+    (match, weight, knocked, kept, linked) arrays, as :func:`estimate_precision` gives them to
     :func:`_lfdr`; ``knocked_link``: each knock-out's link (a position in ``s``)."""
     out = lfdr
     for _ in range(NULL_FITS):
         chance = 1.0 - out[knocked_link]
         if chance.sum() < 1.0:  # not one right link among them: nothing to count the knock-outs by
             break
-        iso_l = _lfdr(*left, chance)[0]
-        iso_r = _lfdr(*right, chance)[0]
-        out, before = _combine(_predict(iso_l, s), _predict(iso_r, s)), out
+        fits = [_predict(_lfdr(m, w, k, chance, kept, linked)[0], s) for m, w, k, kept, linked in sides]
+        out, before = _combine(*fits), out
         if np.max(np.abs(out - before)) < NULL_TOLERANCE:
             break
     return out
@@ -315,6 +387,7 @@ def estimate_precision(
     link_right: np.ndarray,
     is_seed: np.ndarray,
     core: tuple[np.ndarray, np.ndarray] | None = None,
+    vote: VoteNull | None = None,
 ) -> PrecisionEstimate:
     """Estimate the precision of links between two in-memory tables (see the module doc).
 
@@ -325,6 +398,9 @@ def estimate_precision(
         core: (left, right) masks of the rows whose matches count towards the rows without a partner
             (default: all): the tables are then a region with a margin around it, and a row in the
             margin competes for matches without being counted, as its own neighbours are missing.
+        vote: the links marked in it were kept by a vote of maps (:class:`VoteNull`); their lfdr is
+            then fitted against a null of the knock-outs the vote keeps. Without it, every link is
+            taken for a match as the final matching makes them.
 
     Returns:
         A :class:`PrecisionEstimate`, per link in the order given.
@@ -350,6 +426,7 @@ def estimate_precision(
     total = sum(parts)
     score = np.full(len(is_seed), np.nan)
     sides: list[list[np.ndarray]] = [[], [], [], [], [], []]  # match, weight, knocked; left then right
+    redo: list[list[np.ndarray]] = [[], [], []]  # the vote side's knock-outs: row, partner, match
     link_rows_l = np.zeros(len(x), bool)
     link_rows_r = np.zeros(len(y), bool)
     link_rows_l[link_left[found]] = True
@@ -364,7 +441,10 @@ def estimate_precision(
         for k, (gg, ggt, ro, rt, rows, partners, linked) in enumerate(
             ((g, gt, r_left, r_right, li, lj, link_rows_l), (gt, g, r_right, r_left, lj, li, link_rows_r))
         ):
-            match, knocked = _side(gg, ggt, ro, rt, rows, partners)
+            match, knocked, again = _side(gg, ggt, ro, rt, rows, partners)
+            if vote is not None and k == vote.side:
+                for out, v in zip(redo, (rows, partners, again), strict=True):
+                    out.append(v)
             # rows scored under a map that did not see them: the held-out links' rows (weight 1) and
             # the rows of no link (each fold's map: weight 1 / folds)
             weight = np.where(linked, 0.0, 1.0 / folds)
@@ -381,15 +461,23 @@ def estimate_precision(
     match_r, weight_r, knocked_r = (np.concatenate(v) for v in sides[3:])
     iso_l, none_l, rate_l = _lfdr(match_l, weight_l, knocked_l)
     iso_r, none_r, rate_r = _lfdr(match_r, weight_r, knocked_r)
+    fitted: list[Side] = [
+        (match_l, weight_l, knocked_l, None, None),
+        (match_r, weight_r, knocked_r, None, None),
+    ]
+    if vote is not None:
+        fitted = [_voted(x, y, vote, fitted[vote.side], redo, link_left, link_right, folds)]
+        v_match, v_weight, v_knocked, v_kept, v_linked = fitted[0]
+        iso_l = iso_r = _lfdr(v_match, v_weight, v_knocked, None, v_kept, v_linked)[0]
     first = _combine(_predict(iso_l, s), _predict(iso_r, s))
     # each knock-out's link, as a position in s (the knock-outs are in fold order)
     knocked_link = np.argsort(fold[found], kind="stable")
-    lf = np.maximum(
-        first,
-        _right_null_lfdr(
-            s, first, knocked_link, (match_l, weight_l, knocked_l), (match_r, weight_r, knocked_r)
-        ),
-    )
+    # With a vote, no second fit: it counts each knock-out by its link's chance of being right, read
+    # from the lfdr of a voted link, where most knock-outs are of links no vote chose (a model's).
+    # Measured (python benchmarks/new_rows.py): it lowered estimates already low by up to 0.20
+    # (Debian MiniLM-L6 / e5 at alpha 0.15, a batch a tenth with partner: 0.307 for 0.523; without it
+    # 0.507).
+    lf = first if vote is not None else np.maximum(first, _right_null_lfdr(s, first, knocked_link, fitted))
     lfdr_all, first_all = nan.copy(), nan.copy()
     lfdr_all[found], first_all[found] = lf, first
     est = PrecisionEstimate(
@@ -414,6 +502,40 @@ def estimate_precision(
         none_r,
     )
     return est
+
+
+def _voted(
+    x: np.ndarray,
+    y: np.ndarray,
+    vote: VoteNull,
+    side: Side,
+    redo: list[list[np.ndarray]],
+    link_left: np.ndarray,
+    link_right: np.ndarray,
+    folds: int,
+) -> Side:
+    """The vote side's (match, weight, knocked) of :func:`estimate_precision` with the vote's
+    (kept, linked) of :func:`_lfdr`: which knock-outs the maps' vote keeps, and the rows of the voted
+    links (in each fold's copy of the rows)."""
+    match, weight, knocked = side[:3]
+    rows, gone, to = (np.concatenate(v) for v in redo)
+    hit = to >= 0
+    own, other = (x, y) if vote.side == 0 else (y, x)
+    maps = vote.maps if vote.side == 0 else np.transpose(vote.maps, (0, 2, 1))
+    votes = np.zeros(len(rows), dtype=np.int64)
+    if hit.any():
+        votes[hit] = _vote_keeps(own, other, maps, rows[hit], gone[hit], to[hit])
+    kept = (votes >= vote.min_votes).astype(float)
+    voted_rows = np.zeros(len(own), bool)
+    voted_rows[(link_left if vote.side == 0 else link_right)[np.asarray(vote.links, bool)]] = True
+    log.info(
+        "precision: the maps' vote keeps %d of %d knock-outs' matches (%d of %d maps needed)",
+        int(kept.sum()),
+        int(hit.sum()),
+        vote.min_votes,
+        len(vote.maps),
+    )
+    return match, weight, knocked, kept, np.tile(voted_rows, folds)
 
 
 @dataclass(frozen=True)

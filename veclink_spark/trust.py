@@ -33,6 +33,7 @@ from .duplicates import Duplicates, find_duplicates
 from .kernels.samples import hash_sample, neighbourhood_sample
 from .precision import (
     PrecisionEstimate,
+    VoteNull,
     estimate_precision,
     expected_true_pairs,
     f1_peak,
@@ -171,6 +172,16 @@ def estimate_basis(
     links = np.nonzero(~seeds)[0]
     if not len(links):
         return EstimateBasis(rows)
+    return region_basis(backend, anchors, links, size)
+
+
+def region_basis(
+    backend: Backend, anchors: dict[str, np.ndarray], links: np.ndarray, size: int
+) -> EstimateBasis:
+    """The regions of :func:`estimate_basis`, centred on :data:`REGIONS` of the links at positions
+    ``links`` of ``anchors`` (at random, by a hash of the left id); every link of ``anchors`` is
+    counted where it touches a core."""
+    seeds = np.asarray(anchors["is_seed"], bool)
     ll, lr = np.asarray(anchors["left_id"]), np.asarray(anchors["right_id"])
     centres = links[hash_sample(ll[links], min(REGIONS, len(links)), ESTIMATE_SALT)]
     regions = fit_rows(backend, ll[centres], lr[centres], size)
@@ -220,11 +231,17 @@ def estimate_basis(
 
 
 def link_precision(
-    backend: Backend, anchors: dict[str, np.ndarray], basis: EstimateBasis
+    backend: Backend,
+    anchors: dict[str, np.ndarray],
+    basis: EstimateBasis,
+    counted_ids: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+    vote: VoteNull | None = None,
 ) -> tuple[PrecisionEstimate, np.ndarray]:
     """Estimated precision of a run's links (:mod:`veclink_spark.precision`), per link in the order of
     ``anchors``, on ``basis`` (:func:`estimate_basis`). Also returns each link's left row in
-    ``basis.rows`` (-1: not in it).
+    ``basis.rows`` (-1: not in it). ``counted_ids``: on each side, the ids of the only rows whose
+    matches count towards the rows without partner (None: every row of the basis, or of its cores).
+    ``vote``: the links it marks were kept by a vote of maps (``links``: a mask over ``anchors``).
 
     On regions, the links with a row in a region's core are estimated there; every other link reads
     its lfdr from its ``similarity`` (:func:`_link_scores`) through an isotonic fit to the estimated
@@ -237,8 +254,20 @@ def link_precision(
     pl, pr = rows.positions(ll, lr)
     inside = (pl >= 0) & (pr >= 0)
     pos = np.where(inside, pl, -1)
+    only = [
+        None if ids is None else np.isin(own, ids)
+        for own, ids in zip((rows.left_ids, rows.right_ids), counted_ids, strict=True)
+    ]
     if basis.core is None:
-        est = estimate_precision(rows.left, rows.right, pl[inside], pr[inside], seeds[inside])
+        counted_rows = None
+        if only[0] is not None or only[1] is not None:
+            counted_rows = (
+                (np.ones(len(rows.left_ids), bool) if only[0] is None else only[0]).astype(float),
+                (np.ones(len(rows.right_ids), bool) if only[1] is None else only[1]).astype(float),
+            )
+        est = estimate_precision(
+            rows.left, rows.right, pl[inside], pr[inside], seeds[inside], counted_rows, _within(vote, inside)
+        )
         lfdr, score, first = (np.full(len(ll), np.nan) for _ in range(3))
         lfdr[inside], score[inside], first[inside] = est.lfdr, est.score, est.first_lfdr
         return replace(
@@ -252,7 +281,11 @@ def link_precision(
         pl[inside],
         pr[inside],
         ~counted[inside],
-        (core_l.astype(float), core_r.astype(float)),
+        (
+            (core_l if only[0] is None else core_l & only[0]).astype(float),
+            (core_r if only[1] is None else core_r & only[1]).astype(float),
+        ),
+        _within(vote, inside),
     )
     own = np.full(len(ll), np.nan)
     own[inside] = est.lfdr
@@ -272,6 +305,11 @@ def link_precision(
         partnerless_right=est.partnerless_right * scale_r,
     )
     return est, pos
+
+
+def _within(vote: VoteNull | None, inside: np.ndarray) -> VoteNull | None:
+    """``vote`` with its mask of voted links cut to the links ``inside`` the basis."""
+    return None if vote is None else replace(vote, links=np.asarray(vote.links, bool)[inside])
 
 
 def _link_scores(anchors: dict[str, np.ndarray]) -> np.ndarray:
@@ -490,6 +528,107 @@ def assess_links(
         f"; links.min_precision {floor} dropped {before - int(found.sum())}" if floor > 0 else "",
     )
     return links, facts, rows.duplicate_rows(), questions
+
+
+def assess_new_links(
+    backend: Backend,
+    fitted: dict[str, np.ndarray],
+    new: dict[str, np.ndarray],
+    new_rows: tuple[str, np.ndarray],
+    vote: tuple[np.ndarray, int],
+    cfg: LinkConfig,
+    min_precision: float | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The estimate of :func:`assess_links` for the links of rows that arrived after a run (``new``:
+    the links of a model's new-rows round, :func:`veclink_spark.engine.vote_round`), on ``backend``'s
+    tables (the fitted rows, the new ones and the other side's). The model's links (``fitted``:
+    left_id, right_id, is_seed; those with both rows in the tables) take part as a run's links do
+    (they fit the estimate's maps, their rows compete) and are not reported. The tables fit in
+    ``scale.fit_rows``: they are estimated whole; else on regions centred on new links
+    (:func:`region_basis`), the new links outside them reading their lfdr from the round's similarity
+    through the counted new links'.
+
+    Nothing of the model's run is carried over: the new rows may have partners more or less often than
+    the fitted ones did, so on their side the rows without partner are counted among the new rows
+    alone (``new_rows``: their side and every new row's id, linked or not), the knock-outs of all the
+    links giving the null. The new links are the matches a vote of the model's bagged maps kept
+    (``vote``: the maps and the votes a link needs), which drops most partnerless rows' matches: the
+    null counts a knock-out only where the same vote keeps its match
+    (:class:`veclink_spark.precision.VoteNull`). Measured against the truth: ``python
+    benchmarks/new_rows.py``. ``min_precision`` (default ``links.min_precision``) keeps the new links
+    whose ``precision_estimate`` is at least it.
+
+    Returns (the new links with ``precision_estimate`` and ``similarity``, the score it ranks them by;
+    the summary's figures)."""
+    floor = cfg.links.min_precision if min_precision is None else float(min_precision)
+    n_new = len(new["left_id"])
+    # in id order, as both engines read them alike (the estimate's folds go by position)
+    old = pd.DataFrame({k: np.asarray(fitted[k]) for k in ("left_id", "right_id", "is_seed")})
+    old = old.sort_values(["left_id", "right_id"], kind="stable")
+    old_seeds = old["is_seed"].to_numpy(bool)
+    anchors = {
+        "left_id": np.concatenate([old["left_id"].to_numpy(), np.asarray(new["left_id"])]),
+        "right_id": np.concatenate([old["right_id"].to_numpy(), np.asarray(new["right_id"])]),
+        "is_seed": np.concatenate([old_seeds, np.zeros(n_new, bool)]),
+        # only the new links' similarity calibrates the links outside the regions
+        "similarity": np.concatenate(
+            [np.full(len(old_seeds), np.nan), np.asarray(new["similarity"], np.float64)]
+        ),
+    }
+    is_new = np.concatenate([np.zeros(len(old_seeds), bool), np.ones(n_new, bool)])
+    links = {k: np.asarray(v) for k, v in new.items() if k != "similarity"}
+    if not n_new:
+        links.update(precision_estimate=np.zeros(0), similarity=np.zeros(0))
+        return links, {"estimated_precision": None, "estimated_true_links": 0.0, "trusted_links": 0}
+    size = cfg.scale.fit_rows
+    if backend.n_left <= size and backend.n_right <= size:
+        # the whole tables; the seeds (else the new links) only decide which row of a duplicate
+        # group is kept
+        keep = anchors["is_seed"] if old_seeds.any() else is_new
+        basis = EstimateBasis(fit_rows(backend, anchors["left_id"][keep], anchors["right_id"][keep], size))
+    else:
+        basis = region_basis(backend, anchors, np.nonzero(is_new)[0], size)
+    side, new_ids = new_rows
+    est, _ = link_precision(
+        backend,
+        anchors,
+        basis,
+        (new_ids, None) if side == "left" else (None, new_ids),
+        VoteNull(vote[0], vote[1], 0 if side == "left" else 1, is_new),
+    )
+    lfdr, score = est.lfdr[is_new], est.score[is_new]
+    precision = prefix_precision(score, lfdr)
+    links.update(precision_estimate=precision, similarity=score)
+    before = n_new
+    if floor > 0:
+        keep = np.nan_to_num(precision, nan=-1.0) >= floor
+        links = {k: np.asarray(v)[keep] for k, v in links.items()}
+        lfdr = lfdr[keep]
+    known = lfdr[np.isfinite(lfdr)]
+    prec = links["precision_estimate"]
+    facts = {
+        "estimated_precision": round(float(1.0 - known.mean()), 4) if len(known) else None,
+        "estimated_true_links": round(float((1.0 - known).sum()), 1),
+        "trusted_links": int((np.nan_to_num(prec, nan=-1.0) >= TRUST_PRECISION).sum()),
+        "estimate_is_lower_bound": est.lower_bound,
+        "precision_basis": {
+            "rows": "whole tables" if basis.core is None else "regions",
+            "left_rows": len(basis.rows.left_ids),
+            "right_rows": len(basis.rows.right_ids),
+            "new_links_estimated_in_regions": int((basis.counted(anchors) & is_new).sum()),
+        },
+        "min_precision": {"value": floor, "links_before": before, "links_dropped": before - len(prec)},
+    }
+    log.info(
+        "new links: estimated precision %s over %d links (%.0f right); %d at %.2f or more%s",
+        facts["estimated_precision"],
+        len(prec),
+        facts["estimated_true_links"],
+        facts["trusted_links"],
+        TRUST_PRECISION,
+        f"; min_precision {floor} dropped {before - len(prec)}" if floor > 0 else "",
+    )
+    return links, facts
 
 
 def asks(summary: dict[str, Any], cfg: LinkConfig) -> bool:
