@@ -1,13 +1,15 @@
 #!/usr/bin/env python
 """spark-submit entry point: one vector index from two tables and a fitted model.
 
-    spark-submit jobs/merge.py --model OUT/model --left PATH --right PATH --output PATH [--into right]
+    spark-submit jobs/merge.py --model OUT/model --left PATH --right PATH --output PATH [--into right] \
+        [--min-precision X]
     python jobs/merge.py ...           # same, with the embedded local Spark session (Delta configured)
 
-Writes the Delta table ``<output>/merged`` in the ``--into`` model's space: every row of that side as
-it is, every unlinked row of the other side translated by the model, a linked pair once; provenance
-columns source, source_id, linked_id, probability. Exit code 0 on success, 2 on invalid input (nothing
-written), 1 on any other failure; the reason is one line on stderr.
+Writes the Delta table ``<output>/merged`` in the ``--into`` model's space: every row of that side as it
+is, every unlinked row of the other side translated by the model, a linked pair once (with
+``--min-precision X``, only the links whose precision_estimate is at least X, and the seeds); provenance
+columns source, source_id, linked_id, probability, precision_estimate. Exit code 0 on success, 2 on
+invalid input (nothing written), 1 on any other failure; the reason is one line on stderr.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--right", required=True, help="right embedding table (id, vector)")
     p.add_argument("--output", required=True, help="output folder/URI; the index is <output>/merged")
     p.add_argument("--into", choices=("left", "right"), default="right", help="space of the merged index")
+    p.add_argument(
+        "--min-precision",
+        type=float,
+        default=0.0,
+        help="merge only the links whose precision_estimate is at least this (and the seeds); the rows of "
+        "the others stay apart",
+    )
     add_common_args(p)
     return p.parse_args(argv)
 
@@ -42,7 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         from veclink_spark.model_spark import load_model, merge
 
         model = load_model(args.model, spark)
-        merged = merge(model, args.left, args.right, args.output, into=args.into, spark=spark)
+        merged = merge(
+            model,
+            args.left,
+            args.right,
+            args.output,
+            into=args.into,
+            spark=spark,
+            min_precision=args.min_precision,
+        )
         counts = {
             r["source"]: r["n"] for r in merged.groupBy("source").agg(F.count("*").alias("n")).collect()
         }

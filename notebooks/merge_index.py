@@ -48,7 +48,9 @@ logging.getLogger("notebook").info(
 
 # MAGIC %md ## The merged index
 # MAGIC Columns: source (left / right), source_id, linked_id (the other side's id of a linked pair),
-# MAGIC probability (of the link), vector (in the `into` model's space).
+# MAGIC probability (of the link), precision_estimate (of the links at least as confident; null for a
+# MAGIC seed), vector (in the `into` model's space). `merge(..., min_precision=0.9)` would merge only the
+# MAGIC links estimated at 0.9 or more.
 
 # COMMAND ----------
 

@@ -176,6 +176,33 @@ def test_merged_index(spark, case, tmp_path) -> None:
     want = model.translate_arrays(pair.left[~new][keep].astype(np.float32))
     got = np.stack(left_rows.loc[[str(i) for i in ids[keep]], "vector"].to_numpy())
     assert np.allclose(got, want, atol=1e-6)
+    # Each merged pair carries its link's precision_estimate (null for a seed, as in the links table).
+    est = dict(zip(links["right_id"].astype(str), links["precision_estimate"], strict=True))
+    merged_pairs = right_rows[right_rows["linked_id"].notna()]
+    assert np.allclose(
+        merged_pairs["precision_estimate"].to_numpy(float),
+        [est[i] for i in merged_pairs["source_id"]],
+        equal_nan=True,
+    )
+
+
+def test_merged_index_merges_only_the_links_at_min_precision(spark, case, tmp_path) -> None:
+    pair, new, d, model, _ = case
+    links = model.links.toPandas()
+    found = links[~links["is_seed"]]
+    cut = float(np.median(found["precision_estimate"]))
+    trusted = links[links["is_seed"] | (links["precision_estimate"] >= cut)]
+    assert len(links) > len(trusted) > links["is_seed"].sum()
+    args = (model, str(d / "left.parquet"), str(d / "right.parquet"), str(tmp_path / "m"))
+    out = merge(*args, min_precision=cut).toPandas()
+    # the pairs below the cut stay two rows: the left row translated beside the right row
+    assert len(out) == len(pair.right_ids) + int((~new).sum()) - len(trusted)
+    pairs = out[out["linked_id"].notna()]
+    assert set(zip(pairs["linked_id"], pairs["source_id"], strict=True)) == set(
+        zip(trusted["left_id"].astype(str), trusted["right_id"].astype(str), strict=True)
+    )
+    left_rows = set(out.loc[out["source"] == "left", "source_id"])
+    assert set(links.loc[~links.index.isin(trusted.index), "left_id"].astype(str)) <= left_rows
 
 
 def test_bad_new_rows_fail_before_writing(spark, case, tmp_path) -> None:

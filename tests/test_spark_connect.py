@@ -191,6 +191,11 @@ def test_model_links_new_rows_through_connect_as_in_process(server, case, tmp_pa
     assert list(remote["source_id"]) == list(local["source_id"])
     assert list(remote["linked_id"].fillna("")) == list(local["linked_id"].fillna(""))
     assert np.allclose(np.stack(remote["vector"].to_numpy()), np.stack(local["vector"].to_numpy()), atol=1e-6)
+    assert np.allclose(
+        remote["precision_estimate"].to_numpy(float),
+        local["precision_estimate"].to_numpy(float),
+        equal_nan=True,
+    )
 
 
 @pytest.fixture(scope="module")

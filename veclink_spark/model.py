@@ -37,6 +37,7 @@ import pandas as pd
 from .backends.base import Backend
 from .backends.in_process import NumpyBackend
 from .config import LinkConfig
+from .constants import PRECISION_ESTIMATE
 from .engine import BAG_FRACTION, POLISH_MAPS, POLISH_MIN_VOTE_FRACTION, vote_round
 from .errors import InputError
 from .extend import extension_cells
@@ -196,24 +197,40 @@ class LinkModel:
         right_ids: np.ndarray,
         right: np.ndarray,
         into: str = "right",
+        min_precision: float = 0.0,
     ) -> pd.DataFrame:
         """The merged index in process (what :func:`veclink_spark.model_spark.merge` writes to Delta):
-        rows source, source_id, linked_id, probability, vector; ``into``'s rows as they are (unit), the
-        other side's unlinked rows translated, a linked pair once. Needs ``self.links`` (pandas)."""
+        rows source, source_id, linked_id, probability, precision_estimate, vector; ``into``'s rows as
+        they are (unit), the other side's unlinked rows translated, a linked pair once (with
+        ``min_precision``, only the links estimated at least that precise and the seeds). Needs
+        ``self.links`` (pandas)."""
         if into not in ("left", "right"):
             raise InputError(f"into must be 'left' or 'right', got {into!r}")
         ll, lr = self._linked()
-        prob = (
-            self.links["probability"].to_numpy(np.float64)
-            if isinstance(self.links, pd.DataFrame)
-            else np.zeros(0)
+        links = self.links if isinstance(self.links, pd.DataFrame) else pd.DataFrame()
+        prob = links["probability"].to_numpy(np.float64) if len(ll) else np.zeros(0)
+        est = (
+            links[PRECISION_ESTIMATE].to_numpy(np.float64)
+            if PRECISION_ESTIMATE in links
+            else np.full(len(ll), np.nan)
         )
+        if min_precision > 0:
+            if PRECISION_ESTIMATE not in links:
+                raise InputError(
+                    "the model's links have no precision_estimate: min_precision cannot cut them"
+                )
+            trusted = self._seed_flags() | (np.nan_to_num(est, nan=-1.0) >= min_precision)
+            ll, lr, prob, est = ll[trusted], lr[trusted], prob[trusted], est[trusted]
         own_ids, own, other_ids, other = (
             (right_ids, right, left_ids, left) if into == "right" else (left_ids, left, right_ids, right)
         )
         own_linked, other_linked = (lr, ll) if into == "right" else (ll, lr)
         partner = dict(
-            zip(own_linked.tolist(), zip(other_linked.tolist(), prob.tolist(), strict=True), strict=True)
+            zip(
+                own_linked.tolist(),
+                zip(other_linked.tolist(), prob.tolist(), est.tolist(), strict=True),
+                strict=True,
+            )
         )
         keep = ~np.isin(np.asarray(other_ids), other_linked)
         kept = normalise_rows(self._checked(own, into)).astype(np.float32)
@@ -227,6 +244,8 @@ class LinkModel:
                 "linked_id": [str(partner[i][0]) if i in partner else None for i in own_list]
                 + [None] * int(keep.sum()),
                 "probability": [partner[i][1] if i in partner else np.nan for i in own_list]
+                + [np.nan] * int(keep.sum()),
+                PRECISION_ESTIMATE: [partner[i][2] if i in partner else np.nan for i in own_list]
                 + [np.nan] * int(keep.sum()),
                 "vector": list(np.concatenate([kept, moved])),
             }

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .backends.spark import SparkBackend
-from .constants import ID, IS_SEED, LEFT_ID, RIGHT_ID, TABLE_LINKS, VECTOR
+from .constants import ID, IS_SEED, LEFT_ID, PRECISION_ESTIMATE, RIGHT_ID, TABLE_LINKS, VECTOR
 from .engine import vote_round
 from .errors import InputError
 from .inputs import load_tables
@@ -297,23 +297,35 @@ def merge(
     id_col: str = "id",
     vector_col: str = "vector",
     spark: SparkSession | None = None,
+    min_precision: float = 0.0,
 ) -> DataFrame:
     """One index in ``into``'s model space from the two tables and the model's links.
 
-    Rows: every row of ``into``'s table as it is (unit vectors), with ``linked_id`` and ``probability``
-    when the model links it; every row of the other table that has no link, translated
-    (:meth:`LinkModel.translate_arrays`). A linked pair is one row. Columns: ``source`` ('left' or
-    'right'), ``source_id`` and ``linked_id`` (ids as strings: the two tables' id types may differ),
-    ``probability`` (null when unlinked), ``vector`` array<float>. Written as one Delta table at
-    ``output/merged`` (replaced as a whole); returns it read back.
+    Rows: every row of ``into``'s table as it is (unit vectors), with ``linked_id``, ``probability``
+    and ``precision_estimate`` when the model links it; every row of the other table that has no
+    link, translated (:meth:`LinkModel.translate_arrays`). A linked pair is one row. Columns:
+    ``source`` ('left' or 'right'), ``source_id`` and ``linked_id`` (ids as strings: the two tables'
+    id types may differ), ``probability`` and ``precision_estimate`` (null when unlinked;
+    ``precision_estimate`` null for a seed), ``vector`` array<float>. ``min_precision``: only the
+    links whose ``precision_estimate`` is at least it (and the seeds) merge their two rows; the rows
+    of the others stay apart. Written as one Delta table at ``output/merged`` (replaced as a whole);
+    returns it read back.
 
     Raises:
-        InputError: a table is missing or invalid, the model holds no links, or ``into`` is not a side.
+        InputError: a table is missing or invalid, the model holds no links, ``into`` is not a side, or
+            ``min_precision`` is set and the model's links have no ``precision_estimate``.
     """
     if into not in ("left", "right"):
         raise InputError(f"into must be 'left' or 'right', got {into!r}")
     if model.links is None:
         raise InputError("the model holds no links (load it from a run's output or a saved model folder)")
+    model_links = model.links
+    if PRECISION_ESTIMATE not in model_links.columns:
+        if min_precision > 0:
+            raise InputError("the model's links have no precision_estimate: min_precision cannot cut them")
+        model_links = model_links.withColumn(PRECISION_ESTIMATE, F.lit(None).cast("double"))
+    if min_precision > 0:
+        model_links = model_links.where(F.col(IS_SEED) | (F.col(PRECISION_ESTIMATE) >= float(min_precision)))
     spark = spark or get_or_create_session()
     other = other_side(into)
     tables = _load(
@@ -323,8 +335,11 @@ def merge(
         {"left": "left", "right": "right"},
     )
     own_key, other_key = (LEFT_ID, RIGHT_ID) if into == "left" else (RIGHT_ID, LEFT_ID)
-    links = model.links.select(
-        F.col(own_key).alias(ID), F.col(other_key).cast("string").alias("linked_id"), "probability"
+    links = model_links.select(
+        F.col(own_key).alias(ID),
+        F.col(other_key).cast("string").alias("linked_id"),
+        "probability",
+        PRECISION_ESTIMATE,
     )
     kept = (
         tables[into][0]
@@ -334,21 +349,30 @@ def merge(
             F.col(ID).cast("string").alias("source_id"),
             "linked_id",
             F.col("probability").cast("double").alias("probability"),
+            F.col(PRECISION_ESTIMATE).cast("double").alias(PRECISION_ESTIMATE),
             F.col(VECTOR).cast("array<float>").alias(VECTOR),
         )
     )
-    linked_other = model.links.select(F.col(other_key).alias(ID))
+    linked_other = model_links.select(F.col(other_key).alias(ID))
     unlinked = tables[other][0].join(linked_other, ID, "left_anti")
     moved = _translated(model, unlinked, other).select(
         F.lit(other).alias("source"),
         F.col(ID).cast("string").alias("source_id"),
         F.lit(None).cast("string").alias("linked_id"),
         F.lit(None).cast("double").alias("probability"),
+        F.lit(None).cast("double").alias(PRECISION_ESTIMATE),
         F.col(VECTOR),
     )
     store = RunStore(spark, output)
     location = store.path(TABLE_MERGED)
     merged = kept.unionByName(moved)
     merged.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(location)
-    log.info("merged index written to %s (%s space)", location, into)
+    log.info(
+        "merged index written to %s (%s space)%s",
+        location,
+        into,
+        f", links at precision_estimate {min_precision} or more (and the seeds) merged"
+        if min_precision > 0
+        else "",
+    )
     return spark.read.format("delta").load(location)
