@@ -296,3 +296,24 @@ def test_model_blocks_new_rows_like_the_full_table_rounds() -> None:
         searched = fitted.info["summary"]["history"][-1].get("probes", 1)
         assert fitted.probes == searched == fitted.search_config().scale.probes
         assert (searched > 1) == chosen  # one probe reaches too few of this pair's mutual pairs
+
+
+def test_new_right_rows_are_estimated_on_their_side() -> None:
+    # New rows of the right table: the estimate counts the new right rows and votes with the bagged
+    # maps turned around. On this synthetic pair it lands within 0.1 of the measured precision
+    # (0.730 estimated for 0.682 measured when written).
+    pair = make_pair(n_objects=1200, alpha=0.3, n_seeds=15, seed=7)
+    new = (np.random.default_rng(1).random(len(pair.right_ids)) < 0.25) & ~np.isin(
+        pair.right_ids, pair.seed_right
+    )
+    ids, x = pair.right_ids, pair.right
+    model = fit_arrays(pair.left_ids, pair.left, ids[~new], x[~new], pair.seed_left, pair.seed_right)
+    links, s = model.link_arrays(
+        ids[new], x[new], pair.left_ids, pair.left, side="right", existing_ids=ids[~new], existing=x[~new]
+    )
+    truth = set(zip(pair.truth_left.tolist(), pair.truth_right.tolist(), strict=True))
+    measured = np.mean([p in truth for p in zip(links.left_id, links.right_id, strict=True)])
+    assert len(links) >= 30 and set(links.right_id) <= set(ids[new].tolist())
+    assert abs(s["estimated_precision"] - measured) <= 0.1
+    ranked = links.sort_values("similarity", ascending=False, kind="stable")["precision_estimate"].to_numpy()
+    assert (np.diff(ranked) <= 1e-12).all() and s["precision_basis"]["rows"] == "whole tables"
