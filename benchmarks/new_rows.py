@@ -2,7 +2,7 @@
 """How far the estimated precision of rows linked after a run can be trusted.
 
     python benchmarks/new_rows.py [--data-dir ../shared/data] [--out benchmarks/new_rows]
-        [--cells CORPUS/LEFT/RIGHT/ALPHA ...] [--cache DIR] [--report-only]
+        [--cells CORPUS/LEFT/RIGHT/ALPHA | density/ROWS ...] [--cache DIR] [--report-only]
 
 Per cell (a benchmark split, ``design/benchmark.md``: 15 in-domain seeds, split seed 0, fresh ids),
 with the in-process engine and the default configuration: the model is fitted on two thirds of the
@@ -18,7 +18,9 @@ Each batch's new links: measured precision against the truth beside ``estimated_
 new links' own estimate, :func:`veclink_spark.trust.assess_new_links`) and the fitted run's own
 estimate (what the new links were trusted at when they took the run's word); the links kept at
 ``min_precision`` 0.9 and 0.95 (their measured precision). The ceiling of ``design/benchmark.md``
-(:mod:`benchmarks.harness.ceiling`) is given beside each cell. Ground truth lives in this script only.
+(:mod:`benchmarks.harness.ceiling`) is given beside each cell. Cell ``density/ROWS``: the clustered
+synthetic pair of ``benchmarks/density.py`` with ROWS rows a side, larger than ``scale.fit_rows``, so
+that the new rows are estimated in regions. Ground truth lives in this script only.
 Writes ``OUT/results.jsonl`` (one row per cell and batch) and ``OUT/REPORT.md``.
 """
 
@@ -32,9 +34,11 @@ import pickle
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
@@ -59,6 +63,7 @@ CELLS = [
     "debian/L6/e5/0.15",
     "wordnet/L6/L3/0.3",
     "wordnet/mpnet/e5/0.3",
+    "density/20000",
 ]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "veclink-spark" / "new_rows"
 #: The share of the second batch's rows that have a partner.
@@ -73,11 +78,29 @@ def measured(links: Any, truth: set, floor: float = 0.0) -> dict[str, Any]:
     return {"links": len(pairs), "precision": round(right / len(pairs), 4) if pairs else None}
 
 
-def run_cell(args: argparse.Namespace, cell: str) -> list[dict[str, Any]]:
+def _split(args: argparse.Namespace, cell: str) -> Any:
+    """The cell's split: a benchmark split of real data, or (``density/ROWS``) the clustered synthetic
+    pair of ``benchmarks/density.py`` (300 clusters; tables larger than ``scale.fit_rows``, so the new
+    rows are estimated in regions)."""
+    if cell.startswith("density/"):
+        from benchmarks.density import _table, data
+
+        folder = data(int(cell.split("/")[1]), 300, 0)
+        tables = [
+            SimpleNamespace(**dict(zip(("ids", "vectors"), _table(folder, s), strict=True)))
+            for s in ("left", "right")
+        ]
+        truth = pd.read_parquet(folder / "truth.parquet").iloc[:, :2].to_numpy()
+        seeds = pd.read_parquet(folder / "seeds.parquet")[["left_id", "right_id"]].to_numpy()
+        return SimpleNamespace(left=tables[0], right=tables[1], truth=truth, seeds=seeds)
     corpus, left, right, alpha = cell.split("/")
     e1 = load_corpus(args.data_dir, corpus, LONG[left])
     e2 = load_corpus(args.data_dir, corpus, LONG[right])
-    split = make_split(e1, e2, float(alpha), 15, args.seed)
+    return make_split(e1, e2, float(alpha), 15, args.seed)
+
+
+def run_cell(args: argparse.Namespace, cell: str) -> list[dict[str, Any]]:
+    split = _split(args, cell)
     L, R = split.left, split.right
     truth = set(zip(split.truth[:, 0].tolist(), split.truth[:, 1].tolist(), strict=True))
     partnered = set(split.truth[:, 0].tolist())
