@@ -277,7 +277,7 @@ class LinksConfig:
         0.0,
         "keep the links whose precision_estimate (the estimated precision of all links at least as "
         "confident, docs/method.md 'Estimated precision') is at least this; 0 keeps every link. Seeds "
-        "are always kept",
+        "are always kept. Rows linked later with the run's model (jobs/link_new.py) are cut alike",
         lo=0.0,
         hi=1.0,
     )
