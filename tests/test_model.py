@@ -216,6 +216,17 @@ def test_bad_new_rows_fail_before_writing(spark, case, tmp_path) -> None:
     assert not (tmp_path / "never").exists()
     with pytest.raises(InputError, match="side"):
         link_new(model, str(d / "new.parquet"), str(tmp_path / "never"), side="up")
+    with pytest.raises(InputError, match="min_precision"):
+        link_new(model, str(d / "new.parquet"), str(tmp_path / "never"), min_precision=1.5)
+    with pytest.raises(InputError, match="min_precision"):
+        merge(
+            model,
+            str(d / "left.parquet"),
+            str(d / "right.parquet"),
+            str(tmp_path / "never"),
+            min_precision=-0.1,
+        )
+    assert not (tmp_path / "never").exists()
     with pytest.raises(InputError, match="no fitted model"):
         load_model(str(tmp_path / "nothing"), spark)
     with pytest.raises(InputError, match="dimensions"):

@@ -44,7 +44,7 @@ from .extend import extension_cells
 from .kernels.centre import centred_with, normalise_rows
 from .kernels.maps import CROSS_DECIMALS, bag_flags, procrustes_map
 from .kernels.samples import hash_sample
-from .trust import assess_new_links
+from .trust import assess_new_links, checked_min_precision
 
 #: Format of a saved model's ``model.json`` (bumped when the saved layout changes).
 MODEL_FORMAT = 1
@@ -162,6 +162,7 @@ class LinkModel:
         round 1, is_seed False, precision_estimate, similarity), summary with the counts, the
         estimated precision of the new links and the fitted run's verdict.
         """
+        min_precision = checked_min_precision(min_precision)
         ids, x = np.asarray(new_ids), self._checked(new, side)
         if existing_ids is not None and existing is not None:
             clash = set(np.asarray(existing_ids).tolist()) & set(ids.tolist())
@@ -206,6 +207,7 @@ class LinkModel:
         ``self.links`` (pandas)."""
         if into not in ("left", "right"):
             raise InputError(f"into must be 'left' or 'right', got {into!r}")
+        min_precision = checked_min_precision(min_precision) or 0.0
         ll, lr = self._linked()
         links = self.links if isinstance(self.links, pd.DataFrame) else pd.DataFrame()
         prob = links["probability"].to_numpy(np.float64) if len(ll) else np.zeros(0)

@@ -28,7 +28,7 @@ from .session import get_or_create_session
 from .stages import centre as centre_stage
 from .stages.signatures import map_vectors
 from .store import RunStore, run_id_or_new
-from .trust import assess_new_links
+from .trust import assess_new_links, checked_min_precision
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,7 @@ def link_new(
     """
     if side not in ("left", "right"):
         raise InputError(f"side must be 'left' or 'right', got {side!r}")
+    min_precision = checked_min_precision(min_precision)
     spark = spark or get_or_create_session()
     t0 = time.time()
     run_id = run_id_or_new(run_id, "new")
@@ -317,6 +318,7 @@ def merge(
     """
     if into not in ("left", "right"):
         raise InputError(f"into must be 'left' or 'right', got {into!r}")
+    min_precision = checked_min_precision(min_precision) or 0.0
     if model.links is None:
         raise InputError("the model holds no links (load it from a run's output or a saved model folder)")
     model_links = model.links

@@ -30,6 +30,7 @@ from sklearn.isotonic import IsotonicRegression
 from .backends.base import Backend
 from .config import LinkConfig
 from .duplicates import Duplicates, find_duplicates
+from .errors import InputError
 from .kernels.samples import hash_sample, neighbourhood_sample
 from .precision import (
     PrecisionEstimate,
@@ -530,6 +531,16 @@ def assess_links(
     return links, facts, rows.duplicate_rows(), questions
 
 
+def checked_min_precision(value: float | None) -> float | None:
+    """``value`` as a ``min_precision`` (None: the default of the caller), or InputError when it is not
+    between 0 and 1: raised before any work, so nothing is written."""
+    if value is None:
+        return None
+    if not 0.0 <= float(value) <= 1.0:
+        raise InputError(f"min_precision must be between 0 and 1, got {value!r}")
+    return float(value)
+
+
 def assess_new_links(
     backend: Backend,
     fitted: dict[str, np.ndarray],
@@ -579,7 +590,14 @@ def assess_new_links(
     links = {k: np.asarray(v) for k, v in new.items() if k != "similarity"}
     if not n_new:
         links.update(precision_estimate=np.zeros(0), similarity=np.zeros(0))
-        return links, {"estimated_precision": None, "estimated_true_links": 0.0, "trusted_links": 0}
+        return links, {
+            "estimated_precision": None,
+            "estimated_true_links": 0.0,
+            "trusted_links": 0,
+            "estimate_is_lower_bound": False,
+            "precision_basis": None,
+            "min_precision": {"value": floor, "links_before": 0, "links_dropped": 0},
+        }
     size = cfg.scale.fit_rows
     if backend.n_left <= size and backend.n_right <= size:
         # the whole tables; the seeds (else the new links) only decide which row of a duplicate
