@@ -127,10 +127,6 @@ class PrecisionEstimate:
         }
 
 
-#: One side's counts for :func:`_lfdr`: (match, weight, knocked, kept, linked).
-Side = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
-
-
 @dataclass(frozen=True)
 class VoteNull:
     """The links to estimate were kept by a vote of maps (a model's new-rows round,
@@ -339,7 +335,7 @@ def _predict(iso: IsotonicRegression | None, score: np.ndarray) -> np.ndarray:
     return np.minimum(1.0, p / np.maximum(1.0 - p, 1e-12))
 
 
-def _combine(*lfdr: np.ndarray) -> np.ndarray:
+def _combine(lf_left: np.ndarray, lf_right: np.ndarray) -> np.ndarray:
     """A link's lfdr from its two sides' values: the larger (a wrong link is wrong from either end).
     The mean was measured too (scratch, the rounds' links): closer to the measured precision by
     0.012-0.019 on three Debian alpha 0.3 cells, but it put the negative control's Debian GloVe /
@@ -350,13 +346,16 @@ def _combine(*lfdr: np.ndarray) -> np.ndarray:
     same-family ones become optimistic (WordNet mpnet / MiniLM-L6 +0.029 to +0.047), the links kept
     at 0.95 on WordNet mpnet / MiniLM-L3 measure 0.917 (0.930 with the larger) and the negative
     control's Debian GloVe / mpnet says 0.064 (measured 0.003). A promise that holds at the cut is
-    worth more to a user than a closer mean, so the larger stays. With a vote (:class:`VoteNull`)
-    only the new rows' side is fitted, and its values are the links'."""
-    return np.maximum.reduce(lfdr) if len(lfdr) > 1 else lfdr[0]
+    worth more to a user than a closer mean, so the larger stays."""
+    return np.maximum(lf_left, lf_right)
 
 
 def _right_null_lfdr(
-    s: np.ndarray, lfdr: np.ndarray, knocked_link: np.ndarray, sides: list[Side]
+    s: np.ndarray,
+    lfdr: np.ndarray,
+    knocked_link: np.ndarray,
+    left: tuple[np.ndarray, np.ndarray, np.ndarray],
+    right: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> np.ndarray:
     """The links' lfdr with each knock-out's score counted by the chance its link is right (``1 -
     lfdr``, fitted again from the lfdr so obtained, :data:`NULL_FITS` times at most).
@@ -365,16 +364,17 @@ def _right_null_lfdr(
     removes a row that is not the partner and leaves the row's second choice, which scores lower than
     a row without partner does; where many links are wrong (a low-precision run, or the low end of a
     final matching) the null so drawn is too light at high scores and the lfdr too low (Debian mpnet
-    / MiniLM-L6, alpha 0.15: its final links estimated 0.884, measured 0.819). ``sides``: each side's
-    (match, weight, knocked, kept, linked) arrays, as :func:`estimate_precision` gives them to
+    / MiniLM-L6, alpha 0.15: its final links estimated 0.884, measured 0.819). ``left`` / ``right``:
+    each side's (match, weight, knocked) arrays, as :func:`estimate_precision` gives them to
     :func:`_lfdr`; ``knocked_link``: each knock-out's link (a position in ``s``)."""
     out = lfdr
     for _ in range(NULL_FITS):
         chance = 1.0 - out[knocked_link]
         if chance.sum() < 1.0:  # not one right link among them: nothing to count the knock-outs by
             break
-        fits = [_predict(_lfdr(m, w, k, chance, kept, linked)[0], s) for m, w, k, kept, linked in sides]
-        out, before = _combine(*fits), out
+        iso_l = _lfdr(*left, chance)[0]
+        iso_r = _lfdr(*right, chance)[0]
+        out, before = _combine(_predict(iso_l, s), _predict(iso_r, s)), out
         if np.max(np.abs(out - before)) < NULL_TOLERANCE:
             break
     return out
@@ -461,23 +461,27 @@ def estimate_precision(
     match_r, weight_r, knocked_r = (np.concatenate(v) for v in sides[3:])
     iso_l, none_l, rate_l = _lfdr(match_l, weight_l, knocked_l)
     iso_r, none_r, rate_r = _lfdr(match_r, weight_r, knocked_r)
-    fitted: list[Side] = [
-        (match_l, weight_l, knocked_l, None, None),
-        (match_r, weight_r, knocked_r, None, None),
-    ]
-    if vote is not None:
-        fitted = [_voted(x, y, vote, fitted[vote.side], redo, link_left, link_right, folds)]
-        v_match, v_weight, v_knocked, v_kept, v_linked = fitted[0]
-        iso_l = iso_r = _lfdr(v_match, v_weight, v_knocked, None, v_kept, v_linked)[0]
-    first = _combine(_predict(iso_l, s), _predict(iso_r, s))
-    # each knock-out's link, as a position in s (the knock-outs are in fold order)
-    knocked_link = np.argsort(fold[found], kind="stable")
-    # With a vote, no second fit: it counts each knock-out by its link's chance of being right, read
-    # from the lfdr of a voted link, where most knock-outs are of links no vote chose (a model's).
-    # Measured (python benchmarks/new_rows.py): it lowered estimates already low by up to 0.20
-    # (Debian MiniLM-L6 / e5 at alpha 0.15, a batch a tenth with partner: 0.307 for 0.523; without it
-    # 0.507).
-    lf = first if vote is not None else np.maximum(first, _right_null_lfdr(s, first, knocked_link, fitted))
+    if vote is None:
+        first = _combine(_predict(iso_l, s), _predict(iso_r, s))
+        # each knock-out's link, as a position in s (the knock-outs are in fold order)
+        knocked_link = np.argsort(fold[found], kind="stable")
+        lf = np.maximum(
+            first,
+            _right_null_lfdr(
+                s, first, knocked_link, (match_l, weight_l, knocked_l), (match_r, weight_r, knocked_r)
+            ),
+        )
+    else:
+        # Only the new rows' side is fitted, and once: the second fit would count each knock-out by
+        # its link's chance of being right, read from the lfdr of a voted link, where most knock-outs
+        # are of links no vote chose (a model's). Measured (python benchmarks/new_rows.py): it lowered
+        # estimates already low by up to 0.20 (Debian MiniLM-L6 / e5 at alpha 0.15, a batch a tenth
+        # with partner: 0.307 for 0.523; without it 0.507).
+        kept, linked = _voted(x, y, vote, redo, link_left, link_right, folds)
+        v_match, v_weight, v_knocked = (
+            (match_l, weight_l, knocked_l) if vote.side == 0 else (match_r, weight_r, knocked_r)
+        )
+        first = lf = _predict(_lfdr(v_match, v_weight, v_knocked, None, kept, linked)[0], s)
     lfdr_all, first_all = nan.copy(), nan.copy()
     lfdr_all[found], first_all[found] = lf, first
     est = PrecisionEstimate(
@@ -508,16 +512,14 @@ def _voted(
     x: np.ndarray,
     y: np.ndarray,
     vote: VoteNull,
-    side: Side,
     redo: list[list[np.ndarray]],
     link_left: np.ndarray,
     link_right: np.ndarray,
     folds: int,
-) -> Side:
-    """The vote side's (match, weight, knocked) of :func:`estimate_precision` with the vote's
-    (kept, linked) of :func:`_lfdr`: which knock-outs the maps' vote keeps, and the rows of the voted
+) -> tuple[np.ndarray, np.ndarray]:
+    """The vote side's ``kept`` and ``linked`` of :func:`_lfdr`: which knock-outs (``redo``: their
+    rows, partners and new matches, in fold order) the maps' vote keeps, and the rows of the voted
     links (in each fold's copy of the rows)."""
-    match, weight, knocked = side[:3]
     rows, gone, to = (np.concatenate(v) for v in redo)
     hit = to >= 0
     own, other = (x, y) if vote.side == 0 else (y, x)
@@ -535,7 +537,7 @@ def _voted(
         vote.min_votes,
         len(vote.maps),
     )
-    return match, weight, knocked, kept, np.tile(voted_rows, folds)
+    return kept, np.tile(voted_rows, folds)
 
 
 @dataclass(frozen=True)

@@ -255,19 +255,15 @@ def link_precision(
     pl, pr = rows.positions(ll, lr)
     inside = (pl >= 0) & (pr >= 0)
     pos = np.where(inside, pl, -1)
-    only = [
-        None if ids is None else np.isin(own, ids)
-        for own, ids in zip((rows.left_ids, rows.right_ids), counted_ids, strict=True)
-    ]
     if basis.core is None:
-        counted_rows = None
-        if only[0] is not None or only[1] is not None:
-            counted_rows = (
-                (np.ones(len(rows.left_ids), bool) if only[0] is None else only[0]).astype(float),
-                (np.ones(len(rows.right_ids), bool) if only[1] is None else only[1]).astype(float),
-            )
         est = estimate_precision(
-            rows.left, rows.right, pl[inside], pr[inside], seeds[inside], counted_rows, _within(vote, inside)
+            rows.left,
+            rows.right,
+            pl[inside],
+            pr[inside],
+            seeds[inside],
+            _counted_rows(rows, None, counted_ids),
+            _within(vote, inside),
         )
         lfdr, score, first = (np.full(len(ll), np.nan) for _ in range(3))
         lfdr[inside], score[inside], first[inside] = est.lfdr, est.score, est.first_lfdr
@@ -282,10 +278,7 @@ def link_precision(
         pl[inside],
         pr[inside],
         ~counted[inside],
-        (
-            (core_l if only[0] is None else core_l & only[0]).astype(float),
-            (core_r if only[1] is None else core_r & only[1]).astype(float),
-        ),
+        _counted_rows(rows, basis.core, counted_ids),
         _within(vote, inside),
     )
     own = np.full(len(ll), np.nan)
@@ -306,6 +299,25 @@ def link_precision(
         partnerless_right=est.partnerless_right * scale_r,
     )
     return est, pos
+
+
+def _counted_rows(
+    rows: FitRows,
+    core: tuple[np.ndarray, np.ndarray] | None,
+    counted_ids: tuple[np.ndarray | None, np.ndarray | None],
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``core`` of :func:`veclink_spark.precision.estimate_precision`: the rows of ``core`` (None:
+    every row of ``rows``) whose ids are in ``counted_ids`` (None on a side: all); None when that is
+    every row."""
+    if core is None and all(ids is None for ids in counted_ids):
+        return None
+    sides = (rows.left_ids, rows.right_ids)
+    base = core if core is not None else tuple(np.ones(len(own), bool) for own in sides)
+    left, right = (
+        (b if ids is None else b & np.isin(own, ids)).astype(float)
+        for b, own, ids in zip(base, sides, counted_ids, strict=True)
+    )
+    return left, right
 
 
 def _within(vote: VoteNull | None, inside: np.ndarray) -> VoteNull | None:
