@@ -179,7 +179,7 @@ class StallChecks:
     incoherent: bool
     few: bool
     #: The churn was above :data:`MAX_FINAL_CHURN` in an extension's settling round whose links keep
-    #: distances: not a stall, more settling rounds may help.
+    #: distances: not a stall (a map still converging over the full tables).
     converging: bool
 
     @property
@@ -387,11 +387,16 @@ def diagnose(
     if more_probes:
         advice.append(more_probes)
     if checks.converging and last is not None:
+        # No promise that more settling rounds raise recall: where measured (all WordNet glosses,
+        # MiniLM-L6 / e5, 117k rows a side, benchmarks/scale/WORDNET.md) scale.max_rounds 10 instead of
+        # 4 left the last round with 26,683 true pairs against 26,606; the search's probes (the advice
+        # above, from the measured search recall) raised it to 30,421.
         advice.append(
             f"the full-table settling rounds had not settled: the last one changed "
             f"{checks.churn:.0%} of its {last.get('links', 0)} links (links that keep distances, "
             f"Spearman {checks.link_consistency:.2f}: a map still converging, not a chance matching); "
-            f"more settling rounds (scale.max_rounds, {cfg.scale.max_rounds} now) may raise recall"
+            f"more settling rounds (scale.max_rounds, {cfg.scale.max_rounds} now) barely raised recall "
+            "where measured: the last round's search cells (scale.probes) matter more"
         )
     verdict = "stalled" if stalled else "took off"
     # The seeds the fit dropped (veclink_spark.fit), then the ones the final links doubt: where the
