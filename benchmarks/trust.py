@@ -208,9 +208,12 @@ def heldout_section(out: Path) -> list[str]:
         "## Beside the grid: other splits",
         "",
         "`python benchmarks/trust.py heldout [--cells CELL__nN__sS ...]`: the grid's estimate and cuts on",
-        "splits it does not hold, as a check on held-out cases would draw them: alpha 0.2 with 20",
-        "in-domain seeds (split seed 1) and alpha 0.3 with 30 out-of-domain seeds (split seed 2); `n` the",
-        "seeds, `s` the split seed. Defaults, in process.",
+        "splits it does not hold, as a check on held-out cases would draw them: "
+        + " and ".join(
+            f"alpha {alpha} with {n} {kind.replace('_', '-')} seeds (split seed {seed})"
+            for alpha, kind, n, seed in HELDOUT
+        )
+        + "; `n` the seeds, `s` the split seed. Defaults, in process.",
         "",
         *_estimate_table(rows),
         "Run at: " + ", ".join(f"{n} cells at {c}" for c, n in by.items()) + ".",
